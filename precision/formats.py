@@ -198,7 +198,7 @@ def _overflow(fmt: Format, negative: bool) -> np.generic:
 
 
 def round_to_format_array(values, fmt: Format | str) -> np.ndarray:
-    """Round each exact value of an iterable (or nested list) to ``fmt`` once; see `round_to_format`."""
+    """Round each exact value of an array-like to ``fmt`` once; see `round_to_format`."""
     fmt = get_format(fmt)
     arr = np.asarray(values, dtype=object)
     out = np.empty(arr.shape, dtype=fmt.dtype)
