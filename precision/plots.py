@@ -1,0 +1,84 @@
+"""Heatmaps of error versus measured condition number and magnitude. The only seaborn user.
+
+One figure per problem; one facet per variant (rows) x format (columns). x = decade of the
+measured condition number, y = decade of the input magnitude, colour = median log10(error / u)
+over certified ok rows. A cell where some inputs failed (underflow, overflow, nan) carries the
+failed percentage as text; a cell with no inputs stays blank.
+"""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: no display is needed or wanted
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+from precision.summary import summarize  # noqa: E402
+
+
+def heatmap_figure(table: pd.DataFrame, problem: str) -> plt.Figure:
+    """The error heatmap facets of one problem (see module docstring)."""
+    cells = summarize(table[table["problem"] == problem])
+    cells = cells[cells["cond_decade"].notna() & cells["magnitude_decade"].notna()].copy()
+    variants = list(dict.fromkeys(table.loc[table["problem"] == problem, "variant"]))
+    formats = list(dict.fromkeys(table["format"]))
+    with np.errstate(divide="ignore"):
+        cells["log10_err_over_u"] = np.log10(cells["median_err_over_u"].astype(float))
+    cells["log10_err_over_u"] = cells["log10_err_over_u"].replace(-np.inf, np.nan)
+    xs = list(range(int(cells["cond_decade"].min()), int(cells["cond_decade"].max()) + 1))
+    ys = list(range(int(cells["magnitude_decade"].min()), int(cells["magnitude_decade"].max()) + 1))
+    finite = cells["log10_err_over_u"].dropna()
+    vmin, vmax = (float(finite.min()), float(finite.max())) if len(finite) else (0.0, 1.0)
+    fig, axes = plt.subplots(
+        len(variants),
+        len(formats),
+        figsize=(2.6 * len(formats) + 1.2, 2.2 * len(variants) + 0.8),
+        squeeze=False,
+        sharex=True,
+        sharey=True,
+    )
+    for i, variant in enumerate(variants):
+        for j, fmt in enumerate(formats):
+            facet = cells[(cells["variant"] == variant) & (cells["format"] == fmt)]
+            _draw_facet(axes[i][j], facet, xs, ys, vmin, vmax)
+            axes[i][j].set_title(f"{variant} · {fmt}", fontsize=9)
+            axes[i][j].set_xlabel("log10 cond" if i == len(variants) - 1 else "")
+            axes[i][j].set_ylabel("log10 max|x|" if j == 0 else "")
+    mappable = plt.cm.ScalarMappable(norm=plt.Normalize(vmin, vmax), cmap="viridis")
+    fig.colorbar(mappable, ax=axes, shrink=0.8, label="median log10(rel. error / u)")
+    fig.suptitle(f"{problem}: error vs condition number and magnitude (text: % failed)")
+    return fig
+
+
+def _draw_facet(ax, facet: pd.DataFrame, xs, ys, vmin: float, vmax: float) -> None:
+    values = np.full((len(ys), len(xs)), np.nan)
+    labels = np.full((len(ys), len(xs)), "", dtype=object)
+    for row in facet.itertuples(index=False):
+        y, x = ys.index(int(row.magnitude_decade)), xs.index(int(row.cond_decade))
+        values[y, x] = row.log10_err_over_u
+        if row.failure_fraction > 0:
+            labels[y, x] = f"{100 * row.failure_fraction:.0f}%"
+    grid = pd.DataFrame(values, index=ys, columns=xs).iloc[::-1]
+    sns.heatmap(
+        grid,
+        ax=ax,
+        vmin=vmin,
+        vmax=vmax,
+        cmap="viridis",
+        cbar=False,
+        annot=labels[::-1],
+        fmt="",
+        annot_kws={"fontsize": 7, "color": "red"},
+        linewidths=0.3,
+        linecolor="white",
+    )
+    ax.tick_params(labelsize=7)
+
+
+def study_figures(table: pd.DataFrame) -> dict[str, plt.Figure]:
+    """Every figure of a study, by file stem."""
+    return {f"heatmap_{p}": heatmap_figure(table, p) for p in dict.fromkeys(table["problem"])}

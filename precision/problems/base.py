@@ -1,0 +1,104 @@
+"""What a problem is: an exact reference, a condition number, and variants computed in a format.
+
+A problem module defines small functions (the variants, each computing in the dtype of its
+input) next to the mpmath reference they approximate, and bundles them in a `Problem`. Nothing
+registers itself on import: `precision.problems.PROBLEMS` lists the problems explicitly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from precision.formats import Format
+
+
+def same_as_format(fmt: Format) -> str:
+    """Reductions accumulate in the format itself."""
+    return fmt.name
+
+
+def numpy_sum_accumulator(fmt: Format) -> str:
+    """The accumulator of ``np.sum`` over a contiguous 1-D array.
+
+    numpy sums float16 pairwise in a float32 accumulator and rounds once at the end; ml_dtypes'
+    bfloat16 reductions accumulate in bfloat16 (../shared/NUMERICS.md).
+    """
+    return "float32" if fmt.name == "float16" else fmt.name
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One way of computing a problem's output.
+
+    Attributes
+    ----------
+    name : str
+        Short name, unique within the problem (``"naive"``, ``"shifted"``, ``"scipy"``).
+    compute : callable
+        ``compute(x) -> y``: computes from the in-format input ``x`` with numpy operations that
+        keep its dtype (unless `library` code upcasts, which the row then records).
+    bound : callable or None
+        ``bound(x, fmt) -> float``: the known first-order bound on the normwise relative error
+        for this input (same units as ``rel_error``), or NaN where its assumptions fail
+        (e.g. an intermediate underflows); None where the literature gives no bound.
+    accumulator : callable
+        ``accumulator(fmt) -> str``: the precision its reductions accumulate in.
+    library : str
+        ``"numpy"`` for code written here, else the library whose routine is called.
+    """
+
+    name: str
+    compute: Callable[[np.ndarray], np.ndarray]
+    bound: Callable[[np.ndarray, Format], float] | None = None
+    accumulator: Callable[[Format], str] = same_as_format
+    library: str = "numpy"
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A computational problem with its exact reference and its variants.
+
+    Attributes
+    ----------
+    name : str
+    description : str
+    reference : callable
+        ``reference(x) -> (y, cond)``: the exact output (object array of mpf) and the relative
+        condition number (mpf) for an input given as an object array of mpmath numbers, both
+        evaluated at the caller's working precision (``mpmath.workprec``); computed together
+        because the condition number reuses the reference's intermediate values.
+    magnitude : callable
+        ``magnitude(x) -> float``: the input magnitude the heatmaps bin (e.g. max |x_i|).
+    propose : callable
+        ``propose(rng, n=, magnitude=, cond=, size=) -> (size, *shape) float64`` candidates aimed
+        at a target magnitude and condition number.
+    estimate : callable
+        ``estimate(X) -> (cond, magnitude)``: fast float64 estimates for a batch of candidates,
+        used only to pick candidates; rows carry the values measured in high precision.
+    variants : mapping of name to Variant
+    input_shape : callable
+        ``input_shape(n) -> tuple``: the shape of one input of size n.
+    extras : callable
+        ``extras(x) -> dict``: further per-input columns (float64), e.g. ``x_max``.
+    from_logits : callable or None
+        Maps one row of a logit data set (e.g. MNIST pre-softmax activations) to an input of
+        this problem; None when the problem does not take logits.
+    takes_sizes : bool
+        False for problems whose inputs have a fixed size (the study's sizes do not apply).
+    """
+
+    name: str
+    description: str
+    reference: Callable[[np.ndarray], tuple[np.ndarray, object]]
+    magnitude: Callable[[np.ndarray], float]
+    propose: Callable[..., np.ndarray]
+    estimate: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+    variants: Mapping[str, Variant]
+    input_shape: Callable[[int], tuple[int, ...]] = lambda n: (n,)
+    extras: Callable[[np.ndarray], dict[str, float]] = field(default=lambda x: {})
+    from_logits: Callable[[np.ndarray], np.ndarray] | None = None
+    takes_sizes: bool = True

@@ -1,0 +1,123 @@
+"""Cross-entropy of logits x against a target distribution t: CE = -sum_i t_i log softmax(x)_i.
+
+An input is a (2, n) array: row 0 the logits, row 1 the target (one-hot in the studies, exactly
+representable in every format). For a data set of logits the target is the predicted class
+(argmax): the loss of a confident correct prediction, small and ill-conditioned.
+CE = lse(x) - sum_i t_i x_i when sum t = 1. Condition number with respect to the logits (the
+targets are exact): kappa = sum_i |x_i| |g_i - t_i| / |CE|.
+"""
+
+from __future__ import annotations
+
+import mpmath
+import numpy as np
+
+from precision.formats import Format
+from precision.problems import logits
+from precision.problems.base import Problem, Variant, numpy_sum_accumulator
+from precision.problems.log_softmax import log_softmax_shifted
+from precision.problems.softmax import softmax_shifted
+
+
+def cross_entropy_reference(xt: np.ndarray) -> tuple[np.ndarray, mpmath.mpf]:
+    """Exact CE = -sum t_i (x_i - lse(x)) and its condition number (module docstring)."""
+    x, t = list(xt[0]), list(xt[1])
+    a, e, s = logits.mp_exp_terms(x)
+    lse = a + mpmath.log(s)
+    ce = -mpmath.fsum(ti * (xi - lse) for xi, ti in zip(x, t, strict=True))
+    # g_i - t_i is formed from e_i / s without cancelling 1 - g_k in low precision.
+    sensitivity = mpmath.fsum(
+        abs(xi) * abs(ei / s - ti) for xi, ei, ti in zip(x, e, t, strict=True)
+    )
+    return np.array([ce], dtype=object), (sensitivity / abs(ce) if ce != 0 else mpmath.inf)
+
+
+def cross_entropy_from_probabilities(xt: np.ndarray) -> np.ndarray:
+    """``-sum(t * log(p))`` with p = softmax(x) (shifted), as the formula is written.
+
+    Once any p_i underflows to 0, log(p_i) = -inf and t_i * log(p_i) is inf (t_i > 0) or
+    0 * -inf = nan (t_i = 0): the formula fails although the loss itself is finite.
+    """
+    x, t = xt[0], xt[1]
+    return (-np.sum(t * np.log(softmax_shifted(x))))[None]
+
+
+def cross_entropy_from_logits(xt: np.ndarray) -> np.ndarray:
+    """``-sum(t * log_softmax(x))`` with the stable log_softmax (as F.cross_entropy does)."""
+    x, t = xt[0], xt[1]
+    return (-np.sum(t * log_softmax_shifted(x)))[None]
+
+
+def _ce64(xt: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    x, t = np.asarray(xt, dtype=np.float64)
+    y = x - logits.lse64(x)
+    return x, t, float(-(t * y).sum())
+
+
+def from_logits_bound(xt: np.ndarray, fmt: Format) -> float:
+    """First order: sum_i t_i u (|z_i| + |y_i|) + u (n + sum g |z| + log s) + n u sum t_i |y_i|
+    + n * min_subnormal, with y the log_softmax and z = x - max x; relative to |CE|."""
+    x, t, ce = _ce64(xt)
+    terms = logits.shift_terms64(x, fmt)
+    y = x - logits.lse64(x)
+    u, n = fmt.u, x.size
+    error = u * (t * (np.abs(x - x.max()) + np.abs(y))).sum()
+    error += u * (n + terms["gz"] + np.log(terms["s"])) + n * u * (t * np.abs(y)).sum()
+    return float((error + terms["sub"]) / abs(ce))
+
+
+def from_probabilities_bound(xt: np.ndarray, fmt: Format) -> float:
+    """First order: componentwise softmax error u (n + 2 + |z_i| + sum g |z|) carried through
+    log, plus u |log p_i| and the sum: relative to |CE|. NaN when any p_i < min normal."""
+    x, t, ce = _ce64(xt)
+    # Any p_i that underflows to 0 makes t_i * log(p_i) = 0 * -inf = nan, even where t_i = 0.
+    if np.any(logits.softmax64(x) < fmt.min_normal):
+        return float("nan")
+    terms = logits.shift_terms64(x, fmt)
+    u, n = fmt.u, x.size
+    log_p = np.abs(x - logits.lse64(x))
+    per_term = u * (n + 2 + np.abs(x - x.max()) + terms["gz"]) + u * log_p
+    error = (t * per_term).sum() + n * u * (t * log_p).sum()
+    return float(error / abs(ce))
+
+
+def propose_logits_and_labels(rng, *, n: int, magnitude: float, cond: float, size: int):
+    """Logit candidates (see logits.propose_logits) with a one-hot target: the argmax (a
+    confident correct prediction, CE near 0 and ill-conditioned) or a random class."""
+    x = logits.propose_logits(rng, n=n, magnitude=magnitude, cond=cond, size=size)
+    labels = np.where(rng.random(size) < 0.5, x.argmax(axis=1), rng.integers(0, n, size))
+    t = np.zeros_like(x)
+    t[np.arange(size), labels] = 1.0
+    return np.stack([x, t], axis=1)
+
+
+def estimate_cross_entropy(XT: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    x, t = XT[:, 0], XT[:, 1]
+    g = logits.softmax64(x)
+    ce = logits.lse64(x) - (t * x).sum(axis=1)
+    with np.errstate(divide="ignore"):
+        return (np.abs(x) * np.abs(g - t)).sum(axis=1) / np.abs(ce), np.abs(x).max(axis=1)
+
+
+CROSS_ENTROPY = Problem(
+    name="cross_entropy",
+    description="cross-entropy -sum t_i log softmax(x)_i of logits x against a one-hot target t",
+    reference=cross_entropy_reference,
+    magnitude=lambda xt: logits.max_abs(np.asarray(xt)[0]),
+    propose=propose_logits_and_labels,
+    estimate=estimate_cross_entropy,
+    variants={
+        "from_probabilities": Variant(
+            "from_probabilities",
+            cross_entropy_from_probabilities,
+            from_probabilities_bound,
+            numpy_sum_accumulator,
+        ),
+        "from_logits": Variant(
+            "from_logits", cross_entropy_from_logits, from_logits_bound, numpy_sum_accumulator
+        ),
+    },
+    input_shape=lambda n: (2, n),
+    extras=lambda xt: logits.logit_extras(np.asarray(xt)[0]),
+    from_logits=lambda x: np.stack([x, np.eye(x.size)[np.argmax(x)]]),
+)

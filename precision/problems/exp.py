@@ -1,0 +1,56 @@
+"""The exponential itself: where each format overflows and underflows.
+
+exp(x) overflows for x > ln(max) (float16 11.09, bfloat16 88.72, float32 88.72, float64 709.78)
+and underflows to zero below ln(min_subnormal / 2). Inputs are scalars (shape (1,)).
+"""
+
+from __future__ import annotations
+
+import mpmath
+import numpy as np
+
+from precision.formats import Format
+from precision.problems.base import Problem, Variant
+
+
+def exp_reference(x: np.ndarray) -> tuple[np.ndarray, mpmath.mpf]:
+    """exp(x) and its condition number |x| (relative: d exp / exp = dx = x * (dx / x))."""
+    return np.array([mpmath.exp(x[0])], dtype=object), abs(x[0])
+
+
+def exp_numpy(x: np.ndarray) -> np.ndarray:
+    """``np.exp`` in the input's format (float16/bfloat16 are evaluated in float32 and rounded)."""
+    return np.exp(x)
+
+
+def exp_bound(x: np.ndarray, fmt: Format) -> float:
+    """One ulp, 2u relative: exp is faithfully rounded by numpy's kernels (not always correctly:
+    numpy's float16 exp misrounds 4 of the 63,488 finite inputs). NaN outside the normal range,
+    where relative error is not bounded by u."""
+    value = np.exp(float(np.asarray(x, dtype=np.float64)[0]))
+    return 2 * fmt.u if fmt.min_normal <= value <= fmt.max else float("nan")
+
+
+def propose_scalars(rng, *, n: int, magnitude: float, cond: float, size: int) -> np.ndarray:
+    """Scalars of either sign with |x| = magnitude (the condition number is |x| itself)."""
+    sign = rng.choice([-1.0, 1.0], size=(size, 1))
+    return sign * magnitude * 10.0 ** rng.uniform(-0.05, 0.05, size=(size, 1))
+
+
+def estimate_scalars(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    mag = np.abs(X[:, 0])
+    return mag, mag
+
+
+EXP = Problem(
+    name="exp",
+    description="exp(x) for scalar x: overflow and underflow thresholds per format",
+    reference=exp_reference,
+    magnitude=lambda x: float(np.abs(np.asarray(x, dtype=np.float64)).max()),
+    propose=propose_scalars,
+    estimate=estimate_scalars,
+    variants={"numpy": Variant("numpy", exp_numpy, bound=exp_bound)},
+    input_shape=lambda n: (1,),
+    extras=lambda x: {"x_max": float(np.asarray(x, dtype=np.float64).max())},
+    takes_sizes=False,
+)

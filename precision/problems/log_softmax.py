@@ -1,0 +1,85 @@
+"""log_softmax, y_i = x_i - lse(x) = log(softmax(x)_i).
+
+Condition number (mixed: componentwise relative perturbations of x, inf-norm relative change
+of y): dy_j/dx_i = delta_ij - g_i, so kappa = max_j (|x_j| + S - 2 |x_j| g_j) / max_j |y_j|
+with g = softmax(x) and S = sum_i |x_i| g_i.
+"""
+
+from __future__ import annotations
+
+import mpmath
+import numpy as np
+
+from precision.formats import Format
+from precision.problems import logits
+from precision.problems.base import Problem, Variant, numpy_sum_accumulator
+from precision.problems.softmax import softmax_naive
+
+
+def log_softmax_reference(x: np.ndarray) -> tuple[np.ndarray, mpmath.mpf]:
+    """Exact log_softmax x_i - a - log(s) and its mixed condition number."""
+    a, e, s = logits.mp_exp_terms(x)
+    lse = a + mpmath.log(s)
+    y = [xi - lse for xi in x]
+    g = [ei / s for ei in e]
+    weighted = logits.mp_weighted_abs(x, g)
+    rows = [abs(xj) + weighted - 2 * abs(xj) * gj for xj, gj in zip(x, g, strict=True)]
+    top = max(abs(v) for v in y)
+    return np.array(y, dtype=object), (max(rows) / top if top != 0 else mpmath.inf)
+
+
+def log_softmax_condition64(X: np.ndarray) -> np.ndarray:
+    g = logits.softmax64(X)
+    weighted = (np.abs(X) * g).sum(axis=-1, keepdims=True)
+    rows = np.abs(X) + weighted - 2 * np.abs(X) * g
+    y = X - logits.lse64(X)[:, None]
+    return rows.max(axis=-1) / np.abs(y).max(axis=-1)
+
+
+def log_softmax_naive(x: np.ndarray) -> np.ndarray:
+    """``log(softmax(x))`` with the naive softmax: -inf where a term underflows, nan on overflow."""
+    return np.log(softmax_naive(x))
+
+
+def log_softmax_shifted(x: np.ndarray) -> np.ndarray:
+    """``x - a - log(sum(exp(x - a)))``: the stable form used by PyTorch and TensorFlow."""
+    z = x - np.max(x)
+    return z - np.log(np.sum(np.exp(z)))
+
+
+def naive_bound(x: np.ndarray, fmt: Format) -> float:
+    """Componentwise softmax error (n + 2) u carried through log, plus u |y_j|:
+    normwise (n + 2) u / ||y|| + u. NaN when the naive softmax overflows or any g_j < min normal
+    (its log then loses everything)."""
+    t = logits.shift_terms64(x, fmt)
+    if logits.naive_overflows(x, fmt) or t["gmin"] < fmt.min_normal:
+        return float("nan")
+    y = np.asarray(x, dtype=np.float64) - logits.lse64(np.asarray(x, dtype=np.float64))
+    return float((t["n"] + 2) * fmt.u / np.abs(y).max() + fmt.u)
+
+
+def shifted_bound(x: np.ndarray, fmt: Format) -> float:
+    """First order (derived like BHH21's shifted lse): |y^_j - y_j| <= u (|z_j| + |y_j|) +
+    u (n + sum g_i |z_i| + log s) + n * min_subnormal, z = x - max x; normwise relative."""
+    t = logits.shift_terms64(x, fmt)
+    x64 = np.asarray(x, dtype=np.float64)
+    y = x64 - logits.lse64(x64)
+    worst = np.max(np.abs(x64 - x64.max()) + np.abs(y))
+    error = t["u"] * (worst + t["n"] + t["gz"] + np.log(t["s"])) + t["sub"]
+    return float(error / np.abs(y).max())
+
+
+LOG_SOFTMAX = Problem(
+    name="log_softmax",
+    description="log_softmax x_i - log(sum_j exp(x_j)) of a logit vector",
+    reference=log_softmax_reference,
+    magnitude=logits.max_abs,
+    propose=logits.propose_logits,
+    estimate=lambda X: (log_softmax_condition64(X), np.abs(X).max(axis=1)),
+    variants={
+        "naive": Variant("naive", log_softmax_naive, naive_bound, numpy_sum_accumulator),
+        "shifted": Variant("shifted", log_softmax_shifted, shifted_bound, numpy_sum_accumulator),
+    },
+    extras=logits.logit_extras,
+    from_logits=lambda x: x,
+)

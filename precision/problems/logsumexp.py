@@ -1,0 +1,93 @@
+"""Log-sum-exp, lse(x) = log(sum_i exp(x_i)).
+
+Reference: Blanchard, Higham & Higham, "Accurately computing the log-sum-exp and softmax
+functions", IMA J. Numer. Anal. 41(4), 2021 (BHH21). Condition number
+kappa_lse = sum_i |x_i| g_i / |lse(x)| with g = softmax(x).
+"""
+
+from __future__ import annotations
+
+import mpmath
+import numpy as np
+import scipy.special
+
+from precision.formats import Format
+from precision.problems import logits
+from precision.problems.base import Problem, Variant, numpy_sum_accumulator
+
+
+def logsumexp_reference(x: np.ndarray) -> tuple[np.ndarray, mpmath.mpf]:
+    """Exact lse(x) = a + log(s) with a = max x, and kappa_lse = sum |x_i| g_i / |lse(x)|."""
+    a, e, s = logits.mp_exp_terms(x)
+    y = a + mpmath.log(s)
+    weighted = logits.mp_weighted_abs(x, [ei / s for ei in e])
+    cond = weighted / abs(y) if y != 0 else mpmath.inf
+    return np.array([y], dtype=object), cond
+
+
+def logsumexp_naive(x: np.ndarray) -> np.ndarray:
+    """``log(sum(exp(x)))`` as written: exp overflows once max(x) > ln(max)."""
+    return np.log(np.sum(np.exp(x)))[None]
+
+
+def logsumexp_shifted(x: np.ndarray) -> np.ndarray:
+    """``a + log(sum(exp(x - a)))`` with a = max(x): every term is in (0, 1], no overflow."""
+    a = np.max(x)
+    return (a + np.log(np.sum(np.exp(x - a))))[None]
+
+
+def logsumexp_log1p(x: np.ndarray) -> np.ndarray:
+    """``a + log1p(sum_{i != k} exp(x_i - a))``, k = argmax: BHH21's Algorithm 2.
+
+    The term exp(x_k - a) = 1 is left out of the sum and added exactly by log1p, which keeps the
+    relative accuracy of a small sum (the plain shifted form rounds 1 + s first).
+    """
+    k = np.argmax(x)
+    a = x[k]
+    rest = np.delete(x, k)
+    return (a + np.log1p(np.sum(np.exp(rest - a))))[None]
+
+
+def logsumexp_scipy(x: np.ndarray) -> np.ndarray:
+    """``scipy.special.logsumexp`` as is (it returns float64 for bfloat16 input)."""
+    return np.asarray(scipy.special.logsumexp(x))[None]
+
+
+def naive_bound(x: np.ndarray, fmt: Format) -> float:
+    """BHH21: |lse^ - lse| <= u |lse| + (n + 1) u, plus n * min_subnormal / s for terms that
+    underflow; relative to |lse|. NaN when exp(max x) or the sum overflows."""
+    if logits.naive_overflows(x, fmt):
+        return float("nan")
+    x64 = np.asarray(x, dtype=np.float64)
+    y, n = logits.lse64(x64), x64.size
+    s = np.exp(y)
+    return float((fmt.u * abs(y) + (n + 1) * fmt.u + n * fmt.min_subnormal / s) / abs(y))
+
+
+def shifted_bound(x: np.ndarray, fmt: Format) -> float:
+    """First order, for the shifted and log1p forms (derivation as in BHH21 section 3):
+    |lse^ - lse| <= u (|lse| + log s + n + sum g_i |x_i - a|) + n * min_subnormal; relative
+    to |lse|. The u |lse| term is the final rounding of a + log(s), which bounds that omit it
+    miss (../shared/NUMERICS.md)."""
+    t = logits.shift_terms64(x, fmt)
+    y = logits.lse64(np.asarray(x, dtype=np.float64))
+    error = t["u"] * (abs(y) + np.log(t["s"]) + t["n"] + t["gz"]) + t["sub"]
+    return float(error / abs(y))
+
+
+LOGSUMEXP = Problem(
+    name="logsumexp",
+    description="log-sum-exp log(sum exp(x_i)) of a logit vector",
+    reference=logsumexp_reference,
+    magnitude=logits.max_abs,
+    propose=logits.propose_logits,
+    estimate=lambda X: (logits.weighted_abs64(X) / np.abs(logits.lse64(X)), np.abs(X).max(axis=1)),
+    variants={
+        "naive": Variant("naive", logsumexp_naive, naive_bound, numpy_sum_accumulator),
+        "shifted": Variant("shifted", logsumexp_shifted, shifted_bound, numpy_sum_accumulator),
+        "log1p": Variant("log1p", logsumexp_log1p, shifted_bound, numpy_sum_accumulator),
+        "scipy": Variant("scipy", logsumexp_scipy, None, numpy_sum_accumulator, "scipy"),
+    },
+    extras=logits.logit_extras,
+    from_logits=lambda x: x,
+)

@@ -1,0 +1,86 @@
+"""Softmax, g_i = exp(x_i) / sum_j exp(x_j).
+
+Reference: Blanchard, Higham & Higham, IMA J. Numer. Anal. 41(4), 2021 (BHH21). The condition
+number used here is the mixed one that matches the normwise error of the rows: relative
+componentwise perturbations of x, inf-norm relative change of g,
+kappa = max_j g_j (|x_j| + S - 2 |x_j| g_j) / max_j g_j with S = sum_i |x_i| g_i (<= 2 max|x|).
+"""
+
+from __future__ import annotations
+
+import mpmath
+import numpy as np
+import scipy.special
+
+from precision.formats import Format
+from precision.problems import logits
+from precision.problems.base import Problem, Variant, numpy_sum_accumulator
+
+
+def softmax_reference(x: np.ndarray) -> tuple[np.ndarray, mpmath.mpf]:
+    """Exact softmax and its mixed condition number (module docstring)."""
+    _, e, s = logits.mp_exp_terms(x)
+    g = [ei / s for ei in e]
+    weighted = logits.mp_weighted_abs(x, g)
+    rows = [gj * (abs(xj) + weighted - 2 * abs(xj) * gj) for xj, gj in zip(x, g, strict=True)]
+    return np.array(g, dtype=object), max(rows) / max(g)
+
+
+def softmax_condition64(X: np.ndarray) -> np.ndarray:
+    g = logits.softmax64(X)
+    weighted = (np.abs(X) * g).sum(axis=-1, keepdims=True)
+    rows = g * (np.abs(X) + weighted - 2 * np.abs(X) * g)
+    return rows.max(axis=-1) / g.max(axis=-1)
+
+
+def softmax_naive(x: np.ndarray) -> np.ndarray:
+    """``exp(x) / sum(exp(x))`` as written: nan (inf/inf) once max(x) > ln(max)."""
+    e = np.exp(x)
+    return e / np.sum(e)
+
+
+def softmax_shifted(x: np.ndarray) -> np.ndarray:
+    """``exp(x - a) / sum(exp(x - a))`` with a = max(x): the largest term is exactly 1."""
+    e = np.exp(x - np.max(x))
+    return e / np.sum(e)
+
+
+def softmax_scipy(x: np.ndarray) -> np.ndarray:
+    """``scipy.special.softmax`` as is."""
+    return scipy.special.softmax(x)
+
+
+def naive_bound(x: np.ndarray, fmt: Format) -> float:
+    """Normwise (n + 3) u (BHH21), plus what underflow of the terms and of the quotients can
+    lose; NaN when exp(max x) or the sum overflows, or the sum underflows below min normal."""
+    x64 = np.asarray(x, dtype=np.float64)
+    s = np.exp(logits.lse64(x64))
+    if logits.naive_overflows(x, fmt) or s < fmt.min_normal:
+        return float("nan")
+    t = logits.shift_terms64(x, fmt)
+    underflow = (t["sub"] / s + fmt.min_subnormal) / t["gmax"]
+    return float((t["n"] + 3) * fmt.u + underflow)
+
+
+def shifted_bound(x: np.ndarray, fmt: Format) -> float:
+    """Normwise (n + 2 + 2 (max x - min x)) u (BHH21), plus underflow of terms and quotients."""
+    t = logits.shift_terms64(x, fmt)
+    underflow = (t["sub"] + fmt.min_subnormal) / t["gmax"]
+    return float((t["n"] + 2 + 2 * t["zmax"]) * fmt.u + underflow)
+
+
+SOFTMAX = Problem(
+    name="softmax",
+    description="softmax exp(x_i) / sum_j exp(x_j) of a logit vector",
+    reference=softmax_reference,
+    magnitude=logits.max_abs,
+    propose=logits.propose_logits,
+    estimate=lambda X: (softmax_condition64(X), np.abs(X).max(axis=1)),
+    variants={
+        "naive": Variant("naive", softmax_naive, naive_bound, numpy_sum_accumulator),
+        "shifted": Variant("shifted", softmax_shifted, shifted_bound, numpy_sum_accumulator),
+        "scipy": Variant("scipy", softmax_scipy, shifted_bound, numpy_sum_accumulator, "scipy"),
+    },
+    extras=logits.logit_extras,
+    from_logits=lambda x: x,
+)
