@@ -124,7 +124,8 @@ def get_format(name_or_dtype: str | np.dtype | type | Format) -> Format:
     if isinstance(name_or_dtype, str) and name_or_dtype in FORMATS:
         return FORMATS[name_or_dtype]
     try:
-        dtype = np.dtype(name_or_dtype)
+        # np.dtype(None) is float64: None must not silently select a format.
+        dtype = None if name_or_dtype is None else np.dtype(name_or_dtype)
     except TypeError:
         dtype = None
     for fmt in FORMATS.values():
@@ -221,7 +222,9 @@ def cast(x: np.ndarray, fmt: Format | str) -> np.ndarray:
     if x.dtype == fmt.dtype:
         return x.copy()
     if fmt.dtype in (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64)):
-        return x.astype(fmt.dtype)
+        # Overflow to +-inf is the correctly rounded result, not an error: numpy warns on it.
+        with np.errstate(over="ignore"):
+            return x.astype(fmt.dtype)
     return _float32_round_to_odd(x.astype(np.float64)).astype(fmt.dtype)
 
 
@@ -251,7 +254,8 @@ def _as_ratio(x) -> tuple[int, int] | None:
         if not mpmath.isfinite(x):
             return None
         man, exp = x.man_exp
-        man, exp = int(man), int(exp)
+        # man_exp drops the sign (mpmath keeps it apart, in _mpf_[0]): restore it.
+        man, exp = (-int(man) if x < 0 else int(man)), int(exp)
         return (man << exp, 1) if exp >= 0 else (man, 1 << -exp)
     value = float(x)
     if not math.isfinite(value):
