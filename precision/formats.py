@@ -118,11 +118,14 @@ STUDY_FORMATS: tuple[str, ...] = ("float16", "bfloat16", "float32", "float64")
 
 
 def get_format(name_or_dtype: str | np.dtype | type | Format) -> Format:
-    """Look a format up by name, dtype or scalar type; raise ``KeyError`` naming the choices."""
+    """Look a format up by registry name, dtype or scalar type; ``KeyError`` names the choices."""
     if isinstance(name_or_dtype, Format):
         return name_or_dtype
-    if isinstance(name_or_dtype, str) and name_or_dtype in FORMATS:
-        return FORMATS[name_or_dtype]
+    if isinstance(name_or_dtype, str):
+        # Names only: numpy's aliases ("f8" is float64, not float8; "half") would surprise.
+        if name_or_dtype in FORMATS:
+            return FORMATS[name_or_dtype]
+        raise KeyError(f"unknown format {name_or_dtype!r}; known: {', '.join(FORMATS)}")
     try:
         # np.dtype(None) is float64: None must not silently select a format.
         dtype = None if name_or_dtype is None else np.dtype(name_or_dtype)

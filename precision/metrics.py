@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import mpmath
 import numpy as np
 
-from precision.formats import Format, get_format, round_to_format
+from precision.formats import Format, get_format, round_to_format, round_to_format_array
 
 __all__ = [
     "OUTCOMES",
@@ -45,14 +45,26 @@ OUTCOMES = ("ok", "underflow", "overflow", "nan")
 _UINT_OF_WIDTH = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
 
 
+def _as_float64(x) -> np.ndarray:
+    """x as float64 (exact for every registry format) without a warning for signalling NaNs.
+
+    Casting a signalling NaN of float32, bfloat16 or float8 raises the invalid flag, which numpy
+    reports as a RuntimeWarning (an error under this project's test settings).
+    """
+    with np.errstate(invalid="ignore"):
+        return np.asarray(x).astype(np.float64)
+
+
 def ordinal(x: np.ndarray) -> np.ndarray:
     """Map floats to int64 so that adjacent floats of their format differ by exactly 1.
 
     ``ordinal(+0) == ordinal(-0) == 0``, positive floats count up from 0 and negative floats
     down, so ``|ordinal(a) - ordinal(b)|`` is the number of floats between a and b (plus one)
-    even across zero. An infinity is one ordinal past the largest finite value. The arithmetic is
-    done in int64 for every width: subtracting in the input's own integer width (as
-    ``numpy.testing.nulp_diff`` does) wraps around across a sign change.
+    even across zero. An infinity is one ordinal past the largest finite value. The ordinals are
+    int64 for every width: subtracting in the input's own integer width (as
+    ``numpy.testing.nulp_diff`` does) wraps around across a sign change. For float64 the
+    difference of two ordinals can itself exceed int64 (2.0 and -2.0 are 2**63 apart): use
+    `ulp_distance`, which returns it exactly.
 
     Parameters
     ----------
@@ -65,7 +77,7 @@ def ordinal(x: np.ndarray) -> np.ndarray:
     """
     x = np.asarray(x)
     width = get_format(x.dtype).bits
-    if np.isnan(x.astype(np.float64)).any():
+    if np.isnan(_as_float64(x)).any():
         raise ValueError("ordinal: NaN has no ordinal; filter it or use ulp_distance(nan=...)")
     unsigned = _UINT_OF_WIDTH[x.dtype.itemsize]
     bits = x.view(unsigned)
@@ -98,7 +110,8 @@ def ulp_distance(a: np.ndarray, b: np.ndarray, *, nan: str = "raise") -> np.ndar
 
     Returns
     -------
-    numpy.ndarray of int64
+    numpy.ndarray of int64, or of uint64 for 64-bit formats
+        float64 distances reach ``ulp_span("float64") = 2**64 - 2**53``, beyond int64.
     """
     a, b = np.asarray(a), np.asarray(b)
     if a.dtype != b.dtype:
@@ -106,13 +119,19 @@ def ulp_distance(a: np.ndarray, b: np.ndarray, *, nan: str = "raise") -> np.ndar
     if nan not in ("raise", "max"):
         raise ValueError(f"ulp_distance: nan must be 'raise' or 'max', got {nan!r}")
     a, b = np.broadcast_arrays(a, b)
-    a_nan, b_nan = np.isnan(a.astype(np.float64)), np.isnan(b.astype(np.float64))
+    a_nan, b_nan = np.isnan(_as_float64(a)), np.isnan(_as_float64(b))
     if nan == "raise" and (a_nan.any() or b_nan.any()):
         raise ValueError("ulp_distance: NaN input; pass nan='max' to score it")
     zero = np.zeros((), dtype=a.dtype)
-    distance = np.abs(ordinal(np.where(a_nan, zero, a)) - ordinal(np.where(b_nan, zero, b)))
-    distance = np.where(a_nan != b_nan, ulp_span(a.dtype), distance)
-    return np.where(a_nan & b_nan, 0, distance).astype(np.int64)
+    ord_a = ordinal(np.where(a_nan, zero, a))
+    ord_b = ordinal(np.where(b_nan, zero, b))
+    # |ord_a - ord_b| < 2**64 always, so it is exact in uint64 (modular subtraction of the
+    # smaller from the larger); in int64 it wraps for float64 (2.0 vs -2.0 is 2**63 ulps).
+    wide_a, wide_b = ord_a.astype(np.uint64), ord_b.astype(np.uint64)
+    distance = np.where(ord_a >= ord_b, wide_a - wide_b, wide_b - wide_a)
+    distance = np.where(a_nan != b_nan, np.uint64(ulp_span(a.dtype)), distance)
+    distance = np.where(a_nan & b_nan, np.uint64(0), distance)
+    return distance.astype(np.uint64 if a.dtype.itemsize >= 8 else np.int64)
 
 
 @dataclass(frozen=True)
@@ -138,7 +157,7 @@ class Exact:
         shape = np.shape(np.asarray(values, dtype=object))
         hi, lo, exp = np.empty(len(flat)), np.empty(len(flat)), np.zeros(len(flat), np.int64)
         for i, v in enumerate(flat):
-            hi[i], lo[i], exp[i] = _split_mpf(mpmath.mpf(v))
+            hi[i], lo[i], exp[i] = _split_mpf(_exact_mpf(v))
         rounded = None
         if fmt is not None:
             rounded = np.array([round_to_format(v, fmt) for v in flat], dtype=get_format(fmt).dtype)
@@ -149,7 +168,7 @@ class Exact:
     def from_float(cls, values: np.ndarray) -> Exact:
         """Take float values as exact numbers (no rounding happens)."""
         values = np.asarray(values)
-        x = values.astype(np.float64)
+        x = _as_float64(values)
         finite = np.isfinite(x)
         mantissa, exponent = np.frexp(np.where(finite, x, 1.0))
         hi = np.where(finite, mantissa, x)
@@ -184,6 +203,22 @@ class Exact:
         return (Fraction(hi) + Fraction(lo)) * Fraction(2) ** e
 
 
+def _exact_mpf(v) -> mpmath.mpf:
+    """v as an mpf without rounding it to the ambient precision.
+
+    ``mpmath.mpf(v)`` rounds an mpf (and an int) to ``mp.prec``, 53 bits by default, which would
+    throw away the extra precision of a reference made inside a ``workprec`` block.
+    """
+    if isinstance(v, mpmath.mpf):
+        return v
+    if isinstance(v, int | np.integer):
+        with mpmath.workprec(max(53, int(v).bit_length())):
+            return mpmath.mpf(int(v))
+    if isinstance(v, float | np.floating):
+        return mpmath.mpf(float(v))  # exact: every registry format is a subset of float64
+    return mpmath.mpf(v)
+
+
 def _split_mpf(v: mpmath.mpf) -> tuple[float, float, int]:
     if not mpmath.isfinite(v):
         return float(v), 0.0, 0
@@ -191,9 +226,8 @@ def _split_mpf(v: mpmath.mpf) -> tuple[float, float, int]:
         return 0.0, 0.0, 0
     mantissa, exponent = mpmath.frexp(v)  # v = mantissa * 2**exponent, 0.5 <= |mantissa| < 1
     hi = float(mantissa)
-    # mantissa - hi is computed exactly at a precision that holds both.
-    with mpmath.workprec(max(mpmath.mp.prec, mantissa.context.prec, 200) + 60):
-        lo = float(mantissa - hi)
+    # mantissa - hi exactly, then rounded once to float64.
+    lo = float(mpmath.fsub(mantissa, hi, exact=True))
     return hi, lo, int(exponent)
 
 
@@ -203,14 +237,34 @@ def _is_mpf_sequence(exact) -> bool:
     return isinstance(exact, Sequence) and any(isinstance(v, mpmath.mpf) for v in exact)
 
 
-def _scaled_difference(computed: np.ndarray, exact: Exact) -> np.ndarray:
-    """(computed - exact) / 2**exact.exp, in float64, accurate to ~2**-52 relative."""
-    c = np.asarray(computed).astype(np.float64)
+# Exponents passed to ldexp are clipped to int32; any bound beyond about 2**12 leaves every result
+# unchanged (float64 spans 2**-1074 .. 2**1024, so larger shifts already give 0 or inf), whereas a
+# bound near the float64 range itself (the old 2000) turns overflowing errors into finite ones.
+_EXP_CLIP = 1 << 20
+
+
+def _ldexp(x: np.ndarray, e: np.ndarray) -> np.ndarray:
+    """x * 2**e for int64 exponents of any size (saturating to 0 / inf like the exact result)."""
     with np.errstate(over="ignore", under="ignore", invalid="ignore"):
-        scaled = np.ldexp(c, -np.clip(exact.exp, -2000, 2000).astype(np.int32))
-        # c and hi agree in their leading bits when the error is small, so c - hi is exact
+        return np.ldexp(x, np.clip(e, -_EXP_CLIP, _EXP_CLIP).astype(np.int32))
+
+
+def _scaled_difference(computed: np.ndarray, exact: Exact) -> tuple[np.ndarray, np.ndarray]:
+    """``(d, s)`` with ``|computed - exact| = |d| * 2**s``, d in float64 to ~2**-52 relative.
+
+    The scale ``2**s`` is the binade of the larger of |computed| and |exact|, so both scaled
+    operands are at most 1 in magnitude and the larger is at least 1/2: nothing overflows, and
+    whatever underflows is below 2**-1074 relative to the difference.
+    """
+    c = _as_float64(computed)
+    c_exp = np.frexp(np.where(np.isfinite(c), c, 0.0))[1].astype(np.int64)
+    scale = np.where(np.isfinite(c) & (c != 0), np.maximum(exact.exp, c_exp), exact.exp)
+    shift = exact.exp - scale
+    with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+        # When the error is small, c and hi agree in their leading bits, so c - hi is exact
         # (Sterbenz) and the low part is then subtracted with one rounding.
-        return (scaled - exact.hi) - exact.lo
+        diff = (_ldexp(c, -scale) - _ldexp(exact.hi, shift)) - _ldexp(exact.lo, shift)
+    return diff, scale
 
 
 def absolute_error(computed: np.ndarray, exact) -> np.ndarray:
@@ -219,12 +273,13 @@ def absolute_error(computed: np.ndarray, exact) -> np.ndarray:
     ``exact`` may be a float array (exact values), mpmath numbers, or an `Exact`. The difference
     is formed in float64 from a double-double reference, so it is itself accurate to about
     2**-52 relative; it overflows to inf only when the true error exceeds float64's range.
+    The same infinity on both sides gives 0; a NaN on either side gives NaN.
     """
     exact = Exact.coerce(exact)
-    diff = np.abs(_scaled_difference(computed, exact))
-    with np.errstate(over="ignore", under="ignore", invalid="ignore"):
-        error = np.ldexp(diff, np.clip(exact.exp, -2000, 2000).astype(np.int32))
-    return _special_cases(np.asarray(computed), exact, error, same_value=0.0)
+    computed = np.asarray(computed)
+    diff, scale = _scaled_difference(computed, exact)
+    error = _ldexp(np.abs(diff), scale)
+    return _special_cases(computed, exact, error, zero_rule=False)
 
 
 def relative_error(computed: np.ndarray, exact) -> np.ndarray:
@@ -237,18 +292,22 @@ def relative_error(computed: np.ndarray, exact) -> np.ndarray:
     reported error is accurate to about 2**-52 relative, for references of any magnitude.
     """
     exact = Exact.coerce(exact)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        rel = np.abs(_scaled_difference(computed, exact)) / np.abs(exact.hi + exact.lo)
-    return _special_cases(np.asarray(computed), exact, rel, same_value=0.0)
+    computed = np.asarray(computed)
+    diff, scale = _scaled_difference(computed, exact)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        rel = _ldexp(np.abs(diff), scale - exact.exp) / np.abs(exact.hi + exact.lo)
+    return _special_cases(computed, exact, rel, zero_rule=True)
 
 
-def _special_cases(computed, exact: Exact, error, *, same_value: float) -> np.ndarray:
-    c = computed.astype(np.float64)
-    e_zero = (exact.hi == 0) & (exact.lo == 0)
+def _special_cases(computed, exact: Exact, error, *, zero_rule) -> np.ndarray:
+    """Apply the undefined-case rules. ``zero_rule`` (bool or mask): where the exact value is 0,
+    report 0 for a computed 0 and inf otherwise (the relative error's convention)."""
+    c = _as_float64(computed)
+    e_zero = (exact.hi == 0) & (exact.lo == 0) & zero_rule
     e_inf = np.isinf(exact.hi)
     c_inf = np.isinf(c)
-    error = np.where(e_zero, np.where(c == 0, same_value, np.inf), error)
-    error = np.where(e_inf, np.where(c == exact.hi, same_value, np.inf), error)
+    error = np.where(e_zero, np.where(c == 0, 0.0, np.inf), error)
+    error = np.where(e_inf, np.where(c == exact.hi, 0.0, np.inf), error)
     error = np.where(c_inf & ~e_inf, np.inf, error)
     return np.where(np.isnan(c) | np.isnan(exact.hi), np.nan, error)
 
@@ -276,18 +335,19 @@ def normwise_relative_error(computed: np.ndarray, exact, *, axis=None) -> np.nda
     top = np.argmax(log_mag, axis=axis, keepdims=axis is not None)
     top_exp = np.take_along_axis(exact.exp, top, axis) if axis is not None else exact.exp.flat[top]
     top_mag = np.take_along_axis(e_mag, top, axis) if axis is not None else e_mag.flat[top]
-    diff = np.abs(_scaled_difference(computed, exact))
-    with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
-        shift = np.clip(exact.exp - top_exp, -2000, 2000).astype(np.int32)
-        scaled = np.ldexp(diff, shift) / top_mag
-        scaled = _special_cases(computed, exact, scaled, same_value=0.0)
+    diff, scale = _scaled_difference(computed, exact)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        scaled = _ldexp(np.abs(diff), scale - top_exp) / top_mag
+    # Exact zeros matter only when the whole reference (along the axis) is zero.
+    scaled = _special_cases(computed, exact, scaled, zero_rule=top_mag == 0)
     result = np.max(scaled, axis=axis)  # NaN propagates
     return float(result) if axis is None else result
 
 
 def error_in_u(relative: np.ndarray | float, fmt: Format | str) -> np.ndarray | float:
     """Relative error in units of the format's unit roundoff u = 2**-p (unitless)."""
-    return np.asarray(relative) / get_format(fmt).u
+    with np.errstate(over="ignore"):  # a relative error beyond max * u is inf in units of u
+        return np.asarray(relative) / get_format(fmt).u
 
 
 def bits_of_error(computed: np.ndarray, exact, *, nan: str = "max") -> np.ndarray:
@@ -300,7 +360,14 @@ def bits_of_error(computed: np.ndarray, exact, *, nan: str = "max") -> np.ndarra
     full width by default (``nan="max"``, Herbie's convention); see `ulp_distance`.
     """
     computed = np.asarray(computed)
-    reference = Exact.coerce(exact).rounded_to(computed.dtype)
+    if not isinstance(exact, Exact) and (
+        _is_mpf_sequence(exact) or np.asarray(exact).dtype == object
+    ):
+        # Round the mpmath values themselves: rounding their double-double split instead can
+        # land on the wrong neighbour when a value lies within ~2**-106 of a midpoint.
+        reference = round_to_format_array(exact, computed.dtype)
+    else:
+        reference = Exact.coerce(exact).rounded_to(computed.dtype)
     return np.log2(1.0 + ulp_distance(computed, reference, nan=nan).astype(np.float64))
 
 
@@ -308,7 +375,7 @@ def classify(computed: np.ndarray, exact) -> np.ndarray:
     """Elementwise outcome: ``"nan"``, ``"overflow"`` (an infinity where the exact value is
     finite), ``"underflow"`` (zero where the exact value is not), else ``"ok"``."""
     exact = Exact.coerce(exact)
-    c = np.asarray(computed).astype(np.float64)
+    c = _as_float64(computed)
     e_zero = (exact.hi == 0) & (exact.lo == 0)
     out = np.full(c.shape, "ok", dtype=object)
     out[(c == 0) & ~e_zero] = "underflow"
@@ -330,7 +397,7 @@ def result_outcome(computed: np.ndarray, exact) -> str:
         return "nan"
     if (labels == "overflow").any():
         return "overflow"
-    c = np.asarray(computed).astype(np.float64)
+    c = _as_float64(computed)
     if np.all(c == 0) and (labels == "underflow").any():
         return "underflow"
     return "ok"

@@ -16,8 +16,14 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
+from matplotlib.patches import Rectangle  # noqa: E402
 
 from precision.summary import summarize  # noqa: E402
+
+CMAP = "viridis"
+FLOOR = -1.0
+"""Colour floor in log10(error / u): a result ten times more accurate than one rounding in the
+row's format was computed in a wider format (the row's compute_dtype says which)."""
 
 
 def heatmap_figure(table: pd.DataFrame, problem: str) -> plt.Figure:
@@ -32,7 +38,8 @@ def heatmap_figure(table: pd.DataFrame, problem: str) -> plt.Figure:
     xs = list(range(int(cells["cond_decade"].min()), int(cells["cond_decade"].max()) + 1))
     ys = list(range(int(cells["magnitude_decade"].min()), int(cells["magnitude_decade"].max()) + 1))
     finite = cells["log10_err_over_u"].dropna()
-    vmin, vmax = (float(finite.min()), float(finite.max())) if len(finite) else (0.0, 1.0)
+    vmax = max(float(finite.max()), FLOOR + 1.0) if len(finite) else 1.0
+    vmin = FLOOR
     fig, axes = plt.subplots(
         len(variants),
         len(formats),
@@ -45,37 +52,59 @@ def heatmap_figure(table: pd.DataFrame, problem: str) -> plt.Figure:
         for j, fmt in enumerate(formats):
             facet = cells[(cells["variant"] == variant) & (cells["format"] == fmt)]
             _draw_facet(axes[i][j], facet, xs, ys, vmin, vmax)
-            axes[i][j].set_title(f"{variant} · {fmt}", fontsize=9)
+            axes[i][j].set_title(_facet_title(table, problem, variant, fmt), fontsize=9)
             axes[i][j].set_xlabel("log10 cond" if i == len(variants) - 1 else "")
             axes[i][j].set_ylabel("log10 max|x|" if j == 0 else "")
-    mappable = plt.cm.ScalarMappable(norm=plt.Normalize(vmin, vmax), cmap="viridis")
-    fig.colorbar(mappable, ax=axes, shrink=0.8, label="median log10(rel. error / u)")
-    fig.suptitle(f"{problem}: error vs condition number and magnitude (text: % failed)")
+    mappable = plt.cm.ScalarMappable(norm=plt.Normalize(vmin, vmax), cmap=CMAP)
+    fig.colorbar(
+        mappable, ax=axes, shrink=0.8, extend="min", label="median log10(rel. error / u) of ok rows"
+    )
+    fig.suptitle(
+        f"{problem}: error vs measured condition number and magnitude\n"
+        "red: percent of inputs that failed (underflow / overflow / nan); hatched: all failed"
+    )
     return fig
+
+
+def _facet_title(table: pd.DataFrame, problem: str, variant: str, fmt: str) -> str:
+    rows = table[
+        (table["problem"] == problem) & (table["variant"] == variant) & (table["format"] == fmt)
+    ]
+    computed = sorted(set(rows["compute_dtype"].dropna()) - {fmt})
+    return f"{variant} · {fmt}" + (f" (returns {', '.join(computed)})" if computed else "")
 
 
 def _draw_facet(ax, facet: pd.DataFrame, xs, ys, vmin: float, vmax: float) -> None:
     values = np.full((len(ys), len(xs)), np.nan)
-    labels = np.full((len(ys), len(xs)), "", dtype=object)
+    grid = pd.DataFrame(values, index=ys[::-1], columns=xs)
     for row in facet.itertuples(index=False):
-        y, x = ys.index(int(row.magnitude_decade)), xs.index(int(row.cond_decade))
-        values[y, x] = row.log10_err_over_u
-        if row.failure_fraction > 0:
-            labels[y, x] = f"{100 * row.failure_fraction:.0f}%"
-    grid = pd.DataFrame(values, index=ys, columns=xs).iloc[::-1]
+        grid.loc[int(row.magnitude_decade), int(row.cond_decade)] = row.log10_err_over_u
     sns.heatmap(
-        grid,
+        grid.astype(float),
         ax=ax,
         vmin=vmin,
         vmax=vmax,
-        cmap="viridis",
+        cmap=CMAP,
         cbar=False,
-        annot=labels[::-1],
-        fmt="",
-        annot_kws={"fontsize": 7, "color": "red"},
         linewidths=0.3,
         linecolor="white",
     )
+    for row in facet.itertuples(index=False):
+        col, line = xs.index(int(row.cond_decade)), ys[::-1].index(int(row.magnitude_decade))
+        if np.isnan(row.log10_err_over_u):
+            # Inputs exist but none gave a usable result: hatch the cell, unlike an empty one.
+            ax.add_patch(Rectangle((col, line), 1, 1, fill=False, hatch="///", color="0.5"))
+        if row.failure_fraction > 0:
+            ax.text(
+                col + 0.5,
+                line + 0.5,
+                f"{100 * row.failure_fraction:.0f}",
+                ha="center",
+                va="center",
+                fontsize=6,
+                color="red",
+                fontweight="bold",
+            )
     ax.tick_params(labelsize=7)
 
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from precision.problems.base import Problem
 
-CANDIDATES_PER_SAMPLE = 64
+CANDIDATES_PER_SAMPLE = 128
 
 
 def cell_rng(seed: int, problem: str, n: int, cond_decade: int, mag_decade: int):

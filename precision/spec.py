@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import difflib
 import tomllib
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from precision.formats import FORMATS
 from precision.problems import PROBLEMS
@@ -28,6 +31,11 @@ class Grid:
     log10_magnitude: tuple[int, int]
     sizes: tuple[int, ...]
     samples_per_cell: int
+    problem_samples: dict[str, int] = field(default_factory=dict)
+
+    def samples_for(self, problem: str) -> int:
+        """Inputs per cell and size for ``problem`` (``problem_samples`` overrides the default)."""
+        return self.problem_samples.get(problem, self.samples_per_cell)
 
     def cells(self) -> list[tuple[int, int]]:
         """(cond decade, magnitude decade) pairs, each decade c covering [10**c, 10**(c+1))."""
@@ -75,7 +83,7 @@ TOP_KEYS = {
     "datasets",
     "quick",
 }
-GRID_KEYS = {"log10_cond", "log10_magnitude", "sizes", "samples_per_cell"}
+GRID_KEYS = {"log10_cond", "log10_magnitude", "sizes", "samples_per_cell", "problem_samples"}
 DATASET_KEYS = {"path", "rows"}
 
 
@@ -99,19 +107,29 @@ def parse_spec(
     """Validate a spec given as a dict (the parsed TOML)."""
     where = str(source) if source else "<spec>"
 
+    overridden = _quick_keys(raw) if quick else set()
+
     def fail(key: str, message: str) -> SpecError:
-        return SpecError(f"{where}: {key}: {message}")
+        if any(key == k or key.startswith(k + ".") for k in overridden):
+            key = f"quick.{key}"  # the value came from [quick]: point there
+        # One line whatever the input: a quoted TOML key or a path may hold a newline.
+        text = f"{where}: {key}: {message}"
+        return SpecError(text.replace("\r", "\\r").replace("\n", "\\n"))
 
     _check_keys(raw, TOP_KEYS, "", fail)
+    if not quick and "quick" in raw:
+        parse_spec(raw, source=source, quick=True)  # a bad [quick] fails with or without --quick
     raw = _apply_quick(raw, fail) if quick else raw
     name = _string(raw, "name", fail)
+    if not isinstance(raw.get("description", ""), str):
+        raise fail("description", "must be a string")
     seed = raw.get("seed", 0)
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
         raise fail("seed", f"must be a non-negative integer, got {seed!r}")
     formats = _names(raw, "formats", FORMATS, fail)
     problems = _names(raw, "problems", PROBLEMS, fail)
     variants = _variants(raw.get("variants", {}), problems, fail)
-    grid = _grid(raw.get("grid"), fail)
+    grid = _grid(raw.get("grid"), problems, fail)
     base = source.parent if source else Path.cwd()
     datasets = _datasets(raw.get("datasets", {}), base, fail)
     return StudySpec(
@@ -134,18 +152,38 @@ def _apply_quick(raw: dict, fail) -> dict:
         raise fail("quick", "must be a table")
     merged = {k: (dict(v) if isinstance(v, dict) else v) for k, v in raw.items() if k != "quick"}
     for key, value in quick.items():
-        if key == "grid" and isinstance(value, dict):
+        if key in ("grid", "datasets") and not isinstance(value, dict):
+            raise fail(f"quick.{key}", "must be a table")
+        if key in ("grid", "datasets") and not isinstance(merged.get(key, {}), dict):
+            raise fail(key, "must be a table")
+        if key == "grid":
             _check_keys(value, GRID_KEYS, "quick.grid.", fail)
             merged.setdefault("grid", {}).update(value)
-        elif key == "datasets" and isinstance(value, dict):
+        elif key == "datasets":
             for ds_name, overrides in value.items():
-                if ds_name not in merged.get("datasets", {}) or not isinstance(overrides, dict):
+                declared = merged.get("datasets", {})
+                if not isinstance(declared.get(ds_name), dict) or not isinstance(overrides, dict):
                     raise fail(f"quick.datasets.{ds_name}", "overrides an undeclared data set")
                 _check_keys(overrides, DATASET_KEYS, f"quick.datasets.{ds_name}.", fail)
                 merged["datasets"][ds_name] = {**merged["datasets"][ds_name], **overrides}
         else:
             raise fail(f"quick.{key}", "only grid and datasets can be overridden")
     return merged
+
+
+def _quick_keys(raw: dict) -> set[str]:
+    """The keys ``[quick]`` sets (``grid.sizes``, ``datasets.mnist.rows``), for error messages."""
+    quick = raw.get("quick")
+    if not isinstance(quick, dict):
+        return set()
+    keys = set()
+    if isinstance(quick.get("grid"), dict):
+        keys |= {f"grid.{key}" for key in quick["grid"]}
+    if isinstance(quick.get("datasets"), dict):
+        for name, entry in quick["datasets"].items():
+            if isinstance(entry, dict):
+                keys |= {f"datasets.{name}.{key}" for key in entry}
+    return keys
 
 
 def _check_keys(table: dict, allowed: set[str], prefix: str, fail) -> None:
@@ -168,15 +206,18 @@ def _string(raw: dict, key: str, fail) -> str:
     return value
 
 
-def _names(raw: dict, key: str, known, fail) -> tuple[str, ...]:
+def _names(raw: dict, key: str, known, fail, *, label: str | None = None) -> tuple[str, ...]:
+    label = label or key
     values = raw.get(key)
     if not isinstance(values, list) or not values:
-        raise fail(key, "must be a non-empty list of names")
+        raise fail(label, "must be a non-empty list of names")
     for value in values:
+        if not isinstance(value, str):
+            raise fail(label, f"must list names as strings, got {value!r}")
         if value not in known:
-            raise fail(key, f"unknown name {value!r}" + _suggest(value, known))
+            raise fail(label, f"unknown name {value!r}" + _suggest(value, known))
     if len(set(values)) != len(values):
-        raise fail(key, "lists a name twice")
+        raise fail(label, "lists a name twice")
     return tuple(values)
 
 
@@ -187,7 +228,8 @@ def _variants(table, problems, fail) -> dict[str, tuple[str, ...]]:
     for problem in table:
         if problem not in problems:
             raise fail(f"variants.{problem}", "is not one of the study's problems")
-        out[problem] = _names(table, problem, PROBLEMS[problem].variants, fail)
+        variants = PROBLEMS[problem].variants
+        out[problem] = _names(table, problem, variants, fail, label=f"variants.{problem}")
     return out
 
 
@@ -204,7 +246,7 @@ def _int_range(grid: dict, key: str, fail) -> tuple[int, int]:
     return value[0], value[1]
 
 
-def _grid(grid, fail) -> Grid:
+def _grid(grid, problems, fail) -> Grid:
     if not isinstance(grid, dict):
         raise fail("grid", "missing or not a table")
     _check_keys(grid, GRID_KEYS, "grid.", fail)
@@ -215,15 +257,27 @@ def _grid(grid, fail) -> Grid:
         or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in sizes)
     ):
         raise fail("grid.sizes", f"must be a non-empty list of positive integers, got {sizes!r}")
-    samples = grid.get("samples_per_cell")
-    if not isinstance(samples, int) or isinstance(samples, bool) or samples <= 0:
-        raise fail("grid.samples_per_cell", f"must be a positive integer, got {samples!r}")
+    samples = _positive_int(grid.get("samples_per_cell"), "grid.samples_per_cell", fail)
+    overrides = grid.get("problem_samples", {})
+    if not isinstance(overrides, dict):
+        raise fail("grid.problem_samples", "must be a table of problem = samples per cell")
+    for problem, value in overrides.items():
+        if problem not in problems:
+            raise fail(f"grid.problem_samples.{problem}", "is not one of the study's problems")
+        _positive_int(value, f"grid.problem_samples.{problem}", fail)
     return Grid(
         log10_cond=_int_range(grid, "log10_cond", fail),
         log10_magnitude=_int_range(grid, "log10_magnitude", fail),
         sizes=tuple(sizes),
         samples_per_cell=samples,
+        problem_samples=dict(overrides),
     )
+
+
+def _positive_int(value, key: str, fail) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise fail(key, f"must be a positive integer, got {value!r}")
+    return value
 
 
 def _datasets(table, base: Path, fail) -> tuple[Dataset, ...]:
@@ -231,6 +285,12 @@ def _datasets(table, base: Path, fail) -> tuple[Dataset, ...]:
         raise fail("datasets", "must be a table of named data sets")
     out = []
     for name, entry in table.items():
+        if name == "synthetic" or not all(ch.isalnum() or ch in "-_" for ch in name):
+            raise fail(
+                f"datasets.{name}",
+                "a data set's name must use only letters, digits, '-' and '_' "
+                "and must not be 'synthetic' (the grid's source)",
+            )
         if not isinstance(entry, dict):
             raise fail(f"datasets.{name}", "must be a table with path and rows")
         _check_keys(entry, DATASET_KEYS, f"datasets.{name}.", fail)
@@ -239,8 +299,20 @@ def _datasets(table, base: Path, fail) -> tuple[Dataset, ...]:
         path = (base / entry["path"]).resolve()
         if path.suffix != ".npy" or not path.is_file():
             raise fail(f"datasets.{name}.path", f"no .npy file at {path}")
-        rows = entry.get("rows")
-        if not isinstance(rows, int) or isinstance(rows, bool) or rows <= 0:
-            raise fail(f"datasets.{name}.rows", f"must be a positive integer, got {rows!r}")
+        _check_matrix(path, f"datasets.{name}.path", fail)
+        rows = _positive_int(entry.get("rows"), f"datasets.{name}.rows", fail)
         out.append(Dataset(name, path, rows))
     return tuple(out)
+
+
+def _check_matrix(path: Path, key: str, fail) -> None:
+    """The data set must load without pickle as a 2-D real matrix with at least one column."""
+    try:
+        data = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise fail(key, f"cannot load {path} as a .npy array: {exc}") from None
+    if not isinstance(data, np.ndarray) or data.ndim != 2 or data.shape[1] == 0:
+        shape = getattr(data, "shape", None)
+        raise fail(key, f"{path} must hold a 2-D matrix (rows x logits), got shape {shape}")
+    if data.dtype.kind not in "iuf":
+        raise fail(key, f"{path} must hold real numbers, got dtype {data.dtype}")

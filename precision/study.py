@@ -72,9 +72,8 @@ def tasks(spec: StudySpec) -> list[Task]:
         sizes = spec.grid.sizes if problem.takes_sizes else (1,)
         for n in sizes:
             for c, m in spec.grid.cells():
-                out += [
-                    Task(name, n, "synthetic", c, m, i) for i in range(spec.grid.samples_per_cell)
-                ]
+                samples = range(spec.grid.samples_for(name))
+                out += [Task(name, n, "synthetic", c, m, i) for i in samples]
         if problem.from_logits is not None:
             for dataset in spec.datasets:
                 rows = dataset_rows(np.load(dataset.path), rows=dataset.rows, seed=spec.seed)

@@ -102,3 +102,21 @@ class Problem:
     extras: Callable[[np.ndarray], dict[str, float]] = field(default=lambda x: {})
     from_logits: Callable[[np.ndarray], np.ndarray] | None = None
     takes_sizes: bool = True
+
+
+# Accuracy of numpy's elementary-function kernels, as relative error bounds (one ulp is at most
+# 2u relative). numpy's float32 exp and log are SIMD kernels with maximum errors of 2.52 and
+# 3.83 ulps (numpy PR #13134, measured against glibc's float64); float64 exp and log are within
+# one ulp. float16 and bfloat16 are evaluated in float32 and rounded once, which adds the float32
+# kernel error (relative 2**-24 units) to one rounding u. The textbook bounds assume u.
+KERNEL_ULPS_FLOAT32 = {"exp": 2.52, "log": 3.83}
+
+
+def kernel_error(function: str, fmt: Format) -> float:
+    """Relative error bound of numpy's ``function`` ("exp" or "log", log1p included) in ``fmt``."""
+    float32_error = KERNEL_ULPS_FLOAT32[function] * 2.0**-23
+    if fmt.name == "float32":
+        return float32_error
+    if fmt.name == "float64":
+        return 2.0 * fmt.u
+    return fmt.u + float32_error

@@ -14,7 +14,7 @@ import numpy as np
 
 from precision.formats import Format
 from precision.problems import logits
-from precision.problems.base import Problem, Variant, numpy_sum_accumulator
+from precision.problems.base import Problem, Variant, kernel_error, numpy_sum_accumulator
 from precision.problems.log_softmax import log_softmax_shifted
 from precision.problems.softmax import softmax_shifted
 
@@ -55,20 +55,22 @@ def _ce64(xt: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
 
 
 def from_logits_bound(xt: np.ndarray, fmt: Format) -> float:
-    """First order: sum_i t_i u (|z_i| + |y_i|) + u (n + sum g |z| + log s) + n u sum t_i |y_i|
-    + n * min_subnormal, with y the log_softmax and z = x - max x; relative to |CE|."""
+    """First order: sum_i t_i u (|z_i| + |y_i|) + the error of log(sum(exp(z)))
+    (`logits.shifted_log_sum_error`) + n u sum_i t_i |y_i| (products and sum), with y the
+    log_softmax and z = x - max x; relative to |CE|."""
     x, t, ce = _ce64(xt)
     terms = logits.shift_terms64(x, fmt)
     y = x - logits.lse64(x)
     u, n = fmt.u, x.size
     error = u * (t * (np.abs(x - x.max()) + np.abs(y))).sum()
-    error += u * (n + terms["gz"] + np.log(terms["s"])) + n * u * (t * np.abs(y)).sum()
-    return float((error + terms["sub"]) / abs(ce))
+    error += logits.shifted_log_sum_error(terms, fmt) + n * u * (t * np.abs(y)).sum()
+    return float(error / abs(ce))
 
 
 def from_probabilities_bound(xt: np.ndarray, fmt: Format) -> float:
-    """First order: componentwise softmax error u (n + 2 + |z_i| + sum g |z|) carried through
-    log, plus u |log p_i| and the sum: relative to |CE|. NaN when any p_i < min normal."""
+    """First order: componentwise shifted-softmax error n u + 2 e_exp + u (|z_i| + sum g |z|)
+    carried through log, plus e_log |log p_i| and n u for the products and the sum; relative to
+    |CE|. NaN when any p_i < min normal."""
     x, t, ce = _ce64(xt)
     # Any p_i that underflows to 0 makes t_i * log(p_i) = 0 * -inf = nan, even where t_i = 0.
     if np.any(logits.softmax64(x) < fmt.min_normal):
@@ -76,7 +78,8 @@ def from_probabilities_bound(xt: np.ndarray, fmt: Format) -> float:
     terms = logits.shift_terms64(x, fmt)
     u, n = fmt.u, x.size
     log_p = np.abs(x - logits.lse64(x))
-    per_term = u * (n + 2 + np.abs(x - x.max()) + terms["gz"]) + u * log_p
+    e_exp, e_log = kernel_error("exp", fmt), kernel_error("log", fmt)
+    per_term = u * (n + np.abs(x - x.max()) + terms["gz"]) + 2 * e_exp + e_log * log_p
     error = (t * per_term).sum() + n * u * (t * log_p).sum()
     return float(error / abs(ce))
 

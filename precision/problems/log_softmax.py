@@ -12,7 +12,7 @@ import numpy as np
 
 from precision.formats import Format
 from precision.problems import logits
-from precision.problems.base import Problem, Variant, numpy_sum_accumulator
+from precision.problems.base import Problem, Variant, kernel_error, numpy_sum_accumulator
 from precision.problems.softmax import softmax_naive
 
 
@@ -48,24 +48,27 @@ def log_softmax_shifted(x: np.ndarray) -> np.ndarray:
 
 
 def naive_bound(x: np.ndarray, fmt: Format) -> float:
-    """Componentwise softmax error (n + 2) u carried through log, plus u |y_j|:
-    normwise (n + 2) u / ||y|| + u. NaN when the naive softmax overflows or any g_j < min normal
-    (its log then loses everything)."""
+    """Componentwise naive-softmax error n u + 2 e_exp carried through log, plus e_log |y_j|:
+    normwise (n u + 2 e_exp) / ||y|| + e_log ((n + 2) u / ||y|| + u when the kernels round
+    correctly). NaN when the naive softmax overflows or any g_j < min normal (its log then loses
+    everything)."""
     t = logits.shift_terms64(x, fmt)
     if logits.naive_overflows(x, fmt) or t["gmin"] < fmt.min_normal:
         return float("nan")
     y = np.asarray(x, dtype=np.float64) - logits.lse64(np.asarray(x, dtype=np.float64))
-    return float((t["n"] + 2) * fmt.u / np.abs(y).max() + fmt.u)
+    e_exp, e_log = kernel_error("exp", fmt), kernel_error("log", fmt)
+    return float((t["n"] * fmt.u + 2 * e_exp) / np.abs(y).max() + e_log)
 
 
 def shifted_bound(x: np.ndarray, fmt: Format) -> float:
-    """First order (derived like BHH21's shifted lse): |y^_j - y_j| <= u (|z_j| + |y_j|) +
-    u (n + sum g_i |z_i| + log s) + n * min_subnormal, z = x - max x; normwise relative."""
+    """First order (derived like BHH21's shifted lse): |y^_j - y_j| <= u (|z_j| + |y_j|) plus
+    the error of log(sum(exp(z))) (`logits.shifted_log_sum_error`), z = x - max x; normwise
+    relative."""
     t = logits.shift_terms64(x, fmt)
     x64 = np.asarray(x, dtype=np.float64)
     y = x64 - logits.lse64(x64)
     worst = np.max(np.abs(x64 - x64.max()) + np.abs(y))
-    error = t["u"] * (worst + t["n"] + t["gz"] + np.log(t["s"])) + t["sub"]
+    error = t["u"] * worst + logits.shifted_log_sum_error(t, fmt)
     return float(error / np.abs(y).max())
 
 

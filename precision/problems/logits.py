@@ -12,6 +12,7 @@ import mpmath
 import numpy as np
 
 from precision.formats import Format
+from precision.problems.base import kernel_error
 
 # ---------------------------------------------------------------- candidates (float64)
 
@@ -21,18 +22,39 @@ def propose_logits(
 ) -> np.ndarray:
     """Candidate logit vectors, shape (size, n), aimed at max|x| ~ magnitude and cond ~ cond.
 
-    Each candidate is ``x = y - lse(y) + L``: a random shape y with spread ``f * magnitude``
-    (f log-uniform in [1e-4, 2]) moved so that ``lse(x) = L``. Small ``|L|`` relative to the
-    spread makes log-sum-exp ill-conditioned (kappa_lse ~ spread / |L|), ``|L| ~ magnitude``
-    well-conditioned. ``L`` is drawn around ``+-magnitude / cond``, with a random sign.
+    Each candidate is ``x = y - lse(y) + L``: a random shape y moved so that ``lse(x) = L``
+    exactly (up to float64 rounding). Half the shapes are Gaussian with spread
+    ``f * magnitude`` (f log-uniform in [1e-4, 2]); the other half put a cluster of k near-tied
+    leading entries (k log-uniform in 1..n) above a tail spread down to ``-2 * magnitude``:
+    the cluster carries the softmax weight, the tail the magnitude, which is what makes
+    log-sum-exp ill-conditioned at large magnitude (kappa_lse ~ log k / |L| when L ~ 0).
+    ``L`` is log-uniform from ``magnitude / (10 cond)`` up to the larger of ``2 magnitude``,
+    ``log n + 2 magnitude`` (all-equal vectors have lse = x + log n) and ``10 magnitude / cond``,
+    with a random sign.
+    The caller keeps the candidates whose estimated condition number lands in its cell.
     """
+    half = size // 2
     spread = magnitude * 10.0 ** rng.uniform(-4, np.log10(2.0), size=(size, 1))
-    shape = rng.standard_normal((size, n))
-    shape /= np.maximum(np.abs(shape).max(axis=1, keepdims=True), 1e-300)
-    y = spread * shape
-    target = magnitude / cond * 10.0 ** rng.uniform(-1, 1, size=(size, 1))
+    gaussian = rng.standard_normal((size, n))
+    gaussian /= np.maximum(np.abs(gaussian).max(axis=1, keepdims=True), 1e-300)
+    y = spread * gaussian
+    y[half:] = _clustered_shapes(rng, n=n, magnitude=magnitude, size=size - half)
+    low = np.log10(magnitude / (10.0 * cond))
+    high = np.log10(max(2.0 * magnitude, np.log(n) + 2.0 * magnitude, 10.0 * magnitude / cond))
+    level = 10.0 ** rng.uniform(low, high, size=(size, 1))
     sign = rng.choice([-1.0, 1.0], size=(size, 1))
-    return y - lse64(y)[:, None] + sign * target
+    return y - lse64(y)[:, None] + sign * level
+
+
+def _clustered_shapes(rng: np.random.Generator, *, n: int, magnitude: float, size: int):
+    """k near-tied leading entries (jitter log-uniform) above a uniform tail, shuffled."""
+    k = np.minimum(np.floor(n ** rng.uniform(0, 1, size=size)).astype(int), n)
+    jitter = magnitude * 10.0 ** rng.uniform(-6, 0, size=(size, 1))
+    tail = -2.0 * magnitude * 10.0 ** rng.uniform(-3, 0, size=(size, 1))
+    y = tail * rng.uniform(0.0, 1.0, size=(size, n))
+    cluster = np.arange(n)[None, :] < k[:, None]
+    y = np.where(cluster, jitter * rng.uniform(-1.0, 1.0, size=(size, n)), y)
+    return rng.permuted(y, axis=1)
 
 
 def lse64(x: np.ndarray) -> np.ndarray:
@@ -105,6 +127,15 @@ def shift_terms64(x: np.ndarray, fmt: Format) -> dict[str, float]:
         "sub": x64.size * fmt.min_subnormal,
         "u": fmt.u,
     }
+
+
+def shifted_log_sum_error(t: dict[str, float], fmt: Format) -> float:
+    """Absolute first-order error of log(sum(exp(x - a))) as the shifted forms compute it:
+    each term exp(fl(x_i - a)) has relative error e_exp + |z_i| u, the sum adds (n - 1) u, the
+    log adds e_log log s; plus what underflow of the terms can lose."""
+    e_exp, e_log = kernel_error("exp", fmt), kernel_error("log", fmt)
+    u = t["u"]
+    return e_exp + (t["n"] - 1) * u + u * t["gz"] + e_log * np.log(t["s"]) + t["sub"]
 
 
 def naive_overflows(x: np.ndarray, fmt: Format) -> bool:

@@ -13,7 +13,7 @@ import scipy.special
 
 from precision.formats import Format
 from precision.problems import logits
-from precision.problems.base import Problem, Variant, numpy_sum_accumulator
+from precision.problems.base import Problem, Variant, kernel_error, numpy_sum_accumulator
 
 
 def logsumexp_reference(x: np.ndarray) -> tuple[np.ndarray, mpmath.mpf]:
@@ -54,25 +54,28 @@ def logsumexp_scipy(x: np.ndarray) -> np.ndarray:
 
 
 def naive_bound(x: np.ndarray, fmt: Format) -> float:
-    """BHH21: |lse^ - lse| <= u |lse| + (n + 1) u, plus n * min_subnormal / s for terms that
-    underflow; relative to |lse|. NaN when exp(max x) or the sum overflows."""
+    """BHH21: |lse^ - lse| <= u |lse| + (n + 1) u, written with the kernels' accuracy
+    (e_exp, e_log of `kernel_error`; both u in BHH21): e_log |lse| + n u + e_exp, plus
+    n * min_subnormal / s for terms that underflow; relative to |lse|. NaN when exp(max x) or
+    the sum overflows."""
     if logits.naive_overflows(x, fmt):
         return float("nan")
     x64 = np.asarray(x, dtype=np.float64)
     y, n = logits.lse64(x64), x64.size
-    s = np.exp(y)
-    return float((fmt.u * abs(y) + (n + 1) * fmt.u + n * fmt.min_subnormal / s) / abs(y))
+    e_exp, e_log = kernel_error("exp", fmt), kernel_error("log", fmt)
+    error = e_log * abs(y) + n * fmt.u + e_exp + n * fmt.min_subnormal / np.exp(y)
+    return float(error / abs(y))
 
 
 def shifted_bound(x: np.ndarray, fmt: Format) -> float:
     """First order, for the shifted and log1p forms (derivation as in BHH21 section 3):
-    |lse^ - lse| <= u (|lse| + log s + n + sum g_i |x_i - a|) + n * min_subnormal; relative
-    to |lse|. The u |lse| term is the final rounding of a + log(s), which bounds that omit it
-    miss (../shared/NUMERICS.md)."""
+    |lse^ - lse| <= u |lse| + e_log log s + (n - 1) u + e_exp + u sum g_i |x_i - a|
+    + n * min_subnormal, with the kernels' accuracy e_exp, e_log (`kernel_error`); relative to
+    |lse|. The u |lse| term is the final rounding of a + log(s), which bounds that omit it miss
+    (../shared/NUMERICS.md)."""
     t = logits.shift_terms64(x, fmt)
     y = logits.lse64(np.asarray(x, dtype=np.float64))
-    error = t["u"] * (abs(y) + np.log(t["s"]) + t["n"] + t["gz"]) + t["sub"]
-    return float(error / abs(y))
+    return float(logits.shifted_log_sum_error(t, fmt) + t["u"] * abs(y)) / abs(y)
 
 
 LOGSUMEXP = Problem(

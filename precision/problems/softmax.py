@@ -14,7 +14,7 @@ import scipy.special
 
 from precision.formats import Format
 from precision.problems import logits
-from precision.problems.base import Problem, Variant, numpy_sum_accumulator
+from precision.problems.base import Problem, Variant, kernel_error, numpy_sum_accumulator
 
 
 def softmax_reference(x: np.ndarray) -> tuple[np.ndarray, mpmath.mpf]:
@@ -51,22 +51,25 @@ def softmax_scipy(x: np.ndarray) -> np.ndarray:
 
 
 def naive_bound(x: np.ndarray, fmt: Format) -> float:
-    """Normwise (n + 3) u (BHH21), plus what underflow of the terms and of the quotients can
-    lose; NaN when exp(max x) or the sum overflows, or the sum underflows below min normal."""
+    """Normwise (n + 3) u (BHH21), written with the exp kernel's accuracy e_exp as
+    (n + 1) u + 2 e_exp, plus what underflow of the terms and of the quotients can lose; NaN
+    when exp(max x) or the sum overflows, or the sum underflows below min normal."""
     x64 = np.asarray(x, dtype=np.float64)
     s = np.exp(logits.lse64(x64))
     if logits.naive_overflows(x, fmt) or s < fmt.min_normal:
         return float("nan")
     t = logits.shift_terms64(x, fmt)
     underflow = (t["sub"] / s + fmt.min_subnormal) / t["gmax"]
-    return float((t["n"] + 3) * fmt.u + underflow)
+    return float((t["n"] + 1) * fmt.u + 2 * kernel_error("exp", fmt) + underflow)
 
 
 def shifted_bound(x: np.ndarray, fmt: Format) -> float:
-    """Normwise (n + 2 + 2 (max x - min x)) u (BHH21), plus underflow of terms and quotients."""
+    """Normwise (n + 2 + 2 (max x - min x)) u (BHH21), written with the exp kernel's accuracy
+    as (n + 2 (max x - min x)) u + 2 e_exp, plus underflow of terms and quotients."""
     t = logits.shift_terms64(x, fmt)
     underflow = (t["sub"] + fmt.min_subnormal) / t["gmax"]
-    return float((t["n"] + 2 + 2 * t["zmax"]) * fmt.u + underflow)
+    e_exp = kernel_error("exp", fmt)
+    return float((t["n"] + 2 * t["zmax"]) * fmt.u + 2 * e_exp + underflow)
 
 
 SOFTMAX = Problem(

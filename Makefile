@@ -1,0 +1,41 @@
+# precision: everything runs inside .venv, created on first use from pyproject.toml.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+STUDIES := softmax
+
+.PHONY: help env study test lint format docs-image clean $(addprefix study-,$(STUDIES))
+
+help:  ## list the targets
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+env: $(STAMP)  ## create the environment (.venv) and install the package
+
+study: $(addprefix study-,$(STUDIES))  ## run every default study into results/
+
+study-softmax: $(STAMP)  ## softmax family: exp, softmax, logsumexp, log_softmax, cross-entropy
+	$(BIN)/precision run studies/softmax.toml --out results/softmax
+
+test: $(STAMP)  ## run the test suite (CI runs exactly this)
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)  ## ruff lint and format check
+	$(BIN)/ruff check precision tests
+	$(BIN)/ruff format --check precision tests
+
+format: $(STAMP)
+	$(BIN)/ruff format precision tests
+	$(BIN)/ruff check --fix precision tests
+
+docs-image: $(STAMP)  ## regenerate docs/heatmap_logsumexp.png (the README picture) from a quick run
+	$(BIN)/python -m precision.docs_image docs/heatmap_logsumexp.png
+
+clean:  ## remove generated results (keeps results/README.md)
+	find results -mindepth 1 -maxdepth 1 ! -name README.md -exec rm -rf {} +

@@ -1,0 +1,22 @@
+"""Regenerate the README's heatmap from a quick run of the softmax study (``make docs-image``)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from precision import plots, store
+from precision.spec import load_spec
+from precision.study import run
+
+
+def main(argv: list[str]) -> int:
+    target = Path(argv[0]) if argv else Path("docs/heatmap_logsumexp.png")
+    spec = load_spec(Path("studies/softmax.toml"), quick=True)
+    spec = spec.__class__(**{**spec.__dict__, "problems": ("logsumexp",)})
+    store.save_figure(target, plots.heatmap_figure(run(spec), "logsumexp"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
