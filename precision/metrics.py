@@ -347,7 +347,8 @@ def normwise_relative_error(computed: np.ndarray, exact, *, axis=None) -> np.nda
 def error_in_u(relative: np.ndarray | float, fmt: Format | str) -> np.ndarray | float:
     """Relative error in units of the format's unit roundoff u = 2**-p (unitless)."""
     with np.errstate(over="ignore"):  # a relative error beyond max * u is inf in units of u
-        return np.asarray(relative) / get_format(fmt).u
+        scaled = np.asarray(relative, dtype=np.float64) / get_format(fmt).u
+    return float(scaled) if scaled.ndim == 0 else scaled
 
 
 def bits_of_error(computed: np.ndarray, exact, *, nan: str = "max") -> np.ndarray:
@@ -372,14 +373,15 @@ def bits_of_error(computed: np.ndarray, exact, *, nan: str = "max") -> np.ndarra
 
 
 def classify(computed: np.ndarray, exact) -> np.ndarray:
-    """Elementwise outcome: ``"nan"``, ``"overflow"`` (an infinity where the exact value is
-    finite), ``"underflow"`` (zero where the exact value is not), else ``"ok"``."""
+    """Elementwise outcome: ``"nan"``, ``"overflow"`` (an infinity other than the exact value:
+    where the exact value is finite or the opposite infinity), ``"underflow"`` (zero where the
+    exact value is not), else ``"ok"``."""
     exact = Exact.coerce(exact)
     c = _as_float64(computed)
     e_zero = (exact.hi == 0) & (exact.lo == 0)
     out = np.full(c.shape, "ok", dtype=object)
     out[(c == 0) & ~e_zero] = "underflow"
-    out[np.isinf(c) & ~np.isinf(exact.hi)] = "overflow"
+    out[np.isinf(c) & (c != exact.hi)] = "overflow"
     out[np.isnan(c)] = "nan"
     return out
 

@@ -743,3 +743,10 @@ def test_from_mpf_keeps_precision_beyond_float64():
     assert relative_error(np.array([1 / 3]), Exact.from_mpf([third]))[0] == pytest.approx(
         truth, rel=1e-14
     )
+
+
+def test_opposite_infinity_is_an_overflow_and_error_in_u_keeps_scalars():
+    labels = classify(np.array([np.inf, -np.inf]), [-mpmath.inf, -mpmath.inf])
+    assert labels.tolist() == ["overflow", "ok"]
+    assert error_in_u(2.0**-11, "float16") == 1.0
+    assert isinstance(error_in_u(2.0**-11, "float16"), float)
