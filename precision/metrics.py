@@ -16,7 +16,7 @@ by the format's unit roundoff, which puts all formats on one scale).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import mpmath
@@ -386,20 +386,38 @@ def classify(computed: np.ndarray, exact) -> np.ndarray:
     return out
 
 
-def result_outcome(computed: np.ndarray, exact) -> str:
-    """One outcome for a whole result (a scalar or a vector).
+def result_outcome(computed: np.ndarray, exact, *, fp_exceptions: Iterable[str] = ()) -> str:
+    """One outcome for a whole result (a scalar or a vector), the worst that applies.
 
-    The worst of: ``"nan"`` if any component is NaN; ``"overflow"`` if any is infinite where the
-    exact value is finite; ``"underflow"`` if the result lost everything to underflow (every
-    component zero while the exact result is not zero); else ``"ok"``. A vector whose tiny
-    components round to zero is not an underflow: only the norm of the result matters.
+    - ``"nan"``: a component is NaN;
+    - ``"overflow"``: a component is an infinity other than the exact value, or an overflow
+      exception was raised while computing it (``fp_exceptions``): an intermediate overflowed,
+      as in ``exp(x) / sum(exp(x))`` whose sum is inf and whose result is then all zeros;
+    - ``"underflow"``: every component is zero while the exact result is not, and the exact
+      result's largest component is below the format's smallest normal number: the result
+      itself lies in the underflow range;
+    - ``"ok"``: otherwise. A zero left by cancellation (log-sum-exp of a vector whose exact value
+      is 1e-4) is ``"ok"`` with a relative error of 1: a rounding error, not an exception; a
+      vector whose tiny components round to zero is ``"ok"`` as well.
+
+    Parameters
+    ----------
+    computed : numpy.ndarray
+    exact : float array, mpmath numbers or Exact
+    fp_exceptions : iterable of str, keyword-only
+        IEEE exceptions raised while computing the result, as numpy names them ("overflow",
+        "underflow", "invalid", "divide"), e.g. collected with ``numpy.errstate(call=...)``.
     """
+    computed = np.asarray(computed)
+    exact = Exact.coerce(exact)
     labels = classify(computed, exact)
     if (labels == "nan").any():
         return "nan"
-    if (labels == "overflow").any():
+    if (labels == "overflow").any() or "overflow" in set(fp_exceptions):
         return "overflow"
     c = _as_float64(computed)
-    if np.all(c == 0) and (labels == "underflow").any():
+    magnitude = np.abs(exact.hi + exact.lo) * np.exp2(np.clip(exact.exp, -1100, 1100))
+    tiny = get_format(computed.dtype).min_normal
+    if np.all(c == 0) and (labels == "underflow").any() and np.max(magnitude) < tiny:
         return "underflow"
     return "ok"

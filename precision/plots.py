@@ -32,9 +32,10 @@ def heatmap_figure(table: pd.DataFrame, problem: str) -> plt.Figure:
     cells = cells[cells["cond_decade"].notna() & cells["magnitude_decade"].notna()].copy()
     variants = list(dict.fromkeys(table.loc[table["problem"] == problem, "variant"]))
     formats = list(dict.fromkeys(table["format"]))
-    with np.errstate(divide="ignore"):
-        cells["log10_err_over_u"] = np.log10(cells["median_err_over_u"].astype(float))
-    cells["log10_err_over_u"] = cells["log10_err_over_u"].replace(-np.inf, np.nan)
+    # An error of exactly 0 (a correctly rounded result) sits at the colour floor with the
+    # other results far below one rounding; the colour bar's arrow marks that end as open.
+    median = cells["median_err_over_u"].astype(float)
+    cells["log10_err_over_u"] = np.log10(median.clip(lower=10.0**FLOOR))
     xs = list(range(int(cells["cond_decade"].min()), int(cells["cond_decade"].max()) + 1))
     ys = list(range(int(cells["magnitude_decade"].min()), int(cells["magnitude_decade"].max()) + 1))
     finite = cells["log10_err_over_u"].dropna()
@@ -91,7 +92,7 @@ def _draw_facet(ax, facet: pd.DataFrame, xs, ys, vmin: float, vmax: float) -> No
     )
     for row in facet.itertuples(index=False):
         col, line = xs.index(int(row.cond_decade)), ys[::-1].index(int(row.magnitude_decade))
-        if np.isnan(row.log10_err_over_u):
+        if row.failure_fraction == 1:
             # Inputs exist but none gave a usable result: hatch the cell, unlike an empty one.
             ax.add_patch(Rectangle((col, line), 1, 1, fill=False, hatch="///", color="0.5"))
         if row.failure_fraction > 0:

@@ -45,7 +45,8 @@ COLUMNS = {
     "err_over_u": "rel_error / u of the row's format",
     "ulps": "largest ulp distance to the correctly rounded exact result, in compute_dtype",
     "bits": "log2(1 + ulps): bits of error (0 = correctly rounded)",
-    "outcome": "ok / underflow / overflow / nan / input_overflow",
+    "outcome": "ok / underflow / overflow / nan / input_overflow (see metrics.result_outcome)",
+    "fp_exceptions": "IEEE exceptions numpy reported while the variant ran (overflow, ...)",
     "bound": "known first-order bound on rel_error for this input (NaN: none applies)",
     "gt_prec": "working precision (bits) of the certified ground truth",
     "certified": "whether the ground truth was certified",
@@ -180,10 +181,12 @@ def _base_row(spec, task: Task, problem: Problem, fmt_name: str, x_fmt: np.ndarr
 def _measure(problem: Problem, name: str, x_fmt: np.ndarray, fmt, exact: metrics.Exact) -> dict:
     """Run one variant on one input and measure its result against the shared exact output."""
     variant = problem.variants[name]
-    # Overflow, underflow and invalid operations are what is being measured: they become the
-    # outcome column, so numpy's warnings about them are silenced here on purpose.
-    with np.errstate(all="ignore"):
+    # Overflow, underflow and invalid operations are what is being measured: numpy reports them
+    # to a callback instead of warning, and they go into the row (fp_exceptions, outcome).
+    raised: set[str] = set()
+    with np.errstate(all="call", call=lambda kind, _flag: raised.add(kind)):
         y = np.asarray(variant.compute(x_fmt))
+    with np.errstate(all="ignore"):
         bound = variant.bound(x_fmt, fmt) if variant.bound else np.nan
         rel = metrics.normwise_relative_error(y, exact)
         rel_cw = float(np.max(metrics.relative_error(y, exact)))
@@ -198,7 +201,8 @@ def _measure(problem: Problem, name: str, x_fmt: np.ndarray, fmt, exact: metrics
         "err_over_u": rel / fmt.u,
         "ulps": int(ulps.max()),
         "bits": float(np.log2(1.0 + ulps.max())),
-        "outcome": metrics.result_outcome(y, exact),
+        "outcome": metrics.result_outcome(y, exact, fp_exceptions=raised),
+        "fp_exceptions": ",".join(sorted(raised)),
         "bound": bound,
     }
 

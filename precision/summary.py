@@ -98,8 +98,10 @@ def markdown(table: pd.DataFrame, *, title: str) -> str:
     """A short Markdown digest of a study: overview table and overflow thresholds."""
     parts = [f"# Study `{title}`", ""]
     parts += [
-        f"{len(table)} rows; errors in units of the row format's u, over certified ok rows; "
-        "failures = underflow (result lost to zero), overflow (inf), nan, input_overflow.",
+        f"{len(table)} rows; errors in units of the row format's u, over certified ok rows. "
+        "Failures: overflow (an inf, or an intermediate overflowed), nan, underflow (a result "
+        "in the underflow range flushed to zero) and input_overflow (the input is not "
+        "representable in the format).",
         "",
         "## Errors and failures per variant and format",
         "",

@@ -750,3 +750,21 @@ def test_opposite_infinity_is_an_overflow_and_error_in_u_keeps_scalars():
     assert labels.tolist() == ["overflow", "ok"]
     assert error_in_u(2.0**-11, "float16") == 1.0
     assert isinstance(error_in_u(2.0**-11, "float16"), float)
+
+
+def test_zero_by_cancellation_is_a_rounding_error_not_an_underflow():
+    # log-sum-exp that cancels to 0 in float16 while the exact value (1e-4) is a normal number
+    exact = [mpmath.mpf("1e-4")]
+    assert result_outcome(np.zeros(1, np.float16), exact) == "ok"
+    assert relative_error(np.zeros(1, np.float16), exact)[0] == 1.0
+    # below float16's smallest normal (2**-14) the same zero is an underflow
+    assert result_outcome(np.zeros(1, np.float16), [mpmath.mpf("1e-6")]) == "underflow"
+
+
+def test_an_overflow_exception_makes_an_overflow_outcome():
+    # exp(x) / sum(exp(x)) with an overflowed sum returns zeros, finite but wrong
+    exact = [mpmath.mpf(1) / 3] * 3
+    zeros = np.zeros(3, np.float16)
+    assert result_outcome(zeros, exact) == "ok"
+    assert result_outcome(zeros, exact, fp_exceptions=["overflow"]) == "overflow"
+    assert result_outcome(zeros, exact, fp_exceptions=["underflow"]) == "ok"
