@@ -1,0 +1,307 @@
+"""Tests of the ``precision`` command: list, help, bad input, and a tiny end-to-end run.
+
+The CLI runs in-process through `precision.cli.main` (fast, output captured by capsys) and
+once through a subprocess (``python -m precision``), which is how a user meets it. Bad input
+exits 2 with one line on stderr and never touches earlier results.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from precision import store
+from precision.cli import main
+from precision.formats import FORMATS
+from precision.problems import PROBLEMS
+from precision.spec import parse_spec
+from precision.study import run
+
+ROOT = Path(__file__).resolve().parents[1]
+STUDIES = ROOT / "studies"
+
+TINY = """\
+name = "tiny"
+seed = 3
+formats = ["float16", "float64"]
+problems = ["softmax", "logsumexp"]
+
+[grid]
+log10_cond = [0, 2]
+log10_magnitude = [0, 2]
+sizes = [10]
+samples_per_cell = 1
+"""
+
+FINAL_LINE = re.compile(r"^tiny: (\d+) rows in (\d+\.\d) s \(.*\); (\d+) files in (.+)$")
+
+
+def tiny_spec(folder: Path) -> Path:
+    path = folder / "tiny.toml"
+    path.write_text(TINY)
+    return path
+
+
+def call(argv: list[str]) -> tuple[int, str, str]:
+    """Run the CLI in-process, returning (exit status, stdout, stderr)."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main(argv)
+        except SystemExit as exc:  # argparse: --help, usage errors
+            code = exc.code
+    return code, out.getvalue(), err.getvalue()
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+@pytest.fixture(scope="module")
+def plotted_run(tmp_path_factory) -> tuple[Path, int, str, str]:
+    """One tiny run with plots (the slow part is matplotlib), shared by the output tests."""
+    folder = tmp_path_factory.mktemp("plotted")
+    out = folder / "out"
+    code, stdout, stderr = call(["run", str(tiny_spec(folder)), "--out", str(out), "--no-progress"])
+    return out, code, stdout, stderr
+
+
+# ------------------------------------------------------------------ list and help
+
+
+def test_list_shows_everything(capsys):
+    assert main(["list", "--studies-dir", str(STUDIES)]) == 0
+    out = capsys.readouterr().out
+    for name, problem in PROBLEMS.items():
+        assert name in out
+        for variant in problem.variants:
+            assert variant in out
+    for fmt in FORMATS:
+        assert fmt in out
+    assert "softmax.toml" in out
+    assert "invalid" not in out  # the shipped studies are valid
+
+
+def test_list_default_studies_folder(capsys, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    assert main(["list"]) == 0
+    assert "studies/softmax.toml" in capsys.readouterr().out
+
+
+def test_list_flags_an_invalid_study(capsys, tmp_path: Path):
+    (tmp_path / "broken.toml").write_text('name = "x"\nseeds = 1\n')
+    assert main(["list", "--studies-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    (line,) = [line for line in out.splitlines() if "broken.toml" in line]
+    assert "invalid" in line and "did you mean 'seed'" in line
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["list", "--help"], ["run", "--help"]])
+def test_help(capsys, argv: list[str]):
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: precision")
+    if argv[0] == "run":
+        for option in ("--quick", "--out", "--no-plots", "--no-progress"):
+            assert option in out
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0
+    assert capsys.readouterr().out.startswith("precision ")
+
+
+def test_no_command_prints_help_and_exits_2(capsys):
+    assert main([]) == 2
+    assert "usage: precision" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------ bad input
+
+
+def test_missing_study_file(capsys, tmp_path: Path):
+    missing = tmp_path / "nope.toml"
+    assert main(["run", str(missing), "--out", str(tmp_path / "out"), "--no-progress"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    lines = captured.err.splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith("precision: error: ") and str(missing) in lines[0]
+    assert not (tmp_path / "out").exists()
+
+
+def test_bad_spec_leaves_results_untouched(capsys, tmp_path: Path):
+    out = tmp_path / "out"
+    spec = tiny_spec(tmp_path)
+    assert main(["run", str(spec), "--out", str(out), "--no-progress", "--no-plots"]) == 0
+    before = snapshot(out)
+    assert set(before) == {"errors.parquet", "summary.csv", "summary.md", "meta.json"}
+    capsys.readouterr()
+
+    spec.write_text(TINY.replace("samples_per_cell = 1", "samples_per_cell = 0"))
+    assert main(["run", str(spec), "--out", str(out), "--no-progress", "--no-plots"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    (line,) = captured.err.splitlines()
+    assert line.startswith(f"precision: error: {spec}: grid.samples_per_cell: ")
+    assert snapshot(out) == before  # same names (no temporary files), same bytes
+
+
+def test_bad_spec_through_subprocess(tmp_path: Path):
+    """As a user runs it: exit 2, one line on stderr, no traceback."""
+    spec = tmp_path / "bad.toml"
+    spec.write_text(TINY.replace('"softmax", "logsumexp"', '"softmx"'))
+    result = subprocess.run(
+        [sys.executable, "-m", "precision", "run", str(spec), "--out", str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert result.returncode == 2, result.stderr
+    assert result.stdout == ""
+    assert "Traceback" not in result.stderr
+    (line,) = result.stderr.splitlines()
+    assert line == (
+        f"precision: error: {spec}: problems: unknown name 'softmx' (did you mean 'softmax'?)"
+    )
+    assert not (tmp_path / "out").exists()
+
+
+def test_usage_error_exits_2(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["run"])  # no study given
+    assert info.value.code == 2
+    assert "usage:" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ a tiny run
+
+
+def test_tiny_run_writes_results(plotted_run):
+    out, code, stdout, stderr = plotted_run
+    assert code == 0, stderr
+    assert "Traceback" not in stderr
+    assert "input/s" not in stderr and "it/s" not in stderr  # --no-progress: no bar
+    names = {p.name for p in out.iterdir()}
+    assert names == {
+        "errors.parquet",
+        "summary.csv",
+        "summary.md",
+        "meta.json",
+        "heatmap_softmax.png",
+        "heatmap_logsumexp.png",
+    }
+    for png in ("heatmap_softmax.png", "heatmap_logsumexp.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    table = pd.read_parquet(out / "errors.parquet")
+    assert len(table) > 0
+    assert set(table["problem"]) == {"softmax", "logsumexp"}
+    assert set(table["format"]) == {"float16", "float64"}
+    summary = pd.read_csv(out / "summary.csv")
+    assert {"problem", "variant", "format", "median_err_over_u"} <= set(summary.columns)
+    assert (out / "summary.md").read_text().startswith("# Study `tiny`")
+
+
+def test_tiny_run_final_line(plotted_run):
+    out, code, stdout, _ = plotted_run
+    assert code == 0
+    last = stdout.strip().splitlines()[-1]
+    match = FINAL_LINE.match(last)
+    assert match, last
+    rows, _, files, folder = match.groups()
+    assert int(rows) == len(pd.read_parquet(out / "errors.parquet"))
+    assert int(files) == 6
+    assert folder == str(out)
+
+
+def test_tiny_run_meta(plotted_run):
+    out, *_ = plotted_run
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["seed"] == 3
+    assert meta["study"] == "tiny"
+    assert meta["spec"]["problems"] == ["softmax", "logsumexp"]
+    assert meta["spec"]["grid"]["sizes"] == [10]
+    assert "git_commit" in meta
+    assert meta["git_commit"] is None or re.fullmatch(r"[0-9a-f]{40}", meta["git_commit"])
+    assert isinstance(meta["flush_to_zero"], bool)
+    assert {"python", "precision", "numpy", "mpmath"} <= set(meta["versions"])
+    assert meta["timing"]["seconds"] > 0
+    assert meta["spec_file"].endswith("tiny.toml")
+
+
+def test_tiny_run_without_plots(capsys, tmp_path: Path):
+    out = tmp_path / "out"
+    argv = ["run", str(tiny_spec(tmp_path)), "--out", str(out), "--no-progress", "--no-plots"]
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    assert {p.name for p in out.iterdir()} == {
+        "errors.parquet",
+        "summary.csv",
+        "summary.md",
+        "meta.json",
+    }
+    match = FINAL_LINE.match(captured.out.strip().splitlines()[-1])
+    assert match and int(match.group(3)) == 4
+    assert int(match.group(1)) == len(pd.read_parquet(out / "errors.parquet"))
+
+
+def test_rerun_is_byte_identical_on_disk(tmp_path: Path):
+    """The table on disk does not depend on the run (timings live only in meta.json)."""
+    spec = tiny_spec(tmp_path)
+    for name in ("a", "b"):
+        assert (
+            call(["run", str(spec), "--out", str(tmp_path / name), "--no-progress", "--no-plots"])[
+                0
+            ]
+            == 0
+        )
+    for name in ("errors.parquet", "summary.csv", "summary.md"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+
+
+# ------------------------------------------------------------------ determinism
+
+
+def test_study_run_is_deterministic():
+    spec = parse_spec(
+        {
+            "name": "tiny",
+            "seed": 3,
+            "formats": ["float16", "float64"],
+            "problems": ["softmax", "logsumexp"],
+            "grid": {
+                "log10_cond": [0, 2],
+                "log10_magnitude": [0, 2],
+                "sizes": [10],
+                "samples_per_cell": 1,
+            },
+        }
+    )
+    first, second = run(spec), run(spec)
+    assert len(first) > 0
+    assert first.attrs["timing"] != {} and "timing" in second.attrs
+    assert store.table_bytes(first) == store.table_bytes(second)
+
+
+def test_problem_rows_do_not_depend_on_other_problems():
+    """Each cell draws from its own generator: adding or reordering problems changes nothing
+    in the rows of the others."""
+    grid = {"log10_cond": [0, 2], "log10_magnitude": [0, 2], "sizes": [10], "samples_per_cell": 1}
+    base = {"name": "tiny", "seed": 3, "formats": ["float16"], "grid": grid}
+    alone = run(parse_spec(base | {"problems": ["softmax"]}))
+    together = run(parse_spec(base | {"problems": ["logsumexp", "softmax"]}))
+    together = together[together["problem"] == "softmax"].reset_index(drop=True)
+    pd.testing.assert_frame_equal(alone, together)
