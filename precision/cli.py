@@ -34,7 +34,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"precision: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except OSError as exc:
-        print(f"precision: error: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"precision: error: {where}{exc.strerror or exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
 
 
@@ -88,12 +89,13 @@ def _list(args) -> int:
 
 
 def _run(args) -> int:
+    spec = load_spec(args.study, quick=args.quick)  # before the heavy imports: fail fast
+
     from tqdm import tqdm
 
     from precision import plots, store, summary
     from precision.study import run, tasks
 
-    spec = load_spec(args.study, quick=args.quick)
     out_dir = args.out or Path("results") / spec.name
     start = time.perf_counter()
     with tqdm(

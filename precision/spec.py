@@ -117,6 +117,7 @@ def parse_spec(
         return SpecError(text.replace("\r", "\\r").replace("\n", "\\n"))
 
     _check_keys(raw, TOP_KEYS, "", fail)
+    has_quick = "quick" in raw
     if not quick and "quick" in raw:
         parse_spec(raw, source=source, quick=True)  # a bad [quick] fails with or without --quick
     raw = _apply_quick(raw, fail) if quick else raw
@@ -132,6 +133,8 @@ def parse_spec(
     grid = _grid(raw.get("grid"), problems, fail)
     base = source.parent if source else Path.cwd()
     datasets = _datasets(raw.get("datasets", {}), base, fail)
+    if quick and not has_quick:
+        raise fail("quick", "--quick needs a [quick] table in the spec (none here)")
     return StudySpec(
         name=name,
         description=str(raw.get("description", "")),

@@ -98,8 +98,10 @@ def test_minimal_spec_with_options_parses():
     assert spec.grid.samples_for("softmax") == 1
 
 
-def test_quick_without_quick_table_changes_nothing():
-    assert parse_spec(copy.deepcopy(MINIMAL), quick=True) == parse_spec(copy.deepcopy(MINIMAL))
+def test_quick_without_quick_table_is_an_error():
+    """--quick on a spec with no [quick] table would silently run the full study."""
+    with pytest.raises(SpecError, match=r"^<spec>: quick: --quick needs a \[quick\] table"):
+        parse_spec(copy.deepcopy(MINIMAL), quick=True)
 
 
 def test_softmax_study_loads():
