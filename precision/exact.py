@@ -56,12 +56,16 @@ class GroundTruth:
 def to_mpf_array(x: np.ndarray) -> np.ndarray:
     """Exact conversion of a float array of any registry format to an object array of mpf.
 
-    ``tolist()`` on the float64 view gives Python floats, which mpmath takes exactly; numpy
-    float16/float32/bfloat16 scalars would be rejected by ``mpmath.mpf``.
+    ``tolist()`` on the float64 view gives Python floats, which mpmath takes exactly at 53 bits
+    or more (``mpmath.mpf`` rounds to the working precision, so it is fixed at 53 here, also
+    inside a caller's lower ``workprec``); numpy float16/float32/bfloat16 scalars would be
+    rejected by ``mpmath.mpf``.
     """
-    x64 = np.asarray(x).astype(np.float64)
+    with np.errstate(invalid="ignore"):  # casting a signalling NaN raises the invalid flag
+        x64 = np.asarray(x).astype(np.float64)
     out = np.empty(x64.shape, dtype=object)
-    out.ravel()[:] = [mpmath.mpf(v) for v in x64.ravel().tolist()]
+    with mpmath.workprec(53):
+        out.ravel()[:] = [mpmath.mpf(v) for v in x64.ravel().tolist()]
     return out
 
 

@@ -59,8 +59,16 @@ def test_table_is_tidy_and_complete(table):
     assert set(table["source"]) == {"synthetic", "mnist"}
     assert table["certified"].all()
     # One row per input x variant x format: no duplicates of the identifying columns.
-    keys = ["problem", "variant", "format", "source", "sample", "n", "cell_log10_cond",
-            "cell_log10_magnitude"]
+    keys = [
+        "problem",
+        "variant",
+        "format",
+        "source",
+        "sample",
+        "n",
+        "cell_log10_cond",
+        "cell_log10_magnitude",
+    ]
     assert not table.duplicated(subset=keys).any()
 
 

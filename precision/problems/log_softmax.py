@@ -50,11 +50,12 @@ def log_softmax_shifted(x: np.ndarray) -> np.ndarray:
 def naive_bound(x: np.ndarray, fmt: Format) -> float:
     """Componentwise naive-softmax error n u + 2 e_exp carried through log, plus e_log |y_j|:
     normwise (n u + 2 e_exp) / ||y|| + e_log ((n + 2) u / ||y|| + u when the kernels round
-    correctly). NaN when the naive softmax overflows or any g_j < min normal (its log then loses
-    everything)."""
+    correctly). NaN when the naive softmax overflows, or any term exp(x_j) or quotient g_j is
+    below the smallest normal number (its log then loses everything)."""
     t = logits.shift_terms64(x, fmt)
-    if logits.naive_overflows(x, fmt) or t["gmin"] < fmt.min_normal:
-        return float("nan")
+    x_min = float(np.asarray(x, dtype=np.float64).min())
+    if logits.naive_overflows(x, fmt) or min(t["gmin"], np.exp(x_min)) < fmt.min_normal:
+        return float("nan")  # a term exp(x_j) or a quotient g_j is subnormal: its log is lost
     y = np.asarray(x, dtype=np.float64) - logits.lse64(np.asarray(x, dtype=np.float64))
     e_exp, e_log = kernel_error("exp", fmt), kernel_error("log", fmt)
     return float((t["n"] * fmt.u + 2 * e_exp) / np.abs(y).max() + e_log)

@@ -57,11 +57,11 @@ def naive_bound(x: np.ndarray, fmt: Format) -> float:
     """BHH21: |lse^ - lse| <= u |lse| + (n + 1) u, written with the kernels' accuracy
     (e_exp, e_log of `kernel_error`; both u in BHH21): e_log |lse| + n u + e_exp, plus
     n * min_subnormal / s for terms that underflow; relative to |lse|. NaN when exp(max x) or
-    the sum overflows."""
-    if logits.naive_overflows(x, fmt):
-        return float("nan")
+    the sum overflows, or the sum falls below the smallest normal number."""
     x64 = np.asarray(x, dtype=np.float64)
     y, n = logits.lse64(x64), x64.size
+    if logits.naive_overflows(x, fmt) or y < np.log(fmt.min_normal):
+        return float("nan")  # the sum overflows, or underflows below the normal range
     e_exp, e_log = kernel_error("exp", fmt), kernel_error("log", fmt)
     error = e_log * abs(y) + n * fmt.u + e_exp + n * fmt.min_subnormal / np.exp(y)
     return float(error / abs(y))

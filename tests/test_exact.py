@@ -1,0 +1,266 @@
+"""Tests for precision.exact: exact input conversion and certified ground truth.
+
+Expected values are computed here independently: float bit patterns are decoded by hand, and
+reference outputs are evaluated at 400 bits from the textbook formulas (no shift, mpmath cannot
+overflow), then rounded once with ``formats.round_to_format``. The global mpmath precision is
+never assigned; a fixture checks that nothing leaks.
+"""
+
+from __future__ import annotations
+
+import math
+
+import mpmath
+import numpy as np
+import pytest
+
+from precision.exact import PRECISIONS, ground_truth, to_mpf_array
+from precision.formats import cast, get_format, round_to_format
+from precision.problems import PROBLEMS, Problem
+from precision.problems.logsumexp import LOGSUMEXP
+
+FORMATS = ["float16", "bfloat16", "float32", "float64"]
+UINT = {16: np.uint16, 32: np.uint32, 64: np.uint64}
+HIGH = 400  # bits of the independent evaluations
+
+
+@pytest.fixture(autouse=True)
+def _mpmath_precision_unchanged():
+    assert mpmath.mp.prec == 53
+    yield
+    assert mpmath.mp.prec == 53
+
+
+# ------------------------------------------------------------------------ to_mpf_array
+
+
+def _decode(bits: int, fmt) -> mpmath.mpf | None:
+    """The exact value of an IEEE bit pattern of ``fmt`` as an mpf (None for NaN), by hand:
+    ``ldexp`` of an integer significand is exact in mpmath."""
+    width, p = fmt.bits, fmt.p
+    w = width - p  # exponent bits (1 sign bit, p - 1 fraction bits)
+    sign = -1 if bits >> (width - 1) else 1
+    exponent = (bits >> (p - 1)) & ((1 << w) - 1)
+    fraction = bits & ((1 << (p - 1)) - 1)
+    if exponent == (1 << w) - 1:
+        return None if fraction else sign * mpmath.inf
+    if exponent == 0:  # zero and subnormals: fraction * 2**(emin - p + 1)
+        return mpmath.ldexp(sign * fraction, fmt.emin - p + 1)
+    return mpmath.ldexp(sign * ((1 << (p - 1)) | fraction), exponent - fmt.emax - p + 1)
+
+
+def _check_exact_conversion(patterns: np.ndarray, fmt) -> None:
+    values = patterns.view(fmt.dtype).reshape(-1, 2)  # a 2-D array keeps its shape
+    converted = to_mpf_array(values)
+    assert converted.shape == values.shape and converted.dtype == object
+    for bits, value in zip(patterns.tolist(), converted.ravel(), strict=True):
+        assert isinstance(value, mpmath.mpf)
+        expected = _decode(bits, fmt)
+        if expected is None:
+            assert mpmath.isnan(value)
+        else:
+            assert value == expected, (fmt.name, hex(bits), value, expected)
+
+
+@pytest.mark.parametrize("fmt", ["float16", "bfloat16"])
+def test_to_mpf_array_is_exact_for_every_16_bit_value(fmt):
+    """All 65,536 patterns: zeros, every subnormal, max, the infinities and NaNs."""
+    f = get_format(fmt)
+    patterns = np.arange(2**16, dtype=np.uint16)
+    _check_exact_conversion(patterns, f)
+    # The extremes, by value, as a cross-check of the decoder itself.
+    specials = cast(np.array([f.max, -f.max, f.min_subnormal, f.min_normal]), f)
+    assert list(to_mpf_array(specials)) == [
+        mpmath.mpf(f.max),
+        -mpmath.mpf(f.max),
+        mpmath.ldexp(1, f.emin - f.p + 1),
+        mpmath.ldexp(1, f.emin),
+    ]
+
+
+@pytest.mark.parametrize("fmt", ["float32", "float64"])
+def test_to_mpf_array_is_exact_for_wide_formats(fmt):
+    """Random bit patterns (every binade alike) plus the extremes and both zeros."""
+    f = get_format(fmt)
+    uint = UINT[f.bits]
+    rng = np.random.default_rng(0)
+    random = rng.integers(0, np.iinfo(uint).max, size=2000, dtype=uint, endpoint=True)
+    extremes = np.array([f.max, -f.max, f.min_normal, f.min_subnormal, -0.0, 1.0 + f.eps])
+    patterns = np.concatenate([random, extremes.astype(f.dtype).view(uint)])
+    _check_exact_conversion(patterns, f)
+
+
+def test_to_mpf_array_is_exact_inside_a_low_working_precision():
+    """mpmath.mpf rounds to the working precision: the conversion must not inherit it."""
+    x = np.array([1.0 + 2.0**-52, -(2.0**-1074), 1.0 / 3.0])
+    with mpmath.workprec(20):
+        converted = to_mpf_array(x)
+        assert mpmath.mp.prec == 20
+    assert [v == mpmath.mpf(f) for v, f in zip(converted, x.tolist(), strict=True)] == [True] * 3
+
+
+# ------------------------------------------------------------------------ certification
+
+
+def _ordinary_input(problem: Problem, fmt: str, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    if problem.name == "exp":
+        return cast(np.array([1.3]), fmt)
+    x = rng.standard_normal(12) * 2.0
+    if problem.name == "cross_entropy":
+        target = np.zeros(12)
+        target[rng.integers(12)] = 1.0
+        x = np.stack([x, target])
+    return cast(x, fmt)
+
+
+def test_precision_ladder_starts_at_113_then_160():
+    assert PRECISIONS[:2] == (113, 160)
+    assert list(PRECISIONS) == sorted(PRECISIONS)
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("problem_name", list(PROBLEMS))
+def test_ground_truth_certified_at_the_first_pair(problem_name, fmt):
+    problem = PROBLEMS[problem_name]
+    gt = ground_truth(problem, _ordinary_input(problem, fmt, seed=1), fmt)
+    assert gt.certified
+    assert gt.prec == 160  # 113 and 160 agreed
+    assert math.isfinite(gt.cond) and gt.cond >= 0
+    assert gt.seconds >= 0
+    assert gt.exact.rounded.dtype == get_format(fmt).dtype
+
+
+def _tiny_lse_input() -> np.ndarray:
+    """Float64 x with lse(x) ~ 1e-31 although every entry is of order 1 (or 40).
+
+    exp(x0) + exp(x1) falls short of 1 by r ~ 1e-17 (x1 is rounded), and x2 = fl(log r) makes up
+    the rest to within r * 2**-53 * |x2|: kappa_lse = sum |x_i| g_i / |lse| ~ 1e30.
+    """
+    with mpmath.workprec(HIGH):
+        x0 = -0.5
+        x1 = float(mpmath.log(1 - mpmath.exp(x0)))
+        remainder = 1 - mpmath.exp(x0) - mpmath.exp(x1)
+        if remainder < 0:  # take the float below, so that the remainder is positive
+            x1 = float(np.nextafter(x1, -np.inf))
+            remainder = 1 - mpmath.exp(x0) - mpmath.exp(x1)
+        x2 = float(mpmath.log(remainder))
+    return np.array([x0, x1, x2])
+
+
+def _lse_high(x: np.ndarray):
+    with mpmath.workprec(HIGH):
+        return mpmath.log(mpmath.fsum(mpmath.exp(mpmath.mpf(v)) for v in x.tolist()))
+
+
+def test_ground_truth_escalates_on_an_ill_conditioned_input():
+    x = _tiny_lse_input()
+    exact = _lse_high(x)
+    assert 0 < abs(exact) < 1e-25
+    gt = ground_truth(LOGSUMEXP, x, "float64")
+    assert gt.certified
+    assert gt.prec > 160  # 113/160 cannot resolve 1e-31 against terms of order 1
+    assert gt.cond > 1e20
+    assert gt.exact.rounded[0] == round_to_format(exact, "float64")
+    with mpmath.workprec(HIGH):
+        value = (mpmath.mpf(gt.exact.hi[0]) + mpmath.mpf(gt.exact.lo[0])) * mpmath.mpf(2) ** int(
+            gt.exact.exp[0]
+        )
+        assert abs(value - exact) <= 2.0**-80 * abs(exact)
+
+
+@pytest.mark.parametrize("precisions", [(20, 24), (113, 160)])
+def test_ground_truth_below_the_needed_precision_is_not_certified(precisions):
+    gt = ground_truth(LOGSUMEXP, _tiny_lse_input(), "float64", precisions=precisions)
+    assert not gt.certified
+    assert gt.prec == precisions[-1]
+
+
+def test_tiny_precision_cap_never_certifies_an_inexact_result():
+    """Even an ordinary input cannot pass the 2**-80 agreement with 20/24-bit evaluations."""
+    problem = PROBLEMS["softmax"]
+    gt = ground_truth(
+        problem, _ordinary_input(problem, "float16", 2), "float16", precisions=(20, 24)
+    )
+    assert not gt.certified
+
+
+# ------------------------------------------------------------------------ rounded reference
+
+
+def _independent(problem_name: str, x: np.ndarray) -> list:
+    """The exact output at HIGH bits from the textbook formula (no shift)."""
+    with mpmath.workprec(HIGH):
+        if problem_name == "exp":
+            return [mpmath.exp(mpmath.mpf(x.item()))]
+        logits_ = x[0] if problem_name == "cross_entropy" else x
+        v = [mpmath.mpf(value) for value in logits_.tolist()]
+        e = [mpmath.exp(vi) for vi in v]
+        total = mpmath.fsum(e)
+        lse = mpmath.log(total)
+        if problem_name == "softmax":
+            return [ei / total for ei in e]
+        if problem_name == "logsumexp":
+            return [lse]
+        if problem_name == "log_softmax":
+            return [vi - lse for vi in v]
+        t = [mpmath.mpf(value) for value in x[1].tolist()]
+        return [-mpmath.fsum(ti * (vi - lse) for ti, vi in zip(t, v, strict=True))]
+
+
+def _reference_inputs(problem_name: str, fmt: str):
+    """Ordinary inputs, plus ones whose outputs underflow (softmax components far below the
+    smallest subnormal) or overflow (exp(100) in float16) in the format."""
+    rng = np.random.default_rng(4)
+    if problem_name == "exp":
+        for value in (-0.75, 3.5, 100.0, -20.0):
+            yield cast(np.array([value]), fmt)
+        return
+    for x in ([0.0, -30.0, -200.0, 5.0], rng.standard_normal(9) * 3, rng.standard_normal(30)):
+        x = np.asarray(x, dtype=np.float64)
+        if problem_name == "cross_entropy":
+            target = np.zeros(x.size)
+            target[1] = 1.0
+            x = np.stack([x, target])
+        yield cast(x, fmt)
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("problem_name", list(PROBLEMS))
+def test_rounded_reference_is_the_independent_value_rounded_once(problem_name, fmt):
+    for x in _reference_inputs(problem_name, fmt):
+        gt = ground_truth(PROBLEMS[problem_name], x, fmt)
+        assert gt.certified
+        expected = np.array(
+            [round_to_format(v, fmt) for v in _independent(problem_name, x)],
+            dtype=get_format(fmt).dtype,
+        )
+        assert gt.exact.rounded.dtype == expected.dtype
+        assert np.array_equal(gt.exact.rounded, expected), (problem_name, fmt, x)
+
+
+# ------------------------------------------------------------------------ precision leaks
+
+
+def test_no_global_precision_change_leaks_from_a_failing_reference():
+    def failing_reference(x):
+        assert mpmath.mp.prec == PRECISIONS[0]  # evaluated inside workprec
+        raise ZeroDivisionError("reference failed")
+
+    problem = Problem(
+        name="failing",
+        description="a reference that raises inside workprec",
+        reference=failing_reference,
+        magnitude=lambda x: 0.0,
+        propose=lambda rng, **kwargs: None,
+        estimate=lambda X: (X, X),
+        variants={},
+    )
+    with pytest.raises(ZeroDivisionError):
+        ground_truth(problem, np.array([1.0]), "float64")
+    assert mpmath.mp.prec == 53 and mpmath.mp.dps == 15
+
+
+def test_no_global_precision_change_leaks_from_escalation():
+    ground_truth(LOGSUMEXP, _tiny_lse_input(), "float64")
+    assert mpmath.mp.prec == 53 and mpmath.mp.dps == 15
