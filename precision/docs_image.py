@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from precision.study import run
 def main(argv: list[str]) -> int:
     target = Path(argv[0]) if argv else Path("docs/heatmap_logsumexp.png")
     spec = load_spec(Path("studies/softmax.toml"), quick=True)
-    spec = spec.__class__(**{**spec.__dict__, "problems": ("logsumexp",)})
+    spec = dataclasses.replace(spec, problems=("logsumexp",))
     store.save_figure(target, plots.heatmap_figure(run(spec), "logsumexp"))
     return 0
 

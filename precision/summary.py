@@ -65,31 +65,35 @@ def overview(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def overflow_thresholds(table: pd.DataFrame) -> pd.DataFrame:
-    """Where each variant starts failing, against max(x) and log-sum-exp(x) of its inputs.
+    """Where each variant starts to overflow, against max(x) and log-sum-exp(x) of its inputs.
 
-    Columns: the largest ``x_max`` among ok rows and the smallest among failed rows, the same
-    for ``lse``, and ``ln(max)`` of the format: naive exponentials overflow once their argument
-    passes ln(max) (float16 11.09, float32 88.72, float64 709.78).
+    A row counts as overflowed when its result failed (inf or nan) and numpy reported an
+    overflow exception while computing it; failures from underflow (0/0, log 0) are counted
+    apart. Columns: the largest ``x_max`` and ``lse`` among ok rows, the smallest among
+    overflowed rows, and ``ln(max)`` of the format: exp(x) overflows once x passes ln(max)
+    (float16 11.09, float32 88.72, float64 709.78), a sum of exponentials once lse(x) does.
     """
     rows = table[table["x_max"].notna()].copy()
-    rows["failed"] = rows["outcome"].isin(["overflow", "nan"])
-    out = (
-        rows.groupby(KEYS, observed=True)
-        .apply(
-            lambda g: pd.Series(
-                {
-                    "max_x_max_ok": g.loc[~g["failed"], "x_max"].max(),
-                    "min_x_max_failed": g.loc[g["failed"], "x_max"].min(),
-                    "max_lse_ok": g.loc[~g["failed"], "lse"].max(),
-                    "min_lse_failed": g.loc[g["failed"], "lse"].min(),
-                    "failed": int(g["failed"].sum()),
-                    "rows": len(g),
-                }
-            ),
-            include_groups=False,
+    raised = rows["fp_exceptions"].fillna("").str.contains("overflow")
+    rows["overflowed"] = rows["outcome"].isin(["overflow", "nan"]) & raised
+    rows["other_failure"] = rows["outcome"].isin(FAILURES) & ~rows["overflowed"]
+    ok = rows["outcome"] == "ok"
+
+    def stats(g: pd.DataFrame) -> pd.Series:
+        good, over = g[ok.loc[g.index]], g[g["overflowed"]]
+        return pd.Series(
+            {
+                "max_x_max_ok": good["x_max"].max(),
+                "min_x_max_overflow": over["x_max"].min(),
+                "max_lse_ok": good["lse"].max(),
+                "min_lse_overflow": over["lse"].min(),
+                "overflowed": int(g["overflowed"].sum()),
+                "other_failures": int(g["other_failure"].sum()),
+                "rows": len(g),
+            }
         )
-        .reset_index()
-    )
+
+    out = rows.groupby(KEYS, observed=True).apply(stats, include_groups=False).reset_index()
     out["ln_max"] = [float(np.log(get_format(f).max)) for f in out["format"]]
     return out
 
@@ -109,8 +113,9 @@ def markdown(table: pd.DataFrame, *, title: str) -> str:
         "",
         "## Where the exponentials overflow",
         "",
-        "Largest max(x) (and log-sum-exp) among ok rows versus smallest among rows that returned "
-        "inf or nan; ln(max) is the format's exp overflow threshold.",
+        "Largest max(x) (and log-sum-exp) among ok rows versus the smallest among rows that "
+        "overflowed (an inf or nan result while numpy reported an overflow); other failures "
+        "(0/0 or log 0 after underflow) are counted apart. ln(max) is where exp overflows.",
         "",
         _to_markdown(overflow_thresholds(table)),
         "",

@@ -28,6 +28,7 @@ def toy_table() -> pd.DataFrame:
                     "lse": x_max + 0.1,
                     "rel_error": err * 2.0**-11,
                     "err_over_u": err,
+                    "fp_exceptions": "overflow" if outcome != "ok" else "",
                     "bits": 1.0,
                     "outcome": outcome,
                     "bound": 2.0 * 2.0**-11,
@@ -64,7 +65,8 @@ def test_overflow_thresholds_locate_the_first_failure():
     thresholds = overflow_thresholds(toy_table())
     row = thresholds[thresholds["format"] == "float16"].iloc[0]
     assert row["max_x_max_ok"] == 10.0
-    assert row["min_x_max_failed"] == 12.0
+    assert row["min_x_max_overflow"] == 12.0
+    assert row["overflowed"] == 2 and row["other_failures"] == 0
     assert np.isclose(row["ln_max"], np.log(65504.0))
 
 
