@@ -3,9 +3,12 @@
 The input is the array after rounding to the format; its floats convert to mpmath exactly
 (through Python floats, never through decimal strings). The problem's reference is evaluated at
 increasing working precision until two consecutive precisions agree after rounding to the output
-format and to about 2**-80 relative, so that both the ulp measures and the relative errors built
-on the reference are trustworthy. A point that does not settle by the precision cap is returned
-with ``certified=False``; the runner flags it instead of using it silently.
+format and to about 2**-80 relative (an output of exactly 0 must also persist to ZERO_PREC
+bits), so that both the ulp measures and the relative errors built on the reference are
+trustworthy. Agreement can still be fooled by a reference formula that loses a term at every
+precision (1 + 1e-100 is 1 below ~330 bits), so references avoid such forms (log1p, not
+log(1 + r)). A point that does not settle by the precision cap is returned with
+``certified=False``; the runner flags it instead of using it silently.
 """
 
 from __future__ import annotations
@@ -26,6 +29,10 @@ PRECISIONS = (113, 160, 256, 512, 1024, 2048, 4096)
 
 AGREEMENT = 2.0**-80
 """Largest relative difference between consecutive evaluations accepted as agreement."""
+
+ZERO_PREC = 1024
+"""Lowest precision at which an output of exactly 0 is accepted (total cancellation at two low
+precisions would otherwise certify a wrong 0)."""
 
 
 @dataclass(frozen=True)
@@ -104,6 +111,10 @@ def _agree(previous, current, prec: int) -> bool:
         (a == b) or (np.isnan(a) and np.isnan(b)) for a, b in zip(r0, r1, strict=True)
     )
     if not same_rounding:
+        return False
+    if prec < ZERO_PREC and any(b == 0 for b in y1):
+        # Two precisions that both cancel to exactly 0 agree without being right: a zero is
+        # believed only once it survives an evaluation at ZERO_PREC bits.
         return False
     with mpmath.workprec(prec):
         return all(a == b or abs(a - b) <= AGREEMENT * abs(b) for a, b in zip(y0, y1, strict=True))

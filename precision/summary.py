@@ -16,10 +16,11 @@ KEYS = ["problem", "variant", "format"]
 
 
 def decade(values: pd.Series) -> pd.Series:
-    """floor(log10(value)) as a nullable integer (the heatmap bins); NaN for non-positive."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        logs = np.floor(np.log10(values.astype("float64").where(values > 0)))
-    return logs.astype("Int64")
+    """floor(log10(value)) as a nullable integer (the heatmap bins); missing for values that
+    are not positive and finite (an infinite condition number: the exact result is 0)."""
+    values = values.astype("float64")
+    usable = values.where((values > 0) & np.isfinite(values))
+    return np.floor(np.log10(usable)).astype("Int64")
 
 
 def with_bins(table: pd.DataFrame) -> pd.DataFrame:

@@ -18,7 +18,7 @@ import pytest
 
 from precision.exact import ground_truth, to_mpf_array
 from precision.formats import cast, get_format, round_to_format
-from precision.metrics import normwise_relative_error
+from precision.metrics import Exact, normwise_relative_error, relative_error
 from precision.problems import PROBLEMS, logits
 from precision.problems.logsumexp import logsumexp_reference
 
@@ -414,3 +414,28 @@ def test_propose_logits_hits_the_requested_lse(n, magnitude, cond):
     tol = 2.0**-53 * (n + 4) * (1 + np.abs(X).max(axis=1) + high)
     assert np.all(np.abs(lse) >= low - tol) and np.all(np.abs(lse) <= high + tol)
     assert (lse > 0).any() and (lse < 0).any()
+
+
+@pytest.mark.parametrize("fmt", ["float32", "float64"])
+def test_references_keep_a_term_far_below_the_working_precision(fmt):
+    """x = [0, -200]: lse = log1p(e^-200) ~ 1.4e-87, log_softmax_0 = -lse, and the cross-entropy
+    of the confident class 0 is lse too. Forming log(1 + e^-200) at 160 bits gives 0 at every
+    precision below ~300 bits, and two such precisions would agree on the wrong 0."""
+    x = cast(np.array([0.0, -200.0]), fmt)
+    with mpmath.workprec(400):
+        lse = mpmath.log1p(mpmath.exp(-200))
+        expected = [lse, -lse, lse]
+    truths = [
+        ground_truth(PROBLEMS["logsumexp"], x, fmt).exact,
+        ground_truth(PROBLEMS["log_softmax"], x, fmt).exact,
+        ground_truth(
+            PROBLEMS["cross_entropy"], np.stack([x, cast(np.array([1.0, 0.0]), fmt)]), fmt
+        ).exact,
+    ]
+    for truth, value in zip(truths, expected, strict=True):
+        assert (
+            relative_error(
+                np.array([float(value)]), Exact(truth.hi[:1], truth.lo[:1], truth.exp[:1])
+            )[0]
+            < 1e-15
+        )

@@ -40,7 +40,7 @@ def toy_table() -> pd.DataFrame:
 
 def test_decade_bins_measured_values():
     assert decade(pd.Series([0.5, 1.0, 9.99, 10.0, 0.0])).tolist()[:4] == [-1, 0, 0, 1]
-    assert pd.isna(decade(pd.Series([0.0]))[0])
+    assert decade(pd.Series([0.0, -1.0, np.inf, np.nan])).isna().all()
 
 
 def test_overview_counts_failures_and_excludes_them_from_errors():

@@ -17,10 +17,10 @@ from precision.problems.softmax import softmax_naive
 
 
 def log_softmax_reference(x: np.ndarray) -> tuple[np.ndarray, mpmath.mpf]:
-    """Exact log_softmax x_i - a - log(s) and its mixed condition number."""
-    a, e, s = logits.mp_exp_terms(x)
-    lse = a + mpmath.log(s)
-    y = [xi - lse for xi in x]
+    """Exact log_softmax (x_i - a) - log1p(r) and its mixed condition number."""
+    a, e, s, r = logits.mp_exp_terms(x)
+    log_s = mpmath.log1p(r)
+    y = [(xi - a) - log_s for xi in x]
     g = [ei / s for ei in e]
     weighted = logits.mp_weighted_abs(x, g)
     rows = [abs(xj) + weighted - 2 * abs(xj) * gj for xj, gj in zip(x, g, strict=True)]

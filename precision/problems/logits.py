@@ -88,16 +88,21 @@ def logit_extras(x: np.ndarray) -> dict[str, float]:
 # ---------------------------------------------------------------- exact helpers (mpmath)
 
 
-def mp_exp_terms(x) -> tuple[mpmath.mpf, list, mpmath.mpf]:
-    """a = max x, e_i = exp(x_i - a) and s = sum e_i at the working precision.
+def mp_exp_terms(x) -> tuple[mpmath.mpf, list, mpmath.mpf, mpmath.mpf]:
+    """a = max x, e_i = exp(x_i - a), s = sum e_i and r = s - 1 at the working precision.
 
     Shifting by the exact maximum keeps every term in (0, 1]: mpmath has no overflow, but the
-    shift keeps s near 1, so relative accuracy does not depend on max(x).
+    shift keeps s near 1, so relative accuracy does not depend on max(x). r sums the terms
+    other than the maximum's (which is exactly 1) so that log(s) can be formed as log1p(r):
+    forming 1 + r first absorbs an r below 2**-prec, and two precisions would then *agree* on
+    a wrong log(s) = 0 (x = [0, -200]: log_softmax_0 = -e**-200, not 0).
     """
     xs = list(x)
-    a = max(xs)
+    m = max(range(len(xs)), key=xs.__getitem__)
+    a = xs[m]
     e = [mpmath.exp(v - a) for v in xs]
-    return a, e, mpmath.fsum(e)
+    r = mpmath.fsum(v for i, v in enumerate(e) if i != m)
+    return a, e, 1 + r, r
 
 
 def mp_weighted_abs(x, g) -> mpmath.mpf:

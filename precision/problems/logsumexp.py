@@ -17,9 +17,9 @@ from precision.problems.base import Problem, Variant, kernel_error, numpy_sum_ac
 
 
 def logsumexp_reference(x: np.ndarray) -> tuple[np.ndarray, mpmath.mpf]:
-    """Exact lse(x) = a + log(s) with a = max x, and kappa_lse = sum |x_i| g_i / |lse(x)|."""
-    a, e, s = logits.mp_exp_terms(x)
-    y = a + mpmath.log(s)
+    """Exact lse(x) = a + log1p(r) with a = max x, and kappa_lse = sum |x_i| g_i / |lse(x)|."""
+    a, e, s, r = logits.mp_exp_terms(x)
+    y = a + mpmath.log1p(r)
     weighted = logits.mp_weighted_abs(x, [ei / s for ei in e])
     cond = weighted / abs(y) if y != 0 else mpmath.inf
     return np.array([y], dtype=object), cond

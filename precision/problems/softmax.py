@@ -19,7 +19,7 @@ from precision.problems.base import Problem, Variant, kernel_error, numpy_sum_ac
 
 def softmax_reference(x: np.ndarray) -> tuple[np.ndarray, mpmath.mpf]:
     """Exact softmax and its mixed condition number (module docstring)."""
-    _, e, s = logits.mp_exp_terms(x)
+    _, e, s, _ = logits.mp_exp_terms(x)
     g = [ei / s for ei in e]
     weighted = logits.mp_weighted_abs(x, g)
     rows = [gj * (abs(xj) + weighted - 2 * abs(xj) * gj) for xj, gj in zip(x, g, strict=True)]
