@@ -94,12 +94,12 @@ def _run(args) -> int:
     from tqdm import tqdm
 
     from precision import plots, store, summary
-    from precision.study import run, tasks
+    from precision.study import chunks, run
 
     out_dir = args.out or Path("results") / spec.name
     start = time.perf_counter()
     with tqdm(
-        total=len(tasks(spec)),
+        total=sum(chunk.inputs(spec) for chunk in chunks(spec)),
         unit="input",
         desc=spec.name,
         disable=args.no_progress,

@@ -1,13 +1,15 @@
 """The study runner: inputs -> certified ground truth -> every variant in every format -> rows.
 
 ``run(spec)`` is pure: it returns a tidy DataFrame (one row per input x variant x format) and
-writes nothing. Follow one input: `tasks` lists it (problem, size, cell or data-set row),
-`_input_of` draws it in float64, `_rows_for_input` rounds it to each format once, computes its
-ground truth once per format, and measures every variant against that shared ground truth.
+writes nothing. Follow one input: `chunks` splits the study into independent chunks (a grid
+cell of one problem and size, or a block of data-set rows), `_chunk_inputs` draws the chunk's
+inputs in float64 from its own seed, `_rows_for_input` rounds each to every format once,
+computes its ground truth once per format, and measures every variant against it.
 """
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -53,126 +55,181 @@ COLUMNS = {
 }
 
 
+DATASET_CHUNK_ROWS = 50
+"""Data-set rows per chunk."""
+
+
 @dataclass(frozen=True)
-class Task:
-    """One input to generate: a grid cell sample or a data-set row."""
+class Chunk:
+    """A unit of work: one grid cell of one problem and size, or a block of data-set rows.
+
+    A chunk's inputs depend only on the study seed and the chunk's own coordinates, so chunks
+    can run in any order, on any worker, and be resumed one by one.
+    """
 
     problem: str
     n: int
     source: str
     cond_decade: int | None = None
     mag_decade: int | None = None
-    index: int = 0
+    rows: tuple[int, int] = (0, 0)
+
+    @property
+    def id(self) -> str:
+        """A file-name-safe identifier, unique within a study."""
+        if self.source == "synthetic":
+            return f"{self.problem}-n{self.n}-c{self.cond_decade}-m{self.mag_decade}"
+        return f"{self.problem}-{self.source}-{self.rows[0]}-{self.rows[1]}"
+
+    def inputs(self, spec: StudySpec) -> int:
+        """How many inputs the chunk tries (cells the generator cannot reach yield fewer)."""
+        if self.source == "synthetic":
+            return spec.grid.samples_for(self.problem)
+        return self.rows[1] - self.rows[0]
 
 
-def tasks(spec: StudySpec) -> list[Task]:
-    """Every input of the study, in a fixed order (the order of the rows)."""
+def chunks(spec: StudySpec) -> list[Chunk]:
+    """Every chunk of the study, in the order of the rows of its table."""
     out = []
     for name in spec.problems:
         problem = PROBLEMS[name]
         sizes = spec.grid.sizes if problem.takes_sizes else (1,)
-        for n in sizes:
-            for c, m in spec.grid.cells():
-                samples = range(spec.grid.samples_for(name))
-                out += [Task(name, n, "synthetic", c, m, i) for i in samples]
-        if problem.from_logits is not None:
-            for dataset in spec.datasets:
-                rows = dataset_rows(np.load(dataset.path), rows=dataset.rows, seed=spec.seed)
-                out += [Task(name, rows.shape[1], dataset.name, index=i) for i in range(len(rows))]
+        out += [Chunk(name, n, "synthetic", c, m) for n in sizes for c, m in spec.grid.cells()]
+        if problem.from_logits is None:
+            continue
+        for dataset in spec.datasets:
+            count, n = _dataset(spec, dataset.name).shape
+            out += [
+                Chunk(name, n, dataset.name, rows=(start, min(start + DATASET_CHUNK_ROWS, count)))
+                for start in range(0, count, DATASET_CHUNK_ROWS)
+            ]
     return out
 
 
+@dataclass(frozen=True)
+class ChunkResult:
+    """The rows of one chunk, with its cost."""
+
+    table: pd.DataFrame
+    inputs: int
+    seconds: float
+    ground_truth_seconds: float
+
+
+def run_chunk(spec: StudySpec, chunk: Chunk) -> ChunkResult:
+    """Generate the chunk's inputs and measure every variant in every format on them."""
+    start = time.perf_counter()
+    rows: list[dict] = []
+    gt_seconds = 0.0
+    for index, x in _chunk_inputs(spec, chunk):
+        new_rows, seconds = _rows_for_input(spec, chunk, index, x)
+        rows += new_rows
+        gt_seconds += seconds
+    table = _typed(pd.DataFrame(rows, columns=list(COLUMNS)))
+    return ChunkResult(table, chunk.inputs(spec), time.perf_counter() - start, gt_seconds)
+
+
 def run(spec: StudySpec, *, progress: Callable[[int], None] | None = None) -> pd.DataFrame:
-    """Run a study and return its tidy table (see `COLUMNS`).
+    """Run a study in this process and return its tidy table (see `COLUMNS`).
+
+    For parallel, distributed or resumable runs that stream to disk, see `precision.execute`;
+    both give the same table.
 
     Parameters
     ----------
     spec : StudySpec
     progress : callable, keyword-only
-        Called with the number of inputs finished after each input (for a progress bar).
+        Called with the number of inputs finished after each chunk (for a progress bar).
 
     Returns
     -------
     pandas.DataFrame
         One row per input x variant x format. ``df.attrs["timing"]`` holds the wall time and
-        the share spent on ground truth.
+        the time spent on ground truth.
     """
     start = time.perf_counter()
-    rows: list[dict] = []
-    gt_seconds = 0.0
-    for task, x in _inputs(spec):
-        new_rows, seconds = _rows_for_input(spec, task, x)
-        rows += new_rows
-        gt_seconds += seconds
+    results = []
+    for chunk in chunks(spec):
+        results.append(run_chunk(spec, chunk))
         if progress:
-            progress(1)
-    table = pd.DataFrame(rows, columns=list(COLUMNS))
-    table = _typed(table)
-    total = time.perf_counter() - start
-    table.attrs["timing"] = {"seconds": total, "ground_truth_seconds": gt_seconds}
+            progress(results[-1].inputs)
+    table = concat_tables([r.table for r in results])
+    table.attrs["timing"] = {
+        "seconds": time.perf_counter() - start,
+        "ground_truth_seconds": sum(r.ground_truth_seconds for r in results),
+    }
     return table
 
 
-def _inputs(spec: StudySpec) -> Iterator[tuple[Task, np.ndarray]]:
-    """Yield each task with its float64 input; empty cells yield nothing."""
-    data_cache: dict[str, np.ndarray] = {}
-    rngs: dict[tuple, np.random.Generator] = {}
-    for task in tasks(spec):
-        problem = PROBLEMS[task.problem]
-        if task.source == "synthetic":
-            key = (task.problem, task.n, task.cond_decade, task.mag_decade)
-            if key not in rngs:
-                rngs[key] = cell_rng(spec.seed, *key)
-            x = sample_in_cell(
-                problem,
-                rngs[key],
-                n=task.n,
-                cond_decade=task.cond_decade,
-                mag_decade=task.mag_decade,
-            )
-        else:
-            if task.source not in data_cache:
-                dataset = next(d for d in spec.datasets if d.name == task.source)
-                data_cache[task.source] = dataset_rows(
-                    np.load(dataset.path), rows=dataset.rows, seed=spec.seed
-                )
-            x = problem.from_logits(data_cache[task.source][task.index].astype(np.float64))
+def concat_tables(tables: list[pd.DataFrame]) -> pd.DataFrame:
+    """Chunk tables in chunk order, as one table with the fixed column dtypes."""
+    tables = [t for t in tables if len(t)]
+    if not tables:
+        return _typed(pd.DataFrame(columns=list(COLUMNS)))
+    return _typed(pd.concat(tables, ignore_index=True))
+
+
+@functools.lru_cache(maxsize=8)
+def _load_dataset(path: str, rows: int, seed: int) -> np.ndarray:
+    return dataset_rows(np.load(path, allow_pickle=False), rows=rows, seed=seed)
+
+
+def _dataset(spec: StudySpec, name: str) -> np.ndarray:
+    dataset = next(d for d in spec.datasets if d.name == name)
+    return _load_dataset(str(dataset.path), dataset.rows, spec.seed)
+
+
+def _chunk_inputs(spec: StudySpec, chunk: Chunk) -> Iterator[tuple[int, np.ndarray]]:
+    """Yield (sample index, float64 input) of a chunk; unreachable samples yield nothing."""
+    problem = PROBLEMS[chunk.problem]
+    if chunk.source != "synthetic":
+        data = _dataset(spec, chunk.source)
+        for index in range(*chunk.rows):
+            yield index, problem.from_logits(data[index].astype(np.float64))
+        return
+    rng = cell_rng(spec.seed, chunk.problem, chunk.n, chunk.cond_decade, chunk.mag_decade)
+    for index in range(chunk.inputs(spec)):
+        x = sample_in_cell(
+            problem, rng, n=chunk.n, cond_decade=chunk.cond_decade, mag_decade=chunk.mag_decade
+        )
         if x is not None:
-            yield task, x
+            yield index, x
 
 
-def _rows_for_input(spec: StudySpec, task: Task, x: np.ndarray) -> tuple[list[dict], float]:
-    problem = PROBLEMS[task.problem]
+def _rows_for_input(spec: StudySpec, chunk: Chunk, index: int, x: np.ndarray):
+    """The rows of one input in every format and variant, and the ground-truth seconds."""
+    problem = PROBLEMS[chunk.problem]
     rows, seconds = [], 0.0
     for fmt_name in spec.formats:
         fmt = get_format(fmt_name)
         x_fmt = cast(x, fmt)
-        base = _base_row(spec, task, problem, fmt_name, x_fmt)
+        base = _base_row(spec, chunk, index, fmt_name, x_fmt)
         if not np.isfinite(x_fmt.astype(np.float64)).all():
             # The input itself is not representable: no variant can run in this format.
             rows += [
                 {**base, "variant": v, "outcome": "input_overflow"}
-                for v in spec.variants_of(task.problem)
+                for v in spec.variants_of(chunk.problem)
             ]
             continue
         truth = ground_truth(problem, x_fmt, fmt)
         seconds += truth.seconds
         base |= {"cond": truth.cond, "gt_prec": truth.prec, "certified": truth.certified}
-        for name in spec.variants_of(task.problem):
+        for name in spec.variants_of(chunk.problem):
             rows.append(base | _measure(problem, name, x_fmt, fmt, truth.exact))
     return rows, seconds
 
 
-def _base_row(spec, task: Task, problem: Problem, fmt_name: str, x_fmt: np.ndarray) -> dict:
+def _base_row(spec, chunk: Chunk, index: int, fmt_name: str, x_fmt: np.ndarray) -> dict:
+    problem = PROBLEMS[chunk.problem]
     return {
         "study": spec.name,
-        "problem": task.problem,
+        "problem": chunk.problem,
         "format": fmt_name,
-        "source": task.source,
-        "sample": task.index,
-        "n": task.n,
-        "cell_log10_cond": task.cond_decade,
-        "cell_log10_magnitude": task.mag_decade,
+        "source": chunk.source,
+        "sample": index,
+        "n": chunk.n,
+        "cell_log10_cond": chunk.cond_decade,
+        "cell_log10_magnitude": chunk.mag_decade,
         "magnitude": problem.magnitude(x_fmt),
         **problem.extras(x_fmt),
     }
