@@ -6,6 +6,7 @@ reader never sees a half-written file and an interrupted write leaves the previo
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -69,13 +70,13 @@ def provenance(spec: StudySpec, timing: dict | None = None) -> dict:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             versions[name] = None
-    spec_text = json.dumps(spec.raw, sort_keys=True)
     return {
         "study": spec.name,
         "seed": spec.seed,
         "spec": spec.raw,
         "spec_file": str(spec.source) if spec.source else None,
-        "spec_sha256": hashlib.sha256(spec_text.encode()).hexdigest(),
+        "spec_sha256": spec_fingerprint(spec),
+        "code_sha256": code_fingerprint(),
         "versions": versions,
         "machine": {
             "platform": platform.platform(),
@@ -146,3 +147,100 @@ def _png(fig) -> bytes:
     fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
     plt.close(fig)
     return buffer.getvalue()
+
+
+# ---------------------------------------------------------------- fingerprints and chunk parts
+
+
+class OutputConflict(Exception):
+    """An output folder holds results that a run must not overwrite or mix with its own."""
+
+
+def spec_fingerprint(spec: StudySpec) -> str:
+    """sha256 of the spec as run (after --quick overrides), independent of key order."""
+    return hashlib.sha256(json.dumps(spec.raw, sort_keys=True, default=str).encode()).hexdigest()
+
+
+@functools.lru_cache(maxsize=1)
+def code_fingerprint() -> str:
+    """sha256 over the package's source files: changes whenever the code that makes rows does."""
+    digest = hashlib.sha256()
+    package = Path(__file__).resolve().parent
+    for path in sorted(package.rglob("*.py")):
+        digest.update(path.relative_to(package).as_posix().encode() + b"\0")
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def check_output_folder(out_dir: Path, spec: StudySpec, *, force: bool) -> None:
+    """Refuse to overwrite the results of a different spec unless ``force``."""
+    meta = Path(out_dir) / "meta.json"
+    if force or not meta.is_file():
+        return
+    try:
+        stored = json.loads(meta.read_text()).get("spec_sha256")
+    except (OSError, ValueError):
+        stored = None
+    if stored != spec_fingerprint(spec):
+        raise OutputConflict(
+            f"{out_dir} holds results of a different spec; use --force to replace them "
+            "or --out to write elsewhere"
+        )
+
+
+class Parts:
+    """Finished chunks of a run in progress, one Parquet file each under ``<out>/.parts/``.
+
+    A part appears (atomically) only once its chunk is complete, so a killed run loses at most
+    the chunks in flight, and a rerun with the same spec and code resumes from the parts.
+    Parts made by other code are discarded; parts of another spec are refused (``force``
+    discards them).
+    """
+
+    def __init__(self, out_dir: Path, spec: StudySpec, *, force: bool = False):
+        self.folder = Path(out_dir) / ".parts"
+        self.fingerprint = {
+            "spec_sha256": spec_fingerprint(spec),
+            "code_sha256": code_fingerprint(),
+        }
+        self.discarded = 0
+        manifest = self.folder / "manifest.json"
+        if manifest.is_file():
+            stored = json.loads(manifest.read_text())
+            if stored.get("spec_sha256") != self.fingerprint["spec_sha256"] and not force:
+                raise OutputConflict(
+                    f"{self.folder} holds an unfinished run of a different spec; use --force "
+                    "to discard it or --out to write elsewhere"
+                )
+            if stored != self.fingerprint:
+                self.discarded = len(list(self.folder.glob("*.parquet")))
+                self.clear()
+        atomic_write_bytes(manifest, json.dumps(self.fingerprint, indent=2).encode())
+
+    def finished(self) -> dict[str, dict]:
+        """Chunk id -> its timing, for every finished part."""
+        out = {}
+        for path in self.folder.glob("*.parquet"):
+            timing = path.with_suffix(".json")
+            out[path.stem] = json.loads(timing.read_text()) if timing.is_file() else {}
+        return out
+
+    def write(self, chunk_id: str, table: pd.DataFrame, timing: dict) -> None:
+        """Store one finished chunk: its timing first, then its rows (which mark it done)."""
+        atomic_write_bytes(self.folder / f"{chunk_id}.json", json.dumps(timing).encode())
+        atomic_write_bytes(self.folder / f"{chunk_id}.parquet", table_bytes(table))
+
+    def read(self, chunk_id: str) -> pd.DataFrame:
+        return pd.read_parquet(self.folder / f"{chunk_id}.parquet")
+
+    def clear(self) -> None:
+        clear_parts(self.folder.parent)
+
+
+def clear_parts(out_dir: Path) -> None:
+    """Remove a run's parts folder (once the study's table is written)."""
+    folder = Path(out_dir) / ".parts"
+    if folder.is_dir():
+        for path in folder.iterdir():
+            path.unlink()
+        folder.rmdir()
