@@ -30,39 +30,49 @@ def with_bins(table: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def _stats(group: pd.DataFrame) -> pd.Series:
-    good = group[(group["outcome"] == "ok") & group["certified"].fillna(False).astype(bool)]
-    errors = good["err_over_u"]
-    checked = good[good["bound"].notna()]
-    return pd.Series(
-        {
-            "count": len(group),
-            "median_err_over_u": errors.median() if len(errors) else np.nan,
-            "max_err_over_u": errors.max() if len(errors) else np.nan,
-            "median_bits": good["bits"].median() if len(good) else np.nan,
-            "failure_fraction": group["outcome"].isin(FAILURES).mean(),
-            "bound_checked": len(checked),
-            "bound_violations": int((checked["rel_error"] > checked["bound"]).sum()),
-            "uncertified": int((~group["certified"].fillna(True).astype(bool)).sum()),
-        }
+def _flags(table: pd.DataFrame) -> pd.DataFrame:
+    """Per-row columns the statistics aggregate: errors of usable rows only, and failure flags."""
+    certified = table["certified"].fillna(False).astype(bool)
+    good = (table["outcome"] == "ok") & certified
+    checked = good & table["bound"].notna()
+    return table.assign(
+        _err=table["err_over_u"].where(good),
+        _bits=table["bits"].where(good),
+        _failed=table["outcome"].isin(FAILURES),
+        _checked=checked,
+        _violated=checked & (table["rel_error"] > table["bound"]),
+        _uncertified=~table["certified"].fillna(True).astype(bool),
     )
+
+
+def _aggregate(table: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    stats = (
+        _flags(table)
+        .groupby(keys, dropna=False, observed=True, sort=True)
+        .agg(
+            count=("outcome", "size"),
+            median_err_over_u=("_err", "median"),
+            max_err_over_u=("_err", "max"),
+            median_bits=("_bits", "median"),
+            failure_fraction=("_failed", "mean"),
+            bound_checked=("_checked", "sum"),
+            bound_violations=("_violated", "sum"),
+            uncertified=("_uncertified", "sum"),
+        )
+    )
+    return stats.reset_index()
 
 
 def summarize(table: pd.DataFrame) -> pd.DataFrame:
     """Per problem x variant x format x cond decade x magnitude decade: count, median and max
-    error in units of u, median bits, failure fraction, bound checks and violations."""
-    binned = with_bins(table)
-    keys = KEYS + ["cond_decade", "magnitude_decade"]
-    return (
-        binned.groupby(keys, dropna=False, observed=True)
-        .apply(_stats, include_groups=False)
-        .reset_index()
-    )
+    error in units of u and median bits (certified ok rows only), failure fraction, bound
+    checks and violations, uncertified rows."""
+    return _aggregate(with_bins(table), KEYS + ["cond_decade", "magnitude_decade"])
 
 
 def overview(table: pd.DataFrame) -> pd.DataFrame:
     """The same statistics per problem x variant x format, over the whole grid."""
-    return table.groupby(KEYS, observed=True).apply(_stats, include_groups=False).reset_index()
+    return _aggregate(table, KEYS)
 
 
 def overflow_thresholds(table: pd.DataFrame) -> pd.DataFrame:

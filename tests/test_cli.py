@@ -41,7 +41,7 @@ sizes = [10]
 samples_per_cell = 1
 """
 
-FINAL_LINE = re.compile(r"^tiny: (\d+) rows in (\d+\.\d) s \(.*\); (\d+) files in (.+)$")
+FINAL_LINE = re.compile(r"^tiny: (\d+) rows in (\d+\.\d) s with \w+ \(.*\); (\d+) files in (.+)$")
 
 
 def tiny_spec(folder: Path) -> Path:
