@@ -1,4 +1,4 @@
-"""Certified mpmath ground truth for an input exactly as an algorithm received it.
+"""Certified ground truth for an input exactly as an algorithm received it.
 
 The input is the array after rounding to the format; its floats convert to mpmath exactly
 (through Python floats, never through decimal strings). The problem's reference is evaluated at
@@ -9,6 +9,11 @@ trustworthy. Agreement can still be fooled by a reference formula that loses a t
 precision (1 + 1e-100 is 1 below ~330 bits), so references avoid such forms (log1p, not
 log(1 + r)). A point that does not settle by the precision cap is returned with
 ``certified=False``; the runner flags it instead of using it silently.
+
+That is the reference engine (``engine="mpmath"``). ``engine="arb"`` evaluates the same
+reference formulas (written once against `precision.numbers.NumberSystem`) in python-flint's
+Arb ball arithmetic, whose radii are rigorous: one evaluation certifies itself when its balls
+are tight enough, which with Arb's faster elementary functions makes it several times cheaper.
 """
 
 from __future__ import annotations
@@ -16,12 +21,16 @@ from __future__ import annotations
 import dataclasses
 import time
 from dataclasses import dataclass
+from fractions import Fraction
+from typing import NamedTuple
 
+import flint
 import mpmath
 import numpy as np
 
 from precision.formats import Format, get_format, round_to_format
 from precision.metrics import Exact
+from precision.numbers import ARB, MPMATH
 from precision.problems.base import Problem
 
 PRECISIONS = (113, 160, 256, 512, 1024, 2048, 4096)
@@ -29,6 +38,10 @@ PRECISIONS = (113, 160, 256, 512, 1024, 2048, 4096)
 
 AGREEMENT = 2.0**-80
 """Largest relative difference between consecutive evaluations accepted as agreement."""
+
+COND_ACCURACY = 2.0**-53
+"""Largest relative radius of the condition number's ball the arb engine accepts (float64
+accuracy: it is stored as a float64); a wider ball is re-evaluated at the next precision."""
 
 ZERO_PREC = 1024
 """Lowest precision at which an output of exactly 0 is accepted (total cancellation at two low
@@ -48,9 +61,12 @@ class GroundTruth:
     prec : int
         Working precision (bits) of the accepted evaluation.
     certified : bool
-        Whether two consecutive precisions agreed (see module docstring).
+        Whether two consecutive precisions agreed (mpmath), or the output balls were tight
+        enough and the condition number accurate to COND_ACCURACY (arb; see `ground_truth`).
     seconds : float
         Time spent, for cost accounting.
+    engine : str
+        The engine that computed it: ``"mpmath"`` or ``"arb"`` (see `ground_truth`).
     """
 
     exact: Exact
@@ -58,6 +74,7 @@ class GroundTruth:
     prec: int
     certified: bool
     seconds: float
+    engine: str = "mpmath"
 
 
 def to_mpf_array(x: np.ndarray) -> np.ndarray:
@@ -76,8 +93,18 @@ def to_mpf_array(x: np.ndarray) -> np.ndarray:
     return out
 
 
+ENGINES = ("mpmath", "arb")
+"""Ground-truth engines: mpmath certified by agreement (the reference), Arb balls certified
+by their own radius."""
+
+
 def ground_truth(
-    problem: Problem, x: np.ndarray, fmt: Format | str, *, precisions=PRECISIONS
+    problem: Problem,
+    x: np.ndarray,
+    fmt: Format | str,
+    *,
+    precisions=PRECISIONS,
+    engine: str = "mpmath",
 ) -> GroundTruth:
     """Certified reference output and condition number for input ``x`` (already in ``fmt``).
 
@@ -90,14 +117,29 @@ def ground_truth(
         The output format the reference is rounded to.
     precisions : sequence of int, keyword-only
         Working precisions to try, increasing; the last one is the cap.
+    engine : {"mpmath", "arb"}, keyword-only
+        ``"mpmath"`` certifies by agreement of two consecutive precisions (module docstring).
+        ``"arb"`` evaluates the same reference formula in python-flint's Arb balls and
+        certifies from one evaluation when every ball is finite, its two endpoints round to
+        the same value of ``fmt`` and its radius is at most ``AGREEMENT * |midpoint|``, and the
+        condition number's ball is within COND_ACCURACY; usually at the first precision, where
+        mpmath needs two evaluations (see `_arb_ground_truth`).
     """
     fmt = get_format(fmt)
+    if engine == "mpmath":
+        return _mpmath_ground_truth(problem, x, fmt, precisions)
+    if engine == "arb":
+        return _arb_ground_truth(problem, x, fmt, precisions)
+    raise ValueError(f"ground_truth: engine must be one of {ENGINES}, got {engine!r}")
+
+
+def _mpmath_ground_truth(problem: Problem, x: np.ndarray, fmt: Format, precisions) -> GroundTruth:
+    """Evaluate at each precision until two consecutive ones agree (module docstring)."""
     start = time.perf_counter()
-    x_mp = to_mpf_array(x)
     previous = None
     for prec in precisions:
-        with mpmath.workprec(prec):
-            y, cond = problem.reference(x_mp)
+        with MPMATH.workprec(prec):
+            y, cond = problem.reference(x, MPMATH)
             rounded = [round_to_format(v, fmt) for v in y]
         if previous is not None and _agree(previous, (y, rounded), prec):
             return _truth(y, rounded, cond, fmt, prec, True, start)
@@ -107,9 +149,7 @@ def ground_truth(
 
 def _agree(previous, current, prec: int) -> bool:
     (y0, r0), (y1, r1) = previous, current
-    same_rounding = all(
-        (a == b) or (np.isnan(a) and np.isnan(b)) for a, b in zip(r0, r1, strict=True)
-    )
+    same_rounding = all(_same_value(a, b) for a, b in zip(r0, r1, strict=True))
     if not same_rounding:
         return False
     if prec < ZERO_PREC and any(b == 0 for b in y1):
@@ -120,10 +160,128 @@ def _agree(previous, current, prec: int) -> bool:
         return all(a == b or abs(a - b) <= AGREEMENT * abs(b) for a, b in zip(y0, y1, strict=True))
 
 
+def _same_value(a: np.generic, b: np.generic) -> bool:
+    """Equal rounded values, NaN counting as equal to NaN (formats without infinities)."""
+    return bool(a == b) or bool(np.isnan(a) and np.isnan(b))
+
+
 def _truth(y, rounded, cond, fmt: Format, prec, certified, start) -> GroundTruth:
     with mpmath.workprec(prec):
         exact = Exact.from_mpf(list(y))
         cond_value = float(cond)
     exact = dataclasses.replace(exact, rounded=np.array(rounded, dtype=fmt.dtype))
     seconds = time.perf_counter() - start
-    return GroundTruth(exact, cond_value, prec, certified, seconds)
+    return GroundTruth(exact, cond_value, prec, certified, seconds, "mpmath")
+
+
+# ------------------------------------------------------------------------ Arb engine
+
+
+def _arb_ground_truth(problem: Problem, x: np.ndarray, fmt: Format, precisions) -> GroundTruth:
+    """Evaluate in Arb balls at each precision until every output ball certifies (`_ball`)
+    and the condition number is accurate (`_accurate_condition`).
+
+    Arb's radii are rigorous bounds, so unlike the mpmath agreement test one evaluation
+    suffices, and an output that is exactly 0 with radius 0 is exact (no ZERO_PREC rule).
+    """
+    start = time.perf_counter()
+    for prec in precisions:
+        with ARB.workprec(prec):
+            y, cond = problem.reference(x, ARB)
+        balls = [_ball(b, fmt) for b in y]
+        certified = all(ball.certified for ball in balls) and _accurate_condition(cond)
+        if certified:
+            break
+    hi, lo, exp = (np.array(part) for part in zip(*(ball.split for ball in balls), strict=True))
+    rounded = np.array([ball.rounded for ball in balls], dtype=fmt.dtype)
+    exact = Exact(hi, lo, exp.astype(np.int64), rounded)
+    seconds = time.perf_counter() - start
+    return GroundTruth(exact, float(cond.mid()), prec, certified, seconds, "arb")
+
+
+class _Ball(NamedTuple):
+    split: tuple[float, float, int]  # the midpoint as `Exact` holds it: (hi, lo, exp)
+    rounded: np.generic  # the rounding of the ball (of its midpoint if not certified)
+    certified: bool
+
+
+def _ball(b: flint.arb, fmt: Format) -> _Ball:
+    """The midpoint, its rounding to ``fmt`` and the certification of one output ball.
+
+    Certified when the ball is finite, rad <= AGREEMENT * |mid| (the accuracy the mpmath
+    engine asks of its hi/lo split and relative errors), and its endpoints mid -/+ rad round
+    to the same value of ``fmt`` (then every point of the ball, the exact value included,
+    rounds to it). A ball of radius 0 is exact, 0 included. Everything is done on the exact
+    integer mantissas and exponents of midpoint and radius: ``arb.lower()`` would round the
+    endpoint to the ambient flint precision, and going through mpmath costs more than the
+    evaluation itself for vector outputs.
+    """
+    if not b.is_finite():
+        mid = float(b.mid())  # inf or nan: the split and the rounding of that value
+        return _Ball((mid, 0.0, 0), fmt.dtype.type(mid), False)
+    mid, rad, exp = _integers(b)
+    split = _split_dyadic(mid, exp)
+    if rad == 0:
+        return _Ball(split, round_to_format(_value(mid, exp), fmt), True)
+    if rad * AGREEMENT_DENOMINATOR <= abs(mid):
+        low = round_to_format(_value(mid - rad, exp), fmt)
+        high = round_to_format(_value(mid + rad, exp), fmt)
+        if _same_value(low, high):
+            return _Ball(split, low, True)
+    return _Ball(split, round_to_format(_value(mid, exp), fmt), False)
+
+
+def _accurate_condition(cond: flint.arb) -> bool:
+    """Whether the condition number's ball is exact (0 and inf included) or has a radius of
+    at most COND_ACCURACY times its midpoint.
+
+    A condition number can cancel where the output does not: cross-entropy's |g_k - t_k| for
+    the target k of a confident prediction is 1 - g_k ~ r formed from g_k ~ 1, so at 113 bits
+    it keeps only 113 - log2(1/r) bits (x = [100, 1], class 0: r = e**-99 leaves none), while
+    the output is formed without cancellation. The ball shows it; mpmath's agreement test
+    never looks at the condition number.
+    """
+    if cond.rad() == 0:
+        return True
+    if not cond.is_finite():
+        return False
+    mid, rad, _ = _integers(cond)
+    return rad * COND_ACCURACY_DENOMINATOR <= abs(mid)
+
+
+# 1 / AGREEMENT and 1 / COND_ACCURACY as integers (both are powers of two), so that
+# rad <= tolerance * |mid| is decided exactly on integer numerators.
+AGREEMENT_DENOMINATOR = round(1 / AGREEMENT)
+COND_ACCURACY_DENOMINATOR = round(1 / COND_ACCURACY)
+
+
+def _integers(b: flint.arb) -> tuple[int, int, int]:
+    """(mid, rad, exp): a finite ball's midpoint mid * 2**exp and radius rad * 2**exp as
+    integers on their common exponent, exactly (``man_exp`` of the exact midpoint and
+    radius)."""
+    mid_man, mid_exp = (int(v) for v in b.mid().man_exp())
+    rad_man, rad_exp = (int(v) for v in b.rad().man_exp())
+    exp = min(mid_exp, rad_exp)
+    return mid_man << (mid_exp - exp), rad_man << (rad_exp - exp), exp
+
+
+def _value(man: int, exp: int) -> int | Fraction:
+    """man * 2**exp exactly, as an int or a Fraction (`round_to_format` takes both)."""
+    return man << exp if exp >= 0 else Fraction(man, 1 << -exp)
+
+
+def _split_dyadic(man: int, exp: int) -> tuple[float, float, int]:
+    """The `Exact` split (hi, lo, e) of man * 2**exp, as ``metrics._split_mpf`` makes it.
+
+    With L the bit length of |man|, the value is (man / 2**L) * 2**(exp + L) and
+    0.5 <= |man / 2**L| < 1. Python's int / int is correctly rounded (to nearest, ties to
+    even) at any size, so hi = man / 2**L and lo = (man - hi * 2**L) / 2**L, with hi * 2**L
+    formed exactly as an integer from hi's 53-bit significand.
+    """
+    if man == 0:
+        return 0.0, 0.0, 0
+    length = abs(man).bit_length()
+    hi = man / (1 << length)
+    hi_53 = int(hi * 2.0**53)  # exact: |hi| <= 1 has at most 53 significant bits
+    lo = ((man << 53) - (hi_53 << length)) / (1 << (length + 53))
+    return hi, lo, exp + length

@@ -2,19 +2,21 @@
 
 Expected values are computed here independently: float bit patterns are decoded by hand, and
 reference outputs are evaluated at 400 bits from the textbook formulas (no shift, mpmath cannot
-overflow), then rounded once with ``formats.round_to_format``. The global mpmath precision is
-never assigned; a fixture checks that nothing leaks.
+overflow), then rounded once with ``formats.round_to_format``. The certification tests run for
+both engines (mpmath and Arb). The global mpmath and flint precisions are never assigned; a
+fixture checks that nothing leaks.
 """
 
 from __future__ import annotations
 
 import math
 
+import flint
 import mpmath
 import numpy as np
 import pytest
 
-from precision.exact import PRECISIONS, ground_truth, to_mpf_array
+from precision.exact import ENGINES, PRECISIONS, ground_truth, to_mpf_array
 from precision.formats import cast, get_format, round_to_format
 from precision.problems import PROBLEMS, Problem
 from precision.problems.logsumexp import LOGSUMEXP
@@ -22,13 +24,14 @@ from precision.problems.logsumexp import LOGSUMEXP
 FORMATS = ["float16", "bfloat16", "float32", "float64"]
 UINT = {16: np.uint16, 32: np.uint32, 64: np.uint64}
 HIGH = 400  # bits of the independent evaluations
+FIRST_CERTIFIED = {"mpmath": 160, "arb": 113}  # agreement needs two evaluations, a ball one
 
 
 @pytest.fixture(autouse=True)
-def _mpmath_precision_unchanged():
-    assert mpmath.mp.prec == 53
+def _precision_unchanged():
+    assert mpmath.mp.prec == 53 and flint.ctx.prec == 53
     yield
-    assert mpmath.mp.prec == 53
+    assert mpmath.mp.prec == 53 and flint.ctx.prec == 53
 
 
 # ------------------------------------------------------------------------ to_mpf_array
@@ -119,13 +122,14 @@ def test_precision_ladder_starts_at_113_then_160():
     assert list(PRECISIONS) == sorted(PRECISIONS)
 
 
+@pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("fmt", FORMATS)
 @pytest.mark.parametrize("problem_name", list(PROBLEMS))
-def test_ground_truth_certified_at_the_first_pair(problem_name, fmt):
+def test_ground_truth_certified_at_the_first_pair(problem_name, fmt, engine):
     problem = PROBLEMS[problem_name]
-    gt = ground_truth(problem, _ordinary_input(problem, fmt, seed=1), fmt)
-    assert gt.certified
-    assert gt.prec == 160  # 113 and 160 agreed
+    gt = ground_truth(problem, _ordinary_input(problem, fmt, seed=1), fmt, engine=engine)
+    assert gt.certified and gt.engine == engine
+    assert gt.prec == FIRST_CERTIFIED[engine]  # 113 and 160 agreed / the 113-bit balls are tight
     assert math.isfinite(gt.cond) and gt.cond >= 0
     assert gt.seconds >= 0
     assert gt.exact.rounded.dtype == get_format(fmt).dtype
@@ -153,11 +157,12 @@ def _lse_high(x: np.ndarray):
         return mpmath.log(mpmath.fsum(mpmath.exp(mpmath.mpf(v)) for v in x.tolist()))
 
 
-def test_ground_truth_escalates_on_an_ill_conditioned_input():
+@pytest.mark.parametrize("engine", ENGINES)
+def test_ground_truth_escalates_on_an_ill_conditioned_input(engine):
     x = _tiny_lse_input()
     exact = _lse_high(x)
     assert 0 < abs(exact) < 1e-25
-    gt = ground_truth(LOGSUMEXP, x, "float64")
+    gt = ground_truth(LOGSUMEXP, x, "float64", engine=engine)
     assert gt.certified
     assert gt.prec > 160  # 113/160 cannot resolve 1e-31 against terms of order 1
     assert gt.cond > 1e20
@@ -169,20 +174,47 @@ def test_ground_truth_escalates_on_an_ill_conditioned_input():
         assert abs(value - exact) <= 2.0**-80 * abs(exact)
 
 
+@pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("precisions", [(20, 24), (113, 160)])
-def test_ground_truth_below_the_needed_precision_is_not_certified(precisions):
-    gt = ground_truth(LOGSUMEXP, _tiny_lse_input(), "float64", precisions=precisions)
+def test_ground_truth_below_the_needed_precision_is_not_certified(precisions, engine):
+    gt = ground_truth(LOGSUMEXP, _tiny_lse_input(), "float64", precisions=precisions, engine=engine)
     assert not gt.certified
     assert gt.prec == precisions[-1]
 
 
-def test_tiny_precision_cap_never_certifies_an_inexact_result():
-    """Even an ordinary input cannot pass the 2**-80 agreement with 20/24-bit evaluations."""
+@pytest.mark.parametrize("engine", ENGINES)
+def test_tiny_precision_cap_never_certifies_an_inexact_result(engine):
+    """Even an ordinary input cannot pass the 2**-80 agreement (or radius) with 20/24 bits."""
     problem = PROBLEMS["softmax"]
-    gt = ground_truth(
-        problem, _ordinary_input(problem, "float16", 2), "float16", precisions=(20, 24)
-    )
+    x = _ordinary_input(problem, "float16", 2)
+    gt = ground_truth(problem, x, "float16", precisions=(20, 24), engine=engine)
     assert not gt.certified
+
+
+def test_arb_engine_agrees_with_mpmath_on_the_ill_conditioned_input():
+    """lse ~ 1e-31 with kappa ~ 1e30: the same rounding, hi/lo and cond from both engines; the
+    arb engine needs one evaluation at 256 bits where mpmath compares 256 with 512."""
+    x = _tiny_lse_input()
+    reference = ground_truth(LOGSUMEXP, x, "float64")
+    gt = ground_truth(LOGSUMEXP, x, "float64", engine="arb")
+    assert reference.certified and gt.certified
+    assert (reference.prec, gt.prec) == (512, 256)
+    assert gt.exact.rounded.tobytes() == reference.exact.rounded.tobytes()
+    assert gt.cond == pytest.approx(reference.cond, rel=1e-10)
+    with mpmath.workprec(HIGH):
+        a, b = _exact_value(gt.exact, 0), _exact_value(reference.exact, 0)
+        assert abs(a - b) <= 2.0**-80 * abs(b)
+
+
+def _exact_value(exact, i: int) -> mpmath.mpf:
+    """(hi + lo) * 2**exp of component i, exactly (inside a high workprec)."""
+    hi, lo = mpmath.mpf(float(exact.hi[i])), mpmath.mpf(float(exact.lo[i]))
+    return mpmath.ldexp(hi + lo, int(exact.exp[i]))
+
+
+def test_unknown_engine_is_rejected():
+    with pytest.raises(ValueError, match="engine"):
+        ground_truth(LOGSUMEXP, np.array([1.0, 2.0]), "float64", engine="flint")
 
 
 # ------------------------------------------------------------------------ rounded reference
@@ -225,11 +257,12 @@ def _reference_inputs(problem_name: str, fmt: str):
         yield cast(x, fmt)
 
 
+@pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("fmt", FORMATS)
 @pytest.mark.parametrize("problem_name", list(PROBLEMS))
-def test_rounded_reference_is_the_independent_value_rounded_once(problem_name, fmt):
+def test_rounded_reference_is_the_independent_value_rounded_once(problem_name, fmt, engine):
     for x in _reference_inputs(problem_name, fmt):
-        gt = ground_truth(PROBLEMS[problem_name], x, fmt)
+        gt = ground_truth(PROBLEMS[problem_name], x, fmt, engine=engine)
         assert gt.certified
         expected = np.array(
             [round_to_format(v, fmt) for v in _independent(problem_name, x)],
@@ -242,9 +275,12 @@ def test_rounded_reference_is_the_independent_value_rounded_once(problem_name, f
 # ------------------------------------------------------------------------ precision leaks
 
 
-def test_no_global_precision_change_leaks_from_a_failing_reference():
-    def failing_reference(x):
-        assert mpmath.mp.prec == PRECISIONS[0]  # evaluated inside workprec
+@pytest.mark.parametrize("engine", ENGINES)
+def test_no_global_precision_change_leaks_from_a_failing_reference(engine):
+    def failing_reference(x, ctx):
+        assert ctx.name == engine
+        working = mpmath.mp.prec if engine == "mpmath" else flint.ctx.prec
+        assert working == PRECISIONS[0]  # evaluated inside the engine's workprec
         raise ZeroDivisionError("reference failed")
 
     problem = Problem(
@@ -257,10 +293,13 @@ def test_no_global_precision_change_leaks_from_a_failing_reference():
         variants={},
     )
     with pytest.raises(ZeroDivisionError):
-        ground_truth(problem, np.array([1.0]), "float64")
+        ground_truth(problem, np.array([1.0]), "float64", engine=engine)
     assert mpmath.mp.prec == 53 and mpmath.mp.dps == 15
+    assert flint.ctx.prec == 53
 
 
-def test_no_global_precision_change_leaks_from_escalation():
-    ground_truth(LOGSUMEXP, _tiny_lse_input(), "float64")
+@pytest.mark.parametrize("engine", ENGINES)
+def test_no_global_precision_change_leaks_from_escalation(engine):
+    ground_truth(LOGSUMEXP, _tiny_lse_input(), "float64", engine=engine)
     assert mpmath.mp.prec == 53 and mpmath.mp.dps == 15
+    assert flint.ctx.prec == 53

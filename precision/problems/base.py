@@ -1,7 +1,7 @@
 """What a problem is: an exact reference, a condition number, and variants computed in a format.
 
 A problem module defines small functions (the variants, each computing in the dtype of its
-input) next to the mpmath reference they approximate, and bundles them in a `Problem`. Nothing
+input) next to the exact reference they approximate, and bundles them in a `Problem`. Nothing
 registers itself on import: `precision.problems.PROBLEMS` lists the problems explicitly.
 """
 
@@ -67,10 +67,14 @@ class Problem:
     name : str
     description : str
     reference : callable
-        ``reference(x) -> (y, cond)``: the exact output (object array of mpf) and the relative
-        condition number (mpf) for an input given as an object array of mpmath numbers, both
-        evaluated at the caller's working precision (``mpmath.workprec``); computed together
-        because the condition number reuses the reference's intermediate values.
+        ``reference(x, ctx=MPMATH) -> (y, cond)``: the exact output (object array of ``ctx``
+        numbers) and the relative condition number (one ``ctx`` number) for the input ``x`` as
+        the algorithm receives it (a float array; `precision.numbers.MPMATH` also takes an
+        object array of mpf). Written once against the `precision.numbers.NumberSystem`
+        interface and evaluated at the caller's working precision (``ctx.workprec``), so the
+        same formula runs in mpmath and in Arb balls; decisions (the argmax) are taken from
+        the input floats, never by comparing balls. Output and condition number are computed
+        together because the condition number reuses the reference's intermediate values.
     magnitude : callable
         ``magnitude(x) -> float``: the input magnitude the heatmaps bin (e.g. max |x_i|).
     propose : callable
@@ -93,7 +97,7 @@ class Problem:
 
     name: str
     description: str
-    reference: Callable[[np.ndarray], tuple[np.ndarray, object]]
+    reference: Callable[..., tuple[np.ndarray, object]]
     magnitude: Callable[[np.ndarray], float]
     propose: Callable[..., np.ndarray]
     estimate: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]

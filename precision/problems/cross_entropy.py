@@ -9,29 +9,30 @@ targets are exact): kappa = sum_i |x_i| |g_i - t_i| / |CE|.
 
 from __future__ import annotations
 
-import mpmath
 import numpy as np
 
 from precision.formats import Format
+from precision.numbers import MPMATH, Number, NumberSystem
 from precision.problems import logits
 from precision.problems.base import Problem, Variant, kernel_error, numpy_sum_accumulator
 from precision.problems.log_softmax import log_softmax_shifted
 from precision.problems.softmax import softmax_shifted
 
 
-def cross_entropy_reference(xt: np.ndarray) -> tuple[np.ndarray, mpmath.mpf]:
+def cross_entropy_reference(
+    xt: np.ndarray, ctx: NumberSystem = MPMATH
+) -> tuple[np.ndarray, Number]:
     """Exact CE = sum t_i (a - x_i) + (sum t) log1p(r) and its condition number (module
-    docstring); the log1p form keeps CE ~ e**-40 of a confident prediction (see mp_exp_terms)."""
-    x, t = list(xt[0]), list(xt[1])
-    a, e, s, r = logits.mp_exp_terms(x)
-    ce = mpmath.fsum(ti * (a - xi) for xi, ti in zip(x, t, strict=True)) + mpmath.fsum(t) * (
-        mpmath.log1p(r)
-    )
+    docstring); the log1p form keeps CE ~ e**-40 of a confident prediction (see exp_terms)."""
+    xt = np.asarray(xt)
+    x, a, e, s, r = logits.exp_terms(xt[0], ctx)
+    t = ctx.exact_list(xt[1])
+    ce = ctx.fsum(ti * (a - xi) for xi, ti in zip(x, t, strict=True)) + ctx.fsum(t) * ctx.log1p(r)
     # g_i - t_i is formed from e_i / s without cancelling 1 - g_k in low precision.
-    sensitivity = mpmath.fsum(
-        abs(xi) * abs(ei / s - ti) for xi, ei, ti in zip(x, e, t, strict=True)
+    sensitivity = ctx.fsum(
+        ctx.abs(xi) * ctx.abs(ei / s - ti) for xi, ei, ti in zip(x, e, t, strict=True)
     )
-    return np.array([ce], dtype=object), (sensitivity / abs(ce) if ce != 0 else mpmath.inf)
+    return np.array([ce], dtype=object), (sensitivity / ctx.abs(ce) if ce != 0 else ctx.inf)
 
 
 def cross_entropy_from_probabilities(xt: np.ndarray) -> np.ndarray:

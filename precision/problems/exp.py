@@ -6,16 +6,17 @@ and underflows to zero below ln(min_subnormal / 2). Inputs are scalars (shape (1
 
 from __future__ import annotations
 
-import mpmath
 import numpy as np
 
 from precision.formats import Format
+from precision.numbers import MPMATH, Number, NumberSystem
 from precision.problems.base import Problem, Variant, kernel_error
 
 
-def exp_reference(x: np.ndarray) -> tuple[np.ndarray, mpmath.mpf]:
+def exp_reference(x: np.ndarray, ctx: NumberSystem = MPMATH) -> tuple[np.ndarray, Number]:
     """exp(x) and its condition number |x| (relative: d exp / exp = dx = x * (dx / x))."""
-    return np.array([mpmath.exp(x[0])], dtype=object), abs(x[0])
+    (v,) = ctx.exact_list(x)
+    return np.array([ctx.exp(v)], dtype=object), ctx.abs(v)
 
 
 def exp_numpy(x: np.ndarray) -> np.ndarray:

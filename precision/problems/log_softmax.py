@@ -7,25 +7,25 @@ with g = softmax(x) and S = sum_i |x_i| g_i.
 
 from __future__ import annotations
 
-import mpmath
 import numpy as np
 
 from precision.formats import Format
+from precision.numbers import MPMATH, Number, NumberSystem
 from precision.problems import logits
 from precision.problems.base import Problem, Variant, kernel_error, numpy_sum_accumulator
 from precision.problems.softmax import softmax_naive
 
 
-def log_softmax_reference(x: np.ndarray) -> tuple[np.ndarray, mpmath.mpf]:
+def log_softmax_reference(x: np.ndarray, ctx: NumberSystem = MPMATH) -> tuple[np.ndarray, Number]:
     """Exact log_softmax (x_i - a) - log1p(r) and its mixed condition number."""
-    a, e, s, r = logits.mp_exp_terms(x)
-    log_s = mpmath.log1p(r)
-    y = [(xi - a) - log_s for xi in x]
+    xs, a, e, s, r = logits.exp_terms(x, ctx)
+    log_s = ctx.log1p(r)
+    y = [(xi - a) - log_s for xi in xs]
     g = [ei / s for ei in e]
-    weighted = logits.mp_weighted_abs(x, g)
-    rows = [abs(xj) + weighted - 2 * abs(xj) * gj for xj, gj in zip(x, g, strict=True)]
-    top = max(abs(v) for v in y)
-    return np.array(y, dtype=object), (max(rows) / top if top != 0 else mpmath.inf)
+    weighted = logits.weighted_abs(xs, g, ctx)
+    rows = [ctx.abs(xj) + weighted - 2 * ctx.abs(xj) * gj for xj, gj in zip(xs, g, strict=True)]
+    top = ctx.max(ctx.abs(v) for v in y)
+    return np.array(y, dtype=object), (ctx.max(rows) / top if top != 0 else ctx.inf)
 
 
 def log_softmax_condition64(X: np.ndarray) -> np.ndarray:

@@ -8,10 +8,12 @@ chosen spread, which is what moves all four condition numbers.
 
 from __future__ import annotations
 
-import mpmath
+from typing import NamedTuple
+
 import numpy as np
 
 from precision.formats import Format
+from precision.numbers import Number, NumberSystem
 from precision.problems.base import kernel_error
 
 # ---------------------------------------------------------------- candidates (float64)
@@ -85,29 +87,48 @@ def logit_extras(x: np.ndarray) -> dict[str, float]:
     return {"x_max": float(x64.max()), "lse": float(lse64(x64))}
 
 
-# ---------------------------------------------------------------- exact helpers (mpmath)
+# ---------------------------------------------------------------- exact helpers (any NumberSystem)
 
 
-def mp_exp_terms(x) -> tuple[mpmath.mpf, list, mpmath.mpf, mpmath.mpf]:
-    """a = max x, e_i = exp(x_i - a), s = sum e_i and r = s - 1 at the working precision.
+class ExpTerms(NamedTuple):
+    """The shifted exponentials of a logit vector (see `exp_terms`)."""
 
-    Shifting by the exact maximum keeps every term in (0, 1]: mpmath has no overflow, but the
-    shift keeps s near 1, so relative accuracy does not depend on max(x). r sums the terms
-    other than the maximum's (which is exactly 1) so that log(s) can be formed as log1p(r):
-    forming 1 + r first absorbs an r below 2**-prec, and two precisions would then *agree* on
-    a wrong log(s) = 0 (x = [0, -200]: log_softmax_0 = -e**-200, not 0).
+    x: list
+    a: Number
+    e: list
+    s: Number
+    r: Number
+
+
+def exp_terms(x: np.ndarray, ctx: NumberSystem) -> ExpTerms:
+    """The exact logits x, a = max x, e_i = exp(x_i - a), s = sum e_i and r = s - 1.
+
+    Shifting by the exact maximum keeps every term in (0, 1]: mpmath and Arb have no overflow,
+    but the shift keeps s near 1, so relative accuracy does not depend on max(x). r sums the
+    terms other than the maximum's (which is exactly 1) so that log(s) can be formed as
+    log1p(r): forming 1 + r first absorbs an r below 2**-prec, and two precisions would then
+    *agree* on a wrong log(s) = 0 (x = [0, -200]: log_softmax_0 = -e**-200, not 0).
+    The maximum is found among the input floats themselves (``np.argmax``, exact, the first
+    of ties): comparing Arb balls is three-valued and cannot choose.
+
+    Parameters
+    ----------
+    x : numpy.ndarray
+        One logit vector as the algorithm received it (or an object array of mpf, `MPMATH`).
+    ctx : NumberSystem
+        The number system (`precision.numbers`), at the caller's working precision.
     """
-    xs = list(x)
-    m = max(range(len(xs)), key=xs.__getitem__)
+    m = int(np.argmax(np.asarray(x)))
+    xs = ctx.exact_list(x)
     a = xs[m]
-    e = [mpmath.exp(v - a) for v in xs]
-    r = mpmath.fsum(v for i, v in enumerate(e) if i != m)
-    return a, e, 1 + r, r
+    e = [ctx.exp(v - a) for v in xs]
+    r = ctx.fsum(v for i, v in enumerate(e) if i != m)
+    return ExpTerms(xs, a, e, 1 + r, r)
 
 
-def mp_weighted_abs(x, g) -> mpmath.mpf:
+def weighted_abs(x: list, g: list, ctx: NumberSystem) -> Number:
     """S = sum_i |x_i| g_i."""
-    return mpmath.fsum(abs(xi) * gi for xi, gi in zip(x, g, strict=True))
+    return ctx.fsum(ctx.abs(xi) * gi for xi, gi in zip(x, g, strict=True))
 
 
 # ---------------------------------------------------------------- bound ingredients (float64)

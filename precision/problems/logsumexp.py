@@ -7,21 +7,22 @@ kappa_lse = sum_i |x_i| g_i / |lse(x)| with g = softmax(x).
 
 from __future__ import annotations
 
-import mpmath
 import numpy as np
 import scipy.special
 
 from precision.formats import Format
+from precision.numbers import MPMATH, Number, NumberSystem
 from precision.problems import logits
 from precision.problems.base import Problem, Variant, kernel_error, numpy_sum_accumulator
 
 
-def logsumexp_reference(x: np.ndarray) -> tuple[np.ndarray, mpmath.mpf]:
+def logsumexp_reference(x: np.ndarray, ctx: NumberSystem = MPMATH) -> tuple[np.ndarray, Number]:
     """Exact lse(x) = a + log1p(r) with a = max x, and kappa_lse = sum |x_i| g_i / |lse(x)|."""
-    a, e, s, r = logits.mp_exp_terms(x)
-    y = a + mpmath.log1p(r)
-    weighted = logits.mp_weighted_abs(x, [ei / s for ei in e])
-    cond = weighted / abs(y) if y != 0 else mpmath.inf
+    xs, a, e, s, r = logits.exp_terms(x, ctx)
+    y = a + ctx.log1p(r)
+    weighted = logits.weighted_abs(xs, [ei / s for ei in e], ctx)
+    # A ball that contains 0 is not != 0: its cond is inf, and such an output never certifies.
+    cond = weighted / ctx.abs(y) if y != 0 else ctx.inf
     return np.array([y], dtype=object), cond
 
 

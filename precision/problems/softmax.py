@@ -8,22 +8,24 @@ kappa = max_j g_j (|x_j| + S - 2 |x_j| g_j) / max_j g_j with S = sum_i |x_i| g_i
 
 from __future__ import annotations
 
-import mpmath
 import numpy as np
 import scipy.special
 
 from precision.formats import Format
+from precision.numbers import MPMATH, Number, NumberSystem
 from precision.problems import logits
 from precision.problems.base import Problem, Variant, kernel_error, numpy_sum_accumulator
 
 
-def softmax_reference(x: np.ndarray) -> tuple[np.ndarray, mpmath.mpf]:
+def softmax_reference(x: np.ndarray, ctx: NumberSystem = MPMATH) -> tuple[np.ndarray, Number]:
     """Exact softmax and its mixed condition number (module docstring)."""
-    _, e, s, _ = logits.mp_exp_terms(x)
+    xs, _, e, s, _ = logits.exp_terms(x, ctx)
     g = [ei / s for ei in e]
-    weighted = logits.mp_weighted_abs(x, g)
-    rows = [gj * (abs(xj) + weighted - 2 * abs(xj) * gj) for xj, gj in zip(x, g, strict=True)]
-    return np.array(g, dtype=object), max(rows) / max(g)
+    weighted = logits.weighted_abs(xs, g, ctx)
+    rows = [
+        gj * (ctx.abs(xj) + weighted - 2 * ctx.abs(xj) * gj) for xj, gj in zip(xs, g, strict=True)
+    ]
+    return np.array(g, dtype=object), ctx.max(rows) / ctx.max(g)
 
 
 def softmax_condition64(X: np.ndarray) -> np.ndarray:
