@@ -28,7 +28,7 @@ import flint
 import mpmath
 import numpy as np
 
-from precision.formats import Format, get_format, round_to_format
+from precision.formats import Format, get_format, is_rounding_tie, round_to_format
 from precision.metrics import Exact
 from precision.numbers import ARB, MPMATH
 from precision.problems.base import Problem
@@ -141,20 +141,21 @@ def _mpmath_ground_truth(problem: Problem, x: np.ndarray, fmt: Format, precision
         with MPMATH.workprec(prec):
             y, cond = problem.reference(x, MPMATH)
             rounded = [round_to_format(v, fmt) for v in y]
-        if previous is not None and _agree(previous, (y, rounded), prec):
+        if previous is not None and _agree(previous, (y, rounded), prec, fmt):
             return _truth(y, rounded, cond, fmt, prec, True, start)
         previous = (y, rounded)
     return _truth(y, rounded, cond, fmt, prec, False, start)
 
 
-def _agree(previous, current, prec: int) -> bool:
+def _agree(previous, current, prec: int, fmt: Format) -> bool:
     (y0, r0), (y1, r1) = previous, current
     same_rounding = all(_same_value(a, b) for a, b in zip(r0, r1, strict=True))
     if not same_rounding:
         return False
-    if prec < ZERO_PREC and any(b == 0 for b in y1):
-        # Two precisions that both cancel to exactly 0 agree without being right: a zero is
-        # believed only once it survives an evaluation at ZERO_PREC bits.
+    if prec < ZERO_PREC and any(b == 0 or is_rounding_tie(b, fmt) for b in y1):
+        # Two precisions that both cancel to exactly 0, or both land exactly on a rounding tie
+        # (666 + e**-666 computed as 666), agree without being right: such a value is believed
+        # only once it survives an evaluation at ZERO_PREC bits.
         return False
     with mpmath.workprec(prec):
         return all(a == b or abs(a - b) <= AGREEMENT * abs(b) for a, b in zip(y0, y1, strict=True))

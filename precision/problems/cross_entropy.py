@@ -25,13 +25,14 @@ def cross_entropy_reference(
     """Exact CE = sum t_i (a - x_i) + (sum t) log1p(r) and its condition number (module
     docstring); the log1p form keeps CE ~ e**-40 of a confident prediction (see exp_terms)."""
     xt = np.asarray(xt)
-    x, a, e, s, r = logits.exp_terms(xt[0], ctx)
+    terms = logits.exp_terms(xt[0], ctx)
+    x, a, s, r, m = terms.x, terms.a, terms.s, terms.r, terms.m
     t = ctx.exact_list(xt[1])
     ce = ctx.fsum(ti * (a - xi) for xi, ti in zip(x, t, strict=True)) + ctx.fsum(t) * ctx.log1p(r)
-    # g_i - t_i is formed from e_i / s without cancelling 1 - g_k in low precision.
-    sensitivity = ctx.fsum(
-        ctx.abs(xi) * ctx.abs(ei / s - ti) for xi, ei, ti in zip(x, e, t, strict=True)
-    )
+    # g_i - t_i; at the maximum as (1 - t_m) - r / s, since 1 - g_m cancels when g_m ~ 1.
+    g_minus_t = [ei / s - ti for ei, ti in zip(terms.e, t, strict=True)]
+    g_minus_t[m] = (1 - t[m]) - r / s
+    sensitivity = ctx.fsum(ctx.abs(xi) * ctx.abs(d) for xi, d in zip(x, g_minus_t, strict=True))
     return np.array([ce], dtype=object), (sensitivity / ctx.abs(ce) if ce != 0 else ctx.inf)
 
 

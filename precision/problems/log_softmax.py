@@ -18,12 +18,11 @@ from precision.problems.softmax import softmax_naive
 
 def log_softmax_reference(x: np.ndarray, ctx: NumberSystem = MPMATH) -> tuple[np.ndarray, Number]:
     """Exact log_softmax (x_i - a) - log1p(r) and its mixed condition number."""
-    xs, a, e, s, r = logits.exp_terms(x, ctx)
-    log_s = ctx.log1p(r)
-    y = [(xi - a) - log_s for xi in xs]
-    g = [ei / s for ei in e]
-    weighted = logits.weighted_abs(xs, g, ctx)
-    rows = [ctx.abs(xj) + weighted - 2 * ctx.abs(xj) * gj for xj, gj in zip(xs, g, strict=True)]
+    terms = logits.exp_terms(x, ctx)
+    log_s = ctx.log1p(terms.r)
+    y = [(xi - terms.a) - log_s for xi in terms.x]
+    g = [ei / terms.s for ei in terms.e]
+    rows = logits.row_sensitivities(terms, g, ctx)
     top = ctx.max(ctx.abs(v) for v in y)
     return np.array(y, dtype=object), (ctx.max(rows) / top if top != 0 else ctx.inf)
 

@@ -18,7 +18,7 @@ from precision.problems.base import Problem, Variant, kernel_error, numpy_sum_ac
 
 def logsumexp_reference(x: np.ndarray, ctx: NumberSystem = MPMATH) -> tuple[np.ndarray, Number]:
     """Exact lse(x) = a + log1p(r) with a = max x, and kappa_lse = sum |x_i| g_i / |lse(x)|."""
-    xs, a, e, s, r = logits.exp_terms(x, ctx)
+    xs, a, e, s, r, _ = logits.exp_terms(x, ctx)
     y = a + ctx.log1p(r)
     weighted = logits.weighted_abs(xs, [ei / s for ei in e], ctx)
     # A ball that contains 0 is not != 0: its cond is inf, and such an output never certifies.

@@ -19,12 +19,10 @@ from precision.problems.base import Problem, Variant, kernel_error, numpy_sum_ac
 
 def softmax_reference(x: np.ndarray, ctx: NumberSystem = MPMATH) -> tuple[np.ndarray, Number]:
     """Exact softmax and its mixed condition number (module docstring)."""
-    xs, _, e, s, _ = logits.exp_terms(x, ctx)
-    g = [ei / s for ei in e]
-    weighted = logits.weighted_abs(xs, g, ctx)
-    rows = [
-        gj * (ctx.abs(xj) + weighted - 2 * ctx.abs(xj) * gj) for xj, gj in zip(xs, g, strict=True)
-    ]
+    terms = logits.exp_terms(x, ctx)
+    g = [ei / terms.s for ei in terms.e]
+    sensitivities = logits.row_sensitivities(terms, g, ctx)
+    rows = [gj * rj for gj, rj in zip(g, sensitivities, strict=True)]
     return np.array(g, dtype=object), ctx.max(rows) / ctx.max(g)
 
 
