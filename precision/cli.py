@@ -2,15 +2,19 @@
 
     precision list                      problems, variants, formats and studies
     precision run STUDY [--quick] [--out DIR] [--no-plots] [--executor E] [--workers N]
+    precision eval PROBLEM VALUES [--format F] [--variant V] [--target K] [--json]
 
-Bad input (a spec error, a missing file) prints one line and exits with status 2, leaving any
-earlier results untouched.
+Bad input (a spec error, a missing file, a malformed value, a full disk) prints one line and
+exits with status 2, leaving any earlier results untouched; anything else is an internal error
+(one line, exit 1). ``precision --debug ...`` adds the traceback to either.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
+import traceback
 from pathlib import Path
 
 from precision import __version__
@@ -18,9 +22,12 @@ from precision.execute import EXECUTORS, ExecutorError
 from precision.formats import FORMATS
 from precision.problems import PROBLEMS
 from precision.spec import SpecError, load_spec
-from precision.store import OutputConflict
+from precision.store import OutputConflict, WriteError
+from precision.values import InputError
 
 EXIT_BAD_INPUT = 2
+EXIT_INTERNAL_ERROR = 1
+EXIT_INTERRUPTED = 130
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,13 +38,15 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     try:
         return args.handler(args)
-    except (SpecError, OutputConflict, ExecutorError) as exc:
-        print(f"precision: error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+    except (SpecError, OutputConflict, ExecutorError, InputError) as exc:
+        return _bad_input(str(exc), args)
     except OSError as exc:
-        where = f"{exc.filename}: " if exc.filename else ""
-        print(f"precision: error: {where}{exc.strerror or exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return _bad_input(_os_error_message(exc), args)
+    except KeyboardInterrupt:
+        print("precision: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as exc:
+        return _internal_error(exc, args)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -82,13 +91,107 @@ def _parser() -> argparse.ArgumentParser:
         help="Dask scheduler address, e.g. tcp://host:8786 (default: a local cluster)",
     )
     run.add_argument(
+        "--cache",
+        type=Path,
+        default=None,
+        help="ground-truth cache folder (default: .cache beside the output folder)",
+    )
+    run.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="compute every ground truth, reading and writing no cache",
+    )
+    run.add_argument(
         "--force",
         action="store_true",
         help="replace results (or an unfinished run) of a different spec in --out",
     )
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.set_defaults(handler=_run)
+    _add_eval_parser(commands)
+    _add_debug_flag(parser, commands)
     return parser
+
+
+def _cache_file(args, out_dir: Path) -> Path:
+    return (args.cache or Path(out_dir).parent / ".cache") / "ground_truth.sqlite"
+
+
+def _add_eval_parser(commands) -> None:
+    evaluate = commands.add_parser(
+        "eval",
+        help="evaluate one input: every variant in every format against the exact result",
+        description="Evaluate one input in each format: computed and exact results, relative "
+        "error, ulps, bits of error, outcome and condition number.",
+    )
+    evaluate.add_argument("problem", help="problem name, e.g. softmax (see precision list)")
+    evaluate.add_argument(
+        "values",
+        nargs="+",
+        metavar="VALUES",
+        help="numbers (1000,1000,1000 or 1 2 3; nan and inf allowed), a JSON array "
+        "([[1,2],[0,1]] for a 2 x n input) or a .npy/.csv file",
+    )
+    evaluate.add_argument(
+        "--format",
+        action="append",
+        dest="formats",
+        metavar="F",
+        help="format, repeatable or comma-separated (default: float16, bfloat16, float32, float64)",
+    )
+    evaluate.add_argument(
+        "--variant",
+        action="append",
+        dest="variants",
+        metavar="V",
+        help="variant, repeatable or comma-separated (default: all of the problem's)",
+    )
+    evaluate.add_argument(
+        "--target",
+        metavar="K",
+        help="cross_entropy: VALUES are the logits and K the target class index (0-based)",
+    )
+    evaluate.add_argument("--json", action="store_true", help="print the rows as JSON")
+    evaluate.set_defaults(handler=_eval)
+    # Values such as -inf or -1e5 are values, not options (argparse only knows -1 and -.5).
+    evaluate._negative_number_matcher = re.compile(r"^-(\d|\.\d|inf|nan)", re.IGNORECASE)
+
+
+def _add_debug_flag(parser: argparse.ArgumentParser, commands) -> None:
+    """``--debug`` before or after the command: errors then show their traceback."""
+    text = "show the traceback of an error (for bug reports)"
+    parser.add_argument("--debug", action="store_true", help=text)
+    for command in commands.choices.values():
+        command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=text)
+
+
+def _bad_input(message: str, args) -> int:
+    if getattr(args, "debug", False):
+        traceback.print_exc()
+    print(f"precision: error: {_one_line(message)}", file=sys.stderr)
+    return EXIT_BAD_INPUT
+
+
+def _internal_error(exc: Exception, args) -> int:
+    """A bug, not bad input: one line (the traceback with --debug), exit 1."""
+    what = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    if getattr(args, "debug", False):
+        traceback.print_exc()
+        print(f"precision: internal error: {_one_line(what)}", file=sys.stderr)
+    else:
+        print(f"precision: internal error: {_one_line(what)} (rerun with --debug)", file=sys.stderr)
+    return EXIT_INTERNAL_ERROR
+
+
+def _os_error_message(exc: OSError) -> str:
+    if isinstance(exc, WriteError):
+        return f"cannot write {exc.filename}: {exc.strerror}; earlier results are unchanged"
+    where = f"{exc.filename}: " if exc.filename else ""
+    return f"{where}{exc.strerror or exc}"
+
+
+def _one_line(text: str) -> str:
+    return text.replace("\r", "\\r").replace("\n", "\\n")
 
 
 def _positive(text: str) -> int:
@@ -141,6 +244,7 @@ def _run(args) -> int:
             workers=args.workers,
             scheduler=args.scheduler,
             force=args.force,
+            cache=None if args.no_cache else store.GroundTruthCache(_cache_file(args, out_dir)),
             progress=bar.update,
         )
     timing = {
@@ -167,6 +271,39 @@ def _run(args) -> int:
         f"{len(written)} files in {out_dir}"
     )
     return 0
+
+
+def _eval(args) -> int:
+    from precision.evaluate import evaluate, get_problem, render_json, render_text
+    from precision.values import parse_values
+
+    problem = get_problem(args.problem)
+    x = _eval_input(problem, parse_values(" ".join(args.values)), args.target)
+    table = evaluate(problem, x, formats=args.formats, variants=args.variants)
+    print(render_json(table) if args.json else render_text(table, x))
+    return 0
+
+
+def _eval_input(problem, x, target: str | None):
+    """The input of a (logits, target) problem from logits and ``--target K``; else ``x``."""
+    from precision.evaluate import input_pattern
+    from precision.values import logits_with_target
+
+    takes_target = input_pattern(problem) == ("2", "n")
+    if target is not None and not (takes_target and x.ndim == 1):
+        users = [name for name, p in PROBLEMS.items() if input_pattern(p) == ("2", "n")]
+        reason = "VALUES already hold the target row" if takes_target else "it takes none"
+        raise InputError(
+            f"--target: {reason} ({problem.name}; --target is for logits of {', '.join(users)})"
+        )
+    if takes_target and x.ndim == 1:
+        if target is None:
+            raise InputError(
+                f"{problem.name} takes logits and a target: give the logits with --target K "
+                "(the class index) or a 2 x n JSON array [[logits], [target]]"
+            )
+        return logits_with_target(x, target)
+    return x
 
 
 if __name__ == "__main__":

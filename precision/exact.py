@@ -19,9 +19,12 @@ are tight enough, which with Arb's faster elementary functions makes it several 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import hashlib
 import time
 from dataclasses import dataclass
 from fractions import Fraction
+from pathlib import Path
 from typing import NamedTuple
 
 import flint
@@ -123,28 +126,72 @@ def ground_truth(
         certifies from one evaluation when every ball is finite, its two endpoints round to
         the same value of ``fmt`` and its radius is at most ``AGREEMENT * |midpoint|``, and the
         condition number's ball is within COND_ACCURACY; usually at the first precision, where
-        mpmath needs two evaluations (see `_arb_ground_truth`).
+        mpmath needs two evaluations (see `_arb_ground_truths`).
     """
     fmt = get_format(fmt)
+    return ground_truths(problem, x, [fmt], precisions=precisions, engine=engine)[fmt.name]
+
+
+def ground_truths(
+    problem: Problem,
+    x: np.ndarray,
+    fmts,
+    *,
+    precisions=PRECISIONS,
+    engine: str = "mpmath",
+) -> dict[str, GroundTruth]:
+    """One reference evaluation certified for several output formats at once.
+
+    When formats receive the same input (a value representable in all of them), the exact
+    output is the same and only its rounding differs: one evaluation, climbing until the
+    rounding to *every* format is certified, serves them all. The seconds are booked on the
+    first format, so that totals count the work once.
+
+    Returns
+    -------
+    dict
+        Format name -> GroundTruth, in the order of ``fmts``.
+    """
+    fmts = [get_format(f) for f in fmts]
     if engine == "mpmath":
-        return _mpmath_ground_truth(problem, x, fmt, precisions)
-    if engine == "arb":
-        return _arb_ground_truth(problem, x, fmt, precisions)
-    raise ValueError(f"ground_truth: engine must be one of {ENGINES}, got {engine!r}")
+        truths = _mpmath_ground_truths(problem, x, fmts, precisions)
+    elif engine == "arb":
+        truths = _arb_ground_truths(problem, x, fmts, precisions)
+    else:
+        raise ValueError(f"ground_truth: engine must be one of {ENGINES}, got {engine!r}")
+    return dict(zip([f.name for f in fmts], truths, strict=True))
 
 
-def _mpmath_ground_truth(problem: Problem, x: np.ndarray, fmt: Format, precisions) -> GroundTruth:
+def _mpmath_ground_truths(problem: Problem, x: np.ndarray, fmts, precisions) -> list:
     """Evaluate at each precision until two consecutive ones agree (module docstring)."""
     start = time.perf_counter()
     previous = None
     for prec in precisions:
         with MPMATH.workprec(prec):
             y, cond = problem.reference(x, MPMATH)
-            rounded = [round_to_format(v, fmt) for v in y]
-        if previous is not None and _agree(previous, (y, rounded), prec, fmt):
-            return _truth(y, rounded, cond, fmt, prec, True, start)
+            rounded = [[round_to_format(v, fmt) for v in y] for fmt in fmts]
+        certified = previous is not None and all(
+            _agree((previous[0], r0), (y, r1), prec, fmt)
+            for fmt, r0, r1 in zip(fmts, previous[1], rounded, strict=True)
+        )
+        if certified:
+            break
         previous = (y, rounded)
-    return _truth(y, rounded, cond, fmt, prec, False, start)
+    with mpmath.workprec(prec):
+        exact = Exact.from_mpf(list(y))
+        cond_value = float(cond)
+    seconds = time.perf_counter() - start
+    return [
+        GroundTruth(
+            dataclasses.replace(exact, rounded=np.array(r, dtype=fmt.dtype)),
+            cond_value,
+            prec,
+            certified,
+            seconds if i == 0 else 0.0,
+            "mpmath",
+        )
+        for i, (fmt, r) in enumerate(zip(fmts, rounded, strict=True))
+    ]
 
 
 def _agree(previous, current, prec: int, fmt: Format) -> bool:
@@ -166,21 +213,12 @@ def _same_value(a: np.generic, b: np.generic) -> bool:
     return bool(a == b) or bool(np.isnan(a) and np.isnan(b))
 
 
-def _truth(y, rounded, cond, fmt: Format, prec, certified, start) -> GroundTruth:
-    with mpmath.workprec(prec):
-        exact = Exact.from_mpf(list(y))
-        cond_value = float(cond)
-    exact = dataclasses.replace(exact, rounded=np.array(rounded, dtype=fmt.dtype))
-    seconds = time.perf_counter() - start
-    return GroundTruth(exact, cond_value, prec, certified, seconds, "mpmath")
-
-
 # ------------------------------------------------------------------------ Arb engine
 
 
-def _arb_ground_truth(problem: Problem, x: np.ndarray, fmt: Format, precisions) -> GroundTruth:
-    """Evaluate in Arb balls at each precision until every output ball certifies (`_ball`)
-    and the condition number is accurate (`_accurate_condition`).
+def _arb_ground_truths(problem: Problem, x: np.ndarray, fmts, precisions) -> list:
+    """Evaluate in Arb balls at each precision until every output ball certifies in every
+    format (`_ball`) and the condition number is accurate (`_accurate_condition`).
 
     Arb's radii are rigorous bounds, so unlike the mpmath agreement test one evaluation
     suffices, and an output that is exactly 0 with radius 0 is exact (no ZERO_PREC rule).
@@ -189,15 +227,31 @@ def _arb_ground_truth(problem: Problem, x: np.ndarray, fmt: Format, precisions) 
     for prec in precisions:
         with ARB.workprec(prec):
             y, cond = problem.reference(x, ARB)
-        balls = [_ball(b, fmt) for b in y]
-        certified = all(ball.certified for ball in balls) and _accurate_condition(cond)
+        balls = [[_ball(b, fmt) for b in y] for fmt in fmts]
+        certified = _accurate_condition(cond) and all(
+            ball.certified for per_format in balls for ball in per_format
+        )
         if certified:
             break
-    hi, lo, exp = (np.array(part) for part in zip(*(ball.split for ball in balls), strict=True))
-    rounded = np.array([ball.rounded for ball in balls], dtype=fmt.dtype)
-    exact = Exact(hi, lo, exp.astype(np.int64), rounded)
+    splits = [ball.split for ball in balls[0]]
+    hi, lo, exp = (np.array(part) for part in zip(*splits, strict=True))
     seconds = time.perf_counter() - start
-    return GroundTruth(exact, float(cond.mid()), prec, certified, seconds, "arb")
+    return [
+        GroundTruth(
+            Exact(
+                hi,
+                lo,
+                exp.astype(np.int64),
+                np.array([ball.rounded for ball in per_format], dtype=fmt.dtype),
+            ),
+            float(cond.mid()),
+            prec,
+            certified,
+            seconds if i == 0 else 0.0,
+            "arb",
+        )
+        for i, (fmt, per_format) in enumerate(zip(fmts, balls, strict=True))
+    ]
 
 
 class _Ball(NamedTuple):
@@ -286,3 +340,66 @@ def _split_dyadic(man: int, exp: int) -> tuple[float, float, int]:
     hi_53 = int(hi * 2.0**53)  # exact: |hi| <= 1 has at most 53 significant bits
     lo = ((man << 53) - (hi_53 << length)) / (1 << (length + 53))
     return hi, lo, exp + length
+
+
+# ------------------------------------------------------------------------ cache records
+
+
+@functools.lru_cache(maxsize=1)
+def reference_fingerprint() -> str:
+    """sha256 of the code a ground truth depends on: the problems' references, the number
+    systems, the engines, exact rounding and the `Exact` split. A cached ground truth made by
+    other code is never reused."""
+    package = Path(__file__).resolve().parent
+    paths = sorted(package.glob("problems/*.py")) + [
+        package / name for name in ("exact.py", "numbers.py", "formats.py", "metrics.py")
+    ]
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def cache_key(problem: Problem, x: np.ndarray, fmts, *, engine: str, precisions=PRECISIONS) -> str:
+    """The key of a ground truth: problem, the input's exact bits and shape, output formats,
+    engine, precision rule (ladder and tolerances) and `reference_fingerprint`."""
+    x64 = np.ascontiguousarray(np.asarray(x, dtype=np.float64))
+    rule = (tuple(precisions), AGREEMENT, COND_ACCURACY, ZERO_PREC)
+    head = repr((problem.name, x64.shape, [get_format(f).name for f in fmts], engine, rule))
+    digest = hashlib.sha256(head.encode() + reference_fingerprint().encode())
+    digest.update(x64.tobytes())
+    return digest.hexdigest()
+
+
+def truth_record(truths: dict[str, GroundTruth]) -> dict:
+    """A JSON-able record of `ground_truths`' result (floats keep every bit through JSON)."""
+    first = next(iter(truths.values()))
+    return {
+        "hi": first.exact.hi.tolist(),
+        "lo": first.exact.lo.tolist(),
+        "exp": first.exact.exp.tolist(),
+        "rounded": {
+            name: t.exact.rounded.astype(np.float64).tolist() for name, t in truths.items()
+        },
+        "cond": first.cond,
+        "prec": first.prec,
+        "certified": first.certified,
+        "engine": first.engine,
+    }
+
+
+def truths_from_record(record: dict) -> dict[str, GroundTruth]:
+    """The inverse of `truth_record` (seconds are 0: nothing was computed)."""
+    hi, lo = np.array(record["hi"], dtype=np.float64), np.array(record["lo"], dtype=np.float64)
+    exp = np.array(record["exp"], dtype=np.int64)
+    return {
+        name: GroundTruth(
+            Exact(hi, lo, exp, np.array(values, dtype=np.float64).astype(get_format(name).dtype)),
+            float(record["cond"]),
+            int(record["prec"]),
+            bool(record["certified"]),
+            0.0,
+            record["engine"],
+        )
+        for name, values in record["rounded"].items()
+    }

@@ -51,6 +51,7 @@ def execute(
     workers: int | None = None,
     scheduler: str | None = None,
     force: bool = False,
+    cache: store.GroundTruthCache | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> tuple[pd.DataFrame, RunReport]:
     """Run every chunk not already finished under ``out_dir`` and return the whole table.
@@ -67,6 +68,8 @@ def execute(
         Address of a running Dask scheduler (``tcp://host:8786``); None starts a local cluster.
     force : bool, keyword-only
         Discard an unfinished run of a different spec instead of refusing.
+    cache : precision.store.GroundTruthCache, keyword-only
+        Persistent ground-truth cache shared by the workers (None: no cache).
     progress : callable, keyword-only
         Called with a number of inputs finished (resumed chunks are reported first).
 
@@ -84,7 +87,7 @@ def execute(
     todo = [chunk for chunk in plan if chunk.id not in finished]
     if progress:
         progress(sum(chunk.inputs(spec) for chunk in plan if chunk.id in finished))
-    for chunk, result in _results(spec, todo, executor, workers, scheduler):
+    for chunk, result in _results(spec, todo, executor, workers, scheduler, cache):
         timing = {"seconds": result.seconds, "ground_truth_seconds": result.ground_truth_seconds}
         parts.write(chunk.id, result.table, timing)
         finished[chunk.id] = timing
@@ -104,30 +107,35 @@ def execute(
 
 
 def _results(
-    spec: StudySpec, todo: list[Chunk], executor: str, workers: int | None, scheduler: str | None
+    spec: StudySpec,
+    todo: list[Chunk],
+    executor: str,
+    workers: int | None,
+    scheduler: str | None,
+    cache: store.GroundTruthCache | None,
 ) -> Iterator[tuple[Chunk, ChunkResult]]:
     """Yield each chunk with its result, in completion order."""
     if not todo:
         return
     if executor == "serial":
         for chunk in todo:
-            yield chunk, run_chunk(spec, chunk)
+            yield chunk, run_chunk(spec, chunk, cache=cache)
     elif executor == "process":
-        yield from _process_pool(spec, todo, workers or os.cpu_count() or 1)
+        yield from _process_pool(spec, todo, workers or os.cpu_count() or 1, cache)
     else:
-        yield from _dask(spec, todo, workers or os.cpu_count() or 1, scheduler)
+        yield from _dask(spec, todo, workers or os.cpu_count() or 1, scheduler, cache)
 
 
-def _process_pool(spec, todo, workers: int):
+def _process_pool(spec, todo, workers: int, cache):
     # spawn, not fork: a forked child inherits the parent's threads (pyarrow, BLAS) mid-state.
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=context) as pool:
-        futures = {pool.submit(run_chunk, spec, chunk): chunk for chunk in todo}
+        futures = {pool.submit(run_chunk, spec, chunk, cache=cache): chunk for chunk in todo}
         for future in as_completed(futures):
             yield futures[future], future.result()
 
 
-def _dask(spec, todo, workers: int, scheduler: str | None):
+def _dask(spec, todo, workers: int, scheduler: str | None, cache):
     try:
         from dask.distributed import Client, LocalCluster
         from dask.distributed import as_completed as dask_completed
@@ -148,7 +156,9 @@ def _dask(spec, todo, workers: int, scheduler: str | None):
         raise ExecutorError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from None
     try:
         futures = {
-            client.submit(run_chunk, spec, chunk, pure=False, key=f"{spec.name}-{chunk.id}"): chunk
+            client.submit(
+                run_chunk, spec, chunk, cache=cache, pure=False, key=f"{spec.name}-{chunk.id}"
+            ): chunk
             for chunk in todo
         }
         for future in dask_completed(futures):

@@ -22,6 +22,7 @@ __all__ = [
     "FORMATS",
     "Format",
     "cast",
+    "common_format",
     "get_format",
     "is_rounding_tie",
     "round_to_format",
@@ -136,6 +137,26 @@ def get_format(name_or_dtype: str | np.dtype | type | Format) -> Format:
         if dtype is not None and fmt.dtype == dtype:
             return fmt
     raise KeyError(f"unknown format {name_or_dtype!r}; known: {', '.join(FORMATS)}")
+
+
+def common_format(fmts) -> Format:
+    """The values representable in every one of ``fmts``, as a format stored in float64.
+
+    Its precision is the smallest p and its exponent range the intersection of the ranges
+    (float16 and bfloat16 share 8 bits of precision over float16's range). A value rounded to
+    it once is exactly representable in each of ``fmts``, so they all receive the same input.
+    """
+    fmts = [get_format(f) for f in fmts]
+    if len(fmts) == 1:
+        return fmts[0]
+    return Format(
+        name="common(" + ",".join(f.name for f in fmts) + ")",
+        dtype=np.dtype(np.float64),
+        p=min(f.p for f in fmts),
+        emin=max(f.emin for f in fmts),
+        emax=min(f.emax for f in fmts),
+        has_inf=all(f.has_inf for f in fmts),
+    )
 
 
 def _round_ratio_half_even(num: int, den: int) -> int:

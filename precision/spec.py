@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from precision.exact import ENGINES
 from precision.formats import FORMATS
 from precision.problems import PROBLEMS
 
@@ -65,6 +66,8 @@ class StudySpec:
     variants: dict[str, tuple[str, ...]]
     grid: Grid
     datasets: tuple[Dataset, ...] = ()
+    engine: str = "arb"
+    shared_inputs: bool = False
     source: Path | None = None
     raw: dict[str, Any] = field(default_factory=dict, compare=False)
 
@@ -81,10 +84,19 @@ TOP_KEYS = {
     "variants",
     "grid",
     "datasets",
+    "engine",
+    "shared_inputs",
     "quick",
 }
 GRID_KEYS = {"log10_cond", "log10_magnitude", "sizes", "samples_per_cell", "problem_samples"}
 DATASET_KEYS = {"path", "rows"}
+
+DECADE_LIMIT = 100
+"""Grid decades lie within [-DECADE_LIMIT, DECADE_LIMIT]: the float64 input generator reaches
+condition numbers and magnitudes up to 10**100 and down to 10**-100, no further."""
+
+MAX_SIZE = 1_000_000
+"""Largest vector size: certified ground truth of longer vectors takes hours per input."""
 
 
 def load_spec(path: str | Path, *, quick: bool = False) -> StudySpec:
@@ -133,6 +145,14 @@ def parse_spec(
     grid = _grid(raw.get("grid"), problems, fail)
     base = source.parent if source else Path.cwd()
     datasets = _datasets(raw.get("datasets", {}), base, fail)
+    engine = raw.get("engine", "arb")
+    if engine not in ENGINES:
+        raise fail(
+            "engine", f"unknown ground-truth engine {engine!r}" + did_you_mean(engine, ENGINES)
+        )
+    shared_inputs = raw.get("shared_inputs", False)
+    if not isinstance(shared_inputs, bool):
+        raise fail("shared_inputs", f"must be true or false, got {shared_inputs!r}")
     if quick and not has_quick:
         raise fail("quick", "--quick needs a [quick] table in the spec (none here)")
     return StudySpec(
@@ -144,6 +164,8 @@ def parse_spec(
         variants=variants,
         grid=grid,
         datasets=datasets,
+        engine=engine,
+        shared_inputs=shared_inputs,
         source=source,
         raw=raw,
     )
@@ -192,10 +214,11 @@ def _quick_keys(raw: dict) -> set[str]:
 def _check_keys(table: dict, allowed: set[str], prefix: str, fail) -> None:
     for key in table:
         if key not in allowed:
-            raise fail(prefix + key, "unknown key" + _suggest(key, allowed))
+            raise fail(prefix + key, "unknown key" + did_you_mean(key, allowed))
 
 
-def _suggest(word: str, choices) -> str:
+def did_you_mean(word: str, choices) -> str:
+    """`` (did you mean 'x'?)`` for the closest of ``choices``, else `` (valid: a, b, ...)``."""
     close = difflib.get_close_matches(str(word), list(choices), n=1)
     return f" (did you mean {close[0]!r}?)" if close else f" (valid: {', '.join(sorted(choices))})"
 
@@ -218,7 +241,7 @@ def _names(raw: dict, key: str, known, fail, *, label: str | None = None) -> tup
         if not isinstance(value, str):
             raise fail(label, f"must list names as strings, got {value!r}")
         if value not in known:
-            raise fail(label, f"unknown name {value!r}" + _suggest(value, known))
+            raise fail(label, f"unknown name {value!r}" + did_you_mean(value, known))
     if len(set(values)) != len(values):
         raise fail(label, "lists a name twice")
     return tuple(values)
@@ -246,6 +269,9 @@ def _int_range(grid: dict, key: str, fail) -> tuple[int, int]:
         raise fail(f"grid.{key}", f"must be two integers [from, to] (decades), got {value!r}")
     if value[0] >= value[1]:
         raise fail(f"grid.{key}", f"is empty or inverted: {value!r}")
+    low, high = -DECADE_LIMIT, DECADE_LIMIT
+    if value[0] < low or value[1] > high:
+        raise fail(f"grid.{key}", f"decades must lie within [{low}, {high}], got {value!r}")
     return value[0], value[1]
 
 
@@ -260,6 +286,8 @@ def _grid(grid, problems, fail) -> Grid:
         or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in sizes)
     ):
         raise fail("grid.sizes", f"must be a non-empty list of positive integers, got {sizes!r}")
+    if max(sizes) > MAX_SIZE:
+        raise fail("grid.sizes", f"sizes above {MAX_SIZE:,} are not supported, got {max(sizes)}")
     samples = _positive_int(grid.get("samples_per_cell"), "grid.samples_per_cell", fail)
     overrides = grid.get("problem_samples", {})
     if not isinstance(overrides, dict):

@@ -25,10 +25,60 @@ from precision.spec import StudySpec
 PACKAGES = ("numpy", "mpmath", "pandas", "pyarrow", "scipy", "ml_dtypes", "matplotlib", "seaborn")
 
 
+class WriteError(OSError):
+    """A file could not be written (a full disk, a read-only folder, a quota).
+
+    ``filename`` is the file that was to be written, not its temporary name; the file it would
+    have replaced is left as it was.
+    """
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (temporary file + rename in the same folder)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    """Write ``data`` to ``path`` atomically (temporary file + rename in the same folder).
+
+    Raises
+    ------
+    WriteError
+        When the folder cannot be made or written; ``path`` is left as it was.
+    """
+    write_all_or_nothing({Path(path): data})
+
+
+def write_all_or_nothing(files: dict[Path, bytes]) -> None:
+    """Write several files so that a failure replaces none of them.
+
+    Each file is first written and synced to a temporary file beside it (where a full disk or
+    a read-only folder shows up); only when all are staged are they renamed into place, in
+    order. Renames within a folder need no space, so a failure leaves every earlier file as it
+    was and no temporary file behind.
+
+    Raises
+    ------
+    WriteError
+        Naming the file that could not be written.
+    """
+    staged: list[tuple[str, Path]] = []
+    try:
+        for path, data in files.items():
+            staged.append((_stage(path, data), path))
+        for tmp, path in staged:
+            try:
+                os.replace(tmp, path)
+            except OSError as exc:
+                raise _write_error(exc, path) from exc
+    except BaseException:
+        for tmp, _ in staged:
+            Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _stage(path: Path, data: bytes) -> str:
+    """Write ``data`` to a synced temporary file beside ``path``; returns the temporary name."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise _write_error(exc, path) from exc
     try:
         with os.fdopen(fd, "wb") as handle:
             # mkstemp makes the file 0600; give it the mode open() would (0666 & ~umask).
@@ -36,10 +86,16 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise _write_error(exc, path) from exc
         raise
+    return tmp
+
+
+def _write_error(exc: OSError, path: Path) -> WriteError:
+    return WriteError(exc.errno, exc.strerror or str(exc), str(path))
 
 
 def _umask() -> int:
@@ -112,25 +168,24 @@ def write_study(
     meta: dict,
     figures: dict | None = None,
 ) -> list[Path]:
-    """Write a study's outputs into ``out_dir``; returns the paths written.
+    """Write a study's outputs into ``out_dir``, all or none (`write_all_or_nothing`); returns
+    the paths written.
 
     ``errors.parquet`` (the tidy table), ``summary.csv`` (per cell), ``summary.md`` (digest),
     ``meta.json`` (provenance) and one PNG per figure.
     """
     out_dir = Path(out_dir)
-    written = []
-
-    def put(name: str, data: bytes) -> None:
-        atomic_write_bytes(out_dir / name, data)
-        written.append(out_dir / name)
-
-    put("errors.parquet", table_bytes(table))
-    put("summary.csv", summary.to_csv(index=False, float_format="%.6g").encode())
-    put("summary.md", digest.encode())
+    files = {
+        out_dir / "errors.parquet": table_bytes(table),
+        out_dir / "summary.csv": summary.to_csv(index=False, float_format="%.6g").encode(),
+        out_dir / "summary.md": digest.encode(),
+    }
     for stem, fig in (figures or {}).items():
-        put(f"{stem}.png", _png(fig))
-    put("meta.json", (json.dumps(meta, indent=2, sort_keys=True, default=str) + "\n").encode())
-    return written
+        files[out_dir / f"{stem}.png"] = _png(fig)
+    meta_bytes = (json.dumps(meta, indent=2, sort_keys=True, default=str) + "\n").encode()
+    files[out_dir / "meta.json"] = meta_bytes
+    write_all_or_nothing(files)  # a full disk or read-only folder leaves earlier results as is
+    return list(files)
 
 
 def save_figure(path: Path, fig) -> None:
@@ -244,3 +299,49 @@ def clear_parts(out_dir: Path) -> None:
         for path in folder.iterdir():
             path.unlink()
         folder.rmdir()
+
+
+# ---------------------------------------------------------------- ground-truth cache
+
+
+class GroundTruthCache:
+    """A persistent map from a ground-truth key to its record, in one SQLite file.
+
+    Keys name everything a ground truth depends on (problem and its reference code, the
+    input's exact bits, the output format, the engine and the precision rule; see
+    `precision.exact.cache_key`), so a rerun or an extended study reuses what exists and a
+    changed reference never meets an old record. Records are JSON (never pickle). SQLite in WAL
+    mode lets several worker processes read and write the same file; each opens it lazily.
+    """
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self._connection = None
+
+    def __getstate__(self):  # a connection does not travel to worker processes; the path does
+        return {"path": self.path, "_connection": None}
+
+    def _db(self):
+        if self._connection is None:
+            import sqlite3
+
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._connection = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+            self._connection.execute("PRAGMA journal_mode=WAL")
+            self._connection.execute("PRAGMA synchronous=NORMAL")
+            self._connection.execute(
+                "CREATE TABLE IF NOT EXISTS truths (key TEXT PRIMARY KEY, record TEXT NOT NULL)"
+            )
+        return self._connection
+
+    def get(self, key: str) -> dict | None:
+        row = self._db().execute("SELECT record FROM truths WHERE key = ?", (key,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def put(self, key: str, record: dict) -> None:
+        self._db().execute(
+            "INSERT OR IGNORE INTO truths (key, record) VALUES (?, ?)", (key, json.dumps(record))
+        )
+
+    def __len__(self) -> int:
+        return self._db().execute("SELECT COUNT(*) FROM truths").fetchone()[0]

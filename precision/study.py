@@ -18,8 +18,8 @@ import numpy as np
 import pandas as pd
 
 from precision import metrics
-from precision.exact import ground_truth
-from precision.formats import cast, get_format
+from precision.exact import cache_key, ground_truths, truth_record, truths_from_record
+from precision.formats import cast, common_format, get_format, round_to_format_array
 from precision.problems import PROBLEMS
 from precision.problems.base import Problem
 from precision.sampling import cell_rng, dataset_rows, sample_in_cell
@@ -116,20 +116,22 @@ class ChunkResult:
     ground_truth_seconds: float
 
 
-def run_chunk(spec: StudySpec, chunk: Chunk) -> ChunkResult:
+def run_chunk(spec: StudySpec, chunk: Chunk, *, cache=None) -> ChunkResult:
     """Generate the chunk's inputs and measure every variant in every format on them."""
     start = time.perf_counter()
     rows: list[dict] = []
     gt_seconds = 0.0
     for index, x in _chunk_inputs(spec, chunk):
-        new_rows, seconds = _rows_for_input(spec, chunk, index, x)
+        new_rows, seconds = _rows_for_input(spec, chunk, index, x, cache)
         rows += new_rows
         gt_seconds += seconds
     table = _typed(pd.DataFrame(rows, columns=list(COLUMNS)))
     return ChunkResult(table, chunk.inputs(spec), time.perf_counter() - start, gt_seconds)
 
 
-def run(spec: StudySpec, *, progress: Callable[[int], None] | None = None) -> pd.DataFrame:
+def run(
+    spec: StudySpec, *, progress: Callable[[int], None] | None = None, cache=None
+) -> pd.DataFrame:
     """Run a study in this process and return its tidy table (see `COLUMNS`).
 
     For parallel, distributed or resumable runs that stream to disk, see `precision.execute`;
@@ -140,6 +142,8 @@ def run(spec: StudySpec, *, progress: Callable[[int], None] | None = None) -> pd
     spec : StudySpec
     progress : callable, keyword-only
         Called with the number of inputs finished after each chunk (for a progress bar).
+    cache : precision.store.GroundTruthCache, keyword-only
+        Where certified ground truths are looked up and added (None: compute every one).
 
     Returns
     -------
@@ -150,7 +154,7 @@ def run(spec: StudySpec, *, progress: Callable[[int], None] | None = None) -> pd
     start = time.perf_counter()
     results = []
     for chunk in chunks(spec):
-        results.append(run_chunk(spec, chunk))
+        results.append(run_chunk(spec, chunk, cache=cache))
         if progress:
             progress(results[-1].inputs)
     table = concat_tables([r.table for r in results])
@@ -196,27 +200,65 @@ def _chunk_inputs(spec: StudySpec, chunk: Chunk) -> Iterator[tuple[int, np.ndarr
             yield index, x
 
 
-def _rows_for_input(spec: StudySpec, chunk: Chunk, index: int, x: np.ndarray):
+def _rows_for_input(spec: StudySpec, chunk: Chunk, index: int, x: np.ndarray, cache=None):
     """The rows of one input in every format and variant, and the ground-truth seconds."""
     problem = PROBLEMS[chunk.problem]
-    rows, seconds = [], 0.0
-    for fmt_name in spec.formats:
+    inputs = _inputs_per_format(spec, x)
+    truths, seconds = _ground_truths(spec, problem, inputs, cache)
+    rows = []
+    for fmt_name, x_fmt in inputs.items():
         fmt = get_format(fmt_name)
-        x_fmt = cast(x, fmt)
         base = _base_row(spec, chunk, index, fmt_name, x_fmt)
-        if not np.isfinite(x_fmt.astype(np.float64)).all():
+        if fmt_name not in truths:
             # The input itself is not representable: no variant can run in this format.
             rows += [
                 {**base, "variant": v, "outcome": "input_overflow"}
                 for v in spec.variants_of(chunk.problem)
             ]
             continue
-        truth = ground_truth(problem, x_fmt, fmt)
-        seconds += truth.seconds
+        truth = truths[fmt_name]
         base |= {"cond": truth.cond, "gt_prec": truth.prec, "certified": truth.certified}
         for name in spec.variants_of(chunk.problem):
             rows.append(base | _measure(problem, name, x_fmt, fmt, truth.exact))
     return rows, seconds
+
+
+def _inputs_per_format(spec: StudySpec, x: np.ndarray) -> dict[str, np.ndarray]:
+    """The input as each format receives it: rounded once to that format, or (shared_inputs)
+    rounded once to the values common to all the study's formats and then stored exactly."""
+    if not spec.shared_inputs:
+        return {name: cast(x, name) for name in spec.formats}
+    common = round_to_format_array(x, common_format(spec.formats)).astype(np.float64)
+    with np.errstate(over="ignore"):  # +-inf stays inf: the input is not representable
+        return {name: common.astype(get_format(name).dtype) for name in spec.formats}
+
+
+def _ground_truths(spec: StudySpec, problem, inputs: dict[str, np.ndarray], cache):
+    """Certified ground truth per format with a representable input, and the seconds spent.
+
+    Formats whose rounded inputs are identical (always with shared_inputs; often float32 and
+    float64 for data stored in float32) share one evaluation, certified for all of them.
+    Cached records are reused; new ones are added to the cache.
+    """
+    groups: dict[bytes, list[str]] = {}
+    for name, x_fmt in inputs.items():
+        x64 = x_fmt.astype(np.float64)
+        if np.isfinite(x64).all():
+            groups.setdefault(x64.tobytes(), []).append(name)
+    truths, seconds = {}, 0.0
+    for names in groups.values():
+        x_fmt = inputs[names[0]]
+        key = cache_key(problem, x_fmt, names, engine=spec.engine) if cache is not None else None
+        record = cache.get(key) if key else None
+        if record is not None:
+            truths |= truths_from_record(record)
+            continue
+        found = ground_truths(problem, x_fmt, names, engine=spec.engine)
+        seconds += sum(t.seconds for t in found.values())
+        truths |= found
+        if key:
+            cache.put(key, truth_record(found))
+    return truths, seconds
 
 
 def _base_row(spec, chunk: Chunk, index: int, fmt_name: str, x_fmt: np.ndarray) -> dict:
@@ -237,18 +279,32 @@ def _base_row(spec, chunk: Chunk, index: int, fmt_name: str, x_fmt: np.ndarray) 
 
 def _measure(problem: Problem, name: str, x_fmt: np.ndarray, fmt, exact: metrics.Exact) -> dict:
     """Run one variant on one input and measure its result against the shared exact output."""
-    variant = problem.variants[name]
+    return measure_variant(problem, name, x_fmt, fmt, exact)[1]
+
+
+def run_variant(problem: Problem, name: str, x_fmt: np.ndarray) -> tuple[np.ndarray, set[str]]:
+    """Run one variant on one input: its result and the IEEE exceptions numpy reported."""
     # Overflow, underflow and invalid operations are what is being measured: numpy reports them
     # to a callback instead of warning, and they go into the row (fp_exceptions, outcome).
     raised: set[str] = set()
     with np.errstate(all="call", call=lambda kind, _flag: raised.add(kind)):
-        y = np.asarray(variant.compute(x_fmt))
+        y = np.asarray(problem.variants[name].compute(x_fmt))
+    return y, raised
+
+
+def measure_variant(
+    problem: Problem, name: str, x_fmt: np.ndarray, fmt, exact: metrics.Exact
+) -> tuple[np.ndarray, dict]:
+    """Run one variant on one input and measure it against the shared exact output: its result
+    and the row's measured fields (the study's rows and `precision.evaluate` share this)."""
+    variant = problem.variants[name]
+    y, raised = run_variant(problem, name, x_fmt)
     with np.errstate(all="ignore"):
         bound = variant.bound(x_fmt, fmt) if variant.bound else np.nan
         rel = metrics.normwise_relative_error(y, exact)
         rel_cw = float(np.max(metrics.relative_error(y, exact)))
     ulps = metrics.ulp_distance(y, exact.rounded_to(y.dtype), nan="max")
-    return {
+    return y, {
         "variant": name,
         "compute_dtype": y.dtype.name,
         "accumulator": variant.accumulator(fmt),

@@ -16,7 +16,16 @@ import mpmath
 import numpy as np
 import pytest
 
-from precision.exact import ENGINES, PRECISIONS, ground_truth, to_mpf_array
+from precision.exact import (
+    ENGINES,
+    PRECISIONS,
+    cache_key,
+    ground_truth,
+    ground_truths,
+    to_mpf_array,
+    truth_record,
+    truths_from_record,
+)
 from precision.formats import cast, get_format, round_to_format
 from precision.problems import PROBLEMS, Problem
 from precision.problems.logsumexp import LOGSUMEXP
@@ -303,3 +312,51 @@ def test_no_global_precision_change_leaks_from_escalation(engine):
     ground_truth(LOGSUMEXP, _tiny_lse_input(), "float64", engine=engine)
     assert mpmath.mp.prec == 53 and mpmath.mp.dps == 15
     assert flint.ctx.prec == 53
+
+
+# ------------------------------------------------------------------------ cache records
+
+
+def test_truth_record_round_trips_through_json():
+    import json
+
+    problem = PROBLEMS["softmax"]
+    x = np.array([0.5, -3.0, 2.25], dtype=np.float32)
+    truths = ground_truths(problem, x, ["float32", "float64"], engine="arb")
+    back = truths_from_record(json.loads(json.dumps(truth_record(truths))))
+    for name, truth in truths.items():
+        again = back[name]
+        assert again.exact.rounded.dtype == truth.exact.rounded.dtype
+        assert again.exact.rounded.tobytes() == truth.exact.rounded.tobytes()
+        for part in ("hi", "lo", "exp"):
+            assert np.array_equal(getattr(again.exact, part), getattr(truth.exact, part))
+        assert (again.cond, again.prec, again.certified) == (truth.cond, truth.prec, True)
+
+
+def test_cache_key_names_everything_the_truth_depends_on():
+    problem = PROBLEMS["logsumexp"]
+    x = np.array([1.0, 2.0], dtype=np.float32)
+    key = cache_key(problem, x, ["float32"], engine="arb")
+    assert key == cache_key(problem, x.astype(np.float64), ["float32"], engine="arb")
+    others = [
+        cache_key(PROBLEMS["softmax"], x, ["float32"], engine="arb"),
+        cache_key(problem, np.array([1.0, 2.5]), ["float32"], engine="arb"),
+        cache_key(problem, x, ["float64"], engine="arb"),
+        cache_key(problem, x, ["float32", "float64"], engine="arb"),
+        cache_key(problem, x, ["float32"], engine="mpmath"),
+        cache_key(problem, x, ["float32"], engine="arb", precisions=(113, 256)),
+    ]
+    assert len({key, *others}) == len(others) + 1
+
+
+def test_one_evaluation_certifies_every_format_of_a_shared_input():
+    """The same input in several formats: one evaluation, rounded and certified for each."""
+    problem = PROBLEMS["log_softmax"]
+    x = np.array([0.5, -3.0, 2.25])  # representable in every format
+    for engine in ("mpmath", "arb"):
+        shared = ground_truths(problem, x, FORMATS, engine=engine)
+        for name in FORMATS:
+            alone = ground_truth(problem, x.astype(get_format(name).dtype), name, engine=engine)
+            assert shared[name].certified
+            assert shared[name].exact.rounded.tobytes() == alone.exact.rounded.tobytes()
+        assert sum(t.seconds > 0 for t in shared.values()) == 1  # the work is booked once

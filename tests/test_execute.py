@@ -190,3 +190,28 @@ def test_a_killed_run_resumes_to_the_uninterrupted_table(tmp_path):
     assert f"resumed {finished} of {total} chunks" in resumed.stdout
     assert (killed / "errors.parquet").read_bytes() == (whole / "errors.parquet").read_bytes()
     assert not (killed / ".parts").exists()
+
+
+def test_cached_ground_truth_gives_the_same_table(tmp_path, reference_bytes):
+    cache = store.GroundTruthCache(tmp_path / "gt.sqlite")
+    first, report_first = execute(tiny_spec(), tmp_path / "a", executor="serial", cache=cache)
+    filled = len(cache)
+    second, report_second = execute(tiny_spec(), tmp_path / "b", executor="process", cache=cache)
+    assert filled > 0 and len(cache) == filled  # the second run added nothing
+    assert report_first.ground_truth_seconds > 0 and report_second.ground_truth_seconds == 0
+    assert store.table_bytes(first) == store.table_bytes(second) == reference_bytes
+
+
+def test_shared_inputs_give_every_format_the_same_input_and_one_ground_truth(tmp_path):
+    raw = json.loads(json.dumps(TINY)) | {"shared_inputs": True}
+    spec = parse_spec(raw)
+    cache = store.GroundTruthCache(tmp_path / "gt.sqlite")
+    table, _ = execute(spec, tmp_path / "out", executor="serial", cache=cache)
+    per_input = table.groupby(["problem", "n", "cell_log10_cond", "cell_log10_magnitude", "sample"])
+    # every format saw the same input: same magnitude and condition number in every row
+    assert (per_input["magnitude"].nunique() == 1).all()
+    assert (per_input["cond"].nunique() == 1).all()
+    inputs = per_input.ngroups
+    assert len(cache) == inputs  # one ground truth per input, serving four formats
+    unshared, _ = execute(tiny_spec(), tmp_path / "unshared", executor="serial")
+    assert len(unshared) == len(table)

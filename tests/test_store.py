@@ -204,3 +204,23 @@ def test_provenance_is_json_and_complete():
     assert len(back["spec_sha256"]) == 64
     # Same spec, same digest.
     assert store.provenance(parse_spec(raw))["spec_sha256"] == back["spec_sha256"]
+
+
+def test_ground_truth_cache_persists_records_across_connections(tmp_path):
+    path = tmp_path / "cache" / "ground_truth.sqlite"
+    cache = store.GroundTruthCache(path)
+    assert len(cache) == 0 and cache.get("k") is None
+    cache.put("k", {"hi": [0.5], "cond": float("inf")})
+    cache.put("k", {"hi": [0.25]})  # first record wins: a key names one certified truth
+    again = store.GroundTruthCache(path)
+    assert again.get("k") == {"hi": [0.5], "cond": float("inf")}
+    assert len(again) == 1
+
+
+def test_ground_truth_cache_travels_to_workers_as_a_path(tmp_path):
+    import pickle
+
+    cache = store.GroundTruthCache(tmp_path / "gt.sqlite")
+    cache.put("k", {"v": 1})
+    copy = pickle.loads(pickle.dumps(cache))
+    assert copy.get("k") == {"v": 1}

@@ -93,6 +93,10 @@ class Problem:
         this problem; None when the problem does not take logits.
     takes_sizes : bool
         False for problems whose inputs have a fixed size (the study's sizes do not apply).
+    check_input : callable or None
+        ``check_input(x)`` raises ValueError with a one-line reason when a user's input ``x``
+        (of the rank ``input_shape`` gives) is not one of this problem (e.g. `square_matrix`),
+        before its shape is compared with ``input_shape``; None: the shape check alone.
     """
 
     name: str
@@ -106,6 +110,14 @@ class Problem:
     extras: Callable[[np.ndarray], dict[str, float]] = field(default=lambda x: {})
     from_logits: Callable[[np.ndarray], np.ndarray] | None = None
     takes_sizes: bool = True
+    check_input: Callable[[np.ndarray], None] | None = None
+
+
+def square_matrix(x: np.ndarray) -> None:
+    """`Problem.check_input` for problems of a square matrix: ValueError for any other shape."""
+    shape = np.shape(x)
+    if len(shape) != 2 or shape[0] != shape[1]:
+        raise ValueError(f"needs a square matrix, got shape {' x '.join(map(str, shape))}")
 
 
 # Accuracy of numpy's elementary-function kernels, as relative error bounds (one ulp is at most
