@@ -46,9 +46,12 @@ COND_ACCURACY = 2.0**-53
 """Largest relative radius of the condition number's ball the arb engine accepts (float64
 accuracy: it is stored as a float64); a wider ball is re-evaluated at the next precision."""
 
-ZERO_PREC = 1024
-"""Lowest precision at which an output of exactly 0 is accepted (total cancellation at two low
-precisions would otherwise certify a wrong 0)."""
+ZERO_PREC = 4096
+"""Lowest precision at which the mpmath engine accepts an output of exactly 0 or one exactly on
+a rounding tie (the top of PRECISIONS): two lower precisions can agree on such a value after
+both lost the same tiny term. Measured: log_softmax of float64 logits whose output is
+(x_0 - a) - e**-748 with x_0 - a a float64 tie was certified at 1024 bits on the tie's even
+neighbour; the arb engine's ball straddled the tie until 2048 bits and rounded correctly."""
 
 
 @dataclass(frozen=True)
