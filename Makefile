@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 STUDIES := softmax
 
-.PHONY: help env study test lint format docs-image clean $(addprefix study-,$(STUDIES))
+.PHONY: help env study test lint format docs-image docs-errors clean $(addprefix study-,$(STUDIES))
 
 help:  ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -36,6 +36,9 @@ format: $(STAMP)
 
 docs-image: $(STAMP)  ## regenerate docs/heatmap_logsumexp.png (the README picture) from a quick run
 	$(BIN)/python -m precision.docs_image docs/heatmap_logsumexp.png
+
+docs-errors: $(STAMP)  ## regenerate the README's "Common errors" from the messages the CLI prints
+	$(BIN)/python -m precision.docs_errors README.md
 
 clean:  ## remove generated results (keeps results/README.md)
 	find results -mindepth 1 -maxdepth 1 ! -name README.md -exec rm -rf {} +

@@ -12,6 +12,8 @@ exits with status 2, leaving any earlier results untouched; anything else is an 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import re
 import sys
 import traceback
@@ -28,6 +30,7 @@ from precision.values import InputError
 EXIT_BAD_INPUT = 2
 EXIT_INTERNAL_ERROR = 1
 EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a killed writer
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,6 +43,8 @@ def main(argv: list[str] | None = None) -> int:
         return args.handler(args)
     except (SpecError, OutputConflict, ExecutorError, InputError) as exc:
         return _bad_input(str(exc), args)
+    except BrokenPipeError:  # the reader went away (precision eval ... | head): not an error
+        return _reader_gone()
     except OSError as exc:
         return _bad_input(_os_error_message(exc), args)
     except KeyboardInterrupt:
@@ -154,7 +159,8 @@ def _add_eval_parser(commands) -> None:
     evaluate.add_argument("--json", action="store_true", help="print the rows as JSON")
     evaluate.set_defaults(handler=_eval)
     # Values such as -inf or -1e5 are values, not options (argparse only knows -1 and -.5).
-    evaluate._negative_number_matcher = re.compile(r"^-(\d|\.\d|inf|nan)", re.IGNORECASE)
+    # (Matched whole, whether argparse calls match or fullmatch.)
+    evaluate._negative_number_matcher = re.compile(r"^-(\d|\.\d|inf|nan).*$", re.I | re.S)
 
 
 def _add_debug_flag(parser: argparse.ArgumentParser, commands) -> None:
@@ -181,6 +187,15 @@ def _internal_error(exc: Exception, args) -> int:
     else:
         print(f"precision: internal error: {_one_line(what)} (rerun with --debug)", file=sys.stderr)
     return EXIT_INTERNAL_ERROR
+
+
+def _reader_gone() -> int:
+    """Point stdout at /dev/null so that the final flush does not fail again (Python's advice
+    for SIGPIPE), and exit quietly."""
+    with contextlib.suppress(OSError, ValueError):  # ValueError: stdout is not a file
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    return EXIT_BROKEN_PIPE
 
 
 def _os_error_message(exc: OSError) -> str:
@@ -290,12 +305,14 @@ def _eval_input(problem, x, target: str | None):
     from precision.values import logits_with_target
 
     takes_target = input_pattern(problem) == ("2", "n")
-    if target is not None and not (takes_target and x.ndim == 1):
-        users = [name for name, p in PROBLEMS.items() if input_pattern(p) == ("2", "n")]
-        reason = "VALUES already hold the target row" if takes_target else "it takes none"
+    if target is not None and not takes_target:
+        users = ", ".join(name for name, p in PROBLEMS.items() if input_pattern(p) == ("2", "n"))
         raise InputError(
-            f"--target: {reason} ({problem.name}; --target is for logits of {', '.join(users)})"
+            f"--target: {problem.name} takes no target (--target K gives the target class "
+            f"of the logits of {users})"
         )
+    if target is not None and x.ndim != 1:
+        raise InputError("--target: VALUES already hold a target row; give only the logits")
     if takes_target and x.ndim == 1:
         if target is None:
             raise InputError(

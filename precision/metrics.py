@@ -191,16 +191,16 @@ class Exact:
         fmt = get_format(dtype)
         out = np.empty(self.hi.shape, dtype=fmt.dtype)
         for i in np.ndindex(self.hi.shape):
-            out[i] = round_to_format(self._fraction(i), fmt)
+            out[i] = round_to_format(self._value(i), fmt)
         return out
 
-    def _fraction(self, i):
-        from fractions import Fraction
-
+    def _value(self, i) -> mpmath.mpf | float:
+        """(hi + lo) * 2**exp exactly, as an mpf: a Fraction of 2**exp would take memory in
+        proportion to exp (gigabytes for exp(-1e15)); an mpf keeps the exponent apart."""
         hi, lo, e = float(self.hi[i]), float(self.lo[i]), int(self.exp[i])
         if not np.isfinite(hi):
             return hi
-        return (Fraction(hi) + Fraction(lo)) * Fraction(2) ** e
+        return mpmath.ldexp(mpmath.fadd(hi, lo, exact=True), e)
 
 
 def _exact_mpf(v) -> mpmath.mpf:

@@ -106,10 +106,10 @@ def load_spec(path: str | Path, *, quick: bool = False) -> StudySpec:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise SpecError(f"{path}: no such study file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SpecError(f"{path}: cannot read: {exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise SpecError(f"{path}: not valid TOML: {exc}") from None
+    except (OSError, ValueError) as exc:  # ValueError: not UTF-8, a NUL in the name
+        raise SpecError(f"{path}: cannot read: {exc}") from None
     return parse_spec(raw, source=path, quick=quick)
 
 
@@ -126,7 +126,7 @@ def parse_spec(
             key = f"quick.{key}"  # the value came from [quick]: point there
         # One line whatever the input: a quoted TOML key or a path may hold a newline.
         text = f"{where}: {key}: {message}"
-        return SpecError(text.replace("\r", "\\r").replace("\n", "\\n"))
+        return SpecError(text.replace("\r", "\\r").replace("\n", "\\n").replace("\0", "\\0"))
 
     _check_keys(raw, TOP_KEYS, "", fail)
     has_quick = "quick" in raw
@@ -327,13 +327,21 @@ def _datasets(table, base: Path, fail) -> tuple[Dataset, ...]:
         _check_keys(entry, DATASET_KEYS, f"datasets.{name}.", fail)
         if not isinstance(entry.get("path"), str):
             raise fail(f"datasets.{name}.path", "must be a string")
-        path = (base / entry["path"]).resolve()
+        path = _resolved(base / entry["path"])
         if path.suffix != ".npy" or not path.is_file():
             raise fail(f"datasets.{name}.path", f"no .npy file at {path}")
         _check_matrix(path, f"datasets.{name}.path", fail)
         rows = _positive_int(entry.get("rows"), f"datasets.{name}.rows", fail)
         out.append(Dataset(name, path, rows))
     return tuple(out)
+
+
+def _resolved(path: Path) -> Path:
+    """The absolute path, or ``path`` itself where it cannot be resolved (a NUL character)."""
+    try:
+        return path.resolve()
+    except (OSError, ValueError):
+        return path
 
 
 def _check_matrix(path: Path, key: str, fail) -> None:

@@ -6,6 +6,7 @@ reader never sees a half-written file and an interrupted write leaves the previo
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -50,13 +51,14 @@ def write_all_or_nothing(files: dict[Path, bytes]) -> None:
     Each file is first written and synced to a temporary file beside it (where a full disk or
     a read-only folder shows up); only when all are staged are they renamed into place, in
     order. Renames within a folder need no space, so a failure leaves every earlier file as it
-    was and no temporary file behind.
+    was and no temporary file (nor a folder it made) behind.
 
     Raises
     ------
     WriteError
         Naming the file that could not be written.
     """
+    new_folders = sorted({f for path in files for f in _missing_folders(path.parent)}, reverse=True)
     staged: list[tuple[str, Path]] = []
     try:
         for path, data in files.items():
@@ -69,7 +71,19 @@ def write_all_or_nothing(files: dict[Path, bytes]) -> None:
     except BaseException:
         for tmp, _ in staged:
             Path(tmp).unlink(missing_ok=True)
+        for folder in new_folders:  # deepest first; only the empty folders made here
+            with contextlib.suppress(OSError):
+                folder.rmdir()
         raise
+
+
+def _missing_folders(folder: Path) -> list[Path]:
+    """``folder`` and those of its parents that do not exist yet."""
+    missing = []
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    return missing
 
 
 def _stage(path: Path, data: bytes) -> str:

@@ -300,7 +300,7 @@ def measure_variant(
     variant = problem.variants[name]
     y, raised = run_variant(problem, name, x_fmt)
     with np.errstate(all="ignore"):
-        bound = variant.bound(x_fmt, fmt) if variant.bound else np.nan
+        bound = _bound(variant, x_fmt, fmt)
         rel = metrics.normwise_relative_error(y, exact)
         rel_cw = float(np.max(metrics.relative_error(y, exact)))
     ulps = metrics.ulp_distance(y, exact.rounded_to(y.dtype), nan="max")
@@ -318,6 +318,17 @@ def measure_variant(
         "fp_exceptions": ",".join(sorted(raised)),
         "bound": bound,
     }
+
+
+def _bound(variant, x_fmt: np.ndarray, fmt) -> float:
+    """The variant's first-order bound for this input; NaN where none applies, including
+    where a Python float overflows while computing it (an input far outside its assumptions)."""
+    if variant.bound is None:
+        return np.nan
+    try:
+        return variant.bound(x_fmt, fmt)
+    except ArithmeticError:  # OverflowError, ZeroDivisionError
+        return np.nan
 
 
 def _typed(table: pd.DataFrame) -> pd.DataFrame:

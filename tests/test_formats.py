@@ -613,3 +613,22 @@ def test_float8_e4m3fn_overflow_is_nan_and_e5m2_is_inf():
     assert float(round_to_format(61440 - Fraction(1, 2**40), e5m2)) == 57344.0
     assert float(round_to_format(61440, e5m2)) == math.inf
     assert float(round_to_format(-61440, e5m2)) == -math.inf
+
+
+@pytest.mark.parametrize("name", ["float16", "bfloat16", "float32", "float64", "float8_e4m3fn"])
+def test_values_far_outside_the_range_round_without_forming_their_ratio(name):
+    """exp(1e308) has a 1024-bit binary exponent: its integer ratio cannot be formed, its
+    binade alone decides (overflow, or a zero of its sign)."""
+    fmt = get_format(name)
+    with mpmath.workprec(113):
+        huge, tiny = mpmath.exp(mpmath.mpf(1e308)), mpmath.exp(mpmath.mpf(-1e308))
+    overflow = float(round_to_format(huge, name))
+    assert (math.isinf(overflow) and overflow > 0) if fmt.has_inf else math.isnan(overflow)
+    negative = float(round_to_format(-huge, name))
+    assert (negative == -math.inf) if fmt.has_inf else math.isnan(negative)
+    for value, sign in ((tiny, 1.0), (-tiny, -1.0)):
+        zero = float(round_to_format(value, name))
+        assert zero == 0.0 and math.copysign(1.0, zero) == sign
+    # Just inside the shortcut's limits the exact path still decides.
+    assert float(round_to_format(mpmath.mpf(2) ** (fmt.emin - fmt.p), name)) == 0.0  # a tie
+    assert float(round_to_format(mpmath.mpf(2) ** (fmt.emin - fmt.p + 1), name)) > 0.0

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from precision.formats import cast, get_format, round_to_format
 from precision.metrics import (
+    EXP_LIMIT,
     OUTCOMES,
     Exact,
     absolute_error,
@@ -768,3 +769,19 @@ def test_an_overflow_exception_makes_an_overflow_outcome():
     assert result_outcome(zeros, exact) == "ok"
     assert result_outcome(zeros, exact, fp_exceptions=["overflow"]) == "overflow"
     assert result_outcome(zeros, exact, fp_exceptions=["underflow"]) == "ok"
+
+
+def test_exact_of_astronomical_magnitude_rounds_and_measures():
+    """exp(1e308) and exp(-1e15): exponents saturate or stay large without costing memory."""
+    with mpmath.workprec(113):
+        values = [mpmath.exp(mpmath.mpf(1e308)), mpmath.exp(mpmath.mpf(-1e15))]
+    exact = Exact.from_mpf(values)
+    assert exact.exp[0] == EXP_LIMIT and exact.exp[1] < -(10**15)
+    rounded = exact.rounded_to(np.dtype(np.float32))  # from hi, lo, exp: no 2**exp Fraction
+    assert rounded[0] == np.inf and rounded[1] == 0.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        computed = np.float32([np.finfo(np.float32).max, 0.0])
+        assert list(relative_error(computed, exact)) == [1.0, 1.0]
+        assert result_outcome(computed, exact) == "ok"
+        assert result_outcome(np.float32([np.inf, 0.0]), exact) == "overflow"

@@ -243,6 +243,10 @@ BAD_SPECS = [
     ("sizes-negative", _set("grid.sizes", [10, -10]), "grid.sizes", ["positive integers"]),
     ("sizes-not-list", _set("grid.sizes", 10), "grid.sizes", ["list"]),
     ("sizes-float", _set("grid.sizes", [10.0]), "grid.sizes", ["positive integers"]),
+    ("sizes-huge", _set("grid.sizes", [10**8]), "grid.sizes", ["above 1,000,000"]),
+    ("cond-beyond", _set("grid.log10_cond", [0, 400]), "grid.log10_cond", ["[-100, 100]"]),
+    ("mag-beyond", _set("grid.log10_magnitude", [-101, 0]), "grid.log10_magnitude", ["within"]),
+    ("dataset-path-nul", _dataset(path="a\u0000b.npy"), "datasets.logits.path", ["no .npy"]),
     ("samples-zero", _set("grid.samples_per_cell", 0), "grid.samples_per_cell", ["positive"]),
     ("samples-missing", _drop("grid.samples_per_cell"), "grid.samples_per_cell", ["positive"]),
     (

@@ -1,0 +1,426 @@
+"""Evaluate one input the way a study does, for the command line and for notebooks.
+
+``evaluate("softmax", [1000, 1000, 1000], formats=["float16"])`` rounds the input once,
+correctly, to each format (`precision.formats.cast`), computes its certified ground truth once
+per format (`precision.exact.ground_truth`), runs every variant on the rounded input and
+measures it exactly as the study's rows are measured (`precision.study.measure_variant`): one
+row per variant x format. An input that a format cannot represent gives ``input_overflow``
+rows; an input holding NaN or an infinity is run through the variants (their results are
+shown) but has no exact value (``input_nan``, ``input_inf``). Nothing here prints or writes:
+`render_text` and `render_json` turn the table into what ``precision eval`` prints.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+
+import mpmath
+import numpy as np
+import pandas as pd
+
+from precision.exact import ground_truth
+from precision.formats import FORMATS, STUDY_FORMATS, Format, cast, get_format
+from precision.metrics import Exact
+from precision.problems import PROBLEMS
+from precision.problems.base import Problem
+from precision.spec import did_you_mean
+from precision.study import measure_variant, run_variant
+from precision.values import InputError
+
+COLUMNS = {
+    "problem": "problem name",
+    "variant": "variant name",
+    "format": "the format the input was rounded to and the variant computed in",
+    "outcome": "ok / underflow / overflow / nan (see metrics.result_outcome), input_overflow "
+    "(the format cannot represent the input), input_nan / input_inf (no exact value)",
+    "computed": "the variant's result as float64 numbers (exactly its values): a float for a "
+    "scalar output, an array for a vector",
+    "exact": "the certified exact result (mpmath numbers, ~106 bits), like `computed`",
+    "rel_error": "normwise (inf-norm) relative error of the result, unitless",
+    "ulps": "largest ulp distance to the correctly rounded exact result, in compute_dtype",
+    "bits": "log2(1 + ulps): bits of error (0 = correctly rounded)",
+    "err_over_u": "rel_error / u of the row's format",
+    "cond": "relative condition number of the input as rounded to the format",
+    "certified": "whether the ground truth was certified (else an estimate at the cap)",
+    "gt_prec": "working precision (bits) of the ground truth",
+    "input_rounded": "whether rounding to the format changed the input",
+    "n": "input size (its last dimension)",
+    "compute_dtype": "dtype of the result the variant returned (differs when a library upcasts)",
+    "accumulator": "precision its reductions accumulate in",
+    "library": "numpy for code written here, else the library called",
+    "rel_error_cw": "largest componentwise relative error, unitless",
+    "fp_exceptions": "IEEE exceptions numpy reported while the variant ran",
+    "bound": "known first-order bound on rel_error for this input (NaN: none applies)",
+}
+
+_FLOATS = ("rel_error", "rel_error_cw", "err_over_u", "bits", "cond", "bound")
+_NULLABLE = {"ulps": "UInt64", "gt_prec": "Int64", "n": "Int64", "certified": "boolean"}
+_OBJECTS = ("computed", "exact")
+
+
+def evaluate(
+    problem: str | Problem,
+    values,
+    *,
+    formats: Sequence[str] | None = None,
+    variants: Sequence[str] | None = None,
+) -> pd.DataFrame:
+    """Measure every variant of a problem on one input, in each format.
+
+    Parameters
+    ----------
+    problem : str or Problem
+        A name from `precision.problems.PROBLEMS` (``"softmax"``) or a `Problem`.
+    values : array-like
+        One input in float64 (a scalar, a vector, or a 2-D array such as cross-entropy's
+        (2, n) logits and target), of the shape the problem takes (`input_pattern`).
+    formats : sequence of str, keyword-only
+        Format names (default: float16, bfloat16, float32, float64).
+    variants : sequence of str, keyword-only
+        Variant names of the problem (default: all).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per format x variant, the columns of `COLUMNS`.
+
+    Raises
+    ------
+    InputError
+        For an unknown problem, format or variant, or values that are not an input of the
+        problem; the message is one line and suggests the closest name for a typo.
+    """
+    problem = get_problem(problem)
+    x = problem_input(problem, values)
+    formats = _chosen(formats, FORMATS, STUDY_FORMATS, "format")
+    variants = _chosen(variants, problem.variants, tuple(problem.variants), "variant", problem)
+    rows = []
+    with np.errstate(all="ignore"):  # the variants themselves report to measure_variant
+        for name in formats:
+            rows += _rows_in_format(problem, x, get_format(name), variants)
+    return _table(rows)
+
+
+def get_problem(problem: str | Problem) -> Problem:
+    """The `Problem` of a name (InputError with a suggestion for an unknown one)."""
+    if isinstance(problem, Problem):
+        return problem
+    if not isinstance(problem, str) or problem not in PROBLEMS:
+        raise InputError(f"unknown problem {_quoted(problem)}" + did_you_mean(problem, PROBLEMS))
+    return PROBLEMS[problem]
+
+
+def input_pattern(problem: Problem) -> tuple[str, ...]:
+    """The shape of the problem's input with its free size as ``"n"``: ``("n",)``, ``("1",)``
+    (a scalar), ``("2", "n")`` (cross-entropy), ``("n", "n")`` (a square matrix)."""
+    small, large = problem.input_shape(7), problem.input_shape(11)
+    return tuple("n" if a != b else str(a) for a, b in zip(small, large, strict=True))
+
+
+def problem_input(problem: Problem, values) -> np.ndarray:
+    """``values`` as a float64 input of ``problem``, checked against its shape.
+
+    Raises
+    ------
+    InputError
+        For values that are not real numbers, are empty, or do not have the problem's shape
+        (or fail its `Problem.check_input`).
+    """
+    x = _float64_array(problem, values)
+    pattern = input_pattern(problem)
+    if x.ndim == 0 or (pattern == ("1",) and x.size == 1):
+        x = x.reshape(1)
+    if x.size == 0:
+        raise InputError(f"{problem.name}: no values given")
+    takes = f"{problem.name} takes {_describe_pattern(pattern)}, got {_describe_shape(x)}"
+    if x.ndim != len(pattern):
+        raise InputError(takes)
+    if problem.check_input is not None:
+        try:
+            problem.check_input(x)
+        except ValueError as exc:
+            raise InputError(f"{problem.name}: {exc}") from None
+    if x.shape != tuple(problem.input_shape(x.shape[-1])):
+        raise InputError(takes)
+    return x
+
+
+def _float64_array(problem: Problem, values) -> np.ndarray:
+    try:
+        array = np.asarray(values)
+        if array.dtype.kind == "c":
+            raise TypeError("complex numbers are not supported")
+        return array.astype(np.float64)
+    except (TypeError, ValueError, OverflowError) as exc:
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InputError(f"{problem.name}: values must be real numbers ({message})") from None
+
+
+def _chosen(names, known, default, what: str, problem: Problem | None = None) -> tuple[str, ...]:
+    """Validated names (``--format a,b`` may also arrive as one comma-separated string)."""
+    if names is None:
+        return tuple(default)
+    if isinstance(names, str):
+        names = [names]
+    chosen = [part.strip() for name in names for part in str(name).split(",")]
+    of = f" of {problem.name}" if problem else ""
+    for name in chosen:
+        if name not in known:
+            raise InputError(f"unknown {what} {_quoted(name)}{of}" + did_you_mean(name, known))
+    if not chosen:
+        raise InputError(f"no {what} chosen")
+    return tuple(dict.fromkeys(chosen))  # in the given order, each once
+
+
+def _rows_in_format(problem: Problem, x: np.ndarray, fmt: Format, variants) -> list[dict]:
+    """The rows of every variant in one format (the study's `_rows_for_input`, for one input)."""
+    x_fmt = cast(x, fmt)
+    x_back = _as_float64(x_fmt)
+    base = {
+        "problem": problem.name,
+        "format": fmt.name,
+        "n": x.shape[-1],
+        "input_rounded": not np.array_equal(x_back, x, equal_nan=True),
+    }
+    if not np.isfinite(x).all():
+        outcome = "input_nan" if np.isnan(x).any() else "input_inf"
+        return [base | _unmeasured(problem, name, x_fmt, fmt, outcome) for name in variants]
+    if not np.isfinite(x_back).all():
+        return [base | {"variant": name, "outcome": "input_overflow"} for name in variants]
+    truth = ground_truth(problem, x_fmt, fmt)
+    base |= {
+        "cond": truth.cond,
+        "certified": truth.certified,
+        "gt_prec": truth.prec,
+        "exact": _mpf_values(truth.exact),
+    }
+    rows = []
+    for name in variants:
+        y, measured = measure_variant(problem, name, x_fmt, fmt, truth.exact)
+        rows.append(base | measured | {"computed": _float_values(y)})
+    return rows
+
+
+def _unmeasured(problem: Problem, name: str, x_fmt: np.ndarray, fmt: Format, outcome: str):
+    """A variant's result on an input without an exact value (it holds NaN or inf)."""
+    variant = problem.variants[name]
+    y, raised = run_variant(problem, name, x_fmt)
+    return {
+        "variant": name,
+        "outcome": outcome,
+        "computed": _float_values(y),
+        "compute_dtype": y.dtype.name,
+        "accumulator": variant.accumulator(fmt),
+        "library": variant.library,
+        "fp_exceptions": ",".join(sorted(raised)),
+    }
+
+
+def _as_float64(x: np.ndarray) -> np.ndarray:
+    with np.errstate(invalid="ignore"):  # a signalling NaN raises the invalid flag on casting
+        return np.asarray(x).astype(np.float64)
+
+
+def _float_values(y: np.ndarray) -> float | np.ndarray:
+    """A result as float64 numbers (exact: every format is a subset of float64)."""
+    flat = _as_float64(y).reshape(-1)
+    return float(flat[0]) if flat.size == 1 else flat
+
+
+def _mpf_values(exact: Exact) -> mpmath.mpf | np.ndarray:
+    """The exact values as mpmath numbers: (hi + lo) * 2**exp, exactly as `Exact` holds them."""
+    out = np.empty(exact.hi.size, dtype=object)
+    with mpmath.workprec(113):
+        for i, (hi, lo, e) in enumerate(
+            zip(exact.hi.flat, exact.lo.flat, exact.exp.flat, strict=True)
+        ):
+            value = mpmath.mpf(float(hi))
+            if mpmath.isfinite(value):
+                value = mpmath.ldexp(value + mpmath.mpf(float(lo)), int(e))
+            out[i] = value
+    return out[0] if out.size == 1 else out
+
+
+def _table(rows: list[dict]) -> pd.DataFrame:
+    """The rows with the columns of `COLUMNS`, numbers in nullable dtypes (NA: not measured)."""
+    columns = {}
+    for name in COLUMNS:
+        cells = [row.get(name) for row in rows]
+        if name in _OBJECTS:
+            columns[name] = pd.Series(cells, dtype=object)
+        elif name in _FLOATS:
+            columns[name] = pd.Series([np.nan if v is None else v for v in cells], dtype="float64")
+        elif name in _NULLABLE:
+            columns[name] = pd.Series(pd.array(cells, dtype=_NULLABLE[name]))
+        elif name == "input_rounded":
+            columns[name] = pd.Series(cells, dtype=bool)
+        else:
+            columns[name] = pd.Series(["" if v is None else v for v in cells], dtype="string")
+    return pd.DataFrame(columns)
+
+
+def _quoted(name) -> str:
+    text = repr(name)
+    text = text.replace("\r", "\\r").replace("\n", "\\n")
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _describe_pattern(pattern: tuple[str, ...]) -> str:
+    if pattern == ("1",):
+        return "one value"
+    if pattern == ("n",):
+        return "a vector of values"
+    if pattern == ("n", "n"):
+        return "a square n x n matrix"
+    return f"a {' x '.join(pattern)} array"
+
+
+def _describe_shape(x: np.ndarray) -> str:
+    if x.ndim == 1:
+        return "1 value" if x.size == 1 else f"{x.size} values"
+    return f"a {' x '.join(map(str, x.shape))} array"
+
+
+# ---------------------------------------------------------------- rendering (for the CLI)
+
+VECTOR_SHOWN = 3
+"""Components shown of a vector (the JSON output has them all)."""
+
+
+def render_text(table: pd.DataFrame, values: np.ndarray) -> str:
+    """The table as ``precision eval`` prints it: a block per format, a line per variant.
+
+    Each block's first line gives the exact result and the condition number of the input as
+    rounded to that format; each variant line its outcome, normwise relative error, ulps and
+    bits of error, and computed result. Vectors show their first components.
+    """
+    problem = str(table["problem"].iloc[0])
+    x = np.asarray(values, dtype=np.float64)
+    shown = (
+        _scalar_text(float(x[0]), "float64", 17) if x.shape == (1,) else _input_text(x, "float64")
+    )
+    lines = [f"{problem} of {shown}"]
+    for fmt, rows in table.groupby("format", sort=False):
+        lines += ["", _format_line(str(fmt), rows.iloc[0], values)]
+        lines += _aligned(
+            [["variant", "outcome", "rel_error", "ulps", "bits", "computed"]]
+            + [_variant_cells(row) for _, row in rows.iterrows()]
+        )
+    return "\n".join(lines)
+
+
+def _format_line(fmt: str, row, values: np.ndarray) -> str:
+    outcome = str(row["outcome"])
+    if outcome == "input_overflow":
+        return f"{fmt}: the input is beyond {fmt}'s range (max {get_format(fmt).max:.5g})"
+    if outcome in ("input_nan", "input_inf"):
+        kind = "NaN" if outcome == "input_nan" else "an infinity"
+        return f"{fmt}: the input holds {kind}, so it has no exact value; the variants return"
+    exact = _value_text(row["exact"], None, _exact_digits(get_format(fmt)))
+    certified = "" if row["certified"] else f" (not certified at {row['gt_prec']} bits)"
+    line = f"{fmt}: exact {exact}{certified}, condition number {row['cond']:.3g}"
+    if row["input_rounded"]:
+        rounded = _as_float64(cast(np.asarray(values, dtype=np.float64), fmt))
+        line += f"; input rounded to {_input_text(rounded, 'float64')}"  # its exact values
+    return line
+
+
+def _exact_digits(fmt: Format) -> int:
+    """Significant digits that show a vector's exact components beyond ``fmt``'s precision."""
+    return min(17, math.ceil(fmt.p * math.log10(2)) + 3)
+
+
+def _variant_cells(row) -> list[str]:
+    measured = not pd.isna(row["gt_prec"])  # a ground truth exists: errors may still be nan
+    dtype = str(row["compute_dtype"]) or None
+    return [
+        str(row["variant"]),
+        str(row["outcome"]),
+        _number_text(row["rel_error"]) if measured else "-",
+        str(int(row["ulps"])) if not pd.isna(row["ulps"]) else "-",
+        f"{row['bits']:.1f}" if not pd.isna(row["bits"]) else "-",
+        _value_text(row["computed"], dtype, 0) if row["computed"] is not None else "-",
+    ]
+
+
+def _aligned(table: list[list[str]]) -> list[str]:
+    widths = [max(len(cells[i]) for cells in table) for i in range(len(table[0]))]
+    return [
+        "  " + "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
+        for cells in table
+    ]
+
+
+def _number_text(value: float) -> str:
+    return "0" if value == 0 else f"{value:.2e}" if math.isfinite(value) else str(value)
+
+
+def _value_text(value, dtype: str | None, digits: int) -> str:
+    """A scalar in full, a vector's first components: results in the fewest digits of
+    ``dtype``, exact values (``dtype`` None) to 17 digits, vector components to ``digits``."""
+    if isinstance(value, np.ndarray):
+        return _vector_text(value, dtype, digits)
+    return _scalar_text(value, dtype, 17)
+
+
+def _input_text(x: np.ndarray, dtype: str) -> str:
+    """An input (a vector, or the rows of a 2-D array) in the fewest digits of ``dtype``."""
+    if x.ndim == 1:
+        return _vector_text(x, dtype, 17)
+    rows = ", ".join(_vector_text(row, dtype, 17) for row in x[:VECTOR_SHOWN])
+    more = f", ... ({x.shape[0]} rows)" if x.shape[0] > VECTOR_SHOWN else ""
+    return f"[{rows}{more}]"
+
+
+def _vector_text(values: np.ndarray, dtype: str | None, digits: int) -> str:
+    shown = ", ".join(_scalar_text(v, dtype, digits) for v in values[:VECTOR_SHOWN])
+    more = f", ... ({values.size} values)" if values.size > VECTOR_SHOWN else ""
+    return f"[{shown}{more}]"
+
+
+def _scalar_text(value, dtype: str | None, digits: int) -> str:
+    """An exact (mpmath) value to ``digits`` significant digits, or a float in the fewest
+    digits that round back to it in ``dtype``."""
+    if isinstance(value, mpmath.mpf):
+        text = mpmath.nstr(value, digits) if mpmath.isfinite(value) else str(float(value))
+    else:
+        text = _shortest(float(value), dtype or "float64")
+    mantissa, _, exponent = text.partition("e")
+    mantissa = mantissa.removesuffix(".0")
+    return f"{mantissa}e{exponent}" if exponent else mantissa
+
+
+def _shortest(value: float, dtype: str) -> str:
+    if not math.isfinite(value) or dtype == "float64":
+        return repr(value)
+    for digits in range(1, 18):
+        text = f"{value:.{digits}g}"
+        if float(_as_float64(cast(np.array([float(text)]), dtype))[0]) == value:
+            return repr(float(text))
+    return repr(value)
+
+
+def render_json(table: pd.DataFrame) -> str:
+    """The table as a JSON array of rows (strict JSON: NaN and infinities are the strings
+    ``"nan"``, ``"inf"``, ``"-inf"``; exact values are decimal strings of 17 digits; missing
+    values are null)."""
+    rows = [{name: _json_cell(row[name]) for name in COLUMNS} for _, row in table.iterrows()]
+    return json.dumps(rows, indent=2, allow_nan=False)
+
+
+def _json_cell(value):
+    if isinstance(value, np.ndarray):
+        return [_json_cell(v) for v in value]
+    if isinstance(value, mpmath.mpf):
+        return mpmath.nstr(value, 17) if mpmath.isfinite(value) else str(float(value))
+    if value is None or value is pd.NA:
+        return None
+    if isinstance(value, bool | np.bool_):
+        return bool(value)
+    if isinstance(value, int | np.integer):
+        return int(value)
+    if isinstance(value, float | np.floating):
+        return float(value) if math.isfinite(value) else str(float(value))
+    return str(value)
