@@ -54,13 +54,21 @@ def main(argv: list[str] | None = None) -> int:
         return _internal_error(exc, args)
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse that reports a usage error in one line (and exit status 2), like every other
+    bad input, instead of printing the usage block first."""
+
+    def error(self, message: str):
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _OneLineParser(
         prog="precision",
         description="Measure floating-point error of deep-learning algorithms against mpmath.",
     )
     parser.add_argument("--version", action="version", version=f"precision {__version__}")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_OneLineParser)
 
     listing = commands.add_parser("list", help="show problems, variants, formats and studies")
     listing.add_argument(

@@ -180,11 +180,15 @@ def test_bad_spec_through_subprocess(tmp_path: Path):
     assert not (tmp_path / "out").exists()
 
 
-def test_usage_error_exits_2(capsys):
+@pytest.mark.parametrize(
+    "argv", [["run"], ["frobnicate"], ["run", "s.toml", "--workers", "0"], ["list", "--bogus"]]
+)
+def test_usage_error_is_one_line_and_exits_2(capsys, argv):
     with pytest.raises(SystemExit) as info:
-        main(["run"])  # no study given
+        main(argv)
     assert info.value.code == 2
-    assert "usage:" in capsys.readouterr().err
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("precision") and "--help" in err[0], err
 
 
 # ------------------------------------------------------------------ a tiny run
