@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 STUDIES := softmax
 
-.PHONY: help env study test lint format docs-image docs-errors clean $(addprefix study-,$(STUDIES))
+.PHONY: help env study test lint format docs-image docs-errors bench clean $(addprefix study-,$(STUDIES))
 
 help:  ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -27,12 +27,16 @@ test: $(STAMP)  ## run the test suite (CI runs exactly this)
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)  ## ruff lint and format check
-	$(BIN)/ruff check precision tests
-	$(BIN)/ruff format --check precision tests
+	$(BIN)/ruff check precision tests benchmarks
+	$(BIN)/ruff format --check precision tests benchmarks
 
 format: $(STAMP)
 	$(BIN)/ruff format precision tests
 	$(BIN)/ruff check --fix precision tests
+
+bench: $(STAMP)  ## benchmarks into results/bench/ (about 20 min; BENCH_QUICK=1: under 3 min)
+	BENCH_COMMAND="make bench$(if $(filter-out 0,$(BENCH_QUICK)), BENCH_QUICK=$(BENCH_QUICK))" \
+	$(BIN)/python -m benchmarks $(if $(filter-out 0,$(BENCH_QUICK)),--quick) --out results/bench
 
 docs-image: $(STAMP)  ## regenerate docs/heatmap_logsumexp.png (the README picture) from a quick run
 	$(BIN)/python -m precision.docs_image docs/heatmap_logsumexp.png

@@ -1,0 +1,87 @@
+"""The benchmarks (benchmarks/, ``make bench``) run: their smallest pieces, in seconds.
+
+No timing is asserted here (speed goals live in the benchmark's output); what is asserted is
+that each piece runs end to end and that what it checks holds: the naive baseline makes the
+study's rows with the study's errors, and executors agree.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from precision.spec import load_spec, parse_spec
+from precision.study import chunks, run_chunk
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # benchmarks/ is beside the package, not in it
+    sys.path.insert(0, str(ROOT))
+bench = importlib.import_module("benchmarks.bench")
+baseline = importlib.import_module("benchmarks.baseline")
+
+TINY = {
+    "name": "tiny",
+    "seed": 7,
+    "formats": ["float16", "float32"],
+    "problems": ["softmax"],
+    "grid": {"log10_cond": [0, 1], "log10_magnitude": [0, 2], "sizes": [10], "samples_per_cell": 1},
+}
+
+
+def test_compare_finds_a_changed_row():
+    spec = load_spec(bench.STUDY, quick=True)
+    chunk = next(c for c in chunks(spec) if c.problem == "softmax" and c.n == 10)
+    table = run_chunk(spec, chunk).table
+    assert baseline.compare(table, table.copy()).empty
+    changed = table.copy()
+    changed.loc[2, "ulps"] = changed.loc[2, "ulps"] + 1
+    changed.loc[3, "rel_error"] = changed.loc[3, "rel_error"] * (1 + 1e-6) + 1e-20
+    found = baseline.compare(table, changed)
+    assert list(found["differs_in"]) == ["ulps", "rel_error"]
+    assert not found["within_accuracy"].any()
+
+
+def test_part_1_through_main_writes_the_tables(tmp_path):
+    """Part 1 on 2 chunks of the quick study, through the command line: the baseline's rows
+    are the study's, any error it gets wrong the referee settles for the study."""
+    out = tmp_path / "bench"
+    assert bench.main(["--quick", "--parts", "1", "--every", "150", "--out", str(out)]) == 0
+    table = pd.read_csv(out / "benchmarks.csv")
+    assert list(table.columns) == bench.COLUMNS
+    metrics = dict(zip(table["metric"], table["value"], strict=False))
+    assert float(metrics["rows"]) > 0
+    assert float(metrics["warm table identical to cold"]) == 1
+    assert "## 1." in (out / "benchmarks.md").read_text()
+    if (out / "disagreements.csv").exists():
+        found = pd.read_csv(out / "disagreements.csv")
+        beyond = found[~found["within_accuracy"]]
+        assert set(beyond["referee_agrees_with"]) <= {"study", "study and baseline"}
+
+
+def test_ground_truth_throughput_runs():
+    res = bench.Results([])
+    table = bench.gt_throughput(
+        res, problems=("exp", "softmax"), sizes=(10,), seconds=0.01, inputs=1
+    )
+    assert set(table["engine"]) == {"arb", "mpmath", "mpmath 256", "arb eval 113"}
+    assert (table["truths_per_s"] > 0).all() and (
+        table["certified"][table["engine"] == "arb"] == 1
+    ).all()
+    assert "## 2." in res.markdown()
+
+
+def test_scaling_runs_in_subprocesses():
+    res = bench.Results([])
+    table = bench.scaling(res, inputs=(8,), memory_rows=64)
+    assert list(table["mode"]) == ["run", "execute"]
+    assert (table["rows"] > 0).all() and (table["maxrss_mib"] > 0).all()
+
+
+def test_parallel_executors_agree():
+    res = bench.Results([])
+    spec = parse_spec(TINY)
+    table = bench.parallel(res, spec, configs=(("serial", 1), ("process", 1)))
+    assert table["same_table"].all() and (table["rows"] > 0).all()
