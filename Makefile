@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-STUDIES := softmax
+STUDIES := softmax summation variance
 
 .PHONY: help env study test lint format docs-image docs-errors bench clean $(addprefix study-,$(STUDIES))
 
@@ -22,6 +22,12 @@ study: $(addprefix study-,$(STUDIES))  ## run every default study into results/
 
 study-softmax: $(STAMP)  ## softmax family: exp, softmax, logsumexp, log_softmax, cross-entropy
 	$(BIN)/precision run studies/softmax.toml --out results/softmax
+
+study-summation: $(STAMP)  ## summation order, Kahan, accumulators; cancellation in a - b
+	$(BIN)/precision run studies/summation.toml --out results/summation
+
+study-variance: $(STAMP)  ## variance algorithms and batch normalisation (eps 1e-5 and finfo)
+	$(BIN)/precision run studies/variance.toml --out results/variance
 
 test: $(STAMP)  ## run the test suite (CI runs exactly this)
 	$(BIN)/python -m pytest -q

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from precision.formats import get_format
+from precision.problems import WORKED_EXAMPLES
 
 FAILURES = ("underflow", "overflow", "nan", "input_overflow")
 KEYS = ["problem", "variant", "format"]
@@ -109,8 +110,29 @@ def overflow_thresholds(table: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def error_lines(table: pd.DataFrame, by: str) -> pd.DataFrame:
+    """Line-plot data: per problem x variant x format x n x ``by`` ("n" or "cond_decade"), the
+    median of err_over_u and of err_over_u / cond (the error per unit of condition, which a
+    bound gamma * kappa turns into gamma / u), the median measured cond and the row count, over
+    certified ok rows with a finite condition number."""
+    rows = with_bins(table)
+    certified = rows["certified"].fillna(False).astype(bool)
+    cond = rows["cond"].astype("float64")
+    rows = rows[(rows["outcome"] == "ok") & certified & np.isfinite(cond) & (cond > 0)]
+    rows = rows.assign(_per_cond=rows["err_over_u"] / rows["cond"])
+    keys = list(dict.fromkeys([*KEYS, "n", by]))
+    stats = rows.groupby(keys, observed=True, sort=True).agg(
+        median_err_over_u=("err_over_u", "median"),
+        median_err_per_cond=("_per_cond", "median"),
+        median_cond=("cond", "median"),
+        count=("outcome", "size"),
+    )
+    return stats.reset_index()
+
+
 def markdown(table: pd.DataFrame, *, title: str) -> str:
-    """A short Markdown digest of a study: overview table and overflow thresholds."""
+    """A short Markdown digest of a study: overview table, overflow thresholds (where the
+    study has exponentials), and the worked examples of its problems (`WORKED_EXAMPLES`)."""
     parts = [f"# Study `{title}`", ""]
     parts += [
         f"{len(table)} rows; errors in units of the row format's u, over certified ok rows. "
@@ -122,16 +144,30 @@ def markdown(table: pd.DataFrame, *, title: str) -> str:
         "",
         _to_markdown(overview(table)),
         "",
-        "## Where the exponentials overflow",
-        "",
-        "Largest max(x) (and log-sum-exp) among ok rows versus the smallest among rows that "
-        "overflowed (an inf or nan result while numpy reported an overflow); other failures "
-        "(0/0 or log 0 after underflow) are counted apart. ln(max) is where exp overflows.",
-        "",
-        _to_markdown(overflow_thresholds(table)),
-        "",
     ]
+    if table["x_max"].notna().any():
+        parts += [
+            "## Where the exponentials overflow",
+            "",
+            "Largest max(x) (and log-sum-exp) among ok rows versus the smallest among rows that "
+            "overflowed (an inf or nan result while numpy reported an overflow); other failures "
+            "(0/0 or log 0 after underflow) are counted apart. ln(max) is where exp overflows.",
+            "",
+            _to_markdown(overflow_thresholds(table)),
+            "",
+        ]
+    for problem in dict.fromkeys(table["problem"]):
+        if problem in WORKED_EXAMPLES:
+            parts += _worked_examples(problem)
     return "\n".join(parts)
+
+
+def _worked_examples(problem: str) -> list[str]:
+    """The examples a problem module computes, as Markdown sections."""
+    parts = [f"## Worked examples: {problem}", ""]
+    for heading, text, frame in WORKED_EXAMPLES[problem]():
+        parts += [f"### {heading}", "", text, "", _to_markdown(frame), ""]
+    return parts
 
 
 def _to_markdown(frame: pd.DataFrame) -> str:

@@ -257,7 +257,12 @@ def test_arb_engine_scopes_and_restores_flint_precision():
 
 
 @pytest.mark.parametrize("precisions", [(20,), (20, 24), (24, 40)])
-@pytest.mark.parametrize("problem_name", list(PROBLEMS))
+@pytest.mark.parametrize(
+    # summation and cancellation add floats exactly in integers: a short exact sum is an
+    # exact ball (radius 0) at 20-40 bits, rightly certified
+    "problem_name",
+    [p for p in PROBLEMS if p not in ("summation", "cancellation")],
+)
 def test_arb_engine_with_a_too_low_cap_is_not_certified(problem_name, precisions):
     """Balls of 20-40 bits are far wider than 2**-80 relative: never certified, but still
     returned, evaluated at the cap."""

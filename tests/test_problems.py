@@ -112,7 +112,7 @@ def test_output_dtype_is_what_the_variant_really_returns(problem_name, variant_n
         assert (problem_name, variant_name) in LIBRARY_DTYPES
         expected = LIBRARY_DTYPES[problem_name, variant_name].get(fmt, fmt)
     assert y.dtype == get_format(expected).dtype, f"{problem_name}/{variant_name} {fmt}"
-    vector_output = problem_name in ("softmax", "log_softmax")
+    vector_output = problem_name in ("softmax", "log_softmax", "batchnorm", "batchnorm_finfo_eps")
     assert y.shape == ((N_SAMPLE,) if vector_output else (1,))
 
 
@@ -281,6 +281,8 @@ def _well_scaled_inputs(problem_name: str, fmt: str, count: int, seed: int):
             target = np.zeros(n)
             target[np.argmax(x) if i % 2 else rng.integers(n)] = 1.0
             x = np.stack([x, target])
+        if problem_name == "cancellation":  # a pair [a, b]
+            x = x[:2]
         yield cast(x, f)
 
 
@@ -341,6 +343,11 @@ PROPOSED_SHAPE = {
     "logsumexp": (N_SAMPLE,),
     "log_softmax": (N_SAMPLE,),
     "cross_entropy": (2, N_SAMPLE),
+    "summation": (N_SAMPLE,),
+    "cancellation": (2,),
+    "variance": (N_SAMPLE,),
+    "batchnorm": (N_SAMPLE,),
+    "batchnorm_finfo_eps": (N_SAMPLE,),
 }
 
 
