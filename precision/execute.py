@@ -87,6 +87,8 @@ def execute(
     todo = [chunk for chunk in plan if chunk.id not in finished]
     if progress:
         progress(sum(chunk.inputs(spec) for chunk in plan if chunk.id in finished))
+    if cache is not None and todo:
+        cache.prepare()  # once, here: workers switching a new file to WAL together can collide
     for chunk, result in _results(spec, todo, executor, workers, scheduler, cache):
         timing = {"seconds": result.seconds, "ground_truth_seconds": result.ground_truth_seconds}
         parts.write(chunk.id, result.table, timing)

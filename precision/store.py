@@ -15,6 +15,7 @@ import platform
 import subprocess
 import sys
 import tempfile
+import time
 from importlib import metadata
 from pathlib import Path
 
@@ -326,36 +327,77 @@ class GroundTruthCache:
     `precision.exact.cache_key`), so a rerun or an extended study reuses what exists and a
     changed reference never meets an old record. Records are JSON (never pickle). SQLite in WAL
     mode lets several worker processes read and write the same file; each opens it lazily.
+
+    The parent calls `prepare` before workers start, so the one-time switch to WAL and the
+    table's creation never race. SQLite still answers SQLITE_BUSY without waiting in a few
+    WAL cases (a connection opening while the last one closes and cleans up, or while one
+    recovers after a crash), so every statement retries on "locked"/"busy" for up to
+    ``BUSY_SECONDS``.
     """
+
+    BUSY_SECONDS = 60.0
 
     def __init__(self, path: Path):
         self.path = Path(path)
         self._connection = None
+        self._prepared = False
 
     def __getstate__(self):  # a connection does not travel to worker processes; the path does
-        return {"path": self.path, "_connection": None}
+        return {"path": self.path, "_connection": None, "_prepared": False}
+
+    def prepare(self) -> None:
+        """Create the file in WAL mode with its table (the parent calls it before workers start).
+
+        Idempotent; every connection also runs it once, so a cache used without a parent works.
+        """
+        self._retrying("PRAGMA journal_mode=WAL")
+        self._retrying(
+            "CREATE TABLE IF NOT EXISTS truths (key TEXT PRIMARY KEY, record TEXT NOT NULL)"
+        )
+        self._prepared = True
 
     def _db(self):
         if self._connection is None:
             import sqlite3
 
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._connection = sqlite3.connect(self.path, timeout=60, isolation_level=None)
-            self._connection.execute("PRAGMA journal_mode=WAL")
-            self._connection.execute("PRAGMA synchronous=NORMAL")
-            self._connection.execute(
-                "CREATE TABLE IF NOT EXISTS truths (key TEXT PRIMARY KEY, record TEXT NOT NULL)"
+            self._connection = sqlite3.connect(
+                self.path, timeout=self.BUSY_SECONDS, isolation_level=None
             )
+            # Per connection and lock-free: a crash may lose the last commits, never corrupt.
+            self._connection.execute("PRAGMA synchronous=NORMAL")
         return self._connection
 
+    def _statement(self, sql: str, parameters: tuple = ()):
+        if not self._prepared:
+            self.prepare()
+        return self._retrying(sql, parameters)
+
+    def _retrying(self, sql: str, parameters: tuple = ()):
+        import sqlite3
+
+        deadline = time.monotonic() + self.BUSY_SECONDS
+        pause = 0.01
+        while True:
+            try:
+                return self._db().execute(sql, parameters).fetchall()
+            except sqlite3.OperationalError as error:
+                message = str(error)
+                if "locked" not in message and "busy" not in message:
+                    raise
+                if time.monotonic() + pause > deadline:
+                    raise
+                time.sleep(pause)
+                pause = min(2 * pause, 0.5)
+
     def get(self, key: str) -> dict | None:
-        row = self._db().execute("SELECT record FROM truths WHERE key = ?", (key,)).fetchone()
-        return json.loads(row[0]) if row else None
+        rows = self._statement("SELECT record FROM truths WHERE key = ?", (key,))
+        return json.loads(rows[0][0]) if rows else None
 
     def put(self, key: str, record: dict) -> None:
-        self._db().execute(
+        self._statement(
             "INSERT OR IGNORE INTO truths (key, record) VALUES (?, ?)", (key, json.dumps(record))
         )
 
     def __len__(self) -> int:
-        return self._db().execute("SELECT COUNT(*) FROM truths").fetchone()[0]
+        return self._statement("SELECT COUNT(*) FROM truths")[0][0]
