@@ -21,7 +21,7 @@ from precision import metrics
 from precision.exact import cache_key, ground_truths, truth_record, truths_from_record
 from precision.formats import cast, common_format, get_format, round_to_format_array
 from precision.problems import PROBLEMS
-from precision.problems.base import Problem
+from precision.problems.base import Computed, Problem, Unsupported
 from precision.sampling import cell_rng, dataset_rows, sample_in_cell
 from precision.spec import StudySpec
 
@@ -33,6 +33,10 @@ COLUMNS = {
     "compute_dtype": "dtype of the result the variant returned (differs when a library upcasts)",
     "accumulator": "precision its reductions accumulate in",
     "library": "numpy for code written here, else the library called",
+    "library_version": "installed version of that library",
+    "device": "where the library computed (cpu, cuda)",
+    "compute_mode": "native (as numpy or the library executes it), emulated (rounded to the "
+    "format after every operation) or stochastic (emulated with stochastic rounding)",
     "source": "synthetic (grid cell) or the data set's name",
     "sample": "index of the input within its cell (or data-set row index)",
     "n": "input size",
@@ -47,9 +51,13 @@ COLUMNS = {
     "err_over_u": "rel_error / u of the row's format",
     "ulps": "largest ulp distance to the correctly rounded exact result, in compute_dtype",
     "bits": "log2(1 + ulps): bits of error (0 = correctly rounded)",
-    "outcome": "ok / underflow / overflow / nan / input_overflow (see metrics.result_outcome)",
+    "outcome": "ok / underflow / overflow / nan / input_overflow (see metrics.result_outcome), "
+    "no_convergence (an iterative variant hit its cap), unsupported (the library refuses the "
+    "format; nothing was computed)",
     "fp_exceptions": "IEEE exceptions numpy reported while the variant ran (overflow, ...)",
     "bound": "known first-order bound on rel_error for this input (NaN: none applies)",
+    "backward_error": "normwise backward error of the result, for problems that define one",
+    "iterations": "iterations an iterative variant ran (NA: a direct method)",
     "gt_prec": "working precision (bits) of the certified ground truth",
     "certified": "whether the ground truth was certified",
 }
@@ -282,14 +290,37 @@ def _measure(problem: Problem, name: str, x_fmt: np.ndarray, fmt, exact: metrics
     return measure_variant(problem, name, x_fmt, fmt, exact)[1]
 
 
-def run_variant(problem: Problem, name: str, x_fmt: np.ndarray) -> tuple[np.ndarray, set[str]]:
-    """Run one variant on one input: its result and the IEEE exceptions numpy reported."""
+@dataclass(frozen=True)
+class VariantRun:
+    """One variant's run on one input (see `run_variant_detailed`)."""
+
+    y: np.ndarray
+    raised: set[str]
+    iterations: int | None = None
+    converged: bool = True
+    unsupported: str | None = None
+
+
+def run_variant_detailed(problem: Problem, name: str, x_fmt: np.ndarray) -> VariantRun:
+    """Run one variant on one input: its result, the IEEE exceptions numpy reported, the
+    iterations an iterative variant ran, and why it could not run (`Unsupported`), if so."""
     # Overflow, underflow and invalid operations are what is being measured: numpy reports them
     # to a callback instead of warning, and they go into the row (fp_exceptions, outcome).
     raised: set[str] = set()
-    with np.errstate(all="call", call=lambda kind, _flag: raised.add(kind)):
-        y = np.asarray(problem.variants[name].compute(x_fmt))
-    return y, raised
+    try:
+        with np.errstate(all="call", call=lambda kind, _flag: raised.add(kind)):
+            result = problem.variants[name].compute(x_fmt)
+    except Unsupported as refusal:
+        return VariantRun(np.full(1, np.nan), raised, unsupported=str(refusal) or "unsupported")
+    if isinstance(result, Computed):
+        return VariantRun(np.asarray(result.y), raised, result.iterations, result.converged)
+    return VariantRun(np.asarray(result), raised)
+
+
+def run_variant(problem: Problem, name: str, x_fmt: np.ndarray) -> tuple[np.ndarray, set[str]]:
+    """Run one variant on one input: its result and the IEEE exceptions numpy reported."""
+    run = run_variant_detailed(problem, name, x_fmt)
+    return run.y, run.raised
 
 
 def measure_variant(
@@ -298,26 +329,58 @@ def measure_variant(
     """Run one variant on one input and measure it against the shared exact output: its result
     and the row's measured fields (the study's rows and `precision.evaluate` share this)."""
     variant = problem.variants[name]
-    y, raised = run_variant(problem, name, x_fmt)
+    run = run_variant_detailed(problem, name, x_fmt)
+    y = run.y
+    about = {
+        "variant": name,
+        "accumulator": variant.accumulator(fmt),
+        "library": variant.library,
+        "library_version": library_version(variant.library),
+        "device": variant.device,
+        "compute_mode": variant.compute_mode,
+        "fp_exceptions": ",".join(sorted(run.raised)),
+        "iterations": run.iterations,
+    }
+    if run.unsupported is not None:
+        # Nothing was computed in this format: no error to measure, and no upcast stands in.
+        return y, about | {"compute_dtype": "", "outcome": "unsupported", "bound": np.nan}
     with np.errstate(all="ignore"):
         bound = _bound(variant, x_fmt, fmt)
         rel = metrics.normwise_relative_error(y, exact)
         rel_cw = float(np.max(metrics.relative_error(y, exact)))
+        backward = _backward_error(problem, x_fmt, y)
     ulps = metrics.ulp_distance(y, exact.rounded_to(y.dtype), nan="max")
-    return y, {
-        "variant": name,
+    outcome = metrics.result_outcome(y, exact, fp_exceptions=run.raised)
+    if not run.converged and outcome in ("ok", "underflow"):
+        outcome = "no_convergence"
+    return y, about | {
         "compute_dtype": y.dtype.name,
-        "accumulator": variant.accumulator(fmt),
-        "library": variant.library,
         "rel_error": rel,
         "rel_error_cw": rel_cw,
         "err_over_u": rel / fmt.u,
         "ulps": int(ulps.max()),
         "bits": float(np.log2(1.0 + ulps.max())),
-        "outcome": metrics.result_outcome(y, exact, fp_exceptions=raised),
-        "fp_exceptions": ",".join(sorted(raised)),
+        "outcome": outcome,
         "bound": bound,
+        "backward_error": backward,
     }
+
+
+@functools.cache
+def library_version(library: str) -> str:
+    """The installed version of ``library`` ("" when it is not a distribution)."""
+    from importlib import metadata
+
+    try:
+        return metadata.version(library)
+    except metadata.PackageNotFoundError:
+        return ""
+
+
+def _backward_error(problem: Problem, x_fmt: np.ndarray, y: np.ndarray) -> float:
+    if problem.backward_error is None or not np.isfinite(y.astype(np.float64)).all():
+        return np.nan
+    return float(problem.backward_error(x_fmt, y))
 
 
 def _bound(variant, x_fmt: np.ndarray, fmt) -> float:
@@ -343,8 +406,9 @@ def _typed(table: pd.DataFrame) -> pd.DataFrame:
         "err_over_u",
         "bits",
         "bound",
+        "backward_error",
     ]
-    ints = ["sample", "n", "cell_log10_cond", "cell_log10_magnitude", "gt_prec"]
+    ints = ["sample", "n", "cell_log10_cond", "cell_log10_magnitude", "gt_prec", "iterations"]
     table[floats] = table[floats].astype("float64")
     table[ints] = table[ints].astype("Int64")
     table["ulps"] = table["ulps"].astype("UInt64")  # float64 distances reach 2**64 - 2**53

@@ -12,7 +12,7 @@ import pandas as pd
 from precision.formats import get_format
 from precision.problems import WORKED_EXAMPLES
 
-FAILURES = ("underflow", "overflow", "nan", "input_overflow")
+FAILURES = ("underflow", "overflow", "nan", "input_overflow", "no_convergence", "unsupported")
 KEYS = ["problem", "variant", "format"]
 
 
@@ -137,8 +137,9 @@ def markdown(table: pd.DataFrame, *, title: str) -> str:
     parts += [
         f"{len(table)} rows; errors in units of the row format's u, over certified ok rows. "
         "Failures: overflow (an inf, or an intermediate overflowed), nan, underflow (a result "
-        "in the underflow range flushed to zero) and input_overflow (the input is not "
-        "representable in the format).",
+        "in the underflow range flushed to zero), input_overflow (the input is not "
+        "representable in the format), no_convergence (an iterative method hit its cap) and "
+        "unsupported (the library refuses the format).",
         "",
         "## Errors and failures per variant and format",
         "",

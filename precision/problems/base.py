@@ -29,6 +29,33 @@ def numpy_sum_accumulator(fmt: Format) -> str:
     return "float32" if fmt.name == "float16" else fmt.name
 
 
+class Unsupported(Exception):
+    """Raised by a variant that cannot compute in the format it was given (a library refuses
+    the dtype: ``numpy.linalg`` and float16, torch's CPU linalg and bfloat16). The row's outcome
+    is then ``unsupported`` with the reason, never a silent upcast."""
+
+
+@dataclass(frozen=True)
+class Computed:
+    """What a variant may return instead of a bare array: its result and what it knows about
+    how it got there.
+
+    Attributes
+    ----------
+    y : numpy.ndarray
+        The result, in the dtype the variant computed in.
+    iterations : int or None
+        Iterations an iterative method ran (None: a direct method).
+    converged : bool
+        False when an iterative method stopped at its iteration cap without meeting its
+        stopping test; the row's outcome is then ``no_convergence`` (unless it overflowed).
+    """
+
+    y: np.ndarray
+    iterations: int | None = None
+    converged: bool = True
+
+
 @dataclass(frozen=True)
 class Variant:
     """One way of computing a problem's output.
@@ -47,15 +74,24 @@ class Variant:
     accumulator : callable
         ``accumulator(fmt) -> str``: the precision its reductions accumulate in.
     library : str
-        ``"numpy"`` for code written here, else the library whose routine is called.
+        ``"numpy"`` for code written here, else the library whose routine is called (its
+        installed version goes into the row).
+    compute_mode : str
+        ``"native"``: the operations run as numpy/ml_dtypes (or the library) execute them;
+        ``"emulated"``: every operation is rounded to the format (`precision.emulate`);
+        ``"stochastic"``: emulated with stochastic rounding.
+    device : str
+        Where the library computed (``"cpu"``, ``"cuda"``).
     """
 
     name: str
-    compute: Callable[[np.ndarray], np.ndarray]
+    compute: Callable[[np.ndarray], np.ndarray | Computed]
     bound: Callable[[np.ndarray, Format], float] | None = None
     accumulator: Callable[[Format], str] = same_as_format
     library: str = "numpy"
     description: str = ""
+    compute_mode: str = "native"
+    device: str = "cpu"
 
 
 @dataclass(frozen=True)
@@ -93,6 +129,10 @@ class Problem:
         this problem; None when the problem does not take logits.
     takes_sizes : bool
         False for problems whose inputs have a fixed size (the study's sizes do not apply).
+    backward_error : callable or None
+        ``backward_error(x, y) -> float``: the normwise backward error of a computed result
+        ``y`` for input ``x`` (e.g. Rigal-Gaches for a linear system), evaluated accurately
+        (not in the result's format); None for problems without one.
     check_input : callable or None
         ``check_input(x)`` raises ValueError with a one-line reason when a user's input ``x``
         (of the rank ``input_shape`` gives) is not one of this problem (e.g. `square_matrix`),
@@ -111,6 +151,7 @@ class Problem:
     from_logits: Callable[[np.ndarray], np.ndarray] | None = None
     takes_sizes: bool = True
     check_input: Callable[[np.ndarray], None] | None = None
+    backward_error: Callable[[np.ndarray, np.ndarray], float] | None = None
 
 
 def square_matrix(x: np.ndarray) -> None:
