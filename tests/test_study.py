@@ -134,3 +134,94 @@ def test_measured_condition_numbers_are_reported_not_targets(table):
     # The generator aims at cells, and most inputs land there; rows carry the measured value.
     hit = (decades == synthetic["cell_log10_cond"].astype(float)).mean()
     assert hit > 0.8
+
+
+# ------------------------------------------------- what a row says about how a variant computed
+
+
+def _toy_problem(compute, *, backward_error=None):
+    """A problem with one variant ``v``; measure_variant needs only the variants and the
+    backward error (the exact output is passed in)."""
+    from precision.problems.base import Problem, Variant
+
+    return Problem(
+        name="toy",
+        description="",
+        reference=lambda x, ctx=None: (x, 1.0),
+        magnitude=lambda x: 1.0,
+        propose=lambda rng, **_: None,
+        estimate=lambda X: (None, None),
+        variants={"v": Variant("v", compute)},
+        backward_error=backward_error,
+    )
+
+
+@pytest.mark.parametrize("fmt", ["float16", "float64"])
+def test_a_refused_format_is_an_unsupported_row_not_an_upcast(fmt):
+    from precision.metrics import Exact
+    from precision.problems.base import Unsupported
+    from precision.study import measure_variant
+
+    def refuses_half(x):
+        if x.dtype == np.float16:
+            raise Unsupported("numpy.linalg has no float16 kernels")
+        return x * x.dtype.type(2)
+
+    x = np.array([1.5, 3.0], dtype=get_format(fmt).dtype)
+    _, row = measure_variant(
+        _toy_problem(refuses_half), "v", x, get_format(fmt), Exact.from_float(2.0 * x)
+    )
+    if fmt == "float16":
+        assert row["outcome"] == "unsupported" and row["compute_dtype"] == ""
+        assert "rel_error" not in row  # nothing computed, nothing measured
+    else:
+        assert row["outcome"] == "ok" and row["rel_error"] == 0.0
+        assert row["compute_dtype"] == "float64"
+
+
+@pytest.mark.parametrize("converged", [True, False])
+def test_an_iterative_variant_reports_iterations_and_non_convergence(converged):
+    from precision.metrics import Exact
+    from precision.problems.base import Computed
+    from precision.study import measure_variant
+
+    x = np.array([1.0, 2.0])
+    problem = _toy_problem(lambda x: Computed(x.copy(), iterations=7, converged=converged))
+    _, row = measure_variant(problem, "v", x, get_format("float64"), Exact.from_float(x))
+    assert row["iterations"] == 7
+    assert row["outcome"] == ("ok" if converged else "no_convergence")
+    assert row["rel_error"] == 0.0  # the error is still measured: where it stopped
+
+
+def test_a_diverged_iteration_is_an_overflow_not_merely_unconverged():
+    from precision.metrics import Exact
+    from precision.problems.base import Computed
+    from precision.study import measure_variant
+
+    x = np.array([1.0, 2.0])
+    problem = _toy_problem(
+        lambda x: Computed(np.array([np.inf, 1.0]), iterations=3, converged=False)
+    )
+    _, row = measure_variant(problem, "v", x, get_format("float64"), Exact.from_float(x))
+    assert row["outcome"] == "overflow"
+
+
+def test_backward_error_library_version_device_and_mode_columns():
+    from importlib import metadata
+
+    from precision.metrics import Exact
+    from precision.study import measure_variant
+
+    x = np.array([1.0, 2.0], dtype=np.float32)
+    seen = []
+
+    def backward(x_in, y):
+        seen.append((x_in.dtype, y.dtype))
+        return float(np.abs(y.astype(np.float64) - x_in.astype(np.float64)).max())
+
+    problem = _toy_problem(lambda x: x + np.float32(2.0**-20), backward_error=backward)
+    _, row = measure_variant(problem, "v", x, get_format("float32"), Exact.from_float(x))
+    assert row["backward_error"] == 2.0**-20
+    assert seen == [(np.float32, np.float32)]
+    assert row["library_version"] == metadata.version("numpy")
+    assert (row["device"], row["compute_mode"], row["iterations"]) == ("cpu", "native", None)
