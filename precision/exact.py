@@ -23,7 +23,6 @@ import functools
 import hashlib
 import time
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 from typing import NamedTuple
 
@@ -31,7 +30,13 @@ import flint
 import mpmath
 import numpy as np
 
-from precision.formats import Format, get_format, is_rounding_tie, round_to_format
+from precision.formats import (
+    Format,
+    get_format,
+    is_rounding_tie,
+    round_dyadic,
+    round_to_format,
+)
 from precision.metrics import Exact
 from precision.numbers import ARB, MPMATH
 from precision.problems.base import Problem
@@ -280,13 +285,13 @@ def _ball(b: flint.arb, fmt: Format) -> _Ball:
     mid, rad, exp = _integers(b)
     split = _split_dyadic(mid, exp)
     if rad == 0:
-        return _Ball(split, round_to_format(_value(mid, exp), fmt), True)
+        return _Ball(split, round_dyadic(mid, exp, fmt), True)
     if rad * AGREEMENT_DENOMINATOR <= abs(mid):
-        low = round_to_format(_value(mid - rad, exp), fmt)
-        high = round_to_format(_value(mid + rad, exp), fmt)
+        low = round_dyadic(mid - rad, exp, fmt)
+        high = round_dyadic(mid + rad, exp, fmt)
         if _same_value(low, high):
             return _Ball(split, low, True)
-    return _Ball(split, round_to_format(_value(mid, exp), fmt), False)
+    return _Ball(split, round_dyadic(mid, exp, fmt), False)
 
 
 def _accurate_condition(cond: flint.arb) -> bool:
@@ -321,11 +326,6 @@ def _integers(b: flint.arb) -> tuple[int, int, int]:
     rad_man, rad_exp = (int(v) for v in b.rad().man_exp())
     exp = min(mid_exp, rad_exp)
     return mid_man << (mid_exp - exp), rad_man << (rad_exp - exp), exp
-
-
-def _value(man: int, exp: int) -> int | Fraction:
-    """man * 2**exp exactly, as an int or a Fraction (`round_to_format` takes both)."""
-    return man << exp if exp >= 0 else Fraction(man, 1 << -exp)
 
 
 def _split_dyadic(man: int, exp: int) -> tuple[float, float, int]:

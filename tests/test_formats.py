@@ -30,6 +30,7 @@ from precision.formats import (
     Format,
     cast,
     get_format,
+    round_dyadic,
     round_to_format,
     round_to_format_array,
 )
@@ -632,3 +633,41 @@ def test_values_far_outside_the_range_round_without_forming_their_ratio(name):
     # Just inside the shortcut's limits the exact path still decides.
     assert float(round_to_format(mpmath.mpf(2) ** (fmt.emin - fmt.p), name)) == 0.0  # a tie
     assert float(round_to_format(mpmath.mpf(2) ** (fmt.emin - fmt.p + 1), name)) > 0.0
+
+
+# ------------------------------------------------------- dyadic rounding (the Arb engine's path)
+
+
+def _same(a, b) -> bool:
+    """Equal including the sign of zero, NaN equal to NaN."""
+    if np.isnan(float(a)):
+        return bool(np.isnan(float(b)))
+    return float(a) == float(b) and math.copysign(1, float(a)) == math.copysign(1, float(b))
+
+
+def _exact(man: int, exp: int) -> Fraction | int:
+    return man << exp if exp >= 0 else Fraction(man, 1 << -exp)
+
+
+@pytest.mark.parametrize("fmt", ALL)
+@settings(max_examples=300, deadline=None)
+@given(man=st.integers(-(2**200), 2**200), exp=st.integers(-1300, 1200))
+def test_round_dyadic_is_round_to_format(fmt, man, exp):
+    assert _same(round_dyadic(man, exp, fmt), round_to_format(_exact(man, exp), fmt))
+
+
+@pytest.mark.parametrize("fmt", ALL)
+def test_round_dyadic_on_ties_and_range_edges(fmt):
+    f = get_format(fmt)
+    # Midpoints between neighbours (ties to even), both signs, in every binade the format has,
+    # from the subnormal quantum up to max, then just past the overflow threshold.
+    points = []
+    for e in range(f.emin - f.p, f.emax + 1):
+        for significand in (2**f.p - 1, 2**f.p + 1, 2 * 2**f.p - 1, 3):
+            points.append((significand, e - f.p))
+    points.append((2 * (f.max_significand or 2**f.p - 1) + 1, f.emax - f.p))
+    for man, exp in points:
+        for sign in (1, -1):
+            assert _same(
+                round_dyadic(sign * man, exp, fmt), round_to_format(_exact(sign * man, exp), fmt)
+            )
