@@ -3,6 +3,8 @@
     precision list                      problems, variants, formats and studies
     precision run STUDY [--quick] [--out DIR] [--no-plots] [--executor E] [--workers N]
     precision eval PROBLEM VALUES [--format F] [--variant V] [--target K] [--json]
+    precision report [--results DIR] [--out DIR] [--no-figures]
+    precision reproduce RESULTS_DIR... [--executor E] [--workers N]
 
 Bad input (a spec error, a missing file, a malformed value, a full disk) prints one line and
 exits with status 2, leaving any earlier results untouched; anything else is an internal error
@@ -23,11 +25,13 @@ from precision import __version__
 from precision.execute import EXECUTORS, ExecutorError
 from precision.formats import FORMATS
 from precision.problems import PROBLEMS
+from precision.results import ResultsError
 from precision.spec import SpecError, load_spec
 from precision.store import OutputConflict, WriteError
 from precision.values import InputError
 
 EXIT_BAD_INPUT = 2
+EXIT_DIFFERS = 3  # precision reproduce: the rerun's table differs from the stored one
 EXIT_INTERNAL_ERROR = 1
 EXIT_INTERRUPTED = 130
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a killed writer
@@ -41,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     try:
         return args.handler(args)
-    except (SpecError, OutputConflict, ExecutorError, InputError) as exc:
+    except (SpecError, OutputConflict, ExecutorError, InputError, ResultsError) as exc:
         return _bad_input(str(exc), args)
     except BrokenPipeError:  # the reader went away (precision eval ... | head): not an error
         return _reader_gone()
@@ -122,6 +126,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.set_defaults(handler=_run)
     _add_eval_parser(commands)
+    _add_report_parsers(commands)
     _add_debug_flag(parser, commands)
     return parser
 
@@ -169,6 +174,50 @@ def _add_eval_parser(commands) -> None:
     # Values such as -inf or -1e5 are values, not options (argparse only knows -1 and -.5).
     # (Matched whole, whether argparse calls match or fullmatch.)
     evaluate._negative_number_matcher = re.compile(r"^-(\d|\.\d|inf|nan).*$", re.I | re.S)
+
+
+def _add_report_parsers(commands) -> None:
+    report = commands.add_parser(
+        "report",
+        help="build the report (claims, studies, provenance) from stored results",
+        description="Build results/report/index.html and index.md from every study folder "
+        "under --results: what each study measured, its key numbers and figures, the "
+        "tutorial's claims with their measured values and verdicts, and the provenance.",
+    )
+    report.add_argument(
+        "--results",
+        type=Path,
+        default=Path("results"),
+        help="folder of study results (default: results)",
+    )
+    report.add_argument(
+        "--out", type=Path, default=None, help="report folder (default: <results>/report)"
+    )
+    report.add_argument(
+        "--no-figures", action="store_true", help="skip the figures (faster; text and tables only)"
+    )
+    report.set_defaults(handler=_report)
+    reproduce = commands.add_parser(
+        "reproduce",
+        help="rerun stored studies from their meta.json and compare the tables",
+        description="Rerun each stored study from the spec recorded in its meta.json (into a "
+        "temporary folder, computing every ground truth afresh) and compare the new table "
+        "with the stored errors.parquet. Exit status 0: identical; 3: some table differs "
+        "(the differing rows and columns are listed, float columns by float64 ulps).",
+    )
+    reproduce.add_argument(
+        "folders", nargs="+", type=Path, metavar="RESULTS_DIR", help="e.g. results/softmax"
+    )
+    reproduce.add_argument(
+        "--executor",
+        choices=EXECUTORS,
+        default="process",
+        help="where chunks run (default: process)",
+    )
+    reproduce.add_argument(
+        "--workers", type=_positive, default=None, help="worker processes (default: all cores)"
+    )
+    reproduce.set_defaults(handler=_reproduce)
 
 
 def _add_debug_flag(parser: argparse.ArgumentParser, commands) -> None:
@@ -294,6 +343,48 @@ def _run(args) -> int:
         f"{len(written)} files in {out_dir}"
     )
     return 0
+
+
+def _report(args) -> int:
+    from precision import store
+    from precision.report import REPORT_FOLDER, build_report
+
+    out_dir = args.out or Path(args.results) / REPORT_FOLDER
+    report = build_report(args.results, out_dir, figures=not args.no_figures)
+    written = store.write_report(
+        out_dir, texts=report.texts, tables=report.tables, images=report.images
+    )
+    verdicts = report.claims["verdict"].value_counts()
+    counts = ", ".join(f"{int(n)} {verdict}" for verdict, n in verdicts.items())
+    stale = [name for name, why in report.stale.items() if why]
+    for name in stale:
+        print(f"stale: {name}: {'; '.join(report.stale[name])}", file=sys.stderr)
+    print(
+        f"report: {len(report.stale)} studies, {len(report.claims)} claims ({counts})"
+        f"{f'; stale: {len(stale)}' if stale else ''}; {len(written)} files in {out_dir}; "
+        f"open {out_dir / 'index.html'}"
+    )
+    return 0
+
+
+def _reproduce(args) -> int:
+    from precision.reproduce import reproduce
+    from precision.results import read_meta
+
+    for folder in args.folders:  # check them all before the first (long) rerun
+        read_meta(folder)
+    status = 0
+    for folder in args.folders:
+        result = reproduce(folder, executor=args.executor, workers=args.workers)
+        lines = result.diff.lines()
+        print(f"{folder}: {lines[0]} (rerun in {result.seconds:.1f} s)")
+        for line in lines[1:]:
+            print(f"  {line}")
+        if result.context:
+            print(f"  since the run: {'; '.join(result.context)}")
+        if not result.diff.identical:
+            status = EXIT_DIFFERS
+    return status
 
 
 def _eval(args) -> int:

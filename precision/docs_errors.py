@@ -92,6 +92,8 @@ CASES = (
     Case(("eval", "softmax", "1,2", "--format", "bf16")),
     Case(("eval", "softmax", "1,2", "--variant", "stable")),
     Case(("eval", "softmax", "[[1, 2], [3]]")),
+    Case(("report", "--results", "nowhere")),
+    Case(("reproduce", "out"), "out/ holds no meta.json", setup=lambda d: (d / "out").mkdir()),
 )
 
 

@@ -20,10 +20,10 @@ import mpmath
 import numpy as np
 import pandas as pd
 
-from precision.exact import ground_truth
+from precision.exact import UndefinedResult, ground_truth
 from precision.formats import FORMATS, STUDY_FORMATS, Format, cast, get_format
 from precision.metrics import Exact
-from precision.problems import PROBLEMS
+from precision.problems import DEFAULT_VARIANTS, PROBLEMS
 from precision.problems.base import Problem
 from precision.spec import did_you_mean
 from precision.study import measure_variant, run_variant
@@ -34,7 +34,8 @@ COLUMNS = {
     "variant": "variant name",
     "format": "the format the input was rounded to and the variant computed in",
     "outcome": "ok / underflow / overflow / nan (see metrics.result_outcome), input_overflow "
-    "(the format cannot represent the input), input_nan / input_inf (no exact value)",
+    "(the format cannot represent the input), input_nan / input_inf (no exact value), "
+    "undefined (no exact result: e.g. the rounded matrix is singular)",
     "computed": "the variant's result as float64 numbers (exactly its values): a float for a "
     "scalar output, an array for a vector",
     "exact": "the certified exact result (mpmath numbers, ~106 bits), like `computed`",
@@ -79,7 +80,8 @@ def evaluate(
     formats : sequence of str, keyword-only
         Format names (default: float16, bfloat16, float32, float64).
     variants : sequence of str, keyword-only
-        Variant names of the problem (default: all).
+        Variant names of the problem (default: its own, `DEFAULT_VARIANTS`; emulated and
+        library variants when named).
 
     Returns
     -------
@@ -95,7 +97,8 @@ def evaluate(
     problem = get_problem(problem)
     x = problem_input(problem, values)
     formats = _chosen(formats, FORMATS, STUDY_FORMATS, "format")
-    variants = _chosen(variants, problem.variants, tuple(problem.variants), "variant", problem)
+    default = DEFAULT_VARIANTS.get(problem.name, tuple(problem.variants))
+    variants = _chosen(variants, problem.variants, default, "variant", problem)
     rows = []
     with np.errstate(all="ignore"):  # the variants themselves report to measure_variant
         for name in formats:
@@ -142,9 +145,15 @@ def problem_input(problem: Problem, values) -> np.ndarray:
             problem.check_input(x)
         except ValueError as exc:
             raise InputError(f"{problem.name}: {exc}") from None
-    if x.shape != tuple(problem.input_shape(x.shape[-1])):
+    if not _has_input_shape(problem, x.shape):
         raise InputError(takes)
     return x
+
+
+def _has_input_shape(problem: Problem, shape: tuple[int, ...]) -> bool:
+    """Whether ``shape`` is ``problem.input_shape(n)`` for some size n (n is not always the
+    last axis: [H | b] is n x (n + 1), [X | y] over [lambda, 0...] is (2n + 1) x (n + 1))."""
+    return any(tuple(problem.input_shape(n)) == shape for n in range(1, max(shape) + 1))
 
 
 def _float64_array(problem: Problem, values) -> np.ndarray:
@@ -189,7 +198,10 @@ def _rows_in_format(problem: Problem, x: np.ndarray, fmt: Format, variants) -> l
         return [base | _unmeasured(problem, name, x_fmt, fmt, outcome) for name in variants]
     if not np.isfinite(x_back).all():
         return [base | {"variant": name, "outcome": "input_overflow"} for name in variants]
-    truth = ground_truth(problem, x_fmt, fmt)
+    try:
+        truth = ground_truth(problem, x_fmt, fmt)
+    except UndefinedResult:  # e.g. a matrix that is exactly singular once rounded
+        return [base | _unmeasured(problem, name, x_fmt, fmt, "undefined") for name in variants]
     base |= {
         "cond": truth.cond,
         "certified": truth.certified,
@@ -318,6 +330,8 @@ def _format_line(fmt: str, row, values: np.ndarray) -> str:
     if outcome in ("input_nan", "input_inf"):
         kind = "NaN" if outcome == "input_nan" else "an infinity"
         return f"{fmt}: the input holds {kind}, so it has no exact value; the variants return"
+    if outcome == "undefined":
+        return f"{fmt}: the problem has no exact result for this input (e.g. a singular matrix)"
     exact = _value_text(row["exact"], None, _exact_digits(get_format(fmt)))
     certified = "" if row["certified"] else f" (not certified at {row['gt_prec']} bits)"
     line = f"{fmt}: exact {exact}{certified}, condition number {row['cond']:.3g}"

@@ -161,13 +161,22 @@ def ground_truths(
         Format name -> GroundTruth, in the order of ``fmts``.
     """
     fmts = [get_format(f) for f in fmts]
-    if engine == "mpmath":
-        truths = _mpmath_ground_truths(problem, x, fmts, precisions)
-    elif engine == "arb":
-        truths = _arb_ground_truths(problem, x, fmts, precisions)
-    else:
+    if engine not in ENGINES:
         raise ValueError(f"ground_truth: engine must be one of {ENGINES}, got {engine!r}")
+    evaluate = _mpmath_ground_truths if engine == "mpmath" else _arb_ground_truths
+    try:
+        truths = evaluate(problem, x, fmts, precisions)
+    except ZeroDivisionError as exc:  # mpmath divides by an exact 0; Arb balls turn NaN
+        raise UndefinedResult(
+            f"{problem.name}: the exact result is undefined for this input (a division by "
+            "exactly zero: a singular matrix, a zero norm)"
+        ) from exc
     return dict(zip([f.name for f in fmts], truths, strict=True))
+
+
+class UndefinedResult(ValueError):
+    """The problem has no exact result at this input (e.g. an exactly singular matrix, which
+    a low format's rounding can produce from a nonsingular one). Rows say ``undefined``."""
 
 
 def _mpmath_ground_truths(problem: Problem, x: np.ndarray, fmts, precisions) -> list:

@@ -23,7 +23,7 @@ import seaborn as sns  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 
 from precision.formats import get_format  # noqa: E402
-from precision.problems import summation, variance  # noqa: E402
+from precision.problems import linalg, summation, variance  # noqa: E402
 from precision.summary import error_lines, summarize  # noqa: E402
 
 CMAP = "viridis"
@@ -77,7 +77,9 @@ def _facet_title(table: pd.DataFrame, problem: str, variant: str, fmt: str) -> s
     rows = table[
         (table["problem"] == problem) & (table["variant"] == variant) & (table["format"] == fmt)
     ]
-    computed = sorted(set(rows["compute_dtype"].dropna()) - {fmt})
+    if len(rows) and (rows["outcome"] == "unsupported").all():
+        return f"{variant} · {fmt} (unsupported: nothing computed)"
+    computed = sorted(set(rows["compute_dtype"].dropna()) - {fmt, ""})  # "": unsupported rows
     return f"{variant} · {fmt}" + (f" (returns {', '.join(computed)})" if computed else "")
 
 
@@ -215,10 +217,313 @@ def _legend(fig: plt.Figure, axes) -> None:
 def study_figures(table: pd.DataFrame) -> dict[str, plt.Figure]:
     """Every figure of a study, by file stem."""
     problems = list(dict.fromkeys(table["problem"]))
-    figures = {f"heatmap_{p}": heatmap_figure(table, p) for p in problems}
+    figures = {f"heatmap_{p}": heatmap_figure(table, p) for p in problems if p not in STEP_SWEEPS}
+    figures |= optimisation_figures(table)
     for p in problems:
         if p in VERSUS_N:
             figures[f"lines_{p}_n"] = lines_versus_n(table, p)
         if p in REFERENCE_LINES:
             figures[f"lines_{p}_kappa"] = lines_versus_condition(table, p)
+        if p in linalg.LINEAR_ALGEBRA_PROBLEMS:
+            figures[f"lines_{p}_kappa"] = linear_algebra_lines(table, p)
     return figures
+
+
+# ---------------------------------------------------------------- report figures
+
+
+def bound_lines_versus_condition(table: pd.DataFrame, problem: str) -> plt.Figure:
+    """Median relative error / u versus the measured condition number (per decade), one panel
+    per format, one solid line per variant, with the median of the rows' own first-order bounds
+    (the ``bound`` column, / u) in the same colour, dashed, where the variant has one.
+    Certified ok rows with a finite condition number only (`precision.summary.error_lines`)."""
+    rows = _pooled(table[table["problem"] == problem])
+    data = error_lines(rows, "cond_decade")
+    bounds = _median_bounds(rows)
+    fig, axes, formats = _format_axes(rows)
+    for ax, fmt in zip(axes[0], formats, strict=True):
+        panel = data[data["format"] == fmt]
+        for variant, line in panel.groupby("variant", sort=False):
+            drawn = line.groupby("cond_decade", observed=True).median(numeric_only=True)
+            (handle,) = ax.plot(
+                drawn["median_cond"],
+                drawn["median_err_over_u"],
+                marker="o",
+                markersize=3,
+                linewidth=1,
+                label=variant,
+            )
+            bound = bounds[(bounds["format"] == fmt) & (bounds["variant"] == variant)]
+            if len(bound):
+                ax.plot(
+                    bound["median_cond"],
+                    bound["median_bound_over_u"],
+                    linestyle="--",
+                    linewidth=1,
+                    color=handle.get_color(),
+                    label=f"{variant} bound",
+                )
+        _log_axes(ax, fmt, "measured condition number", "median rel. error / u")
+    _legend(fig, axes)
+    fig.suptitle(f"{problem}: error versus condition number (dashed: the rows' own bounds)")
+    return fig
+
+
+def _median_bounds(rows: pd.DataFrame) -> pd.DataFrame:
+    """Median bound / u and median condition number per variant x format x condition decade,
+    over certified ok rows whose bound is finite."""
+    from precision.summary import with_bins
+
+    rows = with_bins(rows)
+    usable = (
+        (rows["outcome"] == "ok")
+        & rows["certified"].fillna(False).astype(bool)
+        & np.isfinite(rows["bound"].astype(float))
+        & np.isfinite(rows["cond"].astype(float))
+        & (rows["cond"] > 0)
+    )
+    rows = rows[usable]
+    u = rows["format"].map(lambda f: get_format(f).u)
+    rows = rows.assign(bound_over_u=rows["bound"] / u)
+    stats = rows.groupby(["variant", "format", "cond_decade"], observed=True).agg(
+        median_bound_over_u=("bound_over_u", "median"), median_cond=("cond", "median")
+    )
+    return stats.reset_index()
+
+
+def report_figures(table: pd.DataFrame) -> dict[str, plt.Figure]:
+    """Every figure a report shows for one study: the study's own figures (`study_figures`)
+    and, for each problem whose rows carry bounds and that has no reference lines, the error
+    versus condition number with the rows' bounds (`bound_lines_versus_condition`)."""
+    figures = study_figures(table)
+    for problem in dict.fromkeys(table["problem"]):
+        rows = table[table["problem"] == problem]
+        if problem not in REFERENCE_LINES and np.isfinite(rows["bound"].astype(float)).any():
+            figures[f"bounds_{problem}_kappa"] = bound_lines_versus_condition(table, problem)
+    return figures
+
+
+# ---------------------------------------------------------------- optimisation and calculus
+
+STEP_SWEEPS = ("fd_exp", "fd_softplus", "fd_network", "fd_hessian")
+"""Finite-difference problems whose variants sweep a step h (one variant per method and h):
+drawn as V curves and error versus h x format (`step_sweep_figure`), not as heatmaps of
+condition number x magnitude."""
+
+
+def step_sweep_figure(table: pd.DataFrame, problem: str) -> plt.Figure:
+    """Top row: the V curve per method, median relative error over the inputs versus h, one
+    line per format, with the textbook optimum (2 sqrt(u) forward, (3u)^(1/3) central) dotted.
+    Bottom row: the same medians as a heatmap of log10 error, h (columns) x format (rows)."""
+    from precision.problems.derivatives import method_of, step_of, theoretical_optimum
+
+    rows = table[table["problem"] == problem]
+    rows = rows.assign(method=rows["variant"].map(method_of), h=rows["variant"].map(step_of))
+    medians = rows.groupby(["method", "format", "h"], sort=False)["rel_error"].median()
+    methods = list(dict.fromkeys(rows["method"]))
+    formats = list(dict.fromkeys(rows["format"]))
+    fig, axes = plt.subplots(2, len(methods), figsize=(4.6 * len(methods), 7.5), squeeze=False)
+    for j, method in enumerate(methods):
+        ax = axes[0][j]
+        for i, fmt in enumerate(formats):
+            curve = medians.loc[(method, fmt)].sort_index().clip(lower=1e-17)
+            ax.plot(curve.index, curve.to_numpy(), marker=".", label=fmt, color=f"C{i}")
+            if method in ("forward", "central"):
+                optimum = theoretical_optimum(method, get_format(fmt).u)
+                ax.axvline(optimum, linestyle=":", color=f"C{i}", linewidth=1)
+        _log_axes(ax, f"{problem}: {method}", "step h", "median rel. error")
+        ax.legend(fontsize=7)
+        grid = medians.loc[method].unstack("h").reindex(formats)
+        grid = grid[sorted(grid.columns)]
+        image = axes[1][j].pcolormesh(
+            np.log10(grid.to_numpy(dtype=float).clip(min=1e-17)), cmap=CMAP, vmin=-16, vmax=1
+        )
+        ticks = list(range(0, grid.shape[1], 4))
+        axes[1][j].set_xticks(
+            np.array(ticks) + 0.5, [f"{np.log2(grid.columns[t]):.0f}" for t in ticks], fontsize=7
+        )
+        axes[1][j].set_yticks(np.arange(len(formats)) + 0.5, formats, fontsize=7)
+        axes[1][j].set_xlabel("log2 h", fontsize=8)
+        fig.colorbar(image, ax=axes[1][j], label="log10 median rel. error")
+    fig.suptitle(f"{problem}: error versus step size (dotted: theoretical optimum)")
+    fig.tight_layout()
+    return fig
+
+
+def convergence_figure(curves: pd.DataFrame) -> plt.Figure:
+    """Error versus iteration per format (columns) and condition number (rows), one line per
+    variant, from `precision.problems.quadratic.convergence_table`."""
+    kappas = list(dict.fromkeys(curves["kappa"]))
+    formats = list(dict.fromkeys(curves["format"]))
+    fig, axes = plt.subplots(
+        len(kappas),
+        len(formats),
+        figsize=(3.4 * len(formats) + 1.5, 3.0 * len(kappas) + 1),
+        squeeze=False,
+    )
+    for i, kappa in enumerate(kappas):
+        for j, fmt in enumerate(formats):
+            ax = axes[i][j]
+            panel = curves[(curves["kappa"] == kappa) & (curves["format"] == fmt)]
+            for variant, line in panel.groupby("variant", sort=False):
+                ax.plot(line["iteration"], line["rel_error"].clip(lower=1e-17), label=variant)
+            ax.axhline(get_format(fmt).u, linestyle=":", color="0.4", linewidth=1)
+            ax.set_yscale("log")
+            ax.set_ylim(top=10.0)  # a diverging run (alpha past 2 / lambda_max) leaves the panel
+            ax.set_title(f"{fmt}, kappa = {kappa:g}", fontsize=9)
+            ax.set_xlabel("iteration", fontsize=8)
+            ax.set_ylabel("rel. error of theta_k" if j == 0 else "", fontsize=8)
+            ax.tick_params(labelsize=7)
+    _legend(fig, axes)
+    fig.suptitle("Gradient descent: error versus iteration (dotted: u of the format)")
+    return fig
+
+
+def accuracy_versus_condition(table: pd.DataFrame, problem: str) -> plt.Figure:
+    """Median relative error / u versus the measured kappa (per decade), one line per variant
+    and a panel per format, with kappa (the first-order forward error of a backward-stable
+    solve, in units of u) dashed. Rows of every outcome but overflow / nan count (a capped
+    run's floor is its accuracy)."""
+    rows = table[(table["problem"] == problem) & ~table["outcome"].isin(["overflow", "nan"])]
+    rows = rows.assign(decade=np.floor(np.log10(rows["cond"].astype(float))))
+    data = (
+        rows.groupby(["format", "variant", "decade"], sort=False)
+        .agg(median_cond=("cond", "median"), median_err_over_u=("err_over_u", "median"))
+        .reset_index()
+    )
+    fig, axes, formats = _format_axes(rows)
+    for ax, fmt in zip(axes[0], formats, strict=True):
+        panel = data[data["format"] == fmt]
+        _draw_lines(ax, panel, "median_cond", "median_err_over_u")
+        kappas = sorted(panel["median_cond"]) or [1.0]
+        ax.plot(kappas, kappas, "--", color="0.3", linewidth=1, label="kappa")
+        _log_axes(ax, fmt, "measured kappa(H)", "median rel. error / u")
+    _legend(fig, axes)
+    fig.suptitle(f"{problem}: attainable accuracy versus condition number")
+    return fig
+
+
+def optimisation_figures(table: pd.DataFrame) -> dict[str, plt.Figure]:
+    """The step-sweep figures of the finite-difference problems, and for the quadratic the
+    accuracy-versus-kappa lines and the convergence curves of its gradient-descent variants
+    (recomputed by the pure `convergence_table`: the rows hold final iterates only)."""
+    from precision.problems.optimisers import GD_RULES
+    from precision.problems.quadratic import convergence_table
+
+    problems = list(dict.fromkeys(table["problem"]))
+    figures = {f"steps_{p}": step_sweep_figure(table, p) for p in problems if p in STEP_SWEEPS}
+    if "critical_point" in problems:
+        figures["misclassified_critical_point"] = misclassification_figure(table)
+    if "quadratic" in problems:
+        rows = table[table["problem"] == "quadratic"]
+        figures["lines_quadratic_kappa"] = accuracy_versus_condition(table, "quadratic")
+        descent = tuple(v for v in dict.fromkeys(rows["variant"]) if v in GD_RULES)
+        if descent:
+            formats = tuple(dict.fromkeys(rows["format"]))
+            curves = convergence_table(variants=descent, formats=formats)
+            figures["convergence_quadratic"] = convergence_figure(curves)
+    return figures
+
+
+def misclassification_figure(table: pd.DataFrame, problem: str = "critical_point") -> plt.Figure:
+    """The fraction of inputs whose critical point is misclassified (rel_error > 0: a sign of
+    the sorted eigenvalue signs is wrong) per cell of measured condition number x magnitude
+    decades, one facet per variant x format; unsupported rows are left out (blank facet)."""
+    rows = table[(table["problem"] == problem) & (table["outcome"] != "unsupported")]
+    rows = rows.assign(
+        cond_decade=np.floor(np.log10(rows["cond"].astype(float))),
+        magnitude_decade=np.floor(np.log10(rows["magnitude"].astype(float))),
+        wrong=(rows["rel_error"].astype(float) > 0) | rows["rel_error"].isna(),
+    )
+    variants = list(dict.fromkeys(table.loc[table["problem"] == problem, "variant"]))
+    formats = list(dict.fromkeys(table["format"]))
+    xs = np.arange(rows["cond_decade"].min(), rows["cond_decade"].max() + 1)
+    ys = np.arange(rows["magnitude_decade"].min(), rows["magnitude_decade"].max() + 1)
+    fig, axes = plt.subplots(
+        len(variants),
+        len(formats),
+        figsize=(2.6 * len(formats) + 1.2, 2.0 * len(variants) + 1),
+        squeeze=False,
+        sharex=True,
+        sharey=True,
+    )
+    for i, variant in enumerate(variants):
+        for j, fmt in enumerate(formats):
+            facet = rows[(rows["variant"] == variant) & (rows["format"] == fmt)]
+            rate = facet.groupby(["magnitude_decade", "cond_decade"])["wrong"].mean()
+            grid = rate.unstack("cond_decade").reindex(index=ys, columns=xs).to_numpy(float)
+            image = axes[i][j].pcolormesh(
+                xs,
+                ys,
+                np.ma.masked_invalid(grid),
+                cmap="magma_r",
+                vmin=0,
+                vmax=1,
+                shading="nearest",
+            )
+            axes[i][j].set_title(f"{variant} · {fmt}", fontsize=9)
+            axes[i][j].tick_params(labelsize=7)
+    for ax in axes[-1]:
+        ax.set_xlabel("log10 kappa", fontsize=8)
+    for line in axes:
+        line[0].set_ylabel("log10 ||H||", fontsize=8)
+    fig.colorbar(image, ax=axes, shrink=0.8, label="misclassified fraction")
+    fig.suptitle(f"{problem}: misclassification rate versus kappa = ||H|| / min |lambda|")
+    return fig
+
+
+# ---------------------------------------------------------------- linear algebra
+
+
+def linear_algebra_lines(table: pd.DataFrame, problem: str) -> plt.Figure:
+    """Median relative error / u versus the measured condition number (per decade) of a
+    linear-algebra problem, one row of panels per size n and one column per format, with the
+    reference lines kappa u (backward stable solvers) and kappa^2 u (normal equations) dashed
+    (`precision.problems.linalg.reference_lines`, cut where the error would pass 10).
+
+    Each variant keeps one colour in every panel (a library variant has no rows in a format it
+    refuses), and a variant whose rows computed in a wider dtype says so in the legend, e.g.
+    "numpy_solve (bfloat16->float64, float32->float64)": its line lies far below the format's
+    u because it is not a result of that format. Certified ok rows only (`error_lines`).
+    """
+    rows = table[table["problem"] == problem]
+    data = error_lines(rows, "cond_decade")
+    sizes = sorted(set(rows["n"].dropna().astype(int)))
+    fig, axes, formats = _format_axes(rows, rows=len(sizes))
+    variants = list(dict.fromkeys(rows["variant"]))
+    colours = dict(zip(variants, plt.get_cmap("tab10").colors, strict=False))
+    for i, n in enumerate(sizes):
+        for ax, fmt in zip(axes[i], formats, strict=True):
+            panel = data[(data["format"] == fmt) & (data["n"] == n)]
+            for variant, line in panel.groupby("variant", sort=False):
+                ax.plot(
+                    line["median_cond"],
+                    line["median_err_over_u"],
+                    marker="o",
+                    markersize=3,
+                    linewidth=1,
+                    color=colours[variant],
+                )
+            kappas = sorted(panel["median_cond"]) or [1.0]
+            _draw_references(
+                ax, [(k, linalg.reference_lines(n, k, get_format(fmt))) for k in kappas]
+            )
+            _log_axes(ax, f"{fmt}, n = {n}", "measured condition number", "median rel. error / u")
+    handles = [
+        plt.Line2D([], [], color=colours[v], marker="o", markersize=3, label=_upcast_label(rows, v))
+        for v in variants
+    ]
+    handles += [h for h in axes[0][0].get_lines() if h.get_label() in ("kappa u", "kappa^2 u")]
+    fig.legend(handles=handles, loc="center right", fontsize=7)
+    fig.subplots_adjust(right=0.78, hspace=0.45, wspace=0.3)
+    fig.suptitle(f"{problem}: error versus condition number (kappa u and kappa^2 u dashed)")
+    return fig
+
+
+def _upcast_label(rows: pd.DataFrame, variant: str) -> str:
+    """The variant's name, with the formats whose rows it computed in another dtype."""
+    mine = rows[(rows["variant"] == variant) & (rows["compute_dtype"].fillna("") != "")]
+    upcasts = sorted(
+        {f"{f}->{d}" for f, d in zip(mine["format"], mine["compute_dtype"], strict=True) if f != d}
+    )
+    return f"{variant} ({', '.join(upcasts)})" if upcasts else variant

@@ -17,7 +17,7 @@ import numpy as np
 
 from precision.exact import ENGINES
 from precision.formats import FORMATS
-from precision.problems import PROBLEMS
+from precision.problems import DEFAULT_VARIANTS, PROBLEMS, unavailable_variant
 
 
 class SpecError(ValueError):
@@ -72,7 +72,8 @@ class StudySpec:
     raw: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def variants_of(self, problem: str) -> tuple[str, ...]:
-        return self.variants.get(problem) or tuple(PROBLEMS[problem].variants)
+        # Unnamed: the problem's own variants (library and emulated ones only when named).
+        return self.variants.get(problem) or DEFAULT_VARIANTS[problem]
 
 
 TOP_KEYS = {
@@ -255,6 +256,10 @@ def _variants(table, problems, fail) -> dict[str, tuple[str, ...]]:
         if problem not in problems:
             raise fail(f"variants.{problem}", "is not one of the study's problems")
         variants = PROBLEMS[problem].variants
+        for name in table[problem] if isinstance(table[problem], list) else ():
+            reason = unavailable_variant(problem, name) if isinstance(name, str) else None
+            if reason:  # a library variant whose library is not installed here
+                raise fail(f"variants.{problem}", reason)
         out[problem] = _names(table, problem, variants, fail, label=f"variants.{problem}")
     return out
 

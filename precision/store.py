@@ -135,6 +135,23 @@ def flush_to_zero() -> bool:
 
 def provenance(spec: StudySpec, timing: dict | None = None) -> dict:
     """What is needed to rerun and to judge a study: spec, seed, versions, machine, commit."""
+    return {
+        "study": spec.name,
+        "seed": spec.seed,
+        "spec": spec.raw,
+        "spec_file": str(spec.source) if spec.source else None,
+        "spec_path": str(Path(spec.source).resolve()) if spec.source else None,
+        "spec_sha256": spec_fingerprint(spec),
+        "datasets": _dataset_fingerprints(spec),
+        **provenance_environment(),
+        "timing": timing or {},
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+def provenance_environment() -> dict:
+    """The part of the provenance that describes this process: code fingerprint, package
+    versions, machine, git commit and the flush-to-zero probe."""
     versions = {"python": sys.version.split()[0]}
     for name in ("precision", *PACKAGES):
         try:
@@ -142,11 +159,6 @@ def provenance(spec: StudySpec, timing: dict | None = None) -> dict:
         except metadata.PackageNotFoundError:
             versions[name] = None
     return {
-        "study": spec.name,
-        "seed": spec.seed,
-        "spec": spec.raw,
-        "spec_file": str(spec.source) if spec.source else None,
-        "spec_sha256": spec_fingerprint(spec),
         "code_sha256": code_fingerprint(),
         "versions": versions,
         "machine": {
@@ -156,8 +168,19 @@ def provenance(spec: StudySpec, timing: dict | None = None) -> dict:
         },
         "git_commit": _git_commit(),
         "flush_to_zero": flush_to_zero(),
-        "timing": timing or {},
     }
+
+
+def _dataset_fingerprints(spec: StudySpec) -> dict:
+    """Each data set's resolved path and sha256, so a rerun can check it reads the same rows."""
+    out = {}
+    for dataset in spec.datasets:
+        try:
+            digest = hashlib.sha256(Path(dataset.path).read_bytes()).hexdigest()
+        except OSError:
+            digest = None
+        out[dataset.name] = {"path": str(dataset.path), "sha256": digest}
+    return out
 
 
 def _git_commit() -> str | None:
@@ -197,10 +220,45 @@ def write_study(
     }
     for stem, fig in (figures or {}).items():
         files[out_dir / f"{stem}.png"] = _png(fig)
+    # The table's hash lets a report notice a table edited after the run.
+    meta = meta | {"table_sha256": hashlib.sha256(files[out_dir / "errors.parquet"]).hexdigest()}
     meta_bytes = (json.dumps(meta, indent=2, sort_keys=True, default=str) + "\n").encode()
     files[out_dir / "meta.json"] = meta_bytes
     write_all_or_nothing(files)  # a full disk or read-only folder leaves earlier results as is
     return list(files)
+
+
+def write_report(
+    out_dir: Path,
+    *,
+    texts: dict[str, str],
+    tables: dict[str, pd.DataFrame],
+    images: dict[str, bytes],
+) -> list[Path]:
+    """Write a report folder, all or none: ``texts`` (name -> UTF-8 text, e.g. index.html),
+    ``tables`` (name -> CSV, e.g. claims.csv, floats in full) and ``images`` (name -> PNG
+    bytes, see `png_bytes`); names are paths relative to ``out_dir``. Returns the paths
+    written."""
+    out_dir = Path(out_dir)
+    files = {out_dir / name: text.encode("utf-8") for name, text in texts.items()}
+    for name, table in tables.items():
+        files[out_dir / name] = table.to_csv(index=False, float_format="%.17g").encode()
+    for name, data in images.items():
+        files[out_dir / name] = data
+    write_all_or_nothing(files)
+    return list(files)
+
+
+@contextlib.contextmanager
+def scratch_folder(prefix: str = "precision-"):
+    """A temporary folder (for a rerun's chunk parts), removed with its contents on exit."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as folder:
+        yield Path(folder)
+
+
+def png_bytes(fig) -> bytes:
+    """A matplotlib figure as PNG bytes, as the store writes it (the figure is closed)."""
+    return _png(fig)
 
 
 def save_figure(path: Path, fig) -> None:
@@ -231,12 +289,22 @@ def spec_fingerprint(spec: StudySpec) -> str:
     return hashlib.sha256(json.dumps(spec.raw, sort_keys=True, default=str).encode()).hexdigest()
 
 
+NOT_IN_RESULTS = frozenset(
+    {"claims", "docs_errors.py", "docs_image.py", "report.py", "reproduce.py", "results.py"}
+)
+"""Modules that only read results (reports, reproduction, documentation): editing them changes
+no file of a results folder, so they are left out of `code_fingerprint`."""
+
+
 @functools.lru_cache(maxsize=1)
 def code_fingerprint() -> str:
-    """sha256 over the package's source files: changes whenever the code that makes rows does."""
+    """sha256 over the package's source files (except `NOT_IN_RESULTS`): changes whenever the
+    code that makes rows does."""
     digest = hashlib.sha256()
     package = Path(__file__).resolve().parent
     for path in sorted(package.rglob("*.py")):
+        if path.relative_to(package).parts[0] in NOT_IN_RESULTS:
+            continue
         digest.update(path.relative_to(package).as_posix().encode() + b"\0")
         digest.update(path.read_bytes())
     return digest.hexdigest()

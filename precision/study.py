@@ -18,7 +18,13 @@ import numpy as np
 import pandas as pd
 
 from precision import metrics
-from precision.exact import cache_key, ground_truths, truth_record, truths_from_record
+from precision.exact import (
+    UndefinedResult,
+    cache_key,
+    ground_truths,
+    truth_record,
+    truths_from_record,
+)
 from precision.formats import cast, common_format, get_format, round_to_format_array
 from precision.problems import PROBLEMS
 from precision.problems.base import Computed, Problem, Unsupported
@@ -52,7 +58,8 @@ COLUMNS = {
     "ulps": "largest ulp distance to the correctly rounded exact result, in compute_dtype",
     "bits": "log2(1 + ulps): bits of error (0 = correctly rounded)",
     "outcome": "ok / underflow / overflow / nan / input_overflow (see metrics.result_outcome), "
-    "no_convergence (an iterative variant hit its cap), unsupported (the library refuses the "
+    "no_convergence (an iterative variant hit its cap), undefined (no exact result: e.g. the "
+    "rounded matrix is singular), unsupported (the library refuses the "
     "format; nothing was computed)",
     "fp_exceptions": "IEEE exceptions numpy reported while the variant ran (overflow, ...)",
     "bound": "known first-order bound on rel_error for this input (NaN: none applies)",
@@ -217,11 +224,12 @@ def _rows_for_input(spec: StudySpec, chunk: Chunk, index: int, x: np.ndarray, ca
     for fmt_name, x_fmt in inputs.items():
         fmt = get_format(fmt_name)
         base = _base_row(spec, chunk, index, fmt_name, x_fmt)
-        if fmt_name not in truths:
-            # The input itself is not representable: no variant can run in this format.
+        if truths.get(fmt_name) is None:
+            # The input is not representable (absent), or has no exact result (None: e.g. a
+            # matrix rounded to an exactly singular one): nothing to measure in this format.
+            outcome = "input_overflow" if fmt_name not in truths else "undefined"
             rows += [
-                {**base, "variant": v, "outcome": "input_overflow"}
-                for v in spec.variants_of(chunk.problem)
+                {**base, "variant": v, "outcome": outcome} for v in spec.variants_of(chunk.problem)
             ]
             continue
         truth = truths[fmt_name]
@@ -261,7 +269,11 @@ def _ground_truths(spec: StudySpec, problem, inputs: dict[str, np.ndarray], cach
         if record is not None:
             truths |= truths_from_record(record)
             continue
-        found = ground_truths(problem, x_fmt, names, engine=spec.engine)
+        try:
+            found = ground_truths(problem, x_fmt, names, engine=spec.engine)
+        except UndefinedResult:
+            truths |= dict.fromkeys(names)
+            continue
         seconds += sum(t.seconds for t in found.values())
         truths |= found
         if key:

@@ -11,8 +11,17 @@ import pandas as pd
 
 from precision.formats import get_format
 from precision.problems import WORKED_EXAMPLES
+from precision.problems.emulated import SR_MARK, seed_spread
 
-FAILURES = ("underflow", "overflow", "nan", "input_overflow", "no_convergence", "unsupported")
+FAILURES = (
+    "underflow",
+    "overflow",
+    "nan",
+    "input_overflow",
+    "no_convergence",
+    "unsupported",
+    "undefined",
+)
 KEYS = ["problem", "variant", "format"]
 
 
@@ -74,6 +83,25 @@ def summarize(table: pd.DataFrame) -> pd.DataFrame:
 def overview(table: pd.DataFrame) -> pd.DataFrame:
     """The same statistics per problem x variant x format, over the whole grid."""
     return _aggregate(table, KEYS)
+
+
+def first_failures(table: pd.DataFrame) -> pd.DataFrame:
+    """Where each variant first fails, per problem x variant x format (decades of the measured
+    values; missing where it never does): ``fails_from_magnitude`` and ``fails_from_cond``, the
+    smallest magnitude and condition decades holding a failed row (`FAILURES`), and
+    ``inaccurate_from_cond``, the smallest condition decade whose median relative error over
+    certified ok rows is at least 1/2 (not one correct bit left)."""
+    rows = _flags(with_bins(table))
+    failed = rows[rows["_failed"]]
+    out = rows.groupby(KEYS, observed=True, sort=True).size().rename("rows").to_frame()
+    out["fails_from_magnitude"] = failed.groupby(KEYS, observed=True)["magnitude_decade"].min()
+    out["fails_from_cond"] = failed.groupby(KEYS, observed=True)["cond_decade"].min()
+    median = rows.groupby([*KEYS, "cond_decade"], observed=True)["_err"].median().reset_index()
+    u = median["format"].map(lambda f: get_format(f).u)
+    lost = median[median["_err"] * u >= 0.5]
+    out["inaccurate_from_cond"] = lost.groupby(KEYS, observed=True)["cond_decade"].min()
+    columns = ["fails_from_magnitude", "fails_from_cond", "inaccurate_from_cond"]
+    return out.reset_index()[[*KEYS, *columns]].astype({c: "Int64" for c in columns})
 
 
 def overflow_thresholds(table: pd.DataFrame) -> pd.DataFrame:
@@ -155,6 +183,17 @@ def markdown(table: pd.DataFrame, *, title: str) -> str:
             "(0/0 or log 0 after underflow) are counted apart. ln(max) is where exp overflows.",
             "",
             _to_markdown(overflow_thresholds(table)),
+            "",
+        ]
+    if table["variant"].str.contains(SR_MARK, regex=False).any():
+        parts += [
+            "## Stochastic rounding: error over seeds",
+            "",
+            "Per input, the stochastically rounded variants' errors over their seeds (mean, "
+            "spread = max - min), averaged over inputs, next to round to nearest on the same "
+            "inputs; in units of u (`precision.problems.emulated.seed_spread`).",
+            "",
+            _to_markdown(seed_spread(table)),
             "",
         ]
     for problem in dict.fromkeys(table["problem"]):

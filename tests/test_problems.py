@@ -19,11 +19,14 @@ import pytest
 from precision.exact import ground_truth, to_mpf_array
 from precision.formats import cast, get_format, round_to_format
 from precision.metrics import Exact, normwise_relative_error, relative_error
-from precision.problems import PROBLEMS, logits
+from precision.problems import DEFAULT_VARIANTS, PROBLEMS, logits
+from precision.problems.base import Computed, Unsupported
 from precision.problems.logsumexp import logsumexp_reference
 
 FORMATS = ["float16", "bfloat16", "float32", "float64"]
-VARIANTS = [(p, v) for p, problem in PROBLEMS.items() for v in problem.variants]
+# Each problem's own variants; emulated and library variants: tests/test_emulate.py and
+# tests/test_frameworks.py.
+VARIANTS = [(p, v) for p in PROBLEMS for v in DEFAULT_VARIANTS[p]]
 N_SAMPLE = 7  # vector length for the dtype and proposal tests
 
 # The dtype a library variant really returns, per input format (absent: the input's dtype).
@@ -32,6 +35,60 @@ LIBRARY_DTYPES = {
     ("softmax", "scipy"): {},
     ("logsumexp", "scipy"): {"bfloat16": "float64"},
 }
+
+# Issue 6 (optimisation and calculus): outputs other than one value per input element, and
+# variants whose output is wider than the format by design (float32 master weights).
+OUTPUT_SHAPE = {
+    "fd_hessian": (N_SAMPLE * N_SAMPLE,),
+    "quadratic": (N_SAMPLE,),
+    "critical_point": (N_SAMPLE,),
+    "constrained_ls": (N_SAMPLE,),
+    # Issue 4 (linear algebra): solutions of n unknowns; kappa_2(A) is one value.
+    "linear_system": (N_SAMPLE,),
+    "matrix_condition": (1,),
+    "least_squares": (N_SAMPLE,),
+    "least_squares_residual": (N_SAMPLE,),
+    "ridge": (N_SAMPLE,),
+}
+_NUMPY_LINALG = {  # numpy.linalg computes every dtype in float64 (and refuses float16)
+    ("linear_system", "numpy_solve"),
+    ("linear_system", "numpy_inv"),
+    ("matrix_condition", "numpy_svd"),
+    ("matrix_condition", "numpy_cond"),
+    ("least_squares", "numpy_lstsq"),
+    ("least_squares_residual", "numpy_lstsq"),
+    ("ridge", "numpy_solve"),
+}
+WIDER_OUTPUT = {
+    **dict.fromkeys(_NUMPY_LINALG, lambda fmt: "float64"),
+    ("linear_system", "scipy_solve"): lambda fmt: {"float16": "float32"}.get(
+        fmt, "float64" if fmt == "bfloat16" else fmt
+    ),
+    ("quadratic", "gd_master32_lr0.1"): lambda fmt: "float64" if fmt == "float64" else "float32",
+    ("quadratic", "scipy_bfgs"): lambda fmt: "float64",
+    ("constrained_ls", "numpy_solve"): lambda fmt: "float64",  # the ridge problem's variant
+}
+UNSUPPORTED = {
+    ("critical_point", "numpy_eigvalsh"): {"float16", "bfloat16"},
+    ("constrained_ls", "numpy_solve"): {"float16"},
+    **dict.fromkeys(_NUMPY_LINALG, {"float16"}),
+}
+"""Variants that raise Unsupported (their rows: outcome unsupported) in these formats."""
+PROPOSED_INPUTS = (
+    "fd_exp",
+    "fd_softplus",
+    "fd_network",
+    "fd_hessian",
+    "quadratic",
+    "critical_point",
+    "constrained_ls",
+    "linear_system",
+    "matrix_condition",
+    "least_squares",
+    "least_squares_residual",
+    "ridge",
+)
+"""Problems whose well-scaled test inputs are their own proposals (not Gaussian vectors)."""
 
 # Variants whose first-order bound must hold on every well-scaled input (finite, not NaN).
 STABLE = {
@@ -102,10 +159,18 @@ def test_output_dtype_is_what_the_variant_really_returns(problem_name, variant_n
     rng = np.random.default_rng(1)
     x = cast(problem.propose(rng, n=N_SAMPLE, magnitude=2.0, cond=1.0, size=1)[0], fmt)
     assert x.dtype == get_format(fmt).dtype
+    if fmt in UNSUPPORTED.get((problem_name, variant_name), ()):
+        with pytest.raises(Unsupported):
+            variant.compute(x)
+        return
     with _quiet():
         y = variant.compute(x)
+    if isinstance(y, Computed):  # an iterative variant: its result and iteration count
+        y = y.y
     assert isinstance(y, np.ndarray)
-    if variant.library == "numpy":
+    if (problem_name, variant_name) in WIDER_OUTPUT:
+        expected = WIDER_OUTPUT[problem_name, variant_name](fmt)
+    elif variant.library == "numpy":
         expected = fmt
     else:
         # A new library variant must have its real dtype behaviour recorded above.
@@ -113,6 +178,9 @@ def test_output_dtype_is_what_the_variant_really_returns(problem_name, variant_n
         expected = LIBRARY_DTYPES[problem_name, variant_name].get(fmt, fmt)
     assert y.dtype == get_format(expected).dtype, f"{problem_name}/{variant_name} {fmt}"
     vector_output = problem_name in ("softmax", "log_softmax", "batchnorm", "batchnorm_finfo_eps")
+    if problem_name in OUTPUT_SHAPE:
+        assert y.shape == OUTPUT_SHAPE[problem_name]
+        return
     assert y.shape == ((N_SAMPLE,) if vector_output else (1,))
 
 
@@ -275,6 +343,10 @@ def _well_scaled_inputs(problem_name: str, fmt: str, count: int, seed: int):
             lo, hi = 0.9 * math.log(f.min_normal), 0.9 * math.log(f.max)
             yield cast(rng.uniform(lo, hi, size=1), f)
             continue
+        if problem_name in PROPOSED_INPUTS:
+            problem = PROBLEMS[problem_name]
+            yield cast(problem.propose(rng, n=6, magnitude=2.0, cond=2.0, size=1)[0], f)
+            continue
         n = int(rng.integers(10, 101))
         x = rng.standard_normal(n) * (0.5, 2.0, 8.0)[i % 3]
         if problem_name == "cross_entropy":
@@ -348,6 +420,19 @@ PROPOSED_SHAPE = {
     "variance": (N_SAMPLE,),
     "batchnorm": (N_SAMPLE,),
     "batchnorm_finfo_eps": (N_SAMPLE,),
+    "weight_update": (N_SAMPLE,),
+    "fd_exp": (1,),
+    "fd_softplus": (1,),
+    "fd_network": (1,),
+    "fd_hessian": (N_SAMPLE,),
+    "quadratic": (N_SAMPLE, N_SAMPLE + 1),
+    "critical_point": (N_SAMPLE, N_SAMPLE),
+    "constrained_ls": (2 * N_SAMPLE + 1, N_SAMPLE + 1),
+    "linear_system": (N_SAMPLE, N_SAMPLE + 1),
+    "matrix_condition": (N_SAMPLE, N_SAMPLE),
+    "least_squares": (2 * N_SAMPLE, N_SAMPLE + 1),
+    "least_squares_residual": (2 * N_SAMPLE, N_SAMPLE + 1),
+    "ridge": (2 * N_SAMPLE + 1, N_SAMPLE + 1),
 }
 
 

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from precision.formats import FORMATS
-from precision.problems import PROBLEMS
+from precision.problems import DEFAULT_VARIANTS, PROBLEMS
 from precision.spec import Dataset, Grid, SpecError, StudySpec, load_spec, parse_spec
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -82,8 +82,9 @@ def test_minimal_spec_parses():
     assert spec.grid.samples_for("softmax") == 1
     assert spec.datasets == ()
     assert spec.source is None
-    # No variants table: every variant of each problem runs, in registry order.
-    assert spec.variants_of("softmax") == tuple(PROBLEMS["softmax"].variants)
+    # No variants table: each problem's own variants run, in registry order (emulated and
+    # library variants only when named).
+    assert spec.variants_of("softmax") == DEFAULT_VARIANTS["softmax"]
 
 
 def test_minimal_spec_with_options_parses():
@@ -93,7 +94,7 @@ def test_minimal_spec_with_options_parses():
     spec = parse_spec(raw)
     assert spec.seed == 7 and spec.description == "demo"
     assert spec.variants_of("softmax") == ("shifted",)
-    assert spec.variants_of("logsumexp") == tuple(PROBLEMS["logsumexp"].variants)
+    assert spec.variants_of("logsumexp") == DEFAULT_VARIANTS["logsumexp"]
     assert spec.grid.samples_for("logsumexp") == 3
     assert spec.grid.samples_for("softmax") == 1
 

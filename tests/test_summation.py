@@ -20,7 +20,7 @@ from precision.exact import ground_truth, to_mpf_array
 from precision.formats import STUDY_FORMATS, cast, get_format
 from precision.metrics import normwise_relative_error
 from precision.numbers import ARB, MPMATH
-from precision.problems import PROBLEMS
+from precision.problems import DEFAULT_VARIANTS, PROBLEMS
 from precision.problems.summation import (
     SUMMATION,
     associativity_example,
@@ -349,4 +349,8 @@ def test_order_spread_is_zero_only_when_every_order_agrees():
 
 
 def test_registry_lists_the_problem():
-    assert PROBLEMS["summation"] is SUMMATION
+    # The registry adds the emulated and stochastic variants after the module's own.
+    registered = PROBLEMS["summation"]
+    assert registered.reference is SUMMATION.reference
+    assert DEFAULT_VARIANTS["summation"] == tuple(SUMMATION.variants)
+    assert all(registered.variants[name] is v for name, v in SUMMATION.variants.items())

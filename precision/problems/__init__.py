@@ -1,16 +1,38 @@
 """The problem registry: every problem the study runner knows, listed explicitly."""
 
-from precision.problems import batchnorm, cancellation, summation, variance
+import dataclasses
+
+from precision.problems import (
+    batchnorm,
+    cancellation,
+    constrained,
+    derivatives,
+    emulated,
+    frameworks,
+    least_squares,
+    summation,
+    variance,
+    weight_update,
+)
 from precision.problems.base import Problem, Variant
 from precision.problems.batchnorm import BATCHNORM, BATCHNORM_FINFO_EPS
 from precision.problems.cancellation import CANCELLATION
+from precision.problems.constrained import CONSTRAINED_LS
+from precision.problems.critical_points import CRITICAL_POINT
 from precision.problems.cross_entropy import CROSS_ENTROPY
+from precision.problems.derivatives import FD_EXP, FD_NETWORK, FD_SOFTPLUS
 from precision.problems.exp import EXP
+from precision.problems.hessian import FD_HESSIAN
+from precision.problems.least_squares import LEAST_SQUARES, LEAST_SQUARES_RESIDUAL, RIDGE
+from precision.problems.linear_systems import LINEAR_SYSTEM
 from precision.problems.log_softmax import LOG_SOFTMAX
 from precision.problems.logsumexp import LOGSUMEXP
+from precision.problems.matrix_condition import MATRIX_CONDITION
+from precision.problems.quadratic import QUADRATIC
 from precision.problems.softmax import SOFTMAX
 from precision.problems.summation import SUMMATION
 from precision.problems.variance import VARIANCE
+from precision.problems.weight_update import WEIGHT_UPDATE
 
 PROBLEMS: dict[str, Problem] = {
     p.name: p
@@ -25,16 +47,64 @@ PROBLEMS: dict[str, Problem] = {
         VARIANCE,
         BATCHNORM,
         BATCHNORM_FINFO_EPS,
+        FD_EXP,
+        FD_SOFTPLUS,
+        FD_NETWORK,
+        FD_HESSIAN,
+        QUADRATIC,
+        CRITICAL_POINT,
+        CONSTRAINED_LS,
+        WEIGHT_UPDATE,
+        LINEAR_SYSTEM,
+        MATRIX_CONDITION,
+        LEAST_SQUARES,
+        LEAST_SQUARES_RESIDUAL,
+        RIDGE,
     )
 }
+
+DEFAULT_VARIANTS: dict[str, tuple[str, ...]] = {n: tuple(p.variants) for n, p in PROBLEMS.items()}
+"""The variants a study runs when its spec names none: each problem module's own. The emulated,
+float32 and library variants added below run only when a spec names them, so a study's table
+does not change with the libraries installed."""
+
+
+def _with_extra_variants(problem: Problem) -> Problem:
+    """The problem with its emulated / float32 variants and the kernels of the installed
+    libraries (`frameworks`) added after its own variants."""
+    extra = emulated.extra_variants(problem.name) | frameworks.library_variants(problem.name)
+    return (
+        dataclasses.replace(problem, variants={**problem.variants, **extra}) if extra else problem
+    )
+
+
+PROBLEMS = {name: _with_extra_variants(problem) for name, problem in PROBLEMS.items()}
+
+
+def unavailable_variant(problem: str, variant: str) -> str | None:
+    """One line saying why ``variant`` of ``problem`` cannot run here (its library is not
+    installed, no CUDA device), or None."""
+    return frameworks.unavailable_variant(problem, variant)
+
 
 WORKED_EXAMPLES = {
     "summation": summation.worked_examples,
     "cancellation": cancellation.worked_examples,
     "variance": variance.worked_examples,
     "batchnorm": batchnorm.worked_examples,
+    "weight_update": weight_update.worked_examples,
+    "least_squares": least_squares.worked_examples,
+    "constrained_ls": constrained.worked_examples,
+    "fd_exp": derivatives.worked_examples,
 }
 """Problem name -> ``worked_examples() -> [(title, explanation, DataFrame)]``: computed examples
 that a study's summary.md shows when the study includes the problem."""
 
-__all__ = ["PROBLEMS", "WORKED_EXAMPLES", "Problem", "Variant"]
+__all__ = [
+    "DEFAULT_VARIANTS",
+    "PROBLEMS",
+    "WORKED_EXAMPLES",
+    "Problem",
+    "Variant",
+    "unavailable_variant",
+]

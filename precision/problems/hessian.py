@@ -1,0 +1,167 @@
+"""Jacobian and Hessian by finite differences, as matrices: the Hessian of log-sum-exp.
+
+f(x) = lse(x) = log sum_i e^(x_i) has gradient softmax(x) = s and Hessian (the Jacobian of
+softmax) H = diag(s) - s s^T, the curvature of the cross-entropy loss in its logits. Variants
+(h = 2**-k, every operation in the input's format):
+
+* ``jacobian_forward_h2^-k``: column j = (s(x + h e_j) - s(x)) / h, the Jacobian of the in-format
+  softmax by forward differences (truncation O(h), rounding O(u / h));
+* ``jacobian_central_h2^-k``: (s(x + h e_j) - s(x - h e_j)) / (2 h) (O(h^2), O(u / h));
+* ``values_h2^-k``: the Hessian from values of lse alone, H_ij = (f(x + h e_i + h e_j)
+  - f(x + h e_i - h e_j) - f(x - h e_i + h e_j) + f(x - h e_i - h e_j)) / (4 h^2) (truncation
+  O(h^2), rounding O(u |f| / h^2): its optimum step is near u^(1/4), larger than the others').
+
+The output is the n x n matrix; rows compare it normwise (max-norm over the entries,
+`precision.metrics.normwise_relative_error` of the flattened matrix). Condition number: the
+componentwise-in-x, normwise-in-H relative condition number
+kappa = ||x||_inf max_ij sum_k |dH_ij / dx_k| / max_ij |H_ij|, with
+dH_ij / dx_k = H_ik delta_ij - H_ik s_j - s_i H_jk; magnitude max |x_i|.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from precision.numbers import MPMATH, Number, NumberSystem
+from precision.problems.base import Problem, Variant, numpy_sum_accumulator
+from precision.problems.derivatives import propose_points
+
+HESSIAN_STEPS = tuple(range(1, 31))
+"""k of the steps h = 2**-k (0.5 down to 9.3e-10)."""
+
+
+def softmax_shifted(x: np.ndarray) -> np.ndarray:
+    """exp(x - max x) / sum, in the input's dtype (numpy's float16 sum accumulates in float32)."""
+    e = np.exp(x - np.max(x))
+    return e / np.sum(e)
+
+
+def lse_shifted(x: np.ndarray) -> np.ndarray:
+    """max x + log(sum exp(x - max x)), in the input's dtype."""
+    a = np.max(x)
+    return a + np.log(np.sum(np.exp(x - a)))
+
+
+def _unit(n: int, j: int, h, dtype) -> np.ndarray:
+    e = np.zeros(n, dtype=dtype)
+    e[j] = h
+    return e
+
+
+def jacobian_forward(x: np.ndarray, h: float) -> np.ndarray:
+    """Forward-difference Jacobian of `softmax_shifted` (column j from a step along e_j)."""
+    step, s0 = x.dtype.type(h), softmax_shifted(x)
+    columns = [
+        (softmax_shifted(x + _unit(x.size, j, step, x.dtype)) - s0) / step for j in range(x.size)
+    ]
+    return np.stack(columns, axis=1)
+
+
+def jacobian_central(x: np.ndarray, h: float) -> np.ndarray:
+    """Central-difference Jacobian of `softmax_shifted`."""
+    step, two = x.dtype.type(h), x.dtype.type(2)
+    columns = []
+    for j in range(x.size):
+        e = _unit(x.size, j, step, x.dtype)
+        columns.append((softmax_shifted(x + e) - softmax_shifted(x - e)) / (two * step))
+    return np.stack(columns, axis=1)
+
+
+def hessian_from_values(x: np.ndarray, h: float) -> np.ndarray:
+    """Second differences of `lse_shifted` (module docstring); i = j gives the step 2h."""
+    step, n = x.dtype.type(h), x.size
+    out = np.empty((n, n), dtype=x.dtype)
+    for i in range(n):
+        for j in range(n):
+            ei, ej = _unit(n, i, step, x.dtype), _unit(n, j, step, x.dtype)
+            total = (lse_shifted(x + ei + ej) - lse_shifted(x + ei - ej)) - (
+                lse_shifted(x - ei + ej) - lse_shifted(x - ei - ej)
+            )
+            out[i, j] = total / (x.dtype.type(4) * step * step)
+    return out
+
+
+def lse_hessian_reference(x: np.ndarray, ctx: NumberSystem = MPMATH) -> tuple[np.ndarray, Number]:
+    """H = diag(s) - s s^T exactly, with 1 - s_i formed as sum_{j != i} e_j / S (no cancellation),
+    and the condition number of the module docstring."""
+    values = ctx.exact_list(x)
+    top = int(np.argmax(np.asarray(x, dtype=np.float64)))  # the shift is taken from the floats
+    e = [ctx.exp(v - values[top]) for v in values]
+    total = ctx.fsum(e)
+    s = [ei / total for ei in e]
+    n = len(values)
+    H = [
+        [
+            s[i] * ctx.fsum(e[k] for k in range(n) if k != i) / total if i == j else -s[i] * s[j]
+            for j in range(n)
+        ]
+        for i in range(n)
+    ]
+    cond = _hessian_condition(values, s, H, ctx)
+    return np.array([H[i][j] for i in range(n) for j in range(n)], dtype=object), cond
+
+
+def _hessian_condition(values, s, H, ctx: NumberSystem) -> Number:
+    n = len(values)
+    if n == 1:  # lse of one value is the identity: its Hessian is exactly [0], cond infinite
+        return ctx.inf
+    worst = ctx.exact(0.0)
+    for i in range(n):
+        for j in range(n):
+            row = [(H[i][k] if i == j else 0) - H[i][k] * s[j] - s[i] * H[j][k] for k in range(n)]
+            worst = ctx.max([worst, ctx.fsum(ctx.abs(v) for v in row)])
+    biggest = ctx.max([ctx.abs(v) for line in H for v in line])
+    return ctx.max([ctx.abs(v) for v in values]) * worst / biggest
+
+
+def estimate_hessian(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Float64 condition number (the reference's formula) and magnitude of candidates."""
+    e = np.exp(X - X.max(axis=1, keepdims=True))
+    s = e / e.sum(axis=1, keepdims=True)
+    H = np.einsum("bi,ij->bij", s, np.eye(X.shape[1])) - s[:, :, None] * s[:, None, :]
+    eye = np.eye(X.shape[1])
+    dH = (
+        np.einsum("bik,ij->bijk", H, eye)
+        - np.einsum("bik,bj->bijk", H, s)
+        - np.einsum("bi,bjk->bijk", s, H)
+    )
+    worst = np.abs(dH).sum(axis=3).max(axis=(1, 2))
+    mag = np.abs(X).max(axis=1)
+    return mag * worst / np.abs(H).max(axis=(1, 2)), mag
+
+
+def propose_logits(rng, *, n: int, magnitude: float, cond: float, size: int) -> np.ndarray:
+    """Logits with max |x_i| near ``magnitude`` (the condition number follows from it)."""
+    base = propose_points(rng, n=1, magnitude=magnitude, cond=cond, size=size)
+    return base * rng.uniform(-1.0, 1.0, size=(size, n))
+
+
+def hessian_variants() -> dict[str, Variant]:
+    methods = (
+        ("jacobian_forward", jacobian_forward),
+        ("jacobian_central", jacobian_central),
+        ("values", hessian_from_values),
+    )
+    variants = {}
+    for method, fd in methods:
+        for k in HESSIAN_STEPS:
+            name = f"{method}_h2^-{k}"
+            variants[name] = Variant(
+                name,
+                lambda x, fd=fd, h=2.0**-k: fd(x, h).ravel(),
+                accumulator=numpy_sum_accumulator,
+                description=f"{method} with h = 2^-{k}",
+            )
+    return variants
+
+
+FD_HESSIAN = Problem(
+    name="fd_hessian",
+    description="Hessian of log-sum-exp (Jacobian of softmax) by finite differences, h sweep",
+    reference=lse_hessian_reference,
+    magnitude=lambda x: float(np.abs(np.asarray(x, dtype=np.float64)).max()),
+    propose=propose_logits,
+    estimate=estimate_hessian,
+    variants=hessian_variants(),
+    input_shape=lambda n: (n,),
+)

@@ -1,0 +1,187 @@
+"""Stored study results: find them, read them, and tell whether they are still current.
+
+A results folder is what ``precision run`` wrote: ``errors.parquet`` (the tidy table) and
+``meta.json`` (the spec as run, seed, versions, machine, commit and fingerprints; see
+`precision.store.provenance`). Reading needs no heavy imports until a table is loaded, so the
+command line can check its arguments first. Nothing here writes or prints.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+class ResultsError(Exception):
+    """A results folder that is missing, incomplete or unreadable (a one-line message)."""
+
+
+@dataclass(frozen=True)
+class StoredStudy:
+    """One results folder: its provenance and, once loaded, its table."""
+
+    folder: Path
+    meta: dict
+    table: object = field(default=None, compare=False, repr=False)  # a pandas.DataFrame
+
+    @property
+    def name(self) -> str:
+        """The study's name as its spec gives it."""
+        return str(self.meta.get("study") or self.folder.name)
+
+    @property
+    def key(self) -> str:
+        """The results folder's name: unique within a results folder, unlike ``name``."""
+        return self.folder.name
+
+    @property
+    def spec(self) -> dict:
+        """The spec as run (after any --quick overrides)."""
+        return self.meta.get("spec") or {}
+
+
+def read_meta(folder: Path) -> dict:
+    """The provenance of a results folder.
+
+    Raises
+    ------
+    ResultsError
+        When the folder does not exist, holds no meta.json, or its meta.json is not a JSON
+        object with the spec that was run.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ResultsError(f"{folder}: no such results folder")
+    path = folder / "meta.json"
+    if not path.is_file():
+        raise ResultsError(f"{folder}: no meta.json here (not a folder written by precision run)")
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ResultsError(f"{path}: cannot read: {exc}") from None
+    except ValueError as exc:
+        raise ResultsError(f"{path}: not valid JSON: {exc}") from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("spec"), dict):
+        raise ResultsError(f"{path}: holds no spec (written by an older precision?); rerun it")
+    return meta
+
+
+def load_study(folder: Path) -> StoredStudy:
+    """A results folder with its table (`read_meta`'s errors, or a missing/unreadable table)."""
+    import pandas as pd
+
+    folder = Path(folder)
+    meta = read_meta(folder)
+    path = folder / "errors.parquet"
+    if not path.is_file():
+        raise ResultsError(f"{folder}: no errors.parquet here (an unfinished run?)")
+    try:
+        table = pd.read_parquet(path)
+    except Exception as exc:  # pyarrow raises several types for a damaged file
+        raise ResultsError(f"{path}: cannot read the table: {exc}") from None
+    return StoredStudy(folder, meta, _with_all_columns(table))
+
+
+def _with_all_columns(table):
+    """A table written by an older precision, with the columns it lacks added as missing
+    values (staleness names them), so that every summary can read it."""
+    from precision.study import COLUMNS, _typed
+
+    missing = [c for c in COLUMNS if c not in table.columns]
+    if not missing:
+        return table
+    table = table.assign(**{c: None for c in missing})
+    table.attrs["missing_columns"] = missing
+    return _typed(table[[*COLUMNS, *[c for c in table.columns if c not in COLUMNS]]])
+
+
+def find_studies(results_dir: Path, *, skip: tuple[Path, ...] = ()) -> list[Path]:
+    """The study folders directly under ``results_dir`` (those holding a meta.json), by name.
+
+    Raises
+    ------
+    ResultsError
+        When ``results_dir`` does not exist or holds no study.
+    """
+    results_dir = Path(results_dir)
+    if not results_dir.is_dir():
+        raise ResultsError(f"{results_dir}: no such results folder (run make study first)")
+    skipped = {p.resolve() for p in skip}
+    found = [
+        p
+        for p in sorted(results_dir.iterdir())
+        if p.is_dir() and (p / "meta.json").is_file() and p.resolve() not in skipped
+    ]
+    if not found:
+        raise ResultsError(
+            f"{results_dir}: holds no study results (no <study>/meta.json); run make study first"
+        )
+    return found
+
+
+# ---------------------------------------------------------------- staleness
+
+
+def spec_file(meta: dict) -> Path | None:
+    """The spec file a study was run from, where it can still be found."""
+    for key in ("spec_path", "spec_file"):
+        if meta.get(key) and Path(meta[key]).is_file():
+            return Path(meta[key])
+    return None
+
+
+def staleness(study: StoredStudy) -> list[str]:
+    """Why a stored study may no longer be what its spec and the code would give today.
+
+    Compares the fingerprints in meta.json (`precision.store.spec_fingerprint`, recorded for
+    the spec as run, after any ``--quick`` overrides, and `precision.store.code_fingerprint`)
+    with those of the spec file as it is now (with and without its [quick] overrides) and of
+    the code as it is now, and the table's sha256 with the one recorded when it was written.
+    Returns one reason per finding; an empty list means current.
+    """
+    from precision import store
+    from precision.spec import SpecError, load_spec
+
+    meta, reasons = study.meta, []
+    path = spec_file(meta)
+    if path is None:
+        reasons.append(f"its spec file {meta.get('spec_file')} no longer exists")
+    else:
+        current = set()
+        for quick in (False, True):
+            try:
+                current.add(store.spec_fingerprint(load_spec(path, quick=quick)))
+            except SpecError:
+                continue  # no [quick] table, or a spec that no longer loads
+        if meta.get("spec_sha256") not in current:
+            reasons.append(f"its spec file {path} changed since the run")
+    if meta.get("code_sha256") != store.code_fingerprint():
+        reasons.append("the precision code changed since the run (code fingerprint differs)")
+    missing = getattr(study.table, "attrs", {}).get("missing_columns")
+    if missing:
+        reasons.append(f"its table predates the columns {', '.join(missing)}")
+    recorded = meta.get("table_sha256")
+    table_file = study.folder / "errors.parquet"
+    if recorded and table_file.is_file():
+        if hashlib.sha256(table_file.read_bytes()).hexdigest() != recorded:
+            reasons.append("errors.parquet was modified after the run")
+    return reasons
+
+
+def rerun_command(meta: dict, folder: Path) -> str:
+    """The command that reruns a study into ``folder`` (``--quick`` when that is what ran)."""
+    from precision import store
+    from precision.spec import SpecError, load_spec
+
+    path = meta.get("spec_file") or "SPEC.toml"
+    quick = ""
+    found = spec_file(meta)
+    if found is not None:
+        try:
+            if store.spec_fingerprint(load_spec(found, quick=True)) == meta.get("spec_sha256"):
+                quick = " --quick"
+        except SpecError:
+            pass
+    return f"precision run {path}{quick} --out {folder}"
