@@ -3,9 +3,11 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-STUDIES := softmax summation variance
+STUDIES := softmax summation variance linear-systems least-squares derivatives descent \
+           optimisation constrained frameworks rounding
 
-.PHONY: help env study test lint format docs-image docs-errors bench clean $(addprefix study-,$(STUDIES))
+.PHONY: help env study test lint format docs-image docs-errors bench clean report reproduce \
+        $(addprefix study-,$(STUDIES))
 
 help:  ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -28,6 +30,38 @@ study-summation: $(STAMP)  ## summation order, Kahan, accumulators; cancellation
 
 study-variance: $(STAMP)  ## variance algorithms and batch normalisation (eps 1e-5 and finfo)
 	$(BIN)/precision run studies/variance.toml --out results/variance
+
+study-linear-systems: $(STAMP)  ## linear systems: inv(A) b vs LU vs solve; forward and backward error vs kappa
+	$(BIN)/precision run studies/linear_systems.toml --out results/linear_systems
+
+study-least-squares: $(STAMP)  ## least squares: normal equations (kappa^2) vs QR and lstsq (kappa); ridge
+	$(BIN)/precision run studies/least_squares.toml --out results/least_squares
+
+study-derivatives: $(STAMP)  ## finite differences: V curve of error vs step h, Jacobian and Hessian
+	$(BIN)/precision run studies/derivatives.toml --out results/derivatives
+
+study-descent: $(STAMP)  ## gradient descent: learning rate, 2/lambda_max, float16 stagnation and remedies
+	$(BIN)/precision run studies/descent.toml --out results/descent
+
+study-optimisation: $(STAMP)  ## Newton vs gradient descent vs BFGS vs kappa(H); critical points
+	$(BIN)/precision run studies/optimisation.toml --out results/optimisation
+
+study-constrained: $(STAMP)  ## min ||Xw-y||^2 s.t. ||w||^2 <= C via its Lagrangian: KKT residuals
+	$(BIN)/precision run studies/constrained.toml --out results/constrained
+
+study-frameworks: $(STAMP)  ## torch, JAX, TensorFlow kernels vs the textbook softmax family
+	$(BIN)/precision run studies/frameworks.toml --out results/frameworks
+
+study-rounding: $(STAMP)  ## emulated float16 arithmetic and stochastic rounding vs stagnation
+	$(BIN)/precision run studies/rounding.toml --out results/rounding
+
+report: $(STAMP)  ## the report: results/report/index.html and index.md from the stored studies
+	$(BIN)/precision report --results results --out results/report
+
+reproduce: $(STAMP)  ## rerun every stored study from its meta.json and compare with its table
+	@set -- $(patsubst %/meta.json,%,$(wildcard results/*/meta.json)); \
+	if [ $$# -eq 0 ]; then echo "no study results under results/: run make study first" >&2; exit 2; fi; \
+	$(BIN)/precision reproduce "$$@"
 
 test: $(STAMP)  ## run the test suite (CI runs exactly this)
 	$(BIN)/python -m pytest -q
