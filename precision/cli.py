@@ -302,7 +302,7 @@ def _run(args) -> int:
 
     from precision import plots, store, summary
     from precision.execute import execute
-    from precision.study import chunks
+    from precision.study import chunks, companion_tables
 
     store.check_output_folder(out_dir, spec, force=args.force)
     total = sum(chunk.inputs(spec) for chunk in chunks(spec))
@@ -325,13 +325,15 @@ def _run(args) -> int:
         "compute_seconds": report.compute_seconds,
         "executor": args.executor,
     }
+    companions = companion_tables(table)
     written = store.write_study(
         out_dir,
         table=table,
         summary=summary.summarize(table),
         digest=summary.markdown(table, title=spec.name),
         meta=store.provenance(spec, timing),
-        figures={} if args.no_plots else plots.study_figures(table),
+        figures={} if args.no_plots else plots.study_figures(table, companions),
+        tables=companions,
     )
     store.clear_parts(out_dir)
     share = report.ground_truth_seconds / max(report.compute_seconds, 1e-9)

@@ -214,11 +214,16 @@ def _legend(fig: plt.Figure, axes) -> None:
     fig.subplots_adjust(right=0.82, hspace=0.45, wspace=0.3)
 
 
-def study_figures(table: pd.DataFrame) -> dict[str, plt.Figure]:
-    """Every figure of a study, by file stem."""
+def study_figures(
+    table: pd.DataFrame, companions: dict[str, pd.DataFrame] | None = None
+) -> dict[str, plt.Figure]:
+    """Every figure of a study, by file stem, from its rows and its stored companion tables
+    (`precision.study.companion_tables`: the convergence curves)."""
     problems = list(dict.fromkeys(table["problem"]))
     figures = {f"heatmap_{p}": heatmap_figure(table, p) for p in problems if p not in STEP_SWEEPS}
     figures |= optimisation_figures(table)
+    if companions and "convergence" in companions:
+        figures["convergence_quadratic"] = convergence_figure(companions["convergence"])
     for p in problems:
         if p in VERSUS_N:
             figures[f"lines_{p}_n"] = lines_versus_n(table, p)
@@ -291,11 +296,13 @@ def _median_bounds(rows: pd.DataFrame) -> pd.DataFrame:
     return stats.reset_index()
 
 
-def report_figures(table: pd.DataFrame) -> dict[str, plt.Figure]:
+def report_figures(
+    table: pd.DataFrame, companions: dict[str, pd.DataFrame] | None = None
+) -> dict[str, plt.Figure]:
     """Every figure a report shows for one study: the study's own figures (`study_figures`)
     and, for each problem whose rows carry bounds and that has no reference lines, the error
     versus condition number with the rows' bounds (`bound_lines_versus_condition`)."""
-    figures = study_figures(table)
+    figures = study_figures(table, companions)
     for problem in dict.fromkeys(table["problem"]):
         rows = table[table["problem"] == problem]
         if problem not in REFERENCE_LINES and np.isfinite(rows["bound"].astype(float)).any():
@@ -405,23 +412,14 @@ def accuracy_versus_condition(table: pd.DataFrame, problem: str) -> plt.Figure:
 
 def optimisation_figures(table: pd.DataFrame) -> dict[str, plt.Figure]:
     """The step-sweep figures of the finite-difference problems, and for the quadratic the
-    accuracy-versus-kappa lines and the convergence curves of its gradient-descent variants
-    (recomputed by the pure `convergence_table`: the rows hold final iterates only)."""
-    from precision.problems.optimisers import GD_RULES
-    from precision.problems.quadratic import convergence_table
-
+    accuracy-versus-kappa lines (its convergence curves come from the stored companion table:
+    `study_figures`)."""
     problems = list(dict.fromkeys(table["problem"]))
     figures = {f"steps_{p}": step_sweep_figure(table, p) for p in problems if p in STEP_SWEEPS}
     if "critical_point" in problems:
         figures["misclassified_critical_point"] = misclassification_figure(table)
     if "quadratic" in problems:
-        rows = table[table["problem"] == "quadratic"]
         figures["lines_quadratic_kappa"] = accuracy_versus_condition(table, "quadratic")
-        descent = tuple(v for v in dict.fromkeys(rows["variant"]) if v in GD_RULES)
-        if descent:
-            formats = tuple(dict.fromkeys(rows["format"]))
-            curves = convergence_table(variants=descent, formats=formats)
-            figures["convergence_quadratic"] = convergence_figure(curves)
     return figures
 
 

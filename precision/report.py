@@ -21,7 +21,14 @@ import pandas as pd
 
 from precision import claims as claims_module
 from precision.problems import PROBLEMS
-from precision.results import StoredStudy, find_studies, load_study, rerun_command, staleness
+from precision.results import (
+    StoredStudy,
+    find_studies,
+    load_study,
+    read_companions,
+    rerun_command,
+    staleness,
+)
 from precision.summary import first_failures, overview
 
 REPORT_FOLDER = "report"
@@ -316,7 +323,7 @@ def _figure_blocks(study: StoredStudy, report: Report) -> list[Block]:
         # A panel without usable rows (a format where every row failed) is drawn empty, and
         # matplotlib warns that an empty log axis cannot be scaled.
         warnings.simplefilter("ignore", UserWarning)
-        figures = report_figures(study.table)
+        figures = report_figures(study.table, read_companions(study.folder))
         for stem, fig in figures.items():
             path = f"{_safe(study.key)}/{stem}.png"
             report.images[path] = store.png_bytes(fig)  # closes the figure
@@ -352,9 +359,8 @@ def _figure_caption(stem: str, source: Path) -> str:
         return f"{rest}: median relative error versus the step h, per format and scheme." + drawn
     if kind == "convergence":
         return (
-            f"{rest}: error versus iteration of the gradient-descent variants, recomputed when "
-            "the report is built (precision.problems.quadratic.convergence_table), since the "
-            "stored rows hold final iterates only."
+            f"{rest}: error versus iteration of the gradient-descent variants, from the "
+            f"stored {source.parent.name}/convergence.csv (the rows hold final iterates only)."
         )
     return stem.replace("_", " ") + "." + drawn
 

@@ -84,6 +84,26 @@ def load_study(folder: Path) -> StoredStudy:
     return StoredStudy(folder, meta, _with_all_columns(table))
 
 
+COMPANIONS = ("convergence",)
+"""Companion tables a results folder may hold as ``<name>.csv``
+(`precision.study.companion_tables`)."""
+
+
+def read_companions(folder: Path) -> dict:
+    """The companion tables stored in a results folder (name -> DataFrame)."""
+    import pandas as pd
+
+    found = {}
+    for name in COMPANIONS:
+        path = Path(folder) / f"{name}.csv"
+        if path.is_file():
+            try:
+                found[name] = pd.read_csv(path)
+            except Exception as exc:  # a damaged file: say which
+                raise ResultsError(f"{path}: cannot read: {exc}") from None
+    return found
+
+
 def _with_all_columns(table):
     """A table written by an older precision, with the columns it lacks added as missing
     values (staleness names them), so that every summary can read it."""

@@ -205,12 +205,14 @@ def write_study(
     digest: str,
     meta: dict,
     figures: dict | None = None,
+    tables: dict[str, pd.DataFrame] | None = None,
 ) -> list[Path]:
     """Write a study's outputs into ``out_dir``, all or none (`write_all_or_nothing`); returns
     the paths written.
 
     ``errors.parquet`` (the tidy table), ``summary.csv`` (per cell), ``summary.md`` (digest),
-    ``meta.json`` (provenance) and one PNG per figure.
+    ``meta.json`` (provenance), one PNG per figure and one ``<name>.csv`` per companion table
+    (`precision.study.companion_tables`; floats written in full, so they read back exactly).
     """
     out_dir = Path(out_dir)
     files = {
@@ -218,6 +220,8 @@ def write_study(
         out_dir / "summary.csv": summary.to_csv(index=False, float_format="%.6g").encode(),
         out_dir / "summary.md": digest.encode(),
     }
+    for name, companion in (tables or {}).items():
+        files[out_dir / f"{name}.csv"] = companion.to_csv(index=False).encode()
     for stem, fig in (figures or {}).items():
         files[out_dir / f"{stem}.png"] = _png(fig)
     # The table's hash lets a report notice a table edited after the run.

@@ -180,6 +180,15 @@ def run(
     return table
 
 
+def companion_tables(table: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Tables a study stores beside its rows (name -> table), computed from them: the
+    convergence curves of gradient-descent variants (`quadratic.convergence_curves`)."""
+    from precision.problems.quadratic import convergence_curves
+
+    curves = convergence_curves(table)
+    return {} if curves is None else {"convergence": curves}
+
+
 def concat_tables(tables: list[pd.DataFrame]) -> pd.DataFrame:
     """Chunk tables in chunk order, as one table with the fixed column dtypes."""
     tables = [t for t in tables if len(t)]

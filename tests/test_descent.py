@@ -205,3 +205,17 @@ def test_rows_compute_in_their_format(table, fmt):
 def test_quick_spec_is_a_subset_of_the_full_one():
     full, quick = load_spec(STUDY), load_spec(STUDY, quick=True)
     assert dataclasses.replace(quick, grid=full.grid, raw={}) == dataclasses.replace(full, raw={})
+
+
+def test_convergence_curves_are_a_stored_companion_of_the_study(table):
+    """The curves start at the initial iterate (error 1 relative to theta* = H^-1 b from
+    theta_0 = 0) and come per gradient-descent variant and format of the study's rows."""
+    from precision.study import companion_tables
+
+    rows = table
+    curves = companion_tables(rows)["convergence"]
+    descent = {v for v in rows["variant"] if v.startswith("gd_")}
+    assert set(curves["variant"]) == descent
+    assert set(curves["format"]) == set(rows["format"])
+    assert (curves.loc[curves["iteration"] == 0, "rel_error"] == 1.0).all()
+    assert companion_tables(rows[rows["problem"] != "quadratic"]) == {}

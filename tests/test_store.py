@@ -285,3 +285,24 @@ def test_ground_truth_cache_takes_concurrent_writers_on_a_new_file(tmp_path):
     cache = store.GroundTruthCache(path)
     assert len(cache) == 8 * 20
     assert cache.get("7-19") == {"worker": 7, "k": 19}
+
+
+def test_companion_tables_are_written_beside_the_rows_and_read_back_exactly(tmp_path: Path):
+    from precision.results import read_companions
+
+    curves = pd.DataFrame(
+        {"iteration": [0, 1, 2], "format": ["float16"] * 3, "rel_error": [1.0, 0.1 + 0.2, 2**-60]}
+    )
+    summary = pd.DataFrame({"problem": ["softmax"], "count": [3]})
+    written = store.write_study(
+        tmp_path,
+        table=sample_table(),
+        summary=summary,
+        digest="# d\n",
+        meta={"seed": 1},
+        tables={"convergence": curves},
+    )
+    assert tmp_path / "convergence.csv" in written
+    back = read_companions(tmp_path)["convergence"]
+    assert back["rel_error"].tolist() == curves["rel_error"].tolist()  # every bit
+    assert read_companions(tmp_path / "missing") == {}

@@ -230,3 +230,17 @@ def convergence_table(
                     )
                 )
     return pd.concat(frames, ignore_index=True)
+
+
+def convergence_curves(table: pd.DataFrame) -> pd.DataFrame | None:
+    """The `convergence_table` of a study's gradient-descent variants and formats (None when
+    the study has none): the rows hold final iterates only, so the curves are computed once
+    with the study and stored beside it (``convergence.csv``), and figures and reports draw
+    them from there."""
+    from precision.problems.optimisers import GD_RULES
+
+    rows = table[table["problem"] == "quadratic"]
+    descent = tuple(v for v in dict.fromkeys(rows["variant"]) if v in GD_RULES)
+    if not descent:
+        return None
+    return convergence_table(variants=descent, formats=tuple(dict.fromkeys(rows["format"])))
