@@ -225,3 +225,15 @@ def test_backward_error_library_version_device_and_mode_columns():
     assert seen == [(np.float32, np.float32)]
     assert row["library_version"] == metadata.version("numpy")
     assert (row["device"], row["compute_mode"], row["iterations"]) == ("cpu", "native", None)
+
+
+def test_ulp_distances_beyond_2_63_are_stored_exactly():
+    """float64 ulp distances reach 2**64 - 2**53; pandas turned a list of such Python ints into
+    float64 on the way to UInt64 (the bench caught 3735625535656447729 stored as ...7488)."""
+    from precision.study import _rows_table
+
+    ulps = [3735625535656447729, 2**64 - 2**53, None, 1]
+    table = _rows_table([{"ulps": v, "sample": i} for i, v in enumerate(ulps)])
+    assert table["ulps"].dtype == "UInt64"
+    assert table["ulps"].tolist()[:2] == ulps[:2]
+    assert table["ulps"].isna().tolist() == [False, False, True, False]
