@@ -31,6 +31,7 @@ the library really computed in).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
 import importlib.util
@@ -90,9 +91,26 @@ LIBRARIES: dict[str, Library] = {
 @functools.cache
 def _module(name: str):
     """Import a library on first use (TensorFlow's C++ start-up log is kept to warnings)."""
-    if name == "tensorflow":
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    return importlib.import_module(name)
+    if name != "tensorflow":
+        return importlib.import_module(name)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # TensorFlow 2.21 writes its oneDNN notice to fd 2 before absl logging is initialised,
+    # ignoring TF_CPP_MIN_LOG_LEVEL; only the CLI prints, so the import runs with fd 2 on
+    # /dev/null (an import error is still raised, as an exception).
+    with _silenced_stderr_fd():
+        return importlib.import_module(name)
+
+
+@contextlib.contextmanager
+def _silenced_stderr_fd():
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as devnull:
+            os.dup2(devnull.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def _first_line(error: BaseException) -> str:
