@@ -58,6 +58,21 @@ def main(argv: list[str] | None = None) -> int:
         return _internal_error(exc, args)
 
 
+def run_captured(argv: list[str]) -> tuple[int, str, str]:
+    """Run ``precision ARGV`` in this process and return (exit status, stdout, stderr) as
+    text: for tests, notebooks and the README's generated error list. argparse's own exits
+    (``--help``, usage errors) are returned as statuses, not raised."""
+    import io
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main(argv)
+        except SystemExit as exc:
+            code = exc.code
+    return code, out.getvalue(), err.getvalue()
+
+
 class _OneLineParser(argparse.ArgumentParser):
     """argparse that reports a usage error in one line (and exit status 2), like every other
     bad input, instead of printing the usage block first."""

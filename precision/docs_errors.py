@@ -99,7 +99,7 @@ CASES = (
 
 def error_line(case: Case) -> str:
     """The one line ``precision`` prints on stderr for ``case``, run in a scratch folder."""
-    from precision.cli import main
+    from precision.cli import run_captured
 
     with tempfile.TemporaryDirectory() as scratch, contextlib.chdir(scratch):
         folder = Path(scratch)
@@ -107,14 +107,11 @@ def error_line(case: Case) -> str:
         (folder / "study.toml").write_text(spec)
         if case.setup:
             case.setup(folder)
-        err = io.StringIO()
         with contextlib.ExitStack() as stack:
             for patch in case.patches:
                 stack.enter_context(patch())
-            stack.enter_context(contextlib.redirect_stdout(io.StringIO()))
-            stack.enter_context(contextlib.redirect_stderr(err))
-            main(list(case.argv))
-    return err.getvalue().strip()
+            _, _, err = run_captured(list(case.argv))
+    return err.strip()
 
 
 def section() -> str:

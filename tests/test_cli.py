@@ -7,8 +7,6 @@ exits 2 with one line on stderr and never touches earlier results.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import re
 import subprocess
@@ -19,7 +17,7 @@ import pandas as pd
 import pytest
 
 from precision import store
-from precision.cli import main
+from precision.cli import main, run_captured
 from precision.formats import FORMATS
 from precision.problems import PROBLEMS
 from precision.spec import parse_spec
@@ -50,15 +48,7 @@ def tiny_spec(folder: Path) -> Path:
     return path
 
 
-def call(argv: list[str]) -> tuple[int, str, str]:
-    """Run the CLI in-process, returning (exit status, stdout, stderr)."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            code = main(argv)
-        except SystemExit as exc:  # argparse: --help, usage errors
-            code = exc.code
-    return code, out.getvalue(), err.getvalue()
+call = run_captured  # the CLI in-process: (exit status, stdout, stderr)
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:

@@ -10,7 +10,6 @@ spec loader and of ``eval`` (only the framework's own errors may come out).
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import errno
 import io
@@ -28,7 +27,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from precision import docs_errors, store
-from precision.cli import main
+from precision.cli import run_captured
 from precision.formats import STUDY_FORMATS
 from precision.problems import DEFAULT_VARIANTS, PROBLEMS
 from precision.spec import SpecError, StudySpec, load_spec, parse_spec
@@ -40,15 +39,7 @@ QUIET = ["--executor", "serial", "--no-progress", "--no-plots"]
 HOW = "(give numbers separated by commas, a JSON array, or a .npy or .csv file)"
 
 
-def call(argv: list[str]) -> tuple[int, str, str]:
-    """Run the CLI in-process: (exit status, stdout, stderr)."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            code = main(argv)
-        except SystemExit as exc:  # argparse usage errors
-            code = exc.code
-    return code, out.getvalue(), err.getvalue()
+call = run_captured  # the CLI in-process: (exit status, stdout, stderr)
 
 
 def tree(folder: Path) -> dict[str, bytes | None]:

@@ -8,8 +8,6 @@ parse from a list, JSON, .npy and .csv.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import math
 from pathlib import Path
@@ -20,7 +18,7 @@ import pandas as pd
 import pytest
 
 import precision
-from precision.cli import main
+from precision.cli import run_captured
 from precision.evaluate import (
     COLUMNS,
     evaluate,
@@ -39,12 +37,7 @@ from precision.values import InputError, logits_with_target, parse_values
 THIRD_F16 = float(np.float16(1 / 3))
 
 
-def call(argv: list[str]) -> tuple[int, str, str]:
-    """Run the CLI in-process: (exit status, stdout, stderr)."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main(argv)
-    return code, out.getvalue(), err.getvalue()
+call = run_captured  # the CLI in-process: (exit status, stdout, stderr)
 
 
 def row(table: pd.DataFrame, variant: str, fmt: str) -> pd.Series:

@@ -8,8 +8,6 @@ without figures (`precision.report.build_report`); one runs ``precision report``
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import re
 import shutil
@@ -22,7 +20,7 @@ import pytest
 
 from precision import store
 from precision.claims import CLAIMS, exp_thresholds
-from precision.cli import main
+from precision.cli import run_captured
 from precision.report import build_report
 from precision.results import load_study, staleness
 
@@ -61,14 +59,7 @@ grid = { log10_cond = [0, 3], sizes = [10, 100], samples_per_cell = 1 }
 """
 
 
-def call(argv: list[str]) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            code = main(argv)
-        except SystemExit as exc:
-            code = exc.code
-    return code, out.getvalue(), err.getvalue()
+call = run_captured  # the CLI in-process: (exit status, stdout, stderr)
 
 
 def run_quick(spec_text: str, folder: Path, name: str, *plots: str) -> Path:

@@ -7,9 +7,7 @@ workers is asserted in tests/test_execute.py; here the rerun starts from meta.js
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import io
 import json
 import shutil
 from pathlib import Path
@@ -19,7 +17,7 @@ import pandas as pd
 import pytest
 
 from precision import store
-from precision.cli import main
+from precision.cli import run_captured
 from precision.reproduce import compare_tables
 from precision.spec import parse_spec
 
@@ -44,14 +42,7 @@ grid = { samples_per_cell = 1 }
 """
 
 
-def call(argv: list[str]) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            code = main(argv)
-        except SystemExit as exc:
-            code = exc.code
-    return code, out.getvalue(), err.getvalue()
+call = run_captured  # the CLI in-process: (exit status, stdout, stderr)
 
 
 @pytest.fixture(scope="module")
