@@ -1,21 +1,41 @@
-# precision: everything runs inside .venv, created on first use from pyproject.toml.
+# precision: everything runs inside .venv, installed from the committed lock (lock/py311.txt),
+# never by resolving the version ranges of pyproject.toml afresh. `make lock` refreshes the lock.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+LOCK   := lock/py311.txt
+# The lock is for this Python; another one would resolve (and may break) differently.
+LOCK_PYTHON := 3.11
+# pip freeze as the lock writes it: no comments, torch's local "+cpu" label dropped (the
+# constraint torch==2.13.0 selects the CPU build on disk), sorted.
+FROZEN := grep -v '^\#' | sed -E 's/^(torch==[^+]*)\+cpu$$/\1/' | LC_ALL=C sort -f
+LOCK_BODY := <(grep -v '^\#' $(LOCK))
+SHELL := /bin/bash
 STUDIES := softmax summation variance linear-systems least-squares derivatives descent \
            optimisation constrained frameworks rounding
 
-.PHONY: help env study test lint format docs-image docs-errors bench clean report reproduce \
-        $(addprefix study-,$(STUDIES))
+.PHONY: help env study test test-latest lock lint format docs-image docs-errors bench clean \
+        report reproduce $(addprefix study-,$(STUDIES))
 
 help:  ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
-$(STAMP): pyproject.toml
+# Fails with one line unless $(PYTHON) is the Python the lock was made for.
+check-python = @$(PYTHON) -c 'import sys; v = "%d.%d" % sys.version_info[:2]; sys.exit(0 if v == "$(LOCK_PYTHON)" else f"$(PYTHON) is Python {v}; the lock is for Python $(LOCK_PYTHON): make PYTHON=python$(LOCK_PYTHON) ...")'
+
+# A fresh environment whenever the lock or pyproject.toml changes, so that nothing the lock
+# no longer names lingers. pip and setuptools come from the lock too, and the package is built
+# without build isolation, so that no build step resolves a version range either.
+$(STAMP): pyproject.toml $(LOCK)
+	$(check-python)
+	rm -rf $(VENV)
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet --constraint $(LOCK) pip setuptools wheel
+	$(BIN)/python -m pip install --quiet --constraint $(LOCK) --no-build-isolation -e '.[test]'
+	$(BIN)/python -m pip check
+	$(BIN)/python -m pip freeze --all --exclude-editable | $(FROZEN) | diff -u $(LOCK_BODY) - \
+	  || { echo "the environment differs from $(LOCK) (lines above)" >&2; exit 1; }
 	touch $(STAMP)
 
 env: $(STAMP)  ## create the environment (.venv) and install the package
@@ -65,6 +85,33 @@ reproduce: $(STAMP)  ## rerun every stored study from its meta.json and compare 
 
 test: $(STAMP)  ## run the test suite (CI runs exactly this)
 	$(BIN)/python -m pytest -q
+
+# Not run by CI: the newest releases the ranges admit, to find a breaking release on purpose.
+test-latest:  ## run the tests in a throwaway .venv-latest resolved from pyproject's ranges alone
+	$(check-python)
+	rm -rf .venv-latest
+	$(PYTHON) -m venv .venv-latest
+	.venv-latest/bin/python -m pip install --quiet --upgrade pip
+	.venv-latest/bin/python -m pip install --quiet -e '.[test]'
+	.venv-latest/bin/python -m pip freeze --exclude-editable | diff $(LOCK) - || true
+	.venv-latest/bin/python -m pytest -q -p no:cacheprovider
+
+# Resolves every extra (the test extra holds them all) from the ranges in pyproject.toml in a
+# throwaway environment and writes what was installed, pip and setuptools included. torch's
+# pin (2.13.0, a CPU build) keeps pip from pulling a CUDA build; only pip, not uv, finds it.
+lock:  ## refresh lock/py311.txt from pyproject's ranges (then: make test, make study)
+	$(check-python)
+	rm -rf .venv-lock
+	$(PYTHON) -m venv .venv-lock
+	.venv-lock/bin/python -m pip install --quiet --upgrade pip setuptools wheel
+	.venv-lock/bin/python -m pip install --quiet -e '.[test]'
+	.venv-lock/bin/python -m pip check
+	( echo "# The exact versions every environment of the Makefile installs (pip constraints)."; \
+	  echo "# Python $(LOCK_PYTHON), all extras. Regenerate with make lock; do not edit by hand."; \
+	  .venv-lock/bin/python -m pip freeze --all --exclude-editable | $(FROZEN) ) > $(LOCK).new
+	mv $(LOCK).new $(LOCK)
+	rm -rf .venv-lock
+	@echo "wrote $(LOCK); now run make test and make study, and commit the lock"
 
 lint: $(STAMP)  ## ruff lint and format check
 	$(BIN)/ruff check precision tests benchmarks
