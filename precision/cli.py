@@ -354,12 +354,26 @@ def _run(args) -> int:
     share = report.ground_truth_seconds / max(report.compute_seconds, 1e-9)
     resumed = f"; resumed {report.resumed} of {report.chunks} chunks" if report.resumed else ""
     discarded = f"; discarded {report.discarded} parts of older code" if report.discarded else ""
+    if report.first_traceback and getattr(args, "debug", False):
+        print("precision: the first exception a variant raised:", file=sys.stderr)
+        print(report.first_traceback.rstrip(), file=sys.stderr)
     print(
         f"{spec.name}: {report.rows} rows in {report.seconds:.1f} s with {args.executor} "
         f"(ground truth {100 * share:.0f}% of compute){resumed}{discarded}; "
-        f"{len(written)} files in {out_dir}"
+        f"{len(written)} files in {out_dir}{_raised_text(summary.raised(table))}"
     )
     return 0
+
+
+def _raised_text(raised) -> str:
+    """``; variants that raised: logsumexp/scipy in bfloat16 (96 rows, TypeError)`` or ""."""
+    if raised.empty:
+        return ""
+    items = [
+        f"{r.problem}/{r.variant} in {r.format} ({r.rows} rows, {r.exception.split(':')[0]})"
+        for r in raised.itertuples(index=False)
+    ]
+    return f"; variants that raised: {', '.join(items)} (rows with outcome error; --debug)"
 
 
 def _report(args) -> int:

@@ -26,7 +26,7 @@ from precision.metrics import Exact
 from precision.problems import DEFAULT_VARIANTS, PROBLEMS
 from precision.problems.base import Problem
 from precision.spec import did_you_mean
-from precision.study import measure_variant, run_variant
+from precision.study import measure_variant, run_variant_detailed
 from precision.values import InputError
 
 COLUMNS = {
@@ -35,7 +35,10 @@ COLUMNS = {
     "format": "the format the input was rounded to and the variant computed in",
     "outcome": "ok / underflow / overflow / nan (see metrics.result_outcome), input_overflow "
     "(the format cannot represent the input), input_nan / input_inf (no exact value), "
-    "undefined (no exact result: e.g. the rounded matrix is singular)",
+    "undefined (no exact result: e.g. the rounded matrix is singular), unsupported (the "
+    "library refuses the format), error (the variant raised; see exception)",
+    "exception": "the exception the variant raised, type and message (outcome error), or the "
+    "library's refusal (outcome unsupported); empty otherwise",
     "computed": "the variant's result as float64 numbers (exactly its values): a float for a "
     "scalar output, an array for a vector",
     "exact": "the certified exact result (mpmath numbers, ~106 bits), like `computed`",
@@ -211,22 +214,32 @@ def _rows_in_format(problem: Problem, x: np.ndarray, fmt: Format, variants) -> l
     rows = []
     for name in variants:
         y, measured = measure_variant(problem, name, x_fmt, fmt, truth.exact)
-        rows.append(base | measured | {"computed": _float_values(y)})
+        returned = measured["outcome"] not in NOTHING_RETURNED
+        rows.append(base | measured | {"computed": _float_values(y) if returned else None})
     return rows
+
+
+NOTHING_RETURNED = ("unsupported", "error")
+"""Outcomes of a variant that returned no result (it raised)."""
 
 
 def _unmeasured(problem: Problem, name: str, x_fmt: np.ndarray, fmt: Format, outcome: str):
     """A variant's result on an input without an exact value (it holds NaN or inf)."""
     variant = problem.variants[name]
-    y, raised = run_variant(problem, name, x_fmt)
-    return {
+    run = run_variant_detailed(problem, name, x_fmt)
+    about = {
         "variant": name,
-        "outcome": outcome,
-        "computed": _float_values(y),
-        "compute_dtype": y.dtype.name,
         "accumulator": variant.accumulator(fmt),
         "library": variant.library,
-        "fp_exceptions": ",".join(sorted(raised)),
+        "fp_exceptions": ",".join(sorted(run.raised)),
+    }
+    if run.error is not None or run.unsupported is not None:
+        stopped = "error" if run.error is not None else "unsupported"
+        return about | {"outcome": stopped, "exception": run.error or run.unsupported}
+    return about | {
+        "outcome": outcome,
+        "computed": _float_values(run.y),
+        "compute_dtype": run.y.dtype.name,
     }
 
 
@@ -320,6 +333,8 @@ def render_text(table: pd.DataFrame, values: np.ndarray) -> str:
             [["variant", "outcome", "rel_error", "ulps", "bits", "computed"]]
             + [_variant_cells(row) for _, row in rows.iterrows()]
         )
+        raised = rows[rows["outcome"] == "error"]
+        lines += [f"  {row.variant} raised {row.exception}" for row in raised.itertuples()]
     return "\n".join(lines)
 
 
@@ -347,7 +362,8 @@ def _exact_digits(fmt: Format) -> int:
 
 
 def _variant_cells(row) -> list[str]:
-    measured = not pd.isna(row["gt_prec"])  # a ground truth exists: errors may still be nan
+    # A ground truth exists and the variant returned a result: errors may still be nan.
+    measured = not pd.isna(row["gt_prec"]) and row["outcome"] not in NOTHING_RETURNED
     dtype = str(row["compute_dtype"]) or None
     return [
         str(row["variant"]),

@@ -41,6 +41,7 @@ class RunReport:
     seconds: float
     ground_truth_seconds: float
     compute_seconds: float
+    first_traceback: str | None = None  # of the first variant that raised, in chunk order
 
 
 def execute(
@@ -91,6 +92,8 @@ def execute(
         cache.prepare()  # once, here: workers switching a new file to WAL together can collide
     for chunk, result in _results(spec, todo, executor, workers, scheduler, cache):
         timing = {"seconds": result.seconds, "ground_truth_seconds": result.ground_truth_seconds}
+        if result.first_traceback:  # kept with the part, so a resumed run can still show it
+            timing["first_traceback"] = result.first_traceback
         parts.write(chunk.id, result.table, timing)
         finished[chunk.id] = timing
         if progress:
@@ -104,8 +107,15 @@ def execute(
         seconds=time.perf_counter() - start,
         ground_truth_seconds=sum(t.get("ground_truth_seconds", 0.0) for t in finished.values()),
         compute_seconds=sum(t.get("seconds", 0.0) for t in finished.values()),
+        first_traceback=_first_traceback(plan, finished),
     )
     return table, report
+
+
+def _first_traceback(plan: list[Chunk], finished: dict[str, dict]) -> str | None:
+    """The traceback of the first variant that raised, in chunk order (resumed parts too)."""
+    tracebacks = (finished.get(chunk.id, {}).get("first_traceback") for chunk in plan)
+    return next((t for t in tracebacks if t), None)
 
 
 def _results(

@@ -79,7 +79,11 @@ def _facet_title(table: pd.DataFrame, problem: str, variant: str, fmt: str) -> s
     ]
     if len(rows) and (rows["outcome"] == "unsupported").all():
         return f"{variant} · {fmt} (unsupported: nothing computed)"
-    computed = sorted(set(rows["compute_dtype"].dropna()) - {fmt, ""})  # "": unsupported rows
+    if len(rows) and (rows["outcome"] == "error").all():
+        kind = str(rows["exception"].iloc[0]).split(":")[0]
+        return f"{variant} · {fmt} (raised {kind}: nothing computed)"
+    # "": unsupported or error rows, which returned nothing
+    computed = sorted(set(rows["compute_dtype"].dropna()) - {fmt, ""})
     return f"{variant} · {fmt}" + (f" (returns {', '.join(computed)})" if computed else "")
 
 

@@ -29,7 +29,7 @@ from precision.results import (
     rerun_command,
     staleness,
 )
-from precision.summary import first_failures, overview
+from precision.summary import first_failures, overview, raised
 
 REPORT_FOLDER = "report"
 
@@ -195,8 +195,9 @@ def _study_blocks(study: StoredStudy, report: Report, *, figures: bool) -> list[
             "p",
             f"From {source}. Per variant and format: rows, median and worst relative error in "
             "units of u (certified ok rows), the share of rows that failed (overflow, nan, "
-            "underflow to 0, input beyond the format, no convergence, or unsupported: a library "
-            "that refuses the format, shown apart), bound "
+            "underflow to 0, input beyond the format, no convergence, unsupported: a library "
+            "that refuses the format, shown apart, or error: the variant raised, counted in "
+            "'raised'), bound "
             "violations among the rows with a known first-order bound, and where the variant "
             "first fails: the smallest decade of max|x| and of the condition number holding "
             "a failed row, and the smallest condition decade whose median error reaches 1/2 "
@@ -204,6 +205,16 @@ def _study_blocks(study: StoredStudy, report: Report, *, figures: bool) -> list[
         ),
         Block("table", key_numbers(table), "Key numbers"),
     ]
+    errors = raised(table)
+    if len(errors):
+        blocks += [
+            Block(
+                "p",
+                "Variants that raised an exception instead of returning a result (outcome "
+                "error; the first exception of each variant and format):",
+            ),
+            Block("table", errors, "Variants that raised"),
+        ]
     upcast = _upcasts(table)
     if len(upcast):
         blocks += [
@@ -283,6 +294,7 @@ def key_numbers(table: pd.DataFrame) -> pd.DataFrame:
             "worst err/u": merged["max_err_over_u"],
             "failed %": 100 * merged["failure_fraction"],
             "of which unsupported %": 100 * merged["unsupported"],
+            "raised": merged["errors"].astype(int),
             "bound violations": [
                 f"{int(v)} / {int(c)}" if c else ""
                 for v, c in zip(merged["bound_violations"], merged["bound_checked"], strict=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -60,7 +61,10 @@ COLUMNS = {
     "outcome": "ok / underflow / overflow / nan / input_overflow (see metrics.result_outcome), "
     "no_convergence (an iterative variant hit its cap), undefined (no exact result: e.g. the "
     "rounded matrix is singular), unsupported (the library refuses the "
-    "format; nothing was computed)",
+    "format; nothing was computed), error (the variant raised an exception the framework "
+    "does not expect, e.g. a library's TypeError for a dtype; nothing was computed)",
+    "exception": "what stopped the variant: the exception's type and message (outcome error), "
+    "or the library's refusal (outcome unsupported); missing otherwise",
     "fp_exceptions": "IEEE exceptions numpy reported while the variant ran (overflow, ...)",
     "bound": "known first-order bound on rel_error for this input (NaN: none applies)",
     "backward_error": "normwise backward error of the result, for problems that define one",
@@ -123,12 +127,18 @@ def chunks(spec: StudySpec) -> list[Chunk]:
 
 @dataclass(frozen=True)
 class ChunkResult:
-    """The rows of one chunk, with its cost."""
+    """The rows of one chunk, with its cost, and the traceback of the first exception a variant
+    raised in it (rows with outcome ``error``), for ``precision --debug``."""
 
     table: pd.DataFrame
     inputs: int
     seconds: float
     ground_truth_seconds: float
+    first_traceback: str | None = None
+
+
+TRACEBACK_KEY = "_traceback"
+"""Key of a measured row's traceback (outcome error); not a column of the table."""
 
 
 def run_chunk(spec: StudySpec, chunk: Chunk, *, cache=None) -> ChunkResult:
@@ -141,7 +151,8 @@ def run_chunk(spec: StudySpec, chunk: Chunk, *, cache=None) -> ChunkResult:
         rows += new_rows
         gt_seconds += seconds
     table = _rows_table(rows)
-    return ChunkResult(table, chunk.inputs(spec), time.perf_counter() - start, gt_seconds)
+    first = next((row[TRACEBACK_KEY] for row in rows if row.get(TRACEBACK_KEY)), None)
+    return ChunkResult(table, chunk.inputs(spec), time.perf_counter() - start, gt_seconds, first)
 
 
 def run(
@@ -173,6 +184,9 @@ def run(
         if progress:
             progress(results[-1].inputs)
     table = concat_tables([r.table for r in results])
+    table.attrs["first_traceback"] = next(
+        (r.first_traceback for r in results if r.first_traceback), None
+    )
     table.attrs["timing"] = {
         "seconds": time.perf_counter() - start,
         "ground_truth_seconds": sum(r.ground_truth_seconds for r in results),
@@ -320,11 +334,19 @@ class VariantRun:
     iterations: int | None = None
     converged: bool = True
     unsupported: str | None = None
+    error: str | None = None  # "TypeError: message" of an exception the variant raised
+    error_traceback: str | None = None
 
 
 def run_variant_detailed(problem: Problem, name: str, x_fmt: np.ndarray) -> VariantRun:
     """Run one variant on one input: its result, the IEEE exceptions numpy reported, the
-    iterations an iterative variant ran, and why it could not run (`Unsupported`), if so."""
+    iterations an iterative variant ran, and why it could not run (`Unsupported`), if so.
+
+    Any other exception the variant raises (a library refusing a dtype with a TypeError, a bug
+    in a kernel) is a measurement too: the run carries its type, message and traceback and the
+    row's outcome is ``error``, so one kernel never stops a study. Only exceptions that are not
+    ``Exception``s (KeyboardInterrupt, SystemExit) propagate.
+    """
     # Overflow, underflow and invalid operations are what is being measured: numpy reports them
     # to a callback instead of warning, and they go into the row (fp_exceptions, outcome).
     raised: set[str] = set()
@@ -333,9 +355,22 @@ def run_variant_detailed(problem: Problem, name: str, x_fmt: np.ndarray) -> Vari
             result = problem.variants[name].compute(x_fmt)
     except Unsupported as refusal:
         return VariantRun(np.full(1, np.nan), raised, unsupported=str(refusal) or "unsupported")
+    except Exception as exc:
+        return VariantRun(
+            np.full(1, np.nan),
+            raised,
+            error=exception_text(exc),
+            error_traceback=traceback.format_exc(),
+        )
     if isinstance(result, Computed):
         return VariantRun(np.asarray(result.y), raised, result.iterations, result.converged)
     return VariantRun(np.asarray(result), raised)
+
+
+def exception_text(exc: BaseException) -> str:
+    """``"TypeError: message"`` on one line (the type alone when the message is empty)."""
+    message = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
 
 
 def run_variant(problem: Problem, name: str, x_fmt: np.ndarray) -> tuple[np.ndarray, set[str]]:
@@ -362,9 +397,16 @@ def measure_variant(
         "fp_exceptions": ",".join(sorted(run.raised)),
         "iterations": run.iterations,
     }
-    if run.unsupported is not None:
+    if run.unsupported is not None or run.error is not None:
         # Nothing was computed in this format: no error to measure, and no upcast stands in.
-        return y, about | {"compute_dtype": "", "outcome": "unsupported", "bound": np.nan}
+        outcome = "unsupported" if run.error is None else "error"
+        return y, about | {
+            "compute_dtype": "",
+            "outcome": outcome,
+            "exception": run.unsupported if run.error is None else run.error,
+            "bound": np.nan,
+            TRACEBACK_KEY: run.error_traceback,  # not a column: for --debug (`run_chunk`)
+        }
     with np.errstate(all="ignore"):
         bound = _bound(variant, x_fmt, fmt)
         rel = metrics.normwise_relative_error(y, exact)

@@ -21,6 +21,7 @@ FAILURES = (
     "no_convergence",
     "unsupported",
     "undefined",
+    "error",
 )
 KEYS = ["problem", "variant", "format"]
 
@@ -52,6 +53,7 @@ def _flags(table: pd.DataFrame) -> pd.DataFrame:
         _checked=checked,
         _violated=checked & (table["rel_error"] > table["bound"]),
         _uncertified=~table["certified"].fillna(True).astype(bool),
+        _error=table["outcome"] == "error",
     )
 
 
@@ -68,6 +70,7 @@ def _aggregate(table: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
             bound_checked=("_checked", "sum"),
             bound_violations=("_violated", "sum"),
             uncertified=("_uncertified", "sum"),
+            errors=("_error", "sum"),
         )
     )
     return stats.reset_index()
@@ -102,6 +105,19 @@ def first_failures(table: pd.DataFrame) -> pd.DataFrame:
     out["inaccurate_from_cond"] = lost.groupby(KEYS, observed=True)["cond_decade"].min()
     columns = ["fails_from_magnitude", "fails_from_cond", "inaccurate_from_cond"]
     return out.reset_index()[[*KEYS, *columns]].astype({c: "Int64" for c in columns})
+
+
+def raised(table: pd.DataFrame) -> pd.DataFrame:
+    """Per problem x variant x format whose variant raised (outcome ``error``): the number of
+    such rows and the first exception (type and message), in table order."""
+    rows = table[table["outcome"] == "error"]
+    columns = [*KEYS, "rows", "exception"]
+    if rows.empty:
+        return pd.DataFrame(columns=columns)
+    grouped = rows.groupby(KEYS, observed=True, sort=False)
+    out = grouped.size().rename("rows").to_frame()
+    out["exception"] = grouped["exception"].first()
+    return out.reset_index()[columns]
 
 
 def overflow_thresholds(table: pd.DataFrame) -> pd.DataFrame:
@@ -166,14 +182,27 @@ def markdown(table: pd.DataFrame, *, title: str) -> str:
         f"{len(table)} rows; errors in units of the row format's u, over certified ok rows. "
         "Failures: overflow (an inf, or an intermediate overflowed), nan, underflow (a result "
         "in the underflow range flushed to zero), input_overflow (the input is not "
-        "representable in the format), no_convergence (an iterative method hit its cap) and "
-        "unsupported (the library refuses the format).",
+        "representable in the format), no_convergence (an iterative method hit its cap), "
+        "unsupported (the library refuses the format) and error (the variant raised an "
+        "exception; `errors` counts them).",
         "",
         "## Errors and failures per variant and format",
         "",
         _to_markdown(overview(table)),
         "",
     ]
+    errors = raised(table)
+    if not errors.empty:
+        parts += [
+            "## Variants that raised",
+            "",
+            "Rows with outcome error: the variant raised an exception instead of returning a "
+            "result (the first one of each variant and format is shown; every row has its own in "
+            "the `exception` column).",
+            "",
+            _to_markdown(errors),
+            "",
+        ]
     if table["x_max"].notna().any():
         parts += [
             "## Where the exponentials overflow",

@@ -847,9 +847,13 @@ def test_random_floats_through_evaluate(problem, values):
         return
     assert len(table) == len(STUDY_FORMATS) * len(DEFAULT_VARIANTS[problem])
     finite = np.isfinite(x).all()
+    # A library variant may refuse the format (unsupported) or raise (error: scipy's logsumexp
+    # on bfloat16 with ml_dtypes 0.7) whatever the values; the project's own kernels never raise.
+    own = table[table["library"] == "numpy"]
+    assert "error" not in set(own["outcome"])
     assert set(table["outcome"]) <= (
         {"ok", "underflow", "overflow", "nan", "input_overflow"}
-        | {"no_convergence", "unsupported", "undefined"}  # iterative, library, singular
+        | {"no_convergence", "unsupported", "undefined", "error"}  # iterative, library, singular
         if finite
-        else {"input_nan", "input_inf"}
+        else {"input_nan", "input_inf", "unsupported", "error"}
     )

@@ -151,9 +151,14 @@ def test_rows_are_the_study_measurement():
             y, expected = measure_variant(problem, variant, x_fmt, fmt, truth.exact)
             got = row(table, variant, fmt_name)
             for key in ("rel_error", "rel_error_cw", "err_over_u", "bits", "bound"):
-                assert got[key] == pytest.approx(expected[key], nan_ok=True), key
+                # A variant that raised (scipy on bfloat16, ml_dtypes 0.7) measured nothing.
+                assert got[key] == pytest.approx(expected.get(key, np.nan), nan_ok=True), key
             for key in ("outcome", "compute_dtype", "accumulator", "library", "fp_exceptions"):
                 assert got[key] == expected[key], key
+            assert got["exception"] == (expected.get("exception") or "")
+            if expected["outcome"] == "error":
+                assert pd.isna(got["ulps"]) and got["computed"] is None
+                continue
             assert got["ulps"] == expected["ulps"]
             assert got["computed"] == float(y.astype(np.float64).reshape(-1)[0])
             assert got["cond"] == truth.cond and got["gt_prec"] == truth.prec

@@ -50,7 +50,9 @@ def logsumexp_log1p(x: np.ndarray) -> np.ndarray:
 
 
 def logsumexp_scipy(x: np.ndarray) -> np.ndarray:
-    """``scipy.special.logsumexp`` as is (it returns float64 for bfloat16 input)."""
+    """``scipy.special.logsumexp`` as is, whatever it does with the format: for bfloat16 it
+    returned float64 with ml_dtypes 0.6 (an upcast the row's compute_dtype shows) and raises a
+    TypeError inside ``numpy.isdtype`` with ml_dtypes 0.7 (an ``error`` row)."""
     return np.asarray(scipy.special.logsumexp(x))[None]
 
 
