@@ -230,10 +230,29 @@ def _context(meta: dict) -> list[str]:
     for name, version in current["versions"].items():
         if name in stored_versions and stored_versions[name] != version:
             out.append(f"{name} {stored_versions[name]} -> {version}")
+    out += _lock_context(meta.get("lock"), current["lock"])
     for key in ("platform", "processor"):
         before = (meta.get("machine") or {}).get(key)
         if before and before != current["machine"][key]:
             out.append(f"machine {key}: {before} -> {current['machine'][key]}")
     if "flush_to_zero" in meta and meta["flush_to_zero"] != current["flush_to_zero"]:
         out.append(f"flush-to-zero {meta['flush_to_zero']} -> {current['flush_to_zero']}")
+    return out
+
+
+def _lock_context(stored: dict | None, current: dict | None) -> list[str]:
+    """How the lock (and the environment's agreement with it) changed since the run."""
+    if not stored and not current:
+        return []
+    if not stored or not current:
+        where = "the run" if stored else "this environment"
+        return [f"only {where} was installed from a lock file"]
+    out = []
+    if stored.get("sha256") != current.get("sha256"):
+        out.append(
+            f"lock {current.get('file')} differs: sha256 {str(stored.get('sha256'))[:12]} "
+            f"at the run, {str(current.get('sha256'))[:12]} now"
+        )
+    if current.get("differs"):
+        out.append(f"this environment differs from its lock: {', '.join(current['differs'])}")
     return out

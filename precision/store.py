@@ -24,7 +24,21 @@ import pandas as pd
 
 from precision.spec import StudySpec
 
-PACKAGES = ("numpy", "mpmath", "pandas", "pyarrow", "scipy", "ml_dtypes", "matplotlib", "seaborn")
+PACKAGES = (
+    "numpy",
+    "mpmath",
+    "python-flint",
+    "pandas",
+    "pyarrow",
+    "scipy",
+    "ml_dtypes",
+    "matplotlib",
+    "seaborn",
+)
+
+LOCK_FILE = Path(__file__).resolve().parents[1] / "lock" / "py311.txt"
+"""The committed lock of a source checkout (absent where the package was installed from a
+wheel into someone's own environment)."""
 
 
 class WriteError(OSError):
@@ -161,6 +175,7 @@ def provenance_environment() -> dict:
     return {
         "code_sha256": code_fingerprint(),
         "versions": versions,
+        "lock": lock_provenance(),
         "machine": {
             "platform": platform.platform(),
             "processor": platform.machine(),
@@ -169,6 +184,39 @@ def provenance_environment() -> dict:
         "git_commit": _git_commit(),
         "flush_to_zero": flush_to_zero(),
     }
+
+
+def lock_provenance(path: Path | None = None) -> dict | None:
+    """The lock the environment was installed from: its path, sha256, and the installed
+    distributions whose versions differ from it ("name installed (lock version)"); None
+    where there is no lock file (a wheel installed into one's own environment)."""
+    path = LOCK_FILE if path is None else path
+    try:
+        data = Path(path).read_bytes()
+    except OSError:
+        return None
+    return {
+        "file": Path(path).name,
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "differs": _differences_from_lock(data.decode()),
+    }
+
+
+def _differences_from_lock(text: str) -> list[str]:
+    """Locked distributions installed at another version (or missing), one string each."""
+    out = []
+    for line in text.splitlines():
+        name, _, locked = line.partition("==")
+        if line.startswith("#") or not locked:
+            continue
+        try:
+            installed = metadata.version(name.strip())
+        except metadata.PackageNotFoundError:
+            installed = None
+        # A local label ("2.13.0+cpu") is the same release as the lock's "2.13.0".
+        if installed is None or installed.split("+")[0] != locked.strip():
+            out.append(f"{name.strip()} {installed or 'missing'} (lock {locked.strip()})")
+    return out
 
 
 def _dataset_fingerprints(spec: StudySpec) -> dict:

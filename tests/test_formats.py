@@ -533,10 +533,14 @@ def test_cast_matches_round_to_format_array(name, data):
     ],
 )
 def test_cast_to_bfloat16_avoids_double_rounding(x, midpoint, plain, correct):
+    """Through float32 the value lands on a bfloat16 midpoint and rounds the wrong way.
+    ml_dtypes 0.6 cast float64 -> bfloat16 that way (twice); 0.7 rounds once. Which one the
+    installed ml_dtypes does is measured, not assumed: ``cast`` is correct either way."""
     assert float(np.float32(x)) == midpoint != x  # the first rounding lands on the midpoint
-    arr = np.array([x])
-    assert float(arr.astype(ml_dtypes.bfloat16)[0]) == plain  # ml_dtypes rounds twice
     assert plain != correct
+    arr = np.array([x])
+    ml_dtypes_cast = float(arr.astype(ml_dtypes.bfloat16)[0])
+    assert ml_dtypes_cast in (plain, correct)  # twice through float32, or once
     assert float(cast(arr, "bfloat16")[0]) == correct
     assert float(round_to_format(x, "bfloat16")) == correct
     assert float(round_to_format(_mpf(Fraction(x)), "bfloat16")) == correct

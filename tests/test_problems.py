@@ -15,6 +15,7 @@ from fractions import Fraction
 import mpmath
 import numpy as np
 import pytest
+import scipy.special
 
 from precision.exact import ground_truth, to_mpf_array
 from precision.formats import cast, get_format, round_to_format
@@ -22,6 +23,7 @@ from precision.metrics import Exact, normwise_relative_error, relative_error
 from precision.problems import DEFAULT_VARIANTS, PROBLEMS, logits
 from precision.problems.base import Computed, Unsupported
 from precision.problems.logsumexp import logsumexp_reference
+from precision.study import measure_variant
 
 FORMATS = ["float16", "bfloat16", "float32", "float64"]
 # Each problem's own variants; emulated and library variants: tests/test_emulate.py and
@@ -29,12 +31,25 @@ FORMATS = ["float16", "bfloat16", "float32", "float64"]
 VARIANTS = [(p, v) for p in PROBLEMS for v in DEFAULT_VARIANTS[p]]
 N_SAMPLE = 7  # vector length for the dtype and proposal tests
 
-# The dtype a library variant really returns, per input format (absent: the input's dtype).
-# NUMERICS.md: scipy.special.logsumexp returns float64 for bfloat16 input; softmax keeps dtypes.
-LIBRARY_DTYPES = {
-    ("softmax", "scipy"): {},
-    ("logsumexp", "scipy"): {"bfloat16": "float64"},
+# The library variants and the library call each one makes, on a format's array. What the
+# library returns (or raises) is measured by calling it directly, never recorded from one
+# version: scipy.special.logsumexp returned float64 for bfloat16 with ml_dtypes 0.6 and raises
+# a TypeError with 0.7 (../shared/NUMERICS.md); softmax keeps the dtype in both.
+LIBRARY_CALLS = {
+    ("softmax", "scipy"): lambda x: scipy.special.softmax(x),
+    ("logsumexp", "scipy"): lambda x: np.asarray(scipy.special.logsumexp(x)),
 }
+
+
+def library_behaviour(key: tuple[str, str], fmt: str) -> tuple[str | None, str | None]:
+    """(dtype the library returns, None) or (None, exception type) for the library's own call
+    on an array of ``fmt``, called here directly."""
+    x = cast(np.array([0.5, -1.0, 2.0, 0.25, -3.0, 1.5, 0.0]), fmt)
+    try:
+        return LIBRARY_CALLS[key](x).dtype.name, None
+    except Exception as exc:
+        return None, type(exc).__name__
+
 
 # Issue 6 (optimisation and calculus): outputs other than one value per input element, and
 # variants whose output is wider than the format by design (float32 master weights).
@@ -163,19 +178,25 @@ def test_output_dtype_is_what_the_variant_really_returns(problem_name, variant_n
         with pytest.raises(Unsupported):
             variant.compute(x)
         return
+    key = (problem_name, variant_name)
+    if variant.library != "numpy" and key not in WIDER_OUTPUT:
+        # A new library variant must have its library call listed above.
+        assert key in LIBRARY_CALLS
+        expected, raises = library_behaviour(key, fmt)
+        if raises is not None:  # the variant raises as the library does: an error row
+            with pytest.raises(Exception) as caught, _quiet():
+                variant.compute(x)
+            assert type(caught.value).__name__ == raises
+            return
+    elif key in WIDER_OUTPUT:
+        expected = WIDER_OUTPUT[key](fmt)
+    else:
+        expected = fmt
     with _quiet():
         y = variant.compute(x)
     if isinstance(y, Computed):  # an iterative variant: its result and iteration count
         y = y.y
     assert isinstance(y, np.ndarray)
-    if (problem_name, variant_name) in WIDER_OUTPUT:
-        expected = WIDER_OUTPUT[problem_name, variant_name](fmt)
-    elif variant.library == "numpy":
-        expected = fmt
-    else:
-        # A new library variant must have its real dtype behaviour recorded above.
-        assert (problem_name, variant_name) in LIBRARY_DTYPES
-        expected = LIBRARY_DTYPES[problem_name, variant_name].get(fmt, fmt)
     assert y.dtype == get_format(expected).dtype, f"{problem_name}/{variant_name} {fmt}"
     vector_output = problem_name in ("softmax", "log_softmax", "batchnorm", "batchnorm_finfo_eps")
     if problem_name in OUTPUT_SHAPE:
@@ -184,15 +205,24 @@ def test_output_dtype_is_what_the_variant_really_returns(problem_name, variant_n
     assert y.shape == ((N_SAMPLE,) if vector_output else (1,))
 
 
-def test_library_upcast_is_detected_not_assumed():
-    """The recorded behaviour matches the libraries themselves, called directly."""
-    import scipy.special
-
-    for fmt in FORMATS:
-        x = cast(np.array([0.5, -1.0, 2.0]), fmt)
-        want_lse = "float64" if fmt == "bfloat16" else fmt
-        assert np.asarray(scipy.special.logsumexp(x)).dtype == get_format(want_lse).dtype
-        assert scipy.special.softmax(x).dtype == get_format(fmt).dtype
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("key", list(LIBRARY_CALLS))
+def test_library_rows_say_what_the_library_did(key, fmt):
+    """A library variant's row carries what the installed library really does in ``fmt``,
+    measured by calling the library directly: the dtype it returned (an upcast shows in
+    compute_dtype), or the exception it raised (outcome error, with its type)."""
+    problem_name, variant_name = key
+    problem = PROBLEMS[problem_name]
+    x = cast(np.array([0.5, -1.0, 2.0, 0.25, -3.0, 1.5, 0.0]), fmt)
+    truth = ground_truth(problem, x, fmt)
+    _, row = measure_variant(problem, variant_name, x, get_format(fmt), truth.exact)
+    dtype, raises = library_behaviour(key, fmt)
+    if raises is None:
+        assert row["outcome"] == "ok" and row["compute_dtype"] == dtype
+    else:
+        assert row["outcome"] == "error" and row["compute_dtype"] == ""
+        assert row["exception"].startswith(f"{raises}:")
+        assert np.isnan(row["bound"]) and "rel_error" not in row
 
 
 # ------------------------------------------------------------------------- pinned inputs

@@ -66,6 +66,9 @@ def test_meta_holds_what_a_rerun_needs(stored):
     assert meta["seed"] == spec.seed == 5
     assert meta["datasets"]["logits"]["sha256"]
     assert {"versions", "machine", "git_commit", "flush_to_zero", "code_sha256"} <= set(meta)
+    lock = store.LOCK_FILE  # a source checkout: the lock is recorded beside the versions
+    assert meta["lock"]["sha256"] == hashlib.sha256(lock.read_bytes()).hexdigest()
+    assert meta["lock"]["file"] == lock.name and isinstance(meta["lock"]["differs"], list)
     table_bytes = (stored / "errors.parquet").read_bytes()
     assert meta["table_sha256"] == hashlib.sha256(table_bytes).hexdigest()
 
@@ -76,6 +79,32 @@ def test_a_rerun_on_another_executor_is_identical(stored, tmp_path, monkeypatch)
     assert code == 0, err
     assert out.splitlines()[0].startswith(f"{stored}: identical: ")
     assert "byte for byte" in out.splitlines()[0]
+
+
+def test_a_lock_difference_is_named(stored, tmp_path, monkeypatch):
+    """A run made under another lock (its recorded sha256 edited here) is named by reproduce,
+    and so is an environment whose versions differ from its own lock."""
+    folder = tmp_path / "copy"
+    shutil.copytree(stored, folder)
+    meta = json.loads((folder / "meta.json").read_text())
+    meta["lock"]["sha256"] = "0" * 64
+    (folder / "meta.json").write_text(json.dumps(meta))
+    code, out, err = call(["reproduce", str(folder), "--executor", "serial"])
+    assert code == 0, err  # the table itself is identical
+    assert f"lock {store.LOCK_FILE.name} differs: sha256 000000000000 at the run" in out
+
+    fake = tmp_path / "lock.txt"
+    fake.write_text(f"# a lock\nnumpy=={np.__version__}\nno-such-distribution==1.0\n")
+    monkeypatch.setattr(store, "LOCK_FILE", fake)
+    now = store.lock_provenance()
+    assert now["sha256"] == hashlib.sha256(fake.read_bytes()).hexdigest()
+    assert now["differs"] == ["no-such-distribution missing (lock 1.0)"]
+    code, out, err = call(["reproduce", str(folder), "--executor", "serial"])
+    assert "this environment differs from its lock: no-such-distribution missing" in out
+
+
+def test_no_lock_file_is_recorded_as_none(tmp_path):
+    assert store.lock_provenance(tmp_path / "absent.txt") is None
 
 
 def test_a_changed_table_is_reported_by_row_column_and_ulps(stored, tmp_path):

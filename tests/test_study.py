@@ -12,8 +12,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.special
 
-from precision.formats import get_format
+from precision.formats import cast, get_format
 from precision.spec import load_spec
 from precision.study import COLUMNS, run
 
@@ -121,9 +122,20 @@ def test_measured_errors_respect_first_order_bounds(table, problem, variant, fmt
 
 
 def test_rows_record_the_real_compute_dtype(table):
-    """scipy's logsumexp returns float64 for bfloat16 input: the row must say so."""
+    """scipy's logsumexp on bfloat16 returned float64 (ml_dtypes 0.6) or raises (0.7): the rows
+    say what the installed versions do, measured here by calling scipy directly."""
     scipy_bf16 = rows(table, "logsumexp", "scipy", "bfloat16")
-    assert (scipy_bf16["compute_dtype"] == "float64").all()
+    x = cast(np.array([0.5, -1.0, 2.0]), "bfloat16")
+    try:
+        returned, raised = np.asarray(scipy.special.logsumexp(x)).dtype.name, None
+    except Exception as exc:
+        returned, raised = "", type(exc).__name__
+    assert (scipy_bf16["compute_dtype"] == returned).all()
+    if raised:
+        assert (scipy_bf16["outcome"] == "error").all()
+        assert scipy_bf16["exception"].str.startswith(f"{raised}: ").all()
+    else:
+        assert scipy_bf16["exception"].isna().all()
     numpy_rows = table[table["library"] == "numpy"]
     assert (numpy_rows["compute_dtype"] == numpy_rows["format"]).all()
 
