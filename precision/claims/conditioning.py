@@ -230,7 +230,7 @@ def critical_finding(tables: Tables) -> Finding:
     """Holds per eigenvalue-based variant and format when no critical point with
     kappa u < `SAFE_KAPPA_U` was misclassified (LDL^T pivots are reported, not judged)."""
     rows = rows_of(tables, *CRITICAL_POINTS)
-    rows = rows[rows["outcome"] != "unsupported"]  # nothing was computed
+    rows = rows[~rows["outcome"].isin(["unsupported", "error"])]  # nothing was computed
     # The output is the sorted sign vector: any error is a misclassification.
     wrong = rows["outcome"].isin(FAILURES) | (rows["rel_error"].fillna(0) > 0)
     u = rows["format"].map(lambda f: get_format(f).u)

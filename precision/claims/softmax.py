@@ -183,11 +183,14 @@ def library_finding(tables: Tables) -> Finding:
         )
     keys = ["problem", "variant", "format"]
     table = outcome_table(rows)
+    # Nothing was computed where the library refused the format (unsupported) or raised
+    # (error): such a combination is reported, never counted as a kernel that "held".
     unsupported = (
-        rows.assign(unsupported=rows["outcome"] == "unsupported")
+        rows.assign(unsupported=rows["outcome"].isin(["unsupported", "error"]))
         .groupby(keys, observed=True)["unsupported"]
         .mean()
     )
+    raised = rows[rows["outcome"] == "error"].groupby(keys, observed=True).size()
     dtypes = rows.groupby(keys, observed=True)["compute_dtype"].agg(
         lambda d: ", ".join(sorted(set(d.dropna()) - {""}))
     )
@@ -206,8 +209,12 @@ def library_finding(tables: Tables) -> Finding:
             for r in measured.itertuples()
             if r.compute_dtype and r.compute_dtype != r.format
         )
-        + ". Refused the format: "
-        + listed(f"{r.problem} {r.variant} {r.format}" for r in refused.itertuples())
+        + ". Refused the format or raised: "
+        + listed(
+            f"{r.problem} {r.variant} {r.format}"
+            + (" (raised)" if (r.problem, r.variant, r.format) in raised.index else "")
+            for r in refused.itertuples()
+        )
         + "."
     )
     return judged(cases, text, table)
