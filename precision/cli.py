@@ -354,15 +354,35 @@ def _run(args) -> int:
     share = report.ground_truth_seconds / max(report.compute_seconds, 1e-9)
     resumed = f"; resumed {report.resumed} of {report.chunks} chunks" if report.resumed else ""
     discarded = f"; discarded {report.discarded} parts of older code" if report.discarded else ""
+    if report.cache_problem:
+        warning = _one_line(_cache_warning(report.cache_problem))
+        print(f"precision: warning: {warning}", file=sys.stderr)
     if report.first_traceback and getattr(args, "debug", False):
         print("precision: the first exception a variant raised:", file=sys.stderr)
         print(report.first_traceback.rstrip(), file=sys.stderr)
     print(
         f"{spec.name}: {report.rows} rows in {report.seconds:.1f} s with {args.executor} "
-        f"(ground truth {100 * share:.0f}% of compute){resumed}{discarded}; "
+        f"(ground truth {100 * share:.0f}% of compute){resumed}{discarded}"
+        f"{_recomputed_text(report)}; "
         f"{len(written)} files in {out_dir}{_raised_text(summary.raised(table))}"
     )
     return 0
+
+
+def _cache_warning(problem: str) -> str:
+    """The one line of a cache the run went on without (a cache only saves time)."""
+    return f"{problem}; the run went on without it (--no-cache skips the cache)"
+
+
+def _recomputed_text(report) -> str:
+    """``; recomputed 2 damaged parts and 5 cache records that failed their checksum`` or ""."""
+    items = []
+    if report.damaged:
+        items.append(f"{report.damaged} damaged part{'s' if report.damaged != 1 else ''}")
+    if report.cache_rejected:
+        records = "record" if report.cache_rejected == 1 else "records"
+        items.append(f"{report.cache_rejected} cache {records} that failed their checksum")
+    return f"; recomputed {' and '.join(items)}" if items else ""
 
 
 def _raised_text(raised) -> str:

@@ -32,16 +32,29 @@ class ExecutorError(Exception):
 
 @dataclass(frozen=True)
 class RunReport:
-    """How a run went: rows, chunks computed and resumed, and where the time went."""
+    """How a run went: rows, chunks computed and resumed, where the time went, and what was
+    found wrong on the way (and recomputed, or done without)."""
 
     rows: int
     chunks: int
     resumed: int
-    discarded: int
+    discarded: int  # parts of older code or an unreadable manifest, recomputed
     seconds: float
     ground_truth_seconds: float
     compute_seconds: float
     first_traceback: str | None = None  # of the first variant that raised, in chunk order
+    damaged: int = 0  # parts that failed their check (see store.Parts.finished), recomputed
+    cache_rejected: int = 0  # cache records that failed their checksum, recomputed
+    cache_problem: str | None = None  # why the run went on without its cache (None: it did not)
+
+
+@dataclass(frozen=True)
+class CacheUse:
+    """What one chunk met in the ground-truth cache: records that failed their checksum (and
+    were recomputed), and why the cache became unusable (None: it did not)."""
+
+    rejected: int = 0
+    failure: str | None = None
 
 
 def execute(
@@ -70,14 +83,17 @@ def execute(
     force : bool, keyword-only
         Discard an unfinished run of a different spec instead of refusing.
     cache : precision.store.GroundTruthCache, keyword-only
-        Persistent ground-truth cache shared by the workers (None: no cache).
+        Persistent ground-truth cache shared by the workers (None: no cache). One that
+        cannot be used is done without (``RunReport.cache_problem`` says why); records that
+        fail their checksum are recomputed (``RunReport.cache_rejected``).
     progress : callable, keyword-only
         Called with a number of inputs finished (resumed chunks are reported first).
 
     Returns
     -------
     (pandas.DataFrame, RunReport)
-        The table (identical to `precision.study.run`'s) and the run's accounting.
+        The table (identical to `precision.study.run`'s) and the run's accounting. Parts that
+        fail their check are recomputed (``RunReport.damaged``).
     """
     if executor not in EXECUTORS:
         raise ExecutorError(f"unknown executor {executor!r}; choose one of {', '.join(EXECUTORS)}")
@@ -88,9 +104,11 @@ def execute(
     todo = [chunk for chunk in plan if chunk.id not in finished]
     if progress:
         progress(sum(chunk.inputs(spec) for chunk in plan if chunk.id in finished))
-    if cache is not None and todo:
-        cache.prepare()  # once, here: workers switching a new file to WAL together can collide
-    for chunk, result in _results(spec, todo, executor, workers, scheduler, cache):
+    cache, cache_problem = _prepared(cache) if todo else (None, None)
+    rejected = 0
+    for chunk, (result, use) in _results(spec, todo, executor, workers, scheduler, cache):
+        rejected += use.rejected
+        cache_problem = cache_problem or use.failure
         timing = {"seconds": result.seconds, "ground_truth_seconds": result.ground_truth_seconds}
         if result.first_traceback:  # kept with the part, so a resumed run can still show it
             timing["first_traceback"] = result.first_traceback
@@ -108,8 +126,36 @@ def execute(
         ground_truth_seconds=sum(t.get("ground_truth_seconds", 0.0) for t in finished.values()),
         compute_seconds=sum(t.get("seconds", 0.0) for t in finished.values()),
         first_traceback=_first_traceback(plan, finished),
+        damaged=parts.damaged,
+        cache_rejected=rejected,
+        cache_problem=cache_problem,
     )
     return table, report
+
+
+def _prepared(cache: store.GroundTruthCache | None):
+    """The cache to hand the workers (None: none, or unusable) and why it is unusable.
+
+    Prepared once, here: workers switching a new file to WAL together can collide, and a
+    cache that cannot be written is then found once instead of by every worker.
+    """
+    if cache is None or cache.prepare():
+        return cache, None
+    return None, cache.failure
+
+
+def _run_chunk(spec: StudySpec, chunk: Chunk, cache) -> tuple[ChunkResult, CacheUse]:
+    """`run_chunk` and what it met in the cache.
+
+    Process and Dask workers each use an unpickled copy of the cache that dies with the task,
+    so its count of rejected records and its failure travel back with the chunk's result (the
+    serial executor shares the parent's cache, hence the difference of counts).
+    """
+    if cache is None:
+        return run_chunk(spec, chunk), CacheUse()
+    before = cache.rejected
+    result = run_chunk(spec, chunk, cache=cache)
+    return result, CacheUse(cache.rejected - before, cache.failure)
 
 
 def _first_traceback(plan: list[Chunk], finished: dict[str, dict]) -> str | None:
@@ -125,13 +171,13 @@ def _results(
     workers: int | None,
     scheduler: str | None,
     cache: store.GroundTruthCache | None,
-) -> Iterator[tuple[Chunk, ChunkResult]]:
-    """Yield each chunk with its result, in completion order."""
+) -> Iterator[tuple[Chunk, tuple[ChunkResult, CacheUse]]]:
+    """Yield each chunk with its result and cache use (`_run_chunk`), in completion order."""
     if not todo:
         return
     if executor == "serial":
         for chunk in todo:
-            yield chunk, run_chunk(spec, chunk, cache=cache)
+            yield chunk, _run_chunk(spec, chunk, cache)
     elif executor == "process":
         yield from _process_pool(spec, todo, workers or os.cpu_count() or 1, cache)
     else:
@@ -142,7 +188,7 @@ def _process_pool(spec, todo, workers: int, cache):
     # spawn, not fork: a forked child inherits the parent's threads (pyarrow, BLAS) mid-state.
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=context) as pool:
-        futures = {pool.submit(run_chunk, spec, chunk, cache=cache): chunk for chunk in todo}
+        futures = {pool.submit(_run_chunk, spec, chunk, cache): chunk for chunk in todo}
         for future in as_completed(futures):
             yield futures[future], future.result()
 
@@ -169,7 +215,7 @@ def _dask(spec, todo, workers: int, scheduler: str | None, cache):
     try:
         futures = {
             client.submit(
-                run_chunk, spec, chunk, cache=cache, pure=False, key=f"{spec.name}-{chunk.id}"
+                _run_chunk, spec, chunk, cache, pure=False, key=f"{spec.name}-{chunk.id}"
             ): chunk
             for chunk in todo
         }

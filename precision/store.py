@@ -12,10 +12,12 @@ import hashlib
 import json
 import os
 import platform
+import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 
@@ -384,7 +386,9 @@ class Parts:
     A part appears (atomically) only once its chunk is complete, so a killed run loses at most
     the chunks in flight, and a rerun with the same spec and code resumes from the parts.
     Parts made by other code are discarded; parts of another spec are refused (``force``
-    discards them).
+    discards them). Each part's ``<chunk id>.json`` names its chunk and the sha256 of its
+    Parquet bytes, so that a damaged part (truncated by a full disk, copied from another chunk,
+    written before parts carried checksums) is recomputed instead of read (see `finished`).
     """
 
     def __init__(self, out_dir: Path, spec: StudySpec, *, force: bool = False):
@@ -394,37 +398,84 @@ class Parts:
             "code_sha256": code_fingerprint(),
         }
         self.discarded = 0
+        self.damaged = 0
+        self._remove_temporaries()
         manifest = self.folder / "manifest.json"
         if manifest.is_file():
-            stored = json.loads(manifest.read_text())
-            if stored.get("spec_sha256") != self.fingerprint["spec_sha256"] and not force:
-                raise OutputConflict(
-                    f"{self.folder} holds an unfinished run of a different spec; use --force "
-                    "to discard it or --out to write elsewhere"
-                )
+            stored = _read_json(manifest)  # None: unreadable, as if made by other code
+            if stored is not None and not force:
+                if stored.get("spec_sha256") != self.fingerprint["spec_sha256"]:
+                    raise OutputConflict(
+                        f"{self.folder} holds an unfinished run of a different spec; use "
+                        "--force to discard it or --out to write elsewhere"
+                    )
             if stored != self.fingerprint:
                 self.discarded = len(list(self.folder.glob("*.parquet")))
                 self.clear()
         atomic_write_bytes(manifest, json.dumps(self.fingerprint, indent=2).encode())
 
+    def _remove_temporaries(self) -> None:
+        """Remove the temporary files (`_stage`'s ``.<name>.*.tmp``) of runs killed mid-write."""
+        for path in self.folder.glob(".*.tmp"):
+            path.unlink(missing_ok=True)
+
     def finished(self) -> dict[str, dict]:
-        """Chunk id -> its timing, for every finished part."""
+        """Chunk id -> its timing, for every finished part that checks out.
+
+        A part whose json does not name its chunk, or whose Parquet bytes do not match the
+        json's sha256, is deleted (its chunk is then recomputed) and counted in ``damaged``.
+        """
         out = {}
-        for path in self.folder.glob("*.parquet"):
-            timing = path.with_suffix(".json")
-            out[path.stem] = json.loads(timing.read_text()) if timing.is_file() else {}
+        for path in sorted(self.folder.glob("*.parquet")):
+            timing = _checked_timing(path)
+            if timing is None:
+                path.unlink(missing_ok=True)
+                path.with_suffix(".json").unlink(missing_ok=True)
+                self.damaged += 1
+            else:
+                out[path.stem] = timing
         return out
 
     def write(self, chunk_id: str, table: pd.DataFrame, timing: dict) -> None:
-        """Store one finished chunk: its timing first, then its rows (which mark it done)."""
-        atomic_write_bytes(self.folder / f"{chunk_id}.json", json.dumps(timing).encode())
-        atomic_write_bytes(self.folder / f"{chunk_id}.parquet", table_bytes(table))
+        """Store one finished chunk: its record first (chunk id, checksum, timing), then its
+        rows (which mark it done)."""
+        data = table_bytes(table)
+        record = {"chunk_id": chunk_id, "sha256": hashlib.sha256(data).hexdigest()}
+        atomic_write_bytes(
+            self.folder / f"{chunk_id}.json", json.dumps(record | {"timing": timing}).encode()
+        )
+        atomic_write_bytes(self.folder / f"{chunk_id}.parquet", data)
 
     def read(self, chunk_id: str) -> pd.DataFrame:
         return pd.read_parquet(self.folder / f"{chunk_id}.parquet")
 
     def clear(self) -> None:
         clear_parts(self.folder.parent)
+
+
+def _read_json(path: Path) -> dict | None:
+    """A JSON object read from ``path``; None when it cannot be read or is not an object."""
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, ValueError):  # UnicodeDecodeError is a ValueError
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _checked_timing(part: Path) -> dict | None:
+    """The timing recorded beside a part, or None when the part does not check out: its json
+    is missing, unreadable, names another chunk, or holds another checksum than its bytes."""
+    record = _read_json(part.with_suffix(".json"))
+    if record is None or record.get("chunk_id") != part.stem:
+        return None
+    try:
+        data = part.read_bytes()
+    except OSError:
+        return None
+    timing = record.get("timing")
+    if record.get("sha256") != hashlib.sha256(data).hexdigest() or not isinstance(timing, dict):
+        return None
+    return timing
 
 
 def clear_parts(out_dir: Path) -> None:
@@ -448,28 +499,118 @@ class GroundTruthCache:
     changed reference never meets an old record. Records are JSON (never pickle). SQLite in WAL
     mode lets several worker processes read and write the same file; each opens it lazily.
 
+    A cache is an optimisation, never a reason to fail or to be wrong:
+
+    - each record is sealed with the sha256 of its key and its canonical JSON (`_seal`); a
+      record that does not check out (edited, damaged, or written before records were sealed)
+      is deleted, counted in ``rejected`` and answered as absent, so it is recomputed;
+    - a file that cannot be opened or written (garbage, truncated, a folder that cannot be
+      made, read-only, full, locked by another process for over ``BUSY_SECONDS``) makes the
+      cache answer "absent" and store nothing from then on; ``failure`` says why.
+
     The parent calls `prepare` before workers start, so the one-time switch to WAL and the
-    table's creation never race. SQLite still answers SQLITE_BUSY without waiting in a few
-    WAL cases (a connection opening while the last one closes and cleans up, or while one
-    recovers after a crash), so every statement retries on "locked"/"busy" for up to
-    ``BUSY_SECONDS``.
+    table's creation never race, and a file that cannot be written is found once, there.
+    SQLite still answers SQLITE_BUSY without waiting in a few WAL cases (a connection opening
+    while the last one closes and cleans up, or while one recovers after a crash), so every
+    statement retries on "locked"/"busy" for up to ``BUSY_SECONDS``: long enough for workers'
+    single-row writes, short enough that another process's exclusive lock costs seconds.
     """
 
-    BUSY_SECONDS = 60.0
+    BUSY_SECONDS = 5.0
 
     def __init__(self, path: Path):
         self.path = Path(path)
+        self.rejected = 0
+        self.failure: str | None = None
         self._connection = None
         self._prepared = False
+        self._run = os.urandom(8).hex()  # names this run in `_UNUSABLE_CACHES`
 
     def __getstate__(self):  # a connection does not travel to worker processes; the path does
-        return {"path": self.path, "_connection": None, "_prepared": False}
+        return {
+            "path": self.path,
+            "rejected": 0,  # a worker's count travels back with its chunk (execute._run_chunk)
+            "failure": self.failure,
+            "_connection": None,
+            "_prepared": False,
+            "_run": self._run,
+        }
 
-    def prepare(self) -> None:
-        """Create the file in WAL mode with its table (the parent calls it before workers start).
+    def prepare(self) -> bool:
+        """Create the file in WAL mode with its table and check that it can be written (the
+        parent calls it before workers start); returns whether the cache is usable.
 
-        Idempotent; every connection also runs it once, so a cache used without a parent works.
+        It also starts a new run: a cache that failed before is tried again. Every connection
+        creates the table once too, so a cache used without a parent works.
         """
+        self.failure, self._run = None, os.urandom(8).hex()
+        self._close()
+        self._guarded(self._create)
+        # A write lock taken and released at once: another process's exclusive lock (or a
+        # read-only file) shows up here, before any worker waits on it.
+        if self._guarded(self._retrying, "BEGIN IMMEDIATE") is not None:
+            self._guarded(self._retrying, "ROLLBACK")
+        return self.failure is None
+
+    def get(self, key: str) -> dict | None:
+        """The record of ``key``; None when absent, when it fails its checksum (then it is
+        deleted and counted in ``rejected``), or when the cache is unusable."""
+        rows = self._guarded(self._statement, "SELECT record FROM truths WHERE key = ?", (key,))
+        if not rows:
+            return None
+        record = _unseal(key, rows[0][0])
+        if record is None:
+            self.rejected += 1
+            # Only this text: another worker may have put a good record meanwhile.
+            self._guarded(
+                self._statement,
+                "DELETE FROM truths WHERE key = ? AND record = ?",
+                (key, rows[0][0]),
+            )
+        return record
+
+    def put(self, key: str, record: dict) -> None:
+        """Store ``record`` under ``key`` unless a record is there (the first one wins: a key
+        names one certified truth); nothing when the cache is unusable."""
+        self._guarded(
+            self._statement,
+            "INSERT OR IGNORE INTO truths (key, record) VALUES (?, ?)",
+            (key, _seal(key, record)),
+        )
+
+    def __len__(self) -> int:
+        rows = self._guarded(self._statement, "SELECT COUNT(*) FROM truths")
+        return rows[0][0] if rows else 0
+
+    def _guarded(self, method: Callable, *arguments):
+        """``method(*arguments)``, or None once the cache is unusable (noting why, once).
+
+        Programming errors (sqlite3.ProgrammingError, InterfaceError) are bugs and propagate.
+        """
+        self.failure = self.failure or _UNUSABLE_CACHES.get((self.path, self._run))
+        if self.failure is not None:
+            return None
+        try:
+            return method(*arguments)
+        except sqlite3.ProgrammingError:
+            raise
+        except (sqlite3.DatabaseError, OSError) as error:
+            self._give_up(error)
+            return None
+
+    def _give_up(self, error: Exception) -> None:
+        self.failure = f"ground-truth cache {self.path} is unusable ({_reason(error)})"
+        # Later chunks of this run in this worker process skip it at once.
+        _UNUSABLE_CACHES[(self.path, self._run)] = self.failure
+        self._close()
+
+    def _close(self) -> None:
+        if self._connection is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._connection.close()
+        self._connection, self._prepared = None, False
+
+    def _create(self) -> None:
         self._retrying("PRAGMA journal_mode=WAL")
         self._retrying(
             "CREATE TABLE IF NOT EXISTS truths (key TEXT PRIMARY KEY, record TEXT NOT NULL)"
@@ -478,8 +619,6 @@ class GroundTruthCache:
 
     def _db(self):
         if self._connection is None:
-            import sqlite3
-
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._connection = sqlite3.connect(
                 self.path, timeout=self.BUSY_SECONDS, isolation_level=None
@@ -490,12 +629,10 @@ class GroundTruthCache:
 
     def _statement(self, sql: str, parameters: tuple = ()):
         if not self._prepared:
-            self.prepare()
+            self._create()
         return self._retrying(sql, parameters)
 
     def _retrying(self, sql: str, parameters: tuple = ()):
-        import sqlite3
-
         deadline = time.monotonic() + self.BUSY_SECONDS
         pause = 0.01
         while True:
@@ -510,14 +647,38 @@ class GroundTruthCache:
                 time.sleep(pause)
                 pause = min(2 * pause, 0.5)
 
-    def get(self, key: str) -> dict | None:
-        rows = self._statement("SELECT record FROM truths WHERE key = ?", (key,))
-        return json.loads(rows[0][0]) if rows else None
 
-    def put(self, key: str, record: dict) -> None:
-        self._statement(
-            "INSERT OR IGNORE INTO truths (key, record) VALUES (?, ?)", (key, json.dumps(record))
-        )
+def _reason(error: Exception) -> str:
+    """An error in a few words: ``file is not a database``, ``Not a directory: /a/b``."""
+    if isinstance(error, OSError) and error.strerror:
+        return f"{error.strerror}: {error.filename}" if error.filename else error.strerror
+    return str(error) or type(error).__name__
 
-    def __len__(self) -> int:
-        return self._statement("SELECT COUNT(*) FROM truths")[0][0]
+
+_UNUSABLE_CACHES: dict[tuple[Path, str], str] = {}
+"""(cache file, run) -> why the cache is unusable, for the chunks a worker process runs after
+the first that met the problem (each gets its own unpickled copy of the cache)."""
+
+
+def _seal(key: str, record: dict) -> str:
+    """The stored text of a record: the record with the checksum of its key and content."""
+    return json.dumps({"sha256": _record_checksum(key, record), "record": record})
+
+
+def _unseal(key: str, text) -> dict | None:
+    """The record stored as ``text`` under ``key``; None unless it parses and its checksum
+    matches (an edited value, another key's record, or an unsealed record of older code)."""
+    try:
+        sealed = json.loads(text)
+        record = sealed["record"]
+        good = sealed["sha256"] == _record_checksum(key, record)
+    except (ValueError, TypeError, KeyError, RecursionError):
+        return None
+    return record if good and isinstance(record, dict) else None
+
+
+def _record_checksum(key: str, record) -> str:
+    """sha256 of the key and the record's canonical JSON (sorted keys, no spaces; floats are
+    written in full by json, so a record read back gives the same text)."""
+    text = json.dumps(record, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(key.encode() + b"\0" + text.encode()).hexdigest()
