@@ -15,7 +15,7 @@ SHELL := /bin/bash
 STUDIES := softmax summation variance linear-systems least-squares derivatives descent \
            optimisation constrained frameworks rounding
 
-.PHONY: help env study test test-latest lock lint format docs-image docs-errors bench clean \
+.PHONY: help env study test test-latest lock lint format docs-image docs-errors bench clean example \
         report reproduce $(addprefix study-,$(STUDIES))
 
 help:  ## list the targets
@@ -75,6 +75,9 @@ study-frameworks: $(STAMP)  ## torch, JAX, TensorFlow kernels vs the textbook so
 study-rounding: $(STAMP)  ## emulated float16 arithmetic and stochastic rounding vs stagnation
 	$(BIN)/precision run studies/rounding.toml --out results/rounding
 
+example: $(STAMP)  ## a user's own kernels (examples/my_kernels.py) in a quick study
+	$(BIN)/precision run examples/my_kernels.toml --quick --out results/my_kernels
+
 report: $(STAMP)  ## the report: results/report/index.html and index.md from the stored studies
 	$(BIN)/precision report --results results --out results/report
 
@@ -114,8 +117,8 @@ lock:  ## refresh lock/py311.txt from pyproject's ranges (then: make test, make 
 	@echo "wrote $(LOCK); now run make test and make study, and commit the lock"
 
 lint: $(STAMP)  ## ruff lint and format check
-	$(BIN)/ruff check precision tests benchmarks
-	$(BIN)/ruff format --check precision tests benchmarks
+	$(BIN)/ruff check precision tests benchmarks examples
+	$(BIN)/ruff format --check precision tests benchmarks examples
 
 format: $(STAMP)
 	$(BIN)/ruff format precision tests

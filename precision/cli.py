@@ -292,20 +292,28 @@ def _positive(text: str) -> int:
 
 
 def _list(args) -> int:
+    from precision.problems.registry import USER_KERNELS, USER_PROBLEMS
+
+    studies = []  # read first: their plugins register the kernels and problems listed below
+    for path in sorted(Path(args.studies_dir).glob("*.toml")):
+        try:
+            studies.append(f"  {str(path):28s} {load_spec(path).description}")
+        except SpecError as exc:
+            studies.append(f"  {str(path):28s} (invalid: {exc})")
     print("problems and variants:")
     for name, problem in PROBLEMS.items():
-        print(f"  {name:15s} {', '.join(problem.variants)}")
-        print(f"  {'':15s} {problem.description}")
+        user = {v for p, v in USER_KERNELS if p == name}
+        names = [f"{v} (user)" if v in user else v for v in problem.variants]
+        origin = f" (user problem, {USER_PROBLEMS[name].origin})" if name in USER_PROBLEMS else ""
+        print(f"  {name:15s} {', '.join(names)}")
+        print(f"  {'':15s} {problem.description}{origin}")
+    for (problem, variant), registration in USER_KERNELS.items():
+        print(f"  user kernel {problem}/{variant}: {registration.origin}")
     print("formats:")
     for fmt in FORMATS.values():
         print(f"  {fmt.name:15s} p={fmt.p:<3d} u={fmt.u:.3g}  max={fmt.max:.4g}")
     print("studies:")
-    for path in sorted(Path(args.studies_dir).glob("*.toml")):
-        try:
-            spec = load_spec(path)
-            print(f"  {str(path):28s} {spec.description}")
-        except SpecError as exc:
-            print(f"  {str(path):28s} (invalid: {exc})")
+    print("\n".join(studies))
     return 0
 
 
@@ -316,10 +324,12 @@ def _run(args) -> int:
     from tqdm import tqdm
 
     from precision import plots, store, summary
+    from precision.api import check_kernels
     from precision.execute import execute
     from precision.study import chunks, companion_tables
 
     store.check_output_folder(out_dir, spec, force=args.force)
+    check_kernels(spec)  # a user kernel that breaks the batch contract: one line, before work
     total = sum(chunk.inputs(spec) for chunk in chunks(spec))
     with tqdm(
         total=total, unit="input", desc=spec.name, disable=args.no_progress, file=sys.stderr

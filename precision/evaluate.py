@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import mpmath
 import numpy as np
@@ -65,7 +65,7 @@ _OBJECTS = ("computed", "exact")
 
 
 def evaluate(
-    problem: str | Problem,
+    problem: str | Problem | Callable,
     values,
     *,
     formats: Sequence[str] | None = None,
@@ -75,8 +75,10 @@ def evaluate(
 
     Parameters
     ----------
-    problem : str or Problem
-        A name from `precision.problems.PROBLEMS` (``"softmax"``) or a `Problem`.
+    problem : str, Problem or kernel
+        A name from `precision.problems.PROBLEMS` (``"softmax"``), a `Problem`, or a kernel
+        registered with `precision.kernel` (then only that kernel runs, unless ``variants``
+        names others of its problem).
     values : array-like
         One input in float64 (a scalar, a vector, or a 2-D array such as cross-entropy's
         (2, n) logits and target), of the shape the problem takes (`input_pattern`).
@@ -97,6 +99,8 @@ def evaluate(
         For an unknown problem, format or variant, or values that are not an input of the
         problem; the message is one line and suggests the closest name for a typo.
     """
+    if callable(problem) and not isinstance(problem, Problem):
+        problem, variants = _registered_kernel(problem, variants)
     problem = get_problem(problem)
     x = problem_input(problem, values)
     formats = _chosen(formats, FORMATS, STUDY_FORMATS, "format")
@@ -107,6 +111,18 @@ def evaluate(
         for name in formats:
             rows += _rows_in_format(problem, x, get_format(name), variants)
     return _table(rows)
+
+
+def _registered_kernel(fn, variants) -> tuple[str, Sequence[str]]:
+    """The problem and variant of a kernel registered with `precision.kernel`."""
+    registered = getattr(fn, "precision_variant", None)
+    if registered is None:
+        name = getattr(fn, "__name__", repr(fn))
+        raise InputError(
+            f"{name} is not a registered kernel: decorate it with @precision.kernel(PROBLEM)"
+        )
+    problem, name = registered
+    return problem, [name] if variants is None else variants
 
 
 def get_problem(problem: str | Problem) -> Problem:

@@ -372,13 +372,29 @@ def reference_fingerprint() -> str:
     return digest.hexdigest()
 
 
+@functools.lru_cache(maxsize=64)
+def outside_reference_fingerprint(reference) -> str:
+    """sha256 of the source file of a reference defined outside the package (a user's problem),
+    "" for the package's own: an edited user reference never reuses stale truths."""
+    import inspect
+
+    try:
+        path = Path(inspect.getsourcefile(reference) or "").resolve()
+    except TypeError:  # not Python code: nothing to fingerprint beyond the package
+        return ""
+    if not path.is_file() or Path(__file__).resolve().parent in path.parents:
+        return ""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
 def cache_key(problem: Problem, x: np.ndarray, fmts, *, engine: str, precisions=PRECISIONS) -> str:
     """The key of a ground truth: problem, the input's exact bits and shape, output formats,
     engine, precision rule (ladder and tolerances) and `reference_fingerprint`."""
     x64 = np.ascontiguousarray(np.asarray(x, dtype=np.float64))
     rule = (tuple(precisions), AGREEMENT, COND_ACCURACY, ZERO_PREC)
     head = repr((problem.name, x64.shape, [get_format(f).name for f in fmts], engine, rule))
-    digest = hashlib.sha256(head.encode() + reference_fingerprint().encode())
+    code = reference_fingerprint() + outside_reference_fingerprint(problem.reference)
+    digest = hashlib.sha256(head.encode() + code.encode())
     digest.update(x64.tobytes())
     return digest.hexdigest()
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from precision import plugins
 from precision.exact import ENGINES
 from precision.formats import FORMATS
 from precision.problems import DEFAULT_VARIANTS, PROBLEMS, unavailable_variant
@@ -70,10 +71,17 @@ class StudySpec:
     shared_inputs: bool = False
     source: Path | None = None
     raw: dict[str, Any] = field(default_factory=dict, compare=False)
+    plugins: tuple[str, ...] = ()  # resolved: absolute .py paths or module names
+    plugins_sha256: str = ""  # over the plugins' sources ("" without plugins)
 
     def variants_of(self, problem: str) -> tuple[str, ...]:
-        # Unnamed: the problem's own variants (library and emulated ones only when named).
-        return self.variants.get(problem) or DEFAULT_VARIANTS[problem]
+        # Unnamed: the problem's own variants (library, emulated and user kernels only when
+        # named); a user's problem: all of its variants.
+        return (
+            self.variants.get(problem)
+            or DEFAULT_VARIANTS.get(problem)
+            or tuple(PROBLEMS[problem].variants)
+        )
 
 
 TOP_KEYS = {
@@ -87,6 +95,7 @@ TOP_KEYS = {
     "datasets",
     "engine",
     "shared_inputs",
+    "plugins",
     "quick",
 }
 GRID_KEYS = {"log10_cond", "log10_magnitude", "sizes", "samples_per_cell", "problem_samples"}
@@ -140,11 +149,12 @@ def parse_spec(
     seed = raw.get("seed", 0)
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
         raise fail("seed", f"must be a non-negative integer, got {seed!r}")
+    base = source.parent if source else Path.cwd()
+    plugins, plugins_sha256 = _plugins(raw.get("plugins", []), base, fail)  # before the names
     formats = _names(raw, "formats", FORMATS, fail)
     problems = _names(raw, "problems", PROBLEMS, fail)
     variants = _variants(raw.get("variants", {}), problems, fail)
     grid = _grid(raw.get("grid"), problems, fail)
-    base = source.parent if source else Path.cwd()
     datasets = _datasets(raw.get("datasets", {}), base, fail)
     engine = raw.get("engine", "arb")
     if engine not in ENGINES:
@@ -169,6 +179,8 @@ def parse_spec(
         shared_inputs=shared_inputs,
         source=source,
         raw=raw,
+        plugins=plugins,
+        plugins_sha256=plugins_sha256,
     )
 
 
@@ -216,6 +228,23 @@ def _check_keys(table: dict, allowed: set[str], prefix: str, fail) -> None:
     for key in table:
         if key not in allowed:
             raise fail(prefix + key, "unknown key" + did_you_mean(key, allowed))
+
+
+def _plugins(names, base: Path, fail) -> tuple[tuple[str, ...], str]:
+    """Resolve and import the spec's plugin modules (they register kernels and problems)."""
+    if not isinstance(names, list):
+        raise fail("plugins", f"must be a list of module names, got {names!r}")
+    try:
+        resolved = tuple(plugins.resolve(name, base=base) for name in names)
+        return resolved, plugins.load_all(resolved)
+    except plugins.PluginError as exc:
+        raise fail("plugins", str(exc)) from None
+
+
+def ensure_plugins(spec: StudySpec) -> None:
+    """Import the spec's plugins in this process (a worker's first step before a chunk)."""
+    if spec.plugins:
+        plugins.load_all(spec.plugins)
 
 
 def did_you_mean(word: str, choices) -> str:

@@ -159,6 +159,8 @@ def provenance(spec: StudySpec, timing: dict | None = None) -> dict:
         "spec_path": str(Path(spec.source).resolve()) if spec.source else None,
         "spec_sha256": spec_fingerprint(spec),
         "datasets": _dataset_fingerprints(spec),
+        "plugins": list(spec.plugins),  # user modules the spec imported, and their sources
+        "plugins_sha256": spec.plugins_sha256,
         **provenance_environment(),
         "timing": timing or {},
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -339,8 +341,12 @@ class OutputConflict(Exception):
 
 
 def spec_fingerprint(spec: StudySpec) -> str:
-    """sha256 of the spec as run (after --quick overrides), independent of key order."""
-    return hashlib.sha256(json.dumps(spec.raw, sort_keys=True, default=str).encode()).hexdigest()
+    """sha256 of the spec as run (after --quick overrides), independent of key order, and of
+    its plugins' sources: an edited user kernel never resumes from parts of the old one."""
+    text = json.dumps(spec.raw, sort_keys=True, default=str)
+    if spec.plugins_sha256:
+        text += spec.plugins_sha256
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 NOT_IN_RESULTS = frozenset(

@@ -30,7 +30,7 @@ from precision.formats import cast, common_format, get_format, round_to_format_a
 from precision.problems import PROBLEMS
 from precision.problems.base import Computed, Problem, Unsupported
 from precision.sampling import cell_rng, dataset_rows, sample_in_cell
-from precision.spec import StudySpec
+from precision.spec import StudySpec, ensure_plugins
 
 COLUMNS = {
     "study": "study name",
@@ -144,6 +144,7 @@ TRACEBACK_KEY = "_traceback"
 def run_chunk(spec: StudySpec, chunk: Chunk, *, cache=None) -> ChunkResult:
     """Generate the chunk's inputs and measure every variant in every format on them."""
     start = time.perf_counter()
+    ensure_plugins(spec)  # a worker process imports the user's kernels before it runs them
     rows: list[dict] = []
     gt_seconds = 0.0
     for index, x in _chunk_inputs(spec, chunk):

@@ -149,6 +149,10 @@ def overflow_thresholds(table: pd.DataFrame) -> pd.DataFrame:
             }
         )
 
+    if rows.empty:  # no exponentials (or no rows): the columns, and nothing under them
+        columns = ["max_x_max_ok", "min_x_max_overflow", "max_lse_ok", "min_lse_overflow"]
+        columns += ["overflowed", "other_failures", "rows", "ln_max"]
+        return pd.DataFrame(columns=[*KEYS, *columns])
     out = rows.groupby(KEYS, observed=True).apply(stats, include_groups=False).reset_index()
     out["ln_max"] = [float(np.log(get_format(f).max)) for f in out["format"]]
     return out

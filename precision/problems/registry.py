@@ -1,0 +1,201 @@
+"""Kernels and problems from outside the package: the public registration API.
+
+A user's kernel is a *batch* kernel, as deep-learning code calls kernels: ``kernel(X) -> Y``
+with ``X`` of shape ``(batch, *input_shape)`` in the format's dtype and each row computed
+independently. ``@precision.kernel("softmax", name="fused_exp2")`` adds it to the problem's
+variants (it runs where a spec or `precision.evaluate` names it) and returns the function
+unchanged. ``precision.register_problem(problem)`` adds a new `Problem`. Built-in names are
+never replaced; registering the same function again (a plugin module imported twice, in a
+notebook and by a study) is a no-op.
+
+The runner still measures one input at a time, so a batch kernel is called with a batch of one
+row and its row is taken back (`batch_kernel_compute`); rows are independent by contract, so
+this gives what the whole-batch call gives row by row.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from precision.formats import Format
+from precision.problems import PROBLEMS
+from precision.problems.base import Problem, Variant, same_as_format
+
+BUILTIN_VARIANTS: dict[str, frozenset[str]] = {
+    name: frozenset(problem.variants) for name, problem in PROBLEMS.items()
+}
+"""The variants each built-in problem has before any user registration."""
+
+
+class RegistrationError(ValueError):
+    """A kernel or problem that cannot be registered (a name taken, an unknown problem); the
+    message is one line naming what is wrong."""
+
+
+@dataclass(frozen=True)
+class Registration:
+    """Where a user kernel or problem came from (shown by ``precision list``)."""
+
+    problem: str
+    name: str
+    origin: str  # "file.py:qualname" of the function or of the problem's reference
+    path: str = ""  # the absolute path of that file ("" where Python cannot tell)
+
+
+USER_KERNELS: dict[tuple[str, str], Registration] = {}
+USER_PROBLEMS: dict[str, Registration] = {}
+
+
+def kernel(
+    problem: str,
+    *,
+    name: str | None = None,
+    bound: Callable[[np.ndarray, Format], float] | None = None,
+    accumulator: str | Callable[[Format], str] | None = None,
+    library: str = "user",
+    description: str = "",
+) -> Callable[[Callable], Callable]:
+    """Register a batch kernel as a variant of ``problem``; returns the function unchanged.
+
+    Parameters
+    ----------
+    problem : str
+        The problem it computes (``"softmax"``, or a problem added by `register_problem`).
+    name : str, keyword-only
+        The variant's name in tables (default: the function's name). Must not be a built-in
+        variant of the problem.
+    bound : callable, keyword-only
+        ``bound(x, fmt) -> float``: a known first-order bound on the normwise relative error
+        for one input ``x`` (its row), or None.
+    accumulator : str or callable, keyword-only
+        The precision its reductions accumulate in: a format name (``"float32"``), or
+        ``accumulator(fmt) -> str``; default the format itself.
+    library : str, keyword-only
+        The distribution whose version the rows record (default ``"user"``: none).
+    description : str, keyword-only
+
+    Examples
+    --------
+    >>> import precision as pr
+    >>> @pr.kernel("softmax", name="fused_exp2")
+    ... def fused_exp2(x):                      # x: (batch, n) in the format's dtype
+    ...     z = x - x.max(axis=-1, keepdims=True)
+    ...     e = np.exp2(z * x.dtype.type(1.4426950408889634))
+    ...     return e / e.sum(axis=-1, keepdims=True)
+    """
+
+    def register(fn: Callable) -> Callable:
+        variant_name = name or fn.__name__
+        _check_kernel_name(problem, variant_name, fn)
+        accumulate = _accumulator(accumulator)
+        variant = Variant(
+            variant_name,
+            batch_kernel_compute(fn, variant_name),
+            bound,
+            accumulate,
+            library,
+            description or (inspect.getdoc(fn) or "").split("\n")[0],
+        )
+        target = PROBLEMS[problem]
+        PROBLEMS[problem] = dataclasses.replace(
+            target, variants={**target.variants, variant_name: variant}
+        )
+        USER_KERNELS[problem, variant_name] = Registration(
+            problem, variant_name, origin(fn), source_path(fn)
+        )
+        fn.precision_variant = (problem, variant_name)  # for evaluate(fn, ...)
+        return fn
+
+    return register
+
+
+def register_problem(problem: Problem) -> Problem:
+    """Add a new `Problem` (its reference written against `precision.numbers.NumberSystem`,
+    as the built-in ones are); returns it. Its own variants are its default ones."""
+    if not isinstance(problem, Problem):
+        raise RegistrationError(f"register_problem: expected a Problem, got {type(problem)}")
+    where = origin(problem.reference)
+    known = USER_PROBLEMS.get(problem.name)
+    if problem.name in BUILTIN_VARIANTS or (known and known.origin != where):
+        raise RegistrationError(
+            f"problem {problem.name!r} ({where}) is already defined"
+            + (f" by {known.origin}" if known else " (a built-in problem)")
+        )
+    PROBLEMS[problem.name] = problem
+    USER_PROBLEMS[problem.name] = Registration(
+        problem.name, "", where, source_path(problem.reference)
+    )
+    return problem
+
+
+def batch_kernel_compute(fn: Callable, name: str) -> Callable[[np.ndarray], np.ndarray]:
+    """``compute(x)`` of one input for a batch kernel: call it on ``x[None]`` (a batch of one)
+    and return its only row, flattened as the built-in variants return theirs."""
+
+    def compute(x: np.ndarray) -> np.ndarray:
+        y = np.asarray(fn(np.asarray(x)[np.newaxis]))
+        if y.ndim == 0 or y.shape[0] != 1:
+            raise KernelShapeError(
+                f"kernel {name} returned shape {y.shape} for a batch of 1 input of shape "
+                f"{np.shape(x)}: a batch kernel returns (batch, ...)"
+            )
+        return y[0].reshape(-1)
+
+    compute.batch_kernel = fn
+    return compute
+
+
+class KernelShapeError(ValueError):
+    """A batch kernel returned an array without the batch axis first."""
+
+
+def origin(fn: Callable) -> str:
+    """``file.py:qualname`` of a function (``?`` where Python cannot tell)."""
+    try:
+        path = Path(inspect.getsourcefile(fn) or "?").name
+    except TypeError:  # a builtin or a C function
+        path = "?"
+    return f"{path}:{getattr(fn, '__qualname__', repr(fn))}"
+
+
+def source_path(fn: Callable) -> str:
+    """The absolute path of the file defining ``fn`` ("" where Python cannot tell)."""
+    try:
+        return str(Path(inspect.getsourcefile(fn) or "").resolve()) if fn else ""
+    except TypeError:
+        return ""
+
+
+def _check_kernel_name(problem: str, name: str, fn: Callable) -> None:
+    if problem not in PROBLEMS:
+        close = difflib.get_close_matches(str(problem), list(PROBLEMS), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else " (see precision list)"
+        raise RegistrationError(f"kernel {name}: unknown problem {problem!r}{hint}")
+    if not isinstance(name, str) or not name.isidentifier():
+        raise RegistrationError(f"kernel name must be an identifier, got {name!r}")
+    if name in BUILTIN_VARIANTS.get(problem, ()):
+        raise RegistrationError(
+            f"kernel {name} ({origin(fn)}): {problem} already has a built-in variant {name!r}; "
+            "choose another name"
+        )
+    known = USER_KERNELS.get((problem, name))
+    if known is not None and known.origin != origin(fn):
+        raise RegistrationError(
+            f"kernel {name} ({origin(fn)}): {problem}/{name} is already registered by "
+            f"{known.origin}"
+        )
+
+
+def _accumulator(accumulator) -> Callable[[Format], str]:
+    if accumulator is None:
+        return same_as_format
+    if callable(accumulator):
+        return accumulator
+    return lambda fmt, name=str(accumulator): name
