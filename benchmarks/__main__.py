@@ -1,4 +1,4 @@
-"""``python -m benchmarks [--quick] [--parts 1,2,3,4] [--out results/bench]``."""
+"""``python -m benchmarks [--quick] [--parts 1,2,3,4,5] [--out results/bench]``."""
 
 import sys
 

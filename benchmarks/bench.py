@@ -1,4 +1,5 @@
-"""``make bench``: the study against a naive baseline, ground-truth throughput, scaling, workers.
+"""``make bench``: the study against a naive baseline, ground-truth throughput, scaling, workers,
+and the study against the per-row script a user would write (part 5, issue 13).
 
 Every comparison is measured side by side in one run (the machine may be shared: ratios of
 timings taken together are what to read, absolute times less so). Results go to
@@ -38,6 +39,7 @@ from benchmarks.baseline import (
     referee,
 )
 from benchmarks.child import EXP_CELLS, ROWS_PER_INPUT
+from benchmarks.versus_script import RATIO_GOAL, SHARE_GOAL, measure_sizes
 from precision import store, study
 from precision.exact import ground_truths
 from precision.execute import execute
@@ -74,6 +76,8 @@ class Config:
     scaling_inputs: tuple[int, ...]  # part 3: exp study sizes, in inputs
     memory_rows: int  # part 3: rows of the peak-memory run
     memory_seconds: float  # part 3: the memory run is shrunk to fit this when it would not
+    versus: tuple[tuple[int, int], ...]  # part 5: (n, samples per cell) for each size
+    versus_grid: dict  # part 5: the decades of the grid (studies/softmax.toml's in full mode)
     parallel: tuple[tuple[str, int], ...] = field(
         default=(("serial", 1), ("process", 1), ("process", 2), ("dask", 1), ("dask", 2))
     )
@@ -89,6 +93,8 @@ FULL = Config(
     scaling_inputs=(1_000, 10_000, 100_000),
     memory_rows=1_000_000,
     memory_seconds=300.0,
+    versus=((10, 8), (100, 3), (1000, 2)),
+    versus_grid={"log10_cond": [-1, 5], "log10_magnitude": [-1, 4]},
 )
 QUICK = Config(
     name="quick",
@@ -100,6 +106,8 @@ QUICK = Config(
     scaling_inputs=(200, 800, 3_200),
     memory_rows=20_000,
     memory_seconds=60.0,
+    versus=((10, 1), (100, 1), (1000, 1)),
+    versus_grid={"log10_cond": [-1, 2], "log10_magnitude": [-1, 4]},
 )
 
 
@@ -806,6 +814,70 @@ def parallel(
     return table
 
 
+# ------------------------------------------------------------------ 5. study vs the user's script
+
+
+def study_vs_script(res: Results, *, sizes=((10, 1), (100, 1), (1000, 1)), grid=None):
+    """Part 5: a cold serial study against `benchmarks.script` on the same rows, per size n
+    (`benchmarks.versus_script.measure_sizes`); issue 13's goals printed beside the results."""
+    table = measure_sizes(sizes, grid)
+    bench, rows = "softmax family: study vs per-row script", []
+    for r in table.itertuples(index=False):
+        add = _adder(res, "5", bench, f"n={r.n}")
+        ratio_ok = "met" if r.ratio >= RATIO_GOAL else "not met"
+        share_ok = "met" if r.outside_share <= SHARE_GOAL else "not met"
+        add("inputs", r.inputs, "inputs", f"{r.samples_per_cell} per reachable cell")
+        add("rows", r.study_rows, "rows", f"script: {r.script_rows}")
+        add("study, cold serial", r.study_seconds, "s", "precision.study.run, cache=None")
+        add("study: ground truth", r.ground_truth_seconds, "s", "the runner's own timing")
+        add("script", r.script_seconds, "s", "benchmarks/script.py, mpmath 256 bits per row")
+        add("study rows per second", r.study_rows_per_s, "1/s")
+        add("script rows per second", r.script_rows_per_s, "1/s")
+        add("ratio", r.ratio, "x", f"GOAL at least {RATIO_GOAL:g}x at every n: {ratio_ok}")
+        add("ratio, CPU time", r.ratio_cpu, "x")
+        add(
+            "study time outside ground truth",
+            r.outside_share,
+            "share",
+            f"GOAL at most {SHARE_GOAL:.0%} at every n: {share_ok}",
+        )
+        add("same rows", int(r.same_rows), "bool", "same (input, variant, format) keys")
+        add("rows with different errors", r.differing_errors, "rows", "rel_error, 1e-9 rel.")
+        rows.append(
+            [r.n, r.inputs, f"{r.study_rows:,}", f"{r.study_rows_per_s:,.0f}",
+             f"{r.script_rows_per_s:,.0f}", f"**{_fmt(r.ratio)}x**",
+             f"{_fmt(r.study_seconds)} s", f"{_fmt(r.ground_truth_seconds)} s",
+             f"**{r.outside_share:.0%}**", "yes" if r.same_rows else "**no**",
+             r.differing_errors]
+        )  # fmt: skip
+    res.section(
+        "\n".join(
+            [
+                "## 5. The study against the per-row script a user would write (issue 13)",
+                "",
+                "Softmax, log-sum-exp, log_softmax and cross-entropy (naive and shifted forms), "
+                "four formats, one size n at a time: a cold serial study "
+                "(`precision.study.run`, cache=None) and `benchmarks/script.py` (for every row: "
+                "round the input, run the kernel, mpmath reference at 256 bits, normwise "
+                "relative error; nothing shared or cached) on the same inputs, one after the "
+                "other in this process. Ratio: the study's rows per second over the script's. "
+                "Outside ground truth: the share of the runner's own time not spent on ground "
+                f"truth. Issue 13's goals: at most {SHARE_GOAL:.0%} outside ground truth and "
+                f"at least {RATIO_GOAL:g}x the script, at every n.",
+                "",
+                _md_table(
+                    ["n", "inputs", "rows", "study rows/s", "script rows/s",
+                     f"ratio (goal {RATIO_GOAL:g}x)", "study s", "of which ground truth",
+                     f"outside ground truth (goal {SHARE_GOAL:.0%})", "same rows",
+                     "rows with different errors"],
+                    rows,
+                ),
+            ]
+        )
+    )  # fmt: skip
+    return table
+
+
 # ------------------------------------------------------------------ report helpers
 
 
@@ -861,7 +933,7 @@ def _git_commit() -> str:
 
 # ------------------------------------------------------------------ command line
 
-PARTS = ("1", "2", "3", "4")
+PARTS = ("1", "2", "3", "4", "5")
 
 
 def run_benchmarks(config: Config, out_dir: Path, parts=PARTS, command: str = "") -> Results:
@@ -893,6 +965,7 @@ def run_benchmarks(config: Config, out_dir: Path, parts=PARTS, command: str = ""
             memory_seconds=config.memory_seconds,
         ),
         "4": lambda: parallel(res, spec, configs=config.parallel),
+        "5": lambda: study_vs_script(res, sizes=config.versus, grid=config.versus_grid),
     }
     for part in parts:
         start = time.perf_counter()

@@ -8,10 +8,12 @@ study's rows with the study's errors, and executors agree.
 from __future__ import annotations
 
 import importlib
+import math
 import sys
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from precision.spec import load_spec, parse_spec
 from precision.study import chunks, run_chunk
@@ -85,3 +87,22 @@ def test_parallel_executors_agree():
     spec = parse_spec(TINY)
     table = bench.parallel(res, spec, configs=(("serial", 1), ("process", 1)))
     assert table["same_table"].all() and (table["rows"] > 0).all()
+
+
+def test_study_vs_script_records_well_formed_lines():
+    """Part 5 at a toy size (n = 10, a 2 x 2 grid, one sample per cell): the script makes the
+    study's rows with the study's errors, and each recorded rate and ratio is consistent."""
+    res = bench.Results([])
+    grid = {"log10_cond": [0, 2], "log10_magnitude": [0, 2]}
+    table = bench.study_vs_script(res, sizes=((10, 1),), grid=grid)
+    assert table["same_rows"].all() and (table["differing_errors"] == 0).all()
+    lines = res.frame()
+    assert set(lines["part"]) == {"5"} and set(lines["setting"]) == {"n=10"}
+    value = dict(zip(lines["metric"], lines["value"], strict=True))
+    study_rate, script_rate = value["study rows per second"], value["script rows per second"]
+    assert math.isfinite(study_rate) and study_rate > 0
+    assert math.isfinite(script_rate) and script_rate > 0
+    assert value["ratio"] == pytest.approx(study_rate / script_rate, rel=1e-12)
+    assert value["rows"] > 0 and 0 <= value["study time outside ground truth"] <= 1
+    assert "GOAL" in lines.loc[lines["metric"] == "ratio", "note"].item()
+    assert "## 5." in res.markdown()
