@@ -39,8 +39,9 @@ __all__ = [
     "ulp_span",
 ]
 
-OUTCOMES = ("ok", "underflow", "overflow", "nan")
-"""Outcome labels, from best to worst."""
+OUTCOMES = ("ok", "exact_zero", "underflow", "overflow", "nan")
+"""Outcome labels, from best to worst. ``exact_zero`` is not a failure: the exact result is 0,
+so the relative error is undefined and the result is judged by its absolute error."""
 
 _UINT_OF_WIDTH = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
 
@@ -402,6 +403,10 @@ def result_outcome(computed: np.ndarray, exact, *, fp_exceptions: Iterable[str] 
     - ``"underflow"``: every component is zero while the exact result is not, and the exact
       result's largest component is below the format's smallest normal number: the result
       itself lies in the underflow range;
+    - ``"exact_zero"``: the exact result is exactly 0 (every component), so no relative error
+      is defined (a sum of rounded inputs that cancel exactly: condition number infinite);
+      the result is to be judged by its absolute error, and kept out of relative-error
+      statistics;
     - ``"ok"``: otherwise. A zero left by cancellation (log-sum-exp of a vector whose exact value
       is 1e-4) is ``"ok"`` with a relative error of 1: a rounding error, not an exception; a
       vector whose tiny components round to zero is ``"ok"`` as well.
@@ -427,4 +432,6 @@ def result_outcome(computed: np.ndarray, exact, *, fp_exceptions: Iterable[str] 
     tiny = get_format(computed.dtype).min_normal
     if np.all(c == 0) and (labels == "underflow").any() and np.max(magnitude) < tiny:
         return "underflow"
+    if np.all((exact.hi == 0) & (exact.lo == 0)):
+        return "exact_zero"
     return "ok"

@@ -2,8 +2,8 @@
 
 One figure per problem; one facet per variant (rows) x format (columns). x = decade of the
 measured condition number, y = decade of the input magnitude, colour = median log10(error / u)
-over certified ok rows. A cell where some inputs failed (underflow, overflow, nan) carries the
-failed percentage as text; a cell with no inputs stays blank.
+over certified ok rows. A cell where some inputs failed (any failed outcome: the title names
+those present) carries the failed percentage as text; a cell with no inputs stays blank.
 
 Problems with known error bounds in closed form (`REFERENCE_LINES`) also get line plots: the
 median error versus n and versus the measured condition number, one line per variant, with the
@@ -24,7 +24,7 @@ from matplotlib.patches import Rectangle  # noqa: E402
 
 from precision.formats import get_format  # noqa: E402
 from precision.problems import linalg, summation, variance  # noqa: E402
-from precision.summary import error_lines, summarize  # noqa: E402
+from precision.summary import EXACT_ZERO, FAILURES, error_lines, summarize  # noqa: E402
 
 CMAP = "viridis"
 FLOOR = -1.0
@@ -68,9 +68,25 @@ def heatmap_figure(table: pd.DataFrame, problem: str) -> plt.Figure:
     )
     fig.suptitle(
         f"{problem}: error vs measured condition number and magnitude\n"
-        "red: percent of inputs that failed (underflow / overflow / nan); hatched: all failed"
+        + failure_legend(table[table["problem"] == problem])
     )
     return fig
+
+
+def failure_legend(rows: pd.DataFrame) -> str:
+    """The heatmap's note on failures, naming the failed outcomes these rows hold (with their
+    counts), so that a hatched cell is never read as a failure it is not; rows whose exact
+    result is 0 (no relative error, no cell) are counted too."""
+    outcomes = rows["outcome"].value_counts()
+    failed = [f"{name} {int(outcomes[name])}" for name in FAILURES if name in outcomes.index]
+    text = (
+        f"red: percent of inputs that failed ({', '.join(failed)} rows); hatched: all failed"
+        if failed
+        else "no input failed"
+    )
+    if EXACT_ZERO in outcomes.index:
+        text += f"; {int(outcomes[EXACT_ZERO])} rows with exact result 0 not drawn"
+    return text
 
 
 def _facet_title(table: pd.DataFrame, problem: str, variant: str, fmt: str) -> str:

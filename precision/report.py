@@ -201,7 +201,10 @@ def _study_blocks(study: StoredStudy, report: Report, *, figures: bool) -> list[
             "violations among the rows with a known first-order bound, and where the variant "
             "first fails: the smallest decade of max|x| and of the condition number holding "
             "a failed row, and the smallest condition decade whose median error reaches 1/2 "
-            "(no correct bit). Empty: never.",
+            "(no correct bit). Empty: never. Rows whose exact result is 0 (inputs that cancel "
+            "exactly; condition number infinite) have no relative error: they are counted "
+            "under 'exact result 0', with their worst absolute error, and left out of the "
+            "error columns and the failures.",
         ),
         Block("table", key_numbers(table), "Key numbers"),
     ]
@@ -293,6 +296,8 @@ def key_numbers(table: pd.DataFrame) -> pd.DataFrame:
             "median err/u": merged["median_err_over_u"],
             "worst err/u": merged["max_err_over_u"],
             "failed %": 100 * merged["failure_fraction"],
+            "exact result 0": merged["exact_zero"].astype(int),
+            "their worst abs error": merged["max_abs_error_exact_zero"],
             "of which unsupported %": 100 * merged["unsupported"],
             "raised": merged["errors"].astype(int),
             "bound violations": [

@@ -53,12 +53,16 @@ COLUMNS = {
     "magnitude": "max |x_i| of the rounded input",
     "x_max": "max x_i of the rounded input",
     "lse": "log-sum-exp of the rounded input's logits (float64), where defined",
-    "rel_error": "normwise (inf-norm) relative error of the result, unitless",
-    "rel_error_cw": "largest componentwise relative error, unitless",
+    "rel_error": "normwise (inf-norm) relative error of the result, unitless; NaN where the "
+    "exact result is 0 (outcome exact_zero: undefined)",
+    "rel_error_cw": "largest componentwise relative error, unitless (NaN: outcome exact_zero)",
     "err_over_u": "rel_error / u of the row's format",
+    "abs_error": "normwise (inf-norm) absolute error max|computed - exact|, in the units of "
+    "the result; NaN where nothing was computed",
     "ulps": "largest ulp distance to the correctly rounded exact result, in compute_dtype",
     "bits": "log2(1 + ulps): bits of error (0 = correctly rounded)",
-    "outcome": "ok / underflow / overflow / nan / input_overflow (see metrics.result_outcome), "
+    "outcome": "ok / exact_zero (the exact result is 0: no relative error, judged by abs_error; "
+    "not a failure) / underflow / overflow / nan / input_overflow (see metrics.result_outcome), "
     "no_convergence (an iterative variant hit its cap), undefined (no exact result: e.g. the "
     "rounded matrix is singular), unsupported (the library refuses the "
     "format; nothing was computed), error (the variant raised an exception the framework "
@@ -412,16 +416,22 @@ def measure_variant(
         bound = _bound(variant, x_fmt, fmt)
         rel = metrics.normwise_relative_error(y, exact)
         rel_cw = float(np.max(metrics.relative_error(y, exact)))
+        absolute = float(np.max(metrics.absolute_error(y, exact)))
         backward = _backward_error(problem, x_fmt, y)
     ulps = metrics.ulp_distance(y, exact.rounded_to(y.dtype), nan="max")
     outcome = metrics.result_outcome(y, exact, fp_exceptions=run.raised)
-    if not run.converged and outcome in ("ok", "underflow"):
+    if outcome == "exact_zero":
+        # |y - 0| / 0 is undefined: metrics' 0-or-inf convention would put an infinite (or a
+        # flattering zero) error into every statistic over rel_error; abs_error judges the row.
+        rel = rel_cw = np.nan
+    if not run.converged and outcome in ("ok", "underflow", "exact_zero"):
         outcome = "no_convergence"
     return y, about | {
         "compute_dtype": y.dtype.name,
         "rel_error": rel,
         "rel_error_cw": rel_cw,
         "err_over_u": rel / fmt.u,
+        "abs_error": absolute,
         "ulps": int(ulps.max()),
         "bits": float(np.log2(1.0 + ulps.max())),
         "outcome": outcome,
@@ -466,6 +476,7 @@ _FLOATS = (
     "rel_error",
     "rel_error_cw",
     "err_over_u",
+    "abs_error",
     "bits",
     "bound",
     "backward_error",

@@ -1,7 +1,9 @@
 """Summaries of a study table: per-cell statistics, overflow thresholds and a Markdown digest.
 
 Pure functions of the tidy table. Error statistics use only rows whose ground truth was
-certified and whose outcome is ``ok``; failures are counted, never averaged into errors.
+certified and whose outcome is ``ok``; failures are counted, never averaged into errors. Rows
+whose exact result is 0 (outcome ``exact_zero``) have no relative error: they are counted
+apart, with their worst absolute error, and are neither ok nor failed.
 """
 
 from __future__ import annotations
@@ -24,6 +26,15 @@ FAILURES = (
     "error",
 )
 KEYS = ["problem", "variant", "format"]
+EXACT_ZERO = "exact_zero"
+"""The outcome of a row whose exact result is 0 (`precision.metrics.result_outcome`)."""
+
+
+def _column(table: pd.DataFrame, name: str) -> pd.Series:
+    """A float column, or NaN where the table predates it (a hand-made or older table)."""
+    if name in table:
+        return table[name].astype("float64")
+    return pd.Series(np.nan, index=table.index, dtype="float64")
 
 
 def decade(values: pd.Series) -> pd.Series:
@@ -46,9 +57,12 @@ def _flags(table: pd.DataFrame) -> pd.DataFrame:
     certified = table["certified"].fillna(False).astype(bool)
     good = (table["outcome"] == "ok") & certified
     checked = good & table["bound"].notna()
+    zero = table["outcome"] == EXACT_ZERO
     return table.assign(
         _err=table["err_over_u"].where(good),
         _bits=table["bits"].where(good),
+        _zero=zero,
+        _zero_abs=_column(table, "abs_error").where(zero),
         _failed=table["outcome"].isin(FAILURES),
         _checked=checked,
         _violated=checked & (table["rel_error"] > table["bound"]),
@@ -67,6 +81,8 @@ def _aggregate(table: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
             max_err_over_u=("_err", "max"),
             median_bits=("_bits", "median"),
             failure_fraction=("_failed", "mean"),
+            exact_zero=("_zero", "sum"),
+            max_abs_error_exact_zero=("_zero_abs", "max"),
             bound_checked=("_checked", "sum"),
             bound_violations=("_violated", "sum"),
             uncertified=("_uncertified", "sum"),
@@ -78,8 +94,9 @@ def _aggregate(table: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
 
 def summarize(table: pd.DataFrame) -> pd.DataFrame:
     """Per problem x variant x format x cond decade x magnitude decade: count, median and max
-    error in units of u and median bits (certified ok rows only), failure fraction, bound
-    checks and violations, uncertified rows."""
+    error in units of u and median bits (certified ok rows only), failure fraction, rows
+    whose exact result is 0 and their worst absolute error, bound checks and violations,
+    uncertified rows."""
     return _aggregate(with_bins(table), KEYS + ["cond_decade", "magnitude_decade"])
 
 
@@ -188,7 +205,9 @@ def markdown(table: pd.DataFrame, *, title: str) -> str:
         "in the underflow range flushed to zero), input_overflow (the input is not "
         "representable in the format), no_convergence (an iterative method hit its cap), "
         "unsupported (the library refuses the format) and error (the variant raised an "
-        "exception; `errors` counts them).",
+        "exception; `errors` counts them). Rows whose exact result is 0 have no relative "
+        "error: `exact_zero` counts them (neither ok nor failed) and "
+        "`max_abs_error_exact_zero` gives their worst absolute error.",
         "",
         "## Errors and failures per variant and format",
         "",

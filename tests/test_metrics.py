@@ -656,7 +656,9 @@ def test_classify_pinned():
         ([np.nan], [1.0], "nan"),
         ([0.0], [1e-30], "underflow"),
         ([0.0, 0.0, 0.0], [1e-30, 1e-31, 0.0], "underflow"),  # everything lost
-        ([0.0, 0.0], [0.0, 0.0], "ok"),  # exact zero result
+        ([0.0, 0.0], [0.0, 0.0], "exact_zero"),  # exact zero result: no relative error
+        ([2.0**-10], [0.0], "exact_zero"),  # judged by its absolute error, not a failure
+        ([np.inf], [0.0], "overflow"),  # an exception still wins over exact_zero
         ([1.0, 0.0, 0.0], [1.0, 1e-30, 1e-40], "ok"),  # only tiny components flushed
         ([np.inf, np.nan], [1.0, 1.0], "nan"),  # worst wins
         ([np.inf, 0.0], [1.0, 1.0], "overflow"),
@@ -671,7 +673,7 @@ def test_result_outcome_pinned(computed, exact, outcome):
 
 
 def test_outcome_order():
-    assert OUTCOMES == ("ok", "underflow", "overflow", "nan")
+    assert OUTCOMES == ("ok", "exact_zero", "underflow", "overflow", "nan")
 
 
 def test_result_outcome_all_zero_float16_vector():

@@ -87,6 +87,53 @@ def formats_in(table: pd.DataFrame) -> list[str]:
     return ordered + sorted(present - set(ordered))
 
 
+NOT_COMPUTED = ("unsupported", "error", "input_overflow", "undefined")
+"""Outcomes of rows where nothing was measured: the library refused the format, the variant
+raised, the input is not representable, or there is no exact result."""
+
+COMBINATION = ["problem", "variant", "format"]
+
+
+def ran_share(rows: pd.DataFrame) -> pd.Series:
+    """Per problem x variant x format: the share of rows where a result was computed and
+    measured (outcome not in `NOT_COMPUTED`)."""
+    computed = ~rows["outcome"].isin(NOT_COMPUTED)
+    return rows.assign(ran=computed).groupby(COMBINATION, observed=True)["ran"].mean()
+
+
+def ran_only(rows: pd.DataFrame) -> pd.DataFrame:
+    """The rows of the combinations (problem x variant x format) that computed at least one
+    result: a combination that never ran (every row refused, raised or without an input) is
+    evidence of nothing, and must never count toward a verdict."""
+    if rows.empty:
+        return rows
+    share = ran_share(rows)
+    ran = share[share > 0].index
+    return rows[pd.MultiIndex.from_frame(rows[COMBINATION]).isin(ran)].reset_index(drop=True)
+
+
+def never_ran(rows: pd.DataFrame) -> list[str]:
+    """The combinations (as "problem variant format") that never computed a result."""
+    if rows.empty:
+        return []
+    share = ran_share(rows)
+    return [" ".join(map(str, key)) for key in share[share == 0].index]
+
+
+def span(rows: pd.DataFrame) -> str:
+    """The range of n, condition number and max|x| that ``rows`` cover, for a claim's text
+    (a number without its range is ambiguous: a median over kappa from 1 to 1e17 is not the
+    median at kappa < 10)."""
+    parts = []
+    for column, name in (("n", "n"), ("cond", "kappa"), ("magnitude", "max|x|")):
+        values = pd.to_numeric(rows[column], errors="coerce") if column in rows else None
+        if values is None or values.notna().sum() == 0:
+            continue
+        low, high = values.min(), values.max()
+        parts.append(f"{name} {number(low, 3)}" + ("" if low == high else f" to {number(high, 3)}"))
+    return ", ".join(parts) if parts else "no rows"
+
+
 def verdict_of(per_case: dict[str, bool]) -> str:
     """holds when every case holds, fails when none does, else qualified."""
     if all(per_case.values()):

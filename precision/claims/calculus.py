@@ -63,7 +63,13 @@ def step_finding(tables: Tables) -> Finding:
         f"{r.problem} {r.scheme} {r.format}": 1 / TOLERANCE <= r.ratio <= TOLERANCE
         for r in table.itertuples()
     }
-    text = "; ".join(
+    text = (
+        f"Criterion: holds per problem, scheme and format when the step with the smallest "
+        f"median relative error is within a factor {number(TOLERANCE)} of the predicted "
+        f"optimum (ratio {number(1 / TOLERANCE)} to {number(TOLERANCE)}: the sweep's steps are "
+        "powers of 2 and |f| / |f''| varies over the inputs, so a ratio of 4 passes and one of "
+        "5.66 does not). "
+    ) + "; ".join(
         f"{r.problem} {r.scheme} {r.format}: best h = {number(r.best_h)} (error "
         f"{number(r.smallest_median_rel_error)}), predicted {number(r.predicted_h)}, "
         f"ratio {number(r.ratio, 3)}"

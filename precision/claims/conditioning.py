@@ -11,13 +11,16 @@ import pandas as pd
 
 from precision.claims.base import (
     CRITICAL_POINTS,
+    NOT_COMPUTED,
     QUADRATICS,
     Finding,
     Tables,
     formats_in,
     judged,
     number,
+    ran_only,
     rows_of,
+    span,
 )
 from precision.formats import get_format
 from precision.summary import FAILURES, error_lines
@@ -32,7 +35,9 @@ def condition_slopes(table: pd.DataFrame, *, value: str = "err_over_u") -> pd.Da
     0.1 (beyond that, no correct digit is left and the error stops growing). ``value``
     "iterations": points with a positive median iteration count. At least 3 points spanning 2
     decades are needed; otherwise the slope is missing. A first-order bound proportional to
-    kappa^k u gives slope k.
+    kappa^k u gives slope k. ``slope_low`` and ``slope_high`` bound its 95% confidence
+    interval (Student's t with points - 2 degrees of freedom; missing with 3 points or fewer
+    collinear ones it is still given, and wide: t = 12.7 for one degree of freedom).
     """
     lines = error_lines(table, "cond_decade") if value == "err_over_u" else _iteration_lines(table)
     out = []
@@ -44,9 +49,9 @@ def condition_slopes(table: pd.DataFrame, *, value: str = "err_over_u") -> pd.Da
         if value == "err_over_u":
             usable &= (y >= 1) & (y * get_format(fmt).u <= 0.1)
         x = np.log10(group.loc[usable, "median_cond"].astype(float))
-        slope = np.nan
+        slope, low, high = np.nan, np.nan, np.nan
         if usable.sum() >= 3 and x.max() - x.min() >= 2:
-            slope = float(np.polyfit(x, np.log10(y[usable].astype(float)), 1)[0])
+            slope, low, high = _fit(x.to_numpy(), np.log10(y[usable].astype(float)).to_numpy())
         out.append(
             {
                 "problem": problem,
@@ -54,9 +59,22 @@ def condition_slopes(table: pd.DataFrame, *, value: str = "err_over_u") -> pd.Da
                 "format": fmt,
                 "points": int(usable.sum()),
                 "slope": slope,
+                "slope_low": low,
+                "slope_high": high,
             }
         )
-    return pd.DataFrame(out, columns=["problem", "variant", "format", "points", "slope"])
+    columns = ["problem", "variant", "format", "points", "slope", "slope_low", "slope_high"]
+    return pd.DataFrame(out, columns=columns)
+
+
+def _fit(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
+    """Least-squares slope of y against x and its 95% confidence interval."""
+    from scipy import stats
+
+    fit = stats.linregress(x, y)
+    # With three points a slope has one degree of freedom: its interval is honest and wide.
+    half = stats.t.ppf(0.975, len(x) - 2) * fit.stderr
+    return float(fit.slope), float(fit.slope - half), float(fit.slope + half)
 
 
 def _iteration_lines(table: pd.DataFrame) -> pd.DataFrame:
@@ -89,8 +107,21 @@ def _slope_text(slopes: pd.DataFrame) -> str:
     if fitted.empty:
         return "too few unsaturated condition decades to fit a slope"
     return "; ".join(
-        f"{r.problem} {r.variant} {r.format}: slope {number(r.slope)} ({r.points} points)"
+        f"{r.problem} {r.variant} {r.format}: slope {number(r.slope, 3)} (95% CI "
+        f"{number(r.slope_low, 3)} to {number(r.slope_high, 3)}, {r.points} points)"
         for r in fitted.itertuples()
+    )
+
+
+def _criterion(expected: dict[str, tuple[float, float]]) -> str:
+    ranges = ", ".join(
+        f"{key} {number(low)} to {number(high)}" for key, (low, high) in expected.items()
+    )
+    return (
+        "Criterion: holds per variant and format when the slope of log10(median error / u) "
+        f"against log10(kappa) lies in its range ({ranges}); fitted over the condition "
+        "decades where 1 <= median error / u and median relative error <= 0.1, with at least "
+        "3 points spanning 2 decades (fewer: not judged). "
     )
 
 
@@ -100,11 +131,12 @@ def slope_finding(keywords, expected: dict[str, tuple[float, float]], value="err
 
     def measure(tables: Tables) -> Finding:
         """Judge the slopes of the rows that computed in their own format."""
-        rows = rows_of(tables, *keywords)
+        rows = ran_only(rows_of(tables, *keywords))
         # A library that computed in a wider format says nothing about the format's behaviour.
         rows = rows[(rows["compute_dtype"].fillna("") == rows["format"]) | (value != "err_over_u")]
         slopes = condition_slopes(rows, value=value)
-        return judged(_slope_cases(slopes, expected), _slope_text(slopes) + ".", slopes)
+        text = _criterion(expected) + f"Inputs: {span(rows)}. " + _slope_text(slopes) + "."
+        return judged(_slope_cases(slopes, expected), text, slopes)
 
     return measure
 
@@ -144,7 +176,7 @@ def descent_finding(tables: Tables) -> Finding:
     """Holds per format when learning rates below 2 / lambda_max never diverge and those
     above never converge, and per variant when iterations grow like kappa (slope 0.5 to
     1.5)."""
-    rows = rows_of(tables, *QUADRATICS)
+    rows = ran_only(rows_of(tables, *QUADRATICS))
     rates = _learning_rate_table(rows)
     plain = rows[rows["variant"].str.match(LEARNING_RATE)]
     slopes = condition_slopes(plain, value="iterations")
@@ -166,7 +198,11 @@ def descent_finding(tables: Tables) -> Finding:
     for r in slopes.dropna(subset=["slope"]).itertuples():
         cases[f"iterations ~ kappa {r.variant} {r.format}"] = 0.5 <= r.slope <= 1.5
     text = (
-        "; ".join(parts)
+        "Criterion: per format, holds when every learning rate below 2 / lambda_max never "
+        "diverges and every one above never converges; per variant and format, when the slope "
+        "of log10(median iterations) against log10(kappa(H)) lies in 0.5 to 1.5 (3 points over "
+        f"2 decades at least). Inputs: {span(rows)}. "
+        + "; ".join(parts)
         + ". Median iterations of converged runs versus kappa(H): "
         + _slope_text(slopes)
         + " (runs that hit the iteration cap, more frequent as kappa grows, are left out, so "
@@ -182,7 +218,7 @@ def descent_finding(tables: Tables) -> Finding:
 def newton_finding(tables: Tables) -> Finding:
     """Holds per format when Newton's method converged on every row within 10
     iterations."""
-    rows = rows_of(tables, *QUADRATICS)
+    rows = ran_only(rows_of(tables, *QUADRATICS))
     newton = rows[rows["variant"] == "newton"]
     slopes = condition_slopes(newton, value="iterations")
     accuracy = condition_slopes(newton[newton["compute_dtype"] == newton["format"]])
@@ -201,7 +237,9 @@ def newton_finding(tables: Tables) -> Finding:
         f"newton {r.format}": r.converged == 1 and r.max_iterations <= 10 for r in per.itertuples()
     }
     text = (
-        "; ".join(
+        "Criterion: per format, holds when Newton's method converged on every row within 10 "
+        f"iterations. Inputs: {span(newton)}. "
+        + "; ".join(
             f"{r.format}: converged in {number(100 * r.converged)}% of the rows, median "
             f"{number(r.median_iterations)} and at most {number(r.max_iterations)} iterations"
             for r in per.itertuples()
@@ -230,7 +268,7 @@ def critical_finding(tables: Tables) -> Finding:
     """Holds per eigenvalue-based variant and format when no critical point with
     kappa u < `SAFE_KAPPA_U` was misclassified (LDL^T pivots are reported, not judged)."""
     rows = rows_of(tables, *CRITICAL_POINTS)
-    rows = rows[~rows["outcome"].isin(["unsupported", "error"])]  # nothing was computed
+    rows = rows[~rows["outcome"].isin(NOT_COMPUTED)]  # nothing was computed
     # The output is the sorted sign vector: any error is a misclassification.
     wrong = rows["outcome"].isin(FAILURES) | (rows["rel_error"].fillna(0) > 0)
     u = rows["format"].map(lambda f: get_format(f).u)

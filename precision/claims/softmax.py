@@ -14,8 +14,12 @@ from precision.claims.base import (
     formats_in,
     judged,
     listed,
+    never_ran,
     number,
+    ran_only,
+    ran_share,
     rows_of,
+    span,
 )
 from precision.formats import get_format
 from precision.summary import overflow_thresholds, overview
@@ -51,7 +55,7 @@ def stability_table(rows: pd.DataFrame) -> pd.DataFrame:
 def stable_forms_finding(tables: Tables) -> Finding:
     """Holds per non-naive variant and format with no inf or nan result and no bound
     violation; results that underflowed to 0 are reported apart."""
-    rows = rows_of(tables, *SOFTMAX_FAMILY)
+    rows = ran_only(rows_of(tables, *SOFTMAX_FAMILY))
     keys = ["problem", "variant", "format"]
     table = stability_table(rows).merge(
         outcome_table(rows)[[*keys, "inf_or_nan", "underflowed"]], on=keys
@@ -117,14 +121,16 @@ def naive_overflow_finding(tables: Tables) -> Finding:
 
 def outcome_table(rows: pd.DataFrame) -> pd.DataFrame:
     """Per problem x variant x format: rows, the fraction returning inf or nan, the fraction
-    underflowing to 0, and the median and worst error in u of the certified ok rows."""
+    underflowing to 0, the fraction the error statistics cover (certified ok rows), and the
+    median and worst error in u of those rows."""
     stats = overview(rows)[["problem", "variant", "format", "count"]]
     flags = rows.assign(
         inf_or_nan=rows["outcome"].isin(["overflow", "nan"]),
         underflowed=rows["outcome"] == "underflow",
+        in_errors=(rows["outcome"] == "ok") & rows["certified"].fillna(False).astype(bool),
     )
     fractions = flags.groupby(["problem", "variant", "format"], observed=True)[
-        ["inf_or_nan", "underflowed"]
+        ["inf_or_nan", "underflowed", "in_errors"]
     ].mean()
     errors = overview(rows).set_index(["problem", "variant", "format"])
     out = stats.set_index(["problem", "variant", "format"]).join(fractions)
@@ -135,7 +141,8 @@ def outcome_table(rows: pd.DataFrame) -> pd.DataFrame:
 def cross_entropy_finding(tables: Tables) -> Finding:
     """Holds per format when the logits form never returns inf or nan; qualified when the
     probabilities form never failed either (the contrast was not exercised)."""
-    rows = tables.get("cross_entropy", pd.DataFrame())
+    every = tables.get("cross_entropy", pd.DataFrame())
+    rows = ran_only(every)
     table = outcome_table(rows)
     cases, parts, exercised = {}, [], False
     for fmt in formats_in(rows):
@@ -151,10 +158,16 @@ def cross_entropy_finding(tables: Tables) -> Finding:
             f"{fmt}: inf or nan in {number(100 * probs['inf_or_nan'])}% of the rows from "
             f"probabilities and {number(100 * logits['inf_or_nan'])}% from logits (whose loss "
             f"underflowed to 0 in {number(100 * logits['underflowed'])}%, a true loss below the "
-            f"format's range); median error {number(probs['median_err_over_u'])} u versus "
-            f"{number(logits['median_err_over_u'])} u"
+            f"format's range); median error of the rows that did not fail: from probabilities "
+            f"{_median_of(probs)}, from logits {_median_of(logits)}"
         )
-    finding = judged(cases, "; ".join(parts) + ".", table)
+    text = (
+        "Criterion: per format, holds when the logits form returns no inf or nan; formats "
+        f"where neither form ran are not counted. Inputs: {span(rows)}. "
+        + "; ".join(parts)
+        + f". Never ran (not counted): {listed(never_ran(every))}."
+    )
+    finding = judged(cases, text, table)
     if finding.verdict == HOLDS and not exercised:
         return Finding(
             QUALIFIED,
@@ -164,6 +177,11 @@ def cross_entropy_finding(tables: Tables) -> Finding:
             table,
         )
     return finding
+
+
+def _median_of(row) -> str:
+    """A median error with the share of rows it covers (the others failed or are uncertified)."""
+    return f"{number(row['median_err_over_u'])} u ({number(100 * row['in_errors'])}% of the rows)"
 
 
 LIBRARY_VARIANTS = ("torch", "torch_cuda", "jax", "tensorflow")
@@ -183,24 +201,24 @@ def library_finding(tables: Tables) -> Finding:
         )
     keys = ["problem", "variant", "format"]
     table = outcome_table(rows)
-    # Nothing was computed where the library refused the format (unsupported) or raised
-    # (error): such a combination is reported, never counted as a kernel that "held".
-    unsupported = (
-        rows.assign(unsupported=rows["outcome"].isin(["unsupported", "error"]))
-        .groupby(keys, observed=True)["unsupported"]
-        .mean()
-    )
+    # Only rows that computed something are evidence: a combination whose every row was
+    # refused (unsupported), raised (error) or had no representable input never ran, and a
+    # combination that "held" there would be a verdict resting on a format that never ran.
+    ran = ran_share(rows).rename("ran")
     raised = rows[rows["outcome"] == "error"].groupby(keys, observed=True).size()
     dtypes = rows.groupby(keys, observed=True)["compute_dtype"].agg(
         lambda d: ", ".join(sorted(set(d.dropna()) - {""}))
     )
-    table = table.set_index(keys).join(unsupported).join(dtypes).reset_index()
-    measured = table[table["unsupported"] < 1]
+    table = table.set_index(keys).join(ran).join(dtypes).reset_index()
+    measured = table[table["ran"] > 0]
     cases = {
         f"{r.problem} {r.variant} {r.format}": r.inf_or_nan == 0 for r in measured.itertuples()
     }
-    refused = table[table["unsupported"] == 1]
+    refused = table[table["ran"] == 0]
+    partly = measured[measured["ran"] < 1]
     text = (
+        "Criterion: a kernel x format combination holds when none of its rows returns inf or "
+        "nan; only combinations that computed at least one result count. "
         f"Over {len(measured)} kernel x format combinations that ran: inf or nan in "
         f"{number(100 * measured['inf_or_nan'].max())}% of the rows at most; worst error "
         f"{number(measured['max_err_over_u'].max())} u. Upcast: "
@@ -209,7 +227,12 @@ def library_finding(tables: Tables) -> Finding:
             for r in measured.itertuples()
             if r.compute_dtype and r.compute_dtype != r.format
         )
-        + ". Refused the format or raised: "
+        + ". Ran on part of their rows only (share computed): "
+        + listed(
+            f"{r.problem} {r.variant} {r.format} {number(100 * r.ran)}%"
+            for r in partly.itertuples()
+        )
+        + ". Never ran (refused the format, raised, or no representable input; not counted): "
         + listed(
             f"{r.problem} {r.variant} {r.format}"
             + (" (raised)" if (r.problem, r.variant, r.format) in raised.index else "")
