@@ -156,8 +156,9 @@ VERSUS_N = ("summation",)
 
 
 def _pooled(table: pd.DataFrame) -> pd.DataFrame:
-    """The rows with the random_order_k variants pooled as one line ("random orders")."""
-    random = table["variant"].str.startswith("random_order_")
+    """The rows of the random_order family (one variant per seed) pooled as one line
+    ("random orders")."""
+    random = table["family"].eq("random_order").fillna(False)
     return table.assign(variant=table["variant"].where(~random, "random orders"))
 
 
@@ -342,11 +343,13 @@ def step_sweep_figure(table: pd.DataFrame, problem: str) -> plt.Figure:
     """Top row: the V curve per method, median relative error over the inputs versus h, one
     line per format, with the textbook optimum (2 sqrt(u) forward, (3u)^(1/3) central) dotted.
     Bottom row: the same medians as a heatmap of log10 error, h (columns) x format (rows)."""
-    from precision.problems.derivatives import method_of, step_of, theoretical_optimum
+    from precision.problems.derivatives import theoretical_optimum
 
-    rows = table[table["problem"] == problem]
-    rows = rows.assign(method=rows["variant"].map(method_of), h=rows["variant"].map(step_of))
-    medians = rows.groupby(["method", "format", "h"], sort=False)["rel_error"].median()
+    # Variants without a step (a user's kernel of the same problem) have no place on an h axis.
+    rows = table[(table["problem"] == problem) & table["h"].notna()]
+    rows = rows.assign(method=rows["family"])
+    # Sorted (groupby's default), so that .loc on a (method, format) prefix is lexsorted.
+    medians = rows.groupby(["method", "format", "h"])["rel_error"].median()
     methods = list(dict.fromkeys(rows["method"]))
     formats = list(dict.fromkeys(rows["format"]))
     fig, axes = plt.subplots(2, len(methods), figsize=(4.6 * len(methods), 7.5), squeeze=False)
@@ -435,7 +438,13 @@ def optimisation_figures(table: pd.DataFrame) -> dict[str, plt.Figure]:
     accuracy-versus-kappa lines (its convergence curves come from the stored companion table:
     `study_figures`)."""
     problems = list(dict.fromkeys(table["problem"]))
-    figures = {f"steps_{p}": step_sweep_figure(table, p) for p in problems if p in STEP_SWEEPS}
+    # A table stored before ``h`` was a column has it missing (results names it stale): no V.
+    stepped = set(table.loc[table["h"].notna(), "problem"])
+    figures = {
+        f"steps_{p}": step_sweep_figure(table, p)
+        for p in problems
+        if p in STEP_SWEEPS and p in stepped
+    }
     if "critical_point" in problems:
         figures["misclassified_critical_point"] = misclassification_figure(table)
     if "quadratic" in problems:

@@ -28,14 +28,30 @@ from precision.exact import (
 )
 from precision.formats import cast, common_format, get_format, round_to_format_array
 from precision.problems import PROBLEMS
-from precision.problems.base import Computed, Problem, Unsupported
+from precision.problems.base import Computed, Problem, Unsupported, Variant
 from precision.sampling import cell_rng, dataset_rows, sample_in_cell
 from precision.spec import StudySpec, ensure_plugins
+
+PARAMETERS = {
+    "h": "finite-difference step h (families forward, central, jacobian_forward, "
+    "jacobian_central, values), an exact power of 2; NaN where no step applies",
+    "lr": "learning rate alpha lambda_max of the gradient-descent families (gd, gd_master32, "
+    "gd_kahan, gd_stochastic), unitless (the stability limit is 2); NaN elsewhere",
+    "seed": "index k of a reproducible random stream, seeded by the input and k: the summation "
+    "order of random_order, the stochastic rounding of recursive_sr; NaN elsewhere",
+}
+"""The parameters a variant may declare (`precision.problems.base.Variant.params`), each a
+float64 column of the table (NaN where it does not apply)."""
 
 COLUMNS = {
     "study": "study name",
     "problem": "problem name",
-    "variant": "variant name",
+    "variant": "variant id, unique within the problem: the family and its parameters "
+    "(forward_h2^-12); specs name variants by it. Group by family and the parameter columns, "
+    "never by parsing it",
+    "family": "the variant's method without its parameters (forward, gd, random_order, ...; "
+    "the variant id where it has none)",
+    **PARAMETERS,
     "format": "the format the input was rounded to and the variant asked to compute in",
     "compute_dtype": "dtype of the result the variant returned (differs when a library upcasts)",
     "accumulator": "precision its reductions accumulate in",
@@ -257,7 +273,8 @@ def _rows_for_input(spec: StudySpec, chunk: Chunk, index: int, x: np.ndarray, ca
             # matrix rounded to an exactly singular one): nothing to measure in this format.
             outcome = "input_overflow" if fmt_name not in truths else "undefined"
             rows += [
-                {**base, "variant": v, "outcome": outcome} for v in spec.variants_of(chunk.problem)
+                {**base, **variant_columns(problem.variants[v], v), "outcome": outcome}
+                for v in spec.variants_of(chunk.problem)
             ]
             continue
         truth = truths[fmt_name]
@@ -393,7 +410,7 @@ def measure_variant(
     run = run_variant_detailed(problem, name, x_fmt)
     y = run.y
     about = {
-        "variant": name,
+        **variant_columns(variant, name),
         "accumulator": variant.accumulator(fmt),
         "library": variant.library,
         "library_version": library_version(variant.library),
@@ -440,6 +457,25 @@ def measure_variant(
     }
 
 
+def variant_columns(variant: Variant, name: str) -> dict:
+    """The columns that say which variant a row measured: its id ``name``, its family and one
+    column per `PARAMETERS` entry (None, i.e. NaN, where the variant does not declare it).
+
+    Raises
+    ------
+    ValueError
+        The variant declares a parameter the table has no column for (it would be lost).
+    """
+    unknown = sorted(set(variant.params) - set(PARAMETERS))
+    if unknown:
+        raise ValueError(
+            f"variant {name!r} declares parameters {unknown} that are not columns of the "
+            f"table (known: {', '.join(PARAMETERS)})"
+        )
+    params = {key: variant.params.get(key) for key in PARAMETERS}
+    return {"variant": name, "family": variant.family, **params}
+
+
 @functools.cache
 def library_version(library: str) -> str:
     """The installed version of ``library`` ("" when it is not a distribution)."""
@@ -469,6 +505,7 @@ def _bound(variant, x_fmt: np.ndarray, fmt) -> float:
 
 
 _FLOATS = (
+    *PARAMETERS,
     "cond",
     "magnitude",
     "x_max",

@@ -13,7 +13,7 @@ import pandas as pd
 
 from precision.formats import get_format
 from precision.problems import WORKED_EXAMPLES
-from precision.problems.emulated import SR_MARK, seed_spread
+from precision.problems.emulated import seed_spread, stochastic_rows
 
 FAILURES = (
     "underflow",
@@ -237,7 +237,7 @@ def markdown(table: pd.DataFrame, *, title: str) -> str:
             _to_markdown(overflow_thresholds(table)),
             "",
         ]
-    if table["variant"].str.contains(SR_MARK, regex=False).any():
+    if stochastic_rows(table).any():
         parts += [
             "## Stochastic rounding: error over seeds",
             "",

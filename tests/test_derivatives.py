@@ -26,10 +26,8 @@ from precision.problems.derivatives import (
     FD_SOFTPLUS,
     STEP_EXPONENTS,
     fit_v_curve,
-    method_of,
     network_loss,
     softplus,
-    step_of,
     theoretical_optimum,
     v_curve_example,
 )
@@ -40,10 +38,12 @@ from precision.study import run
 STUDY = Path(__file__).resolve().parents[1] / "studies" / "derivatives.toml"
 
 
-def test_step_is_read_back_from_the_variant_name():
-    assert step_of("forward_h2^-10") == 2.0**-10
-    assert method_of("central_h2^-3") == "central"
-    assert np.isnan(step_of("numpy"))
+def test_every_step_variant_declares_its_method_and_step():
+    """The step is declared where the variant is built, as a parameter, never parsed back."""
+    assert FD_EXP.variants["forward_h2^-10"].params == {"h": 2.0**-10}
+    assert FD_EXP.variants["central_h2^-3"].family == "central"
+    assert FD_HESSIAN.variants["values_h2^-5"].family == "values"
+    assert FD_HESSIAN.variants["values_h2^-5"].params == {"h": 2.0**-5}
     assert len(FD_EXP.variants) == 2 * len(STEP_EXPONENTS)
 
 
@@ -113,8 +113,30 @@ def table(request) -> pd.DataFrame:
 
 def v_curve(table: pd.DataFrame, fmt: str, method: str) -> pd.Series:
     """Median relative error over the inputs at each step h (index), for one format and method."""
-    rows = table[(table["format"] == fmt) & (table["variant"].map(method_of) == method)]
-    return rows.groupby(rows["variant"].map(step_of))["rel_error"].median().sort_index()
+    rows = table[(table["format"] == fmt) & (table["family"] == method)]
+    return rows.groupby("h")["rel_error"].median().sort_index()
+
+
+def test_the_table_has_a_numeric_step_column(table):
+    """``h`` is a float64 column: 2**-k on the row of every step variant, NaN on any other."""
+    assert table["h"].dtype == np.float64
+    assert set(table["family"]) == {"forward", "central"}
+    for variant, h in zip(table["variant"], table["h"], strict=True):
+        declared = FD_EXP.variants[variant].params["h"]
+        assert h == declared and variant.endswith(f"_h2^-{-int(np.log2(declared))}")
+    assert table[["lr", "seed"]].isna().all().all()
+
+
+def test_rows_of_variants_without_a_step_have_no_step():
+    from precision.problems.exp import EXP
+
+    spec = dataclasses.replace(
+        load_spec(STUDY, quick=True),
+        problems=("exp",),
+        variants={"exp": tuple(EXP.variants)},
+    )
+    table = run(spec)
+    assert table["h"].isna().all() and (table["family"] == table["variant"]).all()
 
 
 @pytest.mark.parametrize("fmt", ["float32", "float64"])
@@ -150,3 +172,17 @@ def test_optimal_error_orders(table):
         u = get_format(fmt).u
         assert 0.1 < v_curve(table, fmt, "forward").min() / np.sqrt(u) < 10
         assert 0.1 < v_curve(table, fmt, "central").min() / u ** (2 / 3) < 10
+
+
+def test_the_step_sweep_figure_is_drawn_from_the_columns(table):
+    """One V panel per family, its x axis the ``h`` column; a table stored before ``h`` was a
+    column (missing values) gets no V figure rather than a parsed one."""
+    import matplotlib.pyplot as plt
+
+    from precision.plots import optimisation_figures
+
+    figure = optimisation_figures(table)["steps_fd_exp"]
+    titles = [ax.get_title() for ax in figure.axes[:2]]
+    assert [t.split(": ")[-1] for t in titles] == ["forward", "central"]
+    assert optimisation_figures(table.assign(h=np.nan)) == {}
+    plt.close("all")

@@ -173,6 +173,20 @@ def test_the_plain_floor_is_the_lost_update_bound(table):
     assert (rows["err_over_u"] > 2).all()  # and it is well above the remedies' ~1 u
 
 
+def test_the_table_has_a_numeric_learning_rate_column(table):
+    """``lr`` is declared by each gradient-descent variant and stored as a float64 column;
+    the family is the update without it; Newton and BFGS have no learning rate (NaN)."""
+    assert table["lr"].dtype == np.float64
+    by_variant = table.groupby("variant", sort=False)[["family", "lr"]].first()
+    assert by_variant.loc["gd_lr1.9", "lr"] == 1.9
+    assert by_variant.loc["gd_lr2.1", "family"] == "gd"
+    assert by_variant.loc["gd_master32_lr0.1"].tolist() == ["gd_master32", 0.1]
+    descent = by_variant.index.isin(list(GD_RULES))
+    assert by_variant.loc[descent, "lr"].notna().all()
+    assert by_variant.loc[~descent, "lr"].isna().all()
+    assert table[["h", "seed"]].isna().all().all()
+
+
 def test_past_the_stability_limit_every_run_fails(table):
     rows = table[table["variant"] == "gd_lr2.1"]
     assert len(rows) and rows["outcome"].isin(["overflow", "no_convergence"]).all()

@@ -219,6 +219,8 @@ def test_the_step_claim_prints_its_tolerance():
         {
             "problem": "fd_exp",
             "variant": [f"forward_h2^-{k}" for k in (20, 26, 30)],
+            "family": "forward",
+            "h": [2.0**-k for k in (20, 26, 30)],
             "format": "float64",
             "outcome": "ok",
             "certified": True,

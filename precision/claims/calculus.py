@@ -10,7 +10,6 @@ are 2 sqrt(u) and (3u)^(1/3).
 from __future__ import annotations
 
 import math
-import re
 
 import pandas as pd
 
@@ -18,8 +17,8 @@ from precision.claims.base import Finding, Tables, judged, number, rows_of
 from precision.formats import get_format
 
 FINITE_DIFFERENCES = ("fd_exp", "fd_softplus", "fd_network")
-STEP = re.compile(r"^(?P<scheme>forward|central)_h2\^-(?P<k>\d+)$")
-"""Variant names of the step sweep: the scheme and k of h = 2**-k."""
+SCHEMES = ("forward", "central")
+"""Families of the step sweep whose optimum is predicted; each row's step is its ``h``."""
 
 TOLERANCE = 4.0
 """A measured optimum within this factor of the predicted one agrees with it (the sweep's
@@ -30,24 +29,25 @@ def optimal_steps(rows: pd.DataFrame) -> pd.DataFrame:
     """Per problem x format x scheme: the step h = 2**-k whose median relative error over the
     certified ok rows is smallest, that error, the predicted optimum (2 sqrt(u) forward,
     (3u)^(1/3) central) and their ratio."""
-    parsed = rows["variant"].str.extract(STEP)
     good = rows["outcome"].eq("ok") & rows["certified"].fillna(False).astype(bool)
-    rows = rows.assign(scheme=parsed["scheme"], k=pd.to_numeric(parsed["k"]))[
-        parsed["scheme"].notna() & good
-    ]
+    swept = rows["family"].isin(SCHEMES).fillna(False) & rows["h"].notna()
+    rows = rows.assign(scheme=rows["family"])[swept & good]
     medians = (
-        rows.groupby(["problem", "format", "scheme", "k"], observed=True)["rel_error"]
+        rows.groupby(["problem", "format", "scheme", "h"], observed=True)["rel_error"]
         .median()
         .reset_index()
+        # Largest step first within each group, so that idxmin breaks a tie between equal
+        # medians towards the largest step, as it always has (the sweep ran k = 1, 2, ...).
+        .sort_values(["problem", "format", "scheme", "h"], ascending=[True, True, True, False])
     )
     best = medians.loc[medians.groupby(["problem", "format", "scheme"])["rel_error"].idxmin()]
-    best = best.rename(columns={"rel_error": "smallest_median_rel_error"})
-    best["best_h"] = 2.0 ** -best["k"].astype(float)
+    best = best.rename(columns={"rel_error": "smallest_median_rel_error", "h": "best_h"})
+    best = best[["problem", "format", "scheme", "smallest_median_rel_error", "best_h"]]
     best["predicted_h"] = [
         _predicted(s, f) for s, f in zip(best["scheme"], best["format"], strict=True)
     ]
     best["ratio"] = best["best_h"] / best["predicted_h"]
-    return best.drop(columns="k").reset_index(drop=True)
+    return best.reset_index(drop=True)
 
 
 def _predicted(scheme: str, fmt: str) -> float:

@@ -4,8 +4,6 @@ in the stored rows."""
 
 from __future__ import annotations
 
-import re
-
 import numpy as np
 import pandas as pd
 
@@ -141,17 +139,22 @@ def slope_finding(keywords, expected: dict[str, tuple[float, float]], value="err
     return measure
 
 
-LEARNING_RATE = re.compile(r"^gd_lr(?P<lr>[0-9.]+)$")
-"""Plain gradient-descent variants of the quadratic problem, named by their learning rate
-(times lambda_max(H), which the inputs set to 1: the stability limit is 2)."""
+PLAIN_DESCENT = "gd"
+"""Family of the plain gradient-descent variants of the quadratic problem; the ``lr`` column
+holds their learning rate (times lambda_max(H), which the inputs set to 1: the stability
+limit is 2)."""
+
+
+def _plain_descent(rows: pd.DataFrame) -> pd.DataFrame:
+    """The rows of plain gradient descent at a declared learning rate."""
+    return rows[rows["family"].eq(PLAIN_DESCENT).fillna(False) & rows["lr"].notna()]
 
 
 def _learning_rate_table(rows: pd.DataFrame) -> pd.DataFrame:
     """Per plain gradient-descent variant x format: its learning rate alpha lambda_max, the
     share of rows that converged, diverged (inf or nan) or hit the iteration cap, and the
     median iterations of the converged rows."""
-    rates = rows["variant"].str.extract(LEARNING_RATE)["lr"].astype(float)
-    rows = rows.assign(lr=rates)[rates.notna()]
+    rows = _plain_descent(rows)
     flags = rows.assign(
         converged=rows["outcome"] == "ok",
         diverged=rows["outcome"].isin(["overflow", "nan"]),
@@ -178,7 +181,7 @@ def descent_finding(tables: Tables) -> Finding:
     1.5)."""
     rows = ran_only(rows_of(tables, *QUADRATICS))
     rates = _learning_rate_table(rows)
-    plain = rows[rows["variant"].str.match(LEARNING_RATE)]
+    plain = _plain_descent(rows)
     slopes = condition_slopes(plain, value="iterations")
     cases, parts = {}, []
     for fmt in formats_in(rates):

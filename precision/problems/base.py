@@ -82,6 +82,13 @@ class Variant:
         ``"stochastic"``: emulated with stochastic rounding.
     device : str
         Where the library computed (``"cpu"``, ``"cuda"``).
+    family : str
+        The method without its parameters (``"forward"`` for ``forward_h2^-12``, ``"gd"`` for
+        ``gd_lr0.1``): what readers group by. Default: the variant's name.
+    params : mapping of str to float
+        The parameters the variant runs with (``{"h": 2**-12}``, ``{"lr": 0.1}``,
+        ``{"seed": 3}``), declared where it is built; each is a numeric column of the table
+        (`precision.study.PARAMETERS`), so nothing reads them back out of ``name``.
     """
 
     name: str
@@ -92,6 +99,14 @@ class Variant:
     description: str = ""
     compute_mode: str = "native"
     device: str = "cpu"
+    family: str = ""
+    params: Mapping[str, float] = field(default_factory=dict, hash=False)
+
+    def __post_init__(self):
+        # Frozen: the default family is filled in through object.__setattr__, at construction;
+        # params are copied so that a caller's dict changed later does not change the variant.
+        object.__setattr__(self, "family", self.family or self.name)
+        object.__setattr__(self, "params", {k: float(v) for k, v in self.params.items()})
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,9 @@ f = f' = f'' = f''', the optima are the textbook 2 sqrt(u) and (3 u)^(1/3).
 
 How h enters the framework: one variant per method and step, ``forward_h2^-k`` and
 ``central_h2^-k`` with h = 2**-k (exact in every format down to its smallest subnormal;
-a step below that is 0 and the quotient is NaN, reported as such). `step_of` reads h back from
-a variant name, so a table can be grouped by (format, method, h) and the V fitted per format.
+a step below that is 0 and the quotient is NaN, reported as such). Each declares its method
+as its family and h as a parameter (`sweep_variants`): the table's ``family`` and ``h``
+columns, by which it is grouped (format, family, h) and the V fitted per format.
 
 Three scalar functions (inputs of shape (1,)): ``fd_exp``; ``fd_softplus``,
 softplus(x) = log(1 + e^x) with f' = sigmoid; and ``fd_network``, the loss of a one-unit
@@ -24,7 +25,6 @@ of its weight w. Their exact derivatives are the analytic ones evaluated in the 
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -38,19 +38,6 @@ from precision.problems.base import Problem, Variant
 STEP_EXPONENTS = tuple(range(1, 41))
 """k of the steps h = 2**-k of the sweep: 0.5 down to 9.1e-13, past float64's forward optimum
 (2**-26) far enough to measure its rounding branch."""
-
-_STEP = re.compile(r"_h2\^-(\d+)$")
-
-
-def step_of(variant: str) -> float:
-    """The step h = 2**-k of a variant named ``<method>_h2^-k`` (NaN for other names)."""
-    match = _STEP.search(variant)
-    return 2.0 ** -int(match.group(1)) if match else float("nan")
-
-
-def method_of(variant: str) -> str:
-    """The method part of a variant name (``forward``, ``central``, ``values`` ...)."""
-    return _STEP.sub("", variant)
 
 
 # ---------------------------------------------------------------- the test functions, in format
@@ -181,15 +168,18 @@ def estimator(name: str):
 
 
 def sweep_variants(f) -> dict[str, Variant]:
-    """``forward_h2^-k`` and ``central_h2^-k`` for every k of `STEP_EXPONENTS`."""
+    """``forward_h2^-k`` and ``central_h2^-k`` for every k of `STEP_EXPONENTS`: family
+    ``forward`` or ``central``, parameter ``h`` = 2**-k."""
     variants = {}
     for method, difference in (("forward", forward_difference), ("central", central_difference)):
         for k in STEP_EXPONENTS:
-            name = f"{method}_h2^-{k}"
+            name, h = f"{method}_h2^-{k}", 2.0**-k
             variants[name] = Variant(
                 name,
-                lambda x, d=difference, h=2.0**-k: d(f, x, h),
+                lambda x, d=difference, h=h: d(f, x, h),
                 description=f"{method} difference with h = 2^-{k}",
+                family=method,
+                params={"h": h},
             )
     return variants
 

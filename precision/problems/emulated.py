@@ -7,8 +7,8 @@ Three ways of computing that the textbook variants (which run as numpy runs them
   numpy's ``np.sum`` would accumulate float16 in float32.
 - ``*_sr_s<k>`` (``compute_mode = "stochastic"``): the same with stochastic rounding, seed k
   (`SR_SEEDS` seeds per input: the spread over seeds is the rounding's own variability,
-  `seed_spread`). The generator is seeded by the input's bits
-  and k, so a row is reproducible on any executor.
+  `seed_spread`); family ``*_sr``, parameter ``seed`` = k. The generator is seeded by the
+  input's bits and k, so a row is reproducible on any executor.
 - ``*_float32``: what mixed-precision and float8 kernels do: the input (float8, float16,
   bfloat16) is converted exactly to float32, the textbook form runs in float32 and the output
   is rounded once, correctly, to the input's format (``formats.cast``). The row's format and
@@ -31,8 +31,6 @@ from precision.problems.base import Variant
 SR_SEEDS = 5
 """Stochastic-rounding variants per input (seeds 0 .. SR_SEEDS - 1)."""
 
-SR_MARK = "_sr_s"
-"""What names a stochastic-rounding variant: ``recursive_sr_s3`` is seed 3 of ``recursive``."""
 
 # ---------------------------------------------------------------- emulated forms
 
@@ -100,7 +98,8 @@ def sr_bound(x: np.ndarray, fmt: Format) -> float:
 
 
 def stochastic_sum_variants(name: str = "recursive_sr") -> dict[str, Variant]:
-    """``{name}_s0 .. {name}_s<SR_SEEDS-1>``: recursive sums with stochastic rounding."""
+    """``{name}_s0 .. {name}_s<SR_SEEDS-1>``: recursive sums with stochastic rounding, family
+    ``name``, parameter ``seed`` = k."""
     return {
         f"{name}_s{k}": Variant(
             f"{name}_s{k}",
@@ -108,6 +107,8 @@ def stochastic_sum_variants(name: str = "recursive_sr") -> dict[str, Variant]:
             sr_bound,
             description=f"recursive sum, format accumulator, stochastic rounding (seed {k})",
             compute_mode="stochastic",
+            family=name,
+            params={"seed": k},
         )
         for k in range(SR_SEEDS)
     }
@@ -116,28 +117,34 @@ def stochastic_sum_variants(name: str = "recursive_sr") -> dict[str, Variant]:
 # ---------------------------------------------------------------- spread over seeds
 
 
-def seed_spread(table: pd.DataFrame, *, prefix: str = SR_MARK) -> pd.DataFrame:
+def stochastic_rows(table: pd.DataFrame) -> pd.Series:
+    """Which rows are seeds of a stochastically rounded family (compute mode stochastic with
+    a ``seed``; gradient descent's stochastic update declares no seed and is not one)."""
+    if not {"compute_mode", "seed"} <= set(table.columns):
+        return pd.Series(False, index=table.index)  # a partial table, e.g. built by hand
+    return table["compute_mode"].eq("stochastic").fillna(False) & table["seed"].notna()
+
+
+def seed_spread(table: pd.DataFrame) -> pd.DataFrame:
     """Per problem x format x rounding: the error over seeds of stochastic rounding, next to
     round to nearest.
 
-    Rows whose variant name contains ``prefix`` (``recursive_sr_s0`` ...) are grouped by the
-    name before it (``recursive_sr``), each input's errors over seeds are summarised, and
-    those summaries are averaged over inputs. ``rel_error`` is signed-free (the row's
-    normwise relative error), in units of the format's u.
+    The `stochastic_rows` (``recursive_sr_s0`` ...) are grouped by their family
+    (``recursive_sr``), each input's errors over seeds are summarised, and those summaries are
+    averaged over inputs. ``rel_error`` is signed-free (the row's normwise relative error), in
+    units of the format's u.
 
     Returns
     -------
     pandas.DataFrame
-        Columns problem, format, variant (``recursive_sr``), inputs, seeds,
+        Columns problem, format, variant (the family, ``recursive_sr``), inputs, seeds,
         mean_err_over_u (mean over inputs of the mean over seeds), spread_over_u (mean over
         inputs of max - min over seeds), max_err_over_u, and nearest_err_over_u: the mean
-        error of the round-to-nearest variant of the same name stem (``recursive``) on the
-        same inputs, where the table has it.
+        error of the round-to-nearest variant the family rounds stochastically (the family
+        without its ``_sr``: ``recursive``) on the same inputs, where the table has it.
     """
-    rows = table[table["variant"].str.contains(prefix, regex=False)]
-    rows = rows[rows["outcome"] == "ok"].assign(
-        stem=lambda t: t["variant"].str.split(prefix, regex=False).str[0] + "_sr"
-    )
+    rows = table[stochastic_rows(table)]
+    rows = rows[rows["outcome"] == "ok"].assign(stem=lambda t: t["family"])
     keys = ["problem", "format", "stem"]
     per_input = rows.groupby([*keys, "source", "n", "cell_log10_magnitude", "sample"]).agg(
         mean=("err_over_u", "mean"),

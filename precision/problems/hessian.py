@@ -137,6 +137,8 @@ def propose_logits(rng, *, n: int, magnitude: float, cond: float, size: int) -> 
 
 
 def hessian_variants() -> dict[str, Variant]:
+    """``<method>_h2^-k`` for every method and k of `HESSIAN_STEPS`: family the method,
+    parameter ``h`` = 2**-k."""
     methods = (
         ("jacobian_forward", jacobian_forward),
         ("jacobian_central", jacobian_central),
@@ -145,12 +147,14 @@ def hessian_variants() -> dict[str, Variant]:
     variants = {}
     for method, fd in methods:
         for k in HESSIAN_STEPS:
-            name = f"{method}_h2^-{k}"
+            name, h = f"{method}_h2^-{k}", 2.0**-k
             variants[name] = Variant(
                 name,
-                lambda x, fd=fd, h=2.0**-k: fd(x, h).ravel(),
+                lambda x, fd=fd, h=h: fd(x, h).ravel(),
                 accumulator=numpy_sum_accumulator,
                 description=f"{method} with h = 2^-{k}",
+                family=method,
+                params={"h": h},
             )
     return variants
 

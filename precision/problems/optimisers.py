@@ -353,33 +353,55 @@ def _rate(lr: float) -> str:
     return f"{lr:g}"
 
 
-def _gd_rules() -> dict[str, tuple[Callable[[np.ndarray], Rule], str]]:
-    """Variant name -> (``rule(x)``, description) of the gradient-descent variants."""
-    rules = {
-        f"gd_lr{_rate(lr)}": (
+class GdRule(NamedTuple):
+    """A gradient-descent variant as it is built: its update rule, family (the update without
+    its learning rate: ``gd``, ``gd_master32`` ...), learning rate and description."""
+
+    rule: Callable[[np.ndarray], Rule]
+    family: str
+    lr: float
+    description: str
+
+
+def _gd_rules() -> dict[str, GdRule]:
+    """Variant name (``<family>_lr<lr>``, plain ``gd_lr<lr>``) -> its `GdRule`."""
+    plain = {
+        f"gd_lr{_rate(lr)}": GdRule(
             lambda x, lr=lr: plain_rule(x, lr),
+            "gd",
+            lr,
             f"gradient descent, alpha = {lr:g} / lambda_max, plain update",
         )
         for lr in LEARNING_RATES
     }
     lr, stochastic = REMEDY_RATE, f"gd_stochastic_lr{_rate(REMEDY_RATE)}"
-    rules[f"gd_master32_lr{_rate(lr)}"] = (
-        lambda x: master32_rule(x, lr),
-        "gradient descent, float32 master weights, in-format gradients",
-    )
-    rules[f"gd_kahan_lr{_rate(lr)}"] = (
-        lambda x: kahan_rule(x, lr),
-        "gradient descent, Kahan-compensated update",
-    )
-    rules[stochastic] = (
-        lambda x: stochastic_rule(x, lr, stochastic),
-        "gradient descent, update rounded stochastically (seeded by the input)",
-    )
-    return rules
+    remedies = {
+        f"gd_master32_lr{_rate(lr)}": GdRule(
+            lambda x: master32_rule(x, lr),
+            "gd_master32",
+            lr,
+            "gradient descent, float32 master weights, in-format gradients",
+        ),
+        f"gd_kahan_lr{_rate(lr)}": GdRule(
+            lambda x: kahan_rule(x, lr),
+            "gd_kahan",
+            lr,
+            "gradient descent, Kahan-compensated update",
+        ),
+        # The stream is seeded by the variant's name (`seeded_rng`), kept as it was so that
+        # its rows do not change.
+        stochastic: GdRule(
+            lambda x: stochastic_rule(x, lr, stochastic),
+            "gd_stochastic",
+            lr,
+            "gradient descent, update rounded stochastically (seeded by the input)",
+        ),
+    }
+    return plain | remedies
 
 
 GD_RULES: dict[str, Callable[[np.ndarray], Rule]] = {
-    name: rule for name, (rule, _) in _gd_rules().items()
+    name: gd.rule for name, gd in _gd_rules().items()
 }
 """Gradient-descent variant name -> ``rule(x)``: the update rule its variant runs (`descend`)
 and its convergence curve replays (`trajectory`)."""
@@ -388,12 +410,14 @@ and its convergence curve replays (`trajectory`)."""
 def _gd_variants() -> dict[str, dict]:
     return {
         name: {
-            "compute": lambda x, rule=rule: descend(x, rule(x)),
+            "compute": lambda x, rule=gd.rule: descend(x, rule(x)),
             "accumulator": dot_accumulator,
-            "description": description,
-            "compute_mode": "stochastic" if "stochastic" in name else "native",
+            "description": gd.description,
+            "compute_mode": "stochastic" if gd.family == "gd_stochastic" else "native",
+            "family": gd.family,
+            "params": {"lr": gd.lr},
         }
-        for name, (rule, description) in _gd_rules().items()
+        for name, gd in _gd_rules().items()
     }
 
 

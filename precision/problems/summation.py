@@ -433,7 +433,8 @@ def reference_lines(n: int, kappa: float, fmt: Format) -> dict[str, float]:
 
 
 RANDOM_ORDERS = 4
-"""Random-order variants: each row is one reproducible random order of the same input."""
+"""Random-order variants (family ``random_order``, parameter ``seed`` = k): each row is one
+reproducible random order of the same input."""
 
 VARIANTS = {
     "recursive": Variant("recursive", recursive_sum, recursive_bound),
@@ -455,6 +456,8 @@ VARIANTS = {
         recursive_bound,
         same_as_format,
         description=f"recursive summation in random order {k} (seeded by the input)",
+        family="random_order",
+        params={"seed": k},
     )
     for k in range(RANDOM_ORDERS)
 }
