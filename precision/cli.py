@@ -22,7 +22,7 @@ import traceback
 from pathlib import Path
 
 from precision import __version__
-from precision.execute import EXECUTORS, ExecutorError
+from precision.execute import EXECUTORS, ExecutorError, Interrupted
 from precision.formats import FORMATS
 from precision.problems import PROBLEMS
 from precision.results import ResultsError
@@ -51,6 +51,9 @@ def main(argv: list[str] | None = None) -> int:
         return _reader_gone()
     except OSError as exc:
         return _bad_input(_os_error_message(exc), args)
+    except Interrupted as exc:
+        print(f"precision: interrupted: {exc}", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except KeyboardInterrupt:
         print("precision: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -277,8 +280,15 @@ def _os_error_message(exc: OSError) -> str:
     return f"{where}{exc.strerror or exc}"
 
 
+MAX_LINE = 2000
+"""Longest error line: a huge value quoted in a message (a 10 MB string in a spec) is cut."""
+
+
 def _one_line(text: str) -> str:
-    return text.replace("\r", "\\r").replace("\n", "\\n")
+    text = text.replace("\r", "\\r").replace("\n", "\\n")
+    if len(text) <= MAX_LINE:
+        return text
+    return f"{text[: MAX_LINE // 2]} ... {text[-MAX_LINE // 2 :]}"
 
 
 def _positive(text: str) -> int:
@@ -294,6 +304,8 @@ def _positive(text: str) -> int:
 def _list(args) -> int:
     from precision.problems.registry import USER_KERNELS, USER_PROBLEMS
 
+    if not Path(args.studies_dir).is_dir():
+        raise InputError(f"--studies-dir: {_shorten(str(args.studies_dir))}: no such folder")
     studies = []  # read first: their plugins register the kernels and problems listed below
     for path in sorted(Path(args.studies_dir).glob("*.toml")):
         try:
@@ -320,7 +332,17 @@ def _list(args) -> int:
 def _run(args) -> int:
     spec = load_spec(args.study, quick=args.quick)  # before the heavy imports: fail fast
     out_dir = args.out or Path("results") / spec.name
+    _check_executor_flags(args, force=args.force)
 
+    from precision import store
+
+    with store.output_lock(out_dir), _terminate_as_interrupt():
+        store.check_output_folder(out_dir, spec, force=args.force)
+        return _run_locked(args, spec, out_dir)
+
+
+def _run_locked(args, spec, out_dir: Path) -> int:
+    """`_run` once the output folder is locked and checked: execute, write, report."""
     from tqdm import tqdm
 
     from precision import plots, store, summary
@@ -328,7 +350,6 @@ def _run(args) -> int:
     from precision.execute import execute
     from precision.study import chunks, companion_tables
 
-    store.check_output_folder(out_dir, spec, force=args.force)
     check_kernels(spec)  # a user kernel that breaks the batch contract: one line, before work
     total = sum(chunk.inputs(spec) for chunk in chunks(spec))
     with tqdm(
@@ -351,6 +372,7 @@ def _run(args) -> int:
         "executor": args.executor,
     }
     companions = companion_tables(table)
+    # Replaces out_dir whole (its finished parts with it) only once every file is written.
     written = store.write_study(
         out_dir,
         table=table,
@@ -360,7 +382,12 @@ def _run(args) -> int:
         figures={} if args.no_plots else plots.study_figures(table, companions),
         tables=companions,
     )
-    store.clear_parts(out_dir)
+    _print_run(args, spec, out_dir, report, written, summary.raised(table))
+    return 0
+
+
+def _print_run(args, spec, out_dir: Path, report, written: list, raised) -> None:
+    """The warnings and the final line of a finished run."""
     share = report.ground_truth_seconds / max(report.compute_seconds, 1e-9)
     resumed = f"; resumed {report.resumed} of {report.chunks} chunks" if report.resumed else ""
     discarded = f"; discarded {report.discarded} parts of older code" if report.discarded else ""
@@ -374,9 +401,58 @@ def _run(args) -> int:
         f"{spec.name}: {report.rows} rows in {report.seconds:.1f} s with {args.executor} "
         f"(ground truth {100 * share:.0f}% of compute){resumed}{discarded}"
         f"{_recomputed_text(report)}; "
-        f"{len(written)} files in {out_dir}{_raised_text(summary.raised(table))}"
+        f"{len(written)} files in {out_dir}{_raised_text(raised)}"
     )
-    return 0
+
+
+SCHEDULER_ADDRESS = re.compile(r"(?:(?:tcp|tls|ws|wss|ucx)://)?[A-Za-z0-9._\[\]:-]+:\d{1,5}")
+"""A Dask scheduler address: ``[protocol://]host:port`` (IPv6 hosts in brackets)."""
+
+
+def _check_executor_flags(args, *, force: bool) -> None:
+    """Refuse flags that cannot do what they say, before any work: ``--scheduler`` without
+    the dask executor or not an address, and more workers than cores unless ``force``."""
+    if args.scheduler is not None and args.executor != "dask":
+        raise ExecutorError(
+            f"--scheduler needs --executor dask (the {args.executor} executor has no scheduler)"
+        )
+    if args.scheduler is not None and not SCHEDULER_ADDRESS.fullmatch(args.scheduler):
+        raise ExecutorError(
+            f"--scheduler: {_shorten(args.scheduler)!r} is not a scheduler address "
+            "(e.g. tcp://host:8786)"
+        )
+    cores = os.cpu_count() or 1
+    if args.workers is not None and args.workers > cores and not force:
+        insist = "; use --force to insist" if hasattr(args, "force") else ""
+        raise ExecutorError(
+            f"--workers {args.workers} is more than the {cores} cores of this machine{insist}"
+        )
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt():
+    """SIGTERM ends a run as Ctrl-C does (workers stopped, parts kept, one line), not with
+    Python's silent default exit; the previous handler is restored afterwards."""
+    import signal
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread (a notebook's worker thread): leave it be
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _shorten(text: str, limit: int = 60) -> str:
+    """At most ``limit`` characters of user text, on one line."""
+    text = _one_line(text)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _cache_warning(problem: str) -> str:
@@ -432,6 +508,7 @@ def _reproduce(args) -> int:
     from precision.reproduce import reproduce
     from precision.results import read_meta
 
+    _check_executor_flags(argparse.Namespace(scheduler=None, **vars(args)), force=False)
     for folder in args.folders:  # check them all before the first (long) rerun
         read_meta(folder)
     status = 0

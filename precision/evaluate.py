@@ -33,7 +33,8 @@ COLUMNS = {
     "problem": "problem name",
     "variant": "variant name",
     "format": "the format the input was rounded to and the variant computed in",
-    "outcome": "ok / underflow / overflow / nan (see metrics.result_outcome), input_overflow "
+    "outcome": "ok / exact_zero (the exact result is 0: no relative error; see abs_error) / "
+    "underflow / overflow / nan (see metrics.result_outcome), input_overflow "
     "(the format cannot represent the input), input_nan / input_inf (no exact value), "
     "undefined (no exact result: e.g. the rounded matrix is singular), unsupported (the "
     "library refuses the format), error (the variant raised; see exception)",
@@ -43,6 +44,7 @@ COLUMNS = {
     "scalar output, an array for a vector",
     "exact": "the certified exact result (mpmath numbers, ~106 bits), like `computed`",
     "rel_error": "normwise (inf-norm) relative error of the result, unitless",
+    "abs_error": "largest absolute error of the result's components, in the result's units",
     "ulps": "largest ulp distance to the correctly rounded exact result, in compute_dtype",
     "bits": "log2(1 + ulps): bits of error (0 = correctly rounded)",
     "err_over_u": "rel_error / u of the row's format",
@@ -59,7 +61,7 @@ COLUMNS = {
     "bound": "known first-order bound on rel_error for this input (NaN: none applies)",
 }
 
-_FLOATS = ("rel_error", "rel_error_cw", "err_over_u", "bits", "cond", "bound")
+_FLOATS = ("rel_error", "abs_error", "rel_error_cw", "err_over_u", "bits", "cond", "bound")
 _NULLABLE = {"ulps": "UInt64", "gt_prec": "Int64", "n": "Int64", "certified": "boolean"}
 _OBJECTS = ("computed", "exact")
 
@@ -166,7 +168,33 @@ def problem_input(problem: Problem, values) -> np.ndarray:
             raise InputError(f"{problem.name}: {exc}") from None
     if not _has_input_shape(problem, x.shape):
         raise InputError(takes)
+    if problem.name in TARGET_DISTRIBUTION:
+        _check_distribution(problem, x[1])
     return x
+
+
+TARGET_DISTRIBUTION = frozenset({"cross_entropy"})
+"""Problems whose input's row 1 is a target distribution (its cross-entropy is only a loss
+when the target is one)."""
+
+DISTRIBUTION_TOLERANCE = 1e-6
+"""How far a target's sum may be from 1 (decimal targets such as 0.1, 0.2, 0.7 sum to 1
+only up to rounding)."""
+
+
+def _check_distribution(problem: Problem, target: np.ndarray) -> None:
+    """Row 1 must be finite, non-negative and sum to 1 (within `DISTRIBUTION_TOLERANCE`)."""
+    if not np.all(np.isfinite(target)) or np.any(target < 0):
+        raise InputError(
+            f"{problem.name}: the target (row 1) must be a probability distribution: "
+            "finite and non-negative"
+        )
+    total = math.fsum(target.tolist())
+    if abs(total - 1.0) > DISTRIBUTION_TOLERANCE:
+        raise InputError(
+            f"{problem.name}: the target (row 1) must be a probability distribution summing "
+            f"to 1 (within {DISTRIBUTION_TOLERANCE:g}), got a sum of {total:.6g}"
+        )
 
 
 def _has_input_shape(problem: Problem, shape: tuple[int, ...]) -> bool:

@@ -9,8 +9,11 @@ often the run was interrupted and resumed.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
+import signal
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -28,6 +31,20 @@ EXECUTORS = ("serial", "process", "dask")
 
 class ExecutorError(Exception):
     """The executor could not be started (e.g. no Dask scheduler at the given address)."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """A run stopped by Ctrl-C or SIGTERM after its workers were stopped; the message says
+    how many chunks are kept in ``.parts/`` for a rerun to resume from."""
+
+    def __init__(self, kept: int, total: int):
+        super().__init__(f"{kept} of {total} chunks kept; rerun the same command to resume")
+        self.kept, self.total = kept, total
+
+
+SCHEDULER_TIMEOUT = 15.0
+"""Seconds to wait for a Dask scheduler to answer before giving up (a hard deadline: the
+connection is attempted in a thread that is abandoned when it passes)."""
 
 
 @dataclass(frozen=True)
@@ -106,16 +123,19 @@ def execute(
         progress(sum(chunk.inputs(spec) for chunk in plan if chunk.id in finished))
     cache, cache_problem = _prepared(cache) if todo else (None, None)
     rejected = 0
-    for chunk, (result, use) in _results(spec, todo, executor, workers, scheduler, cache):
-        rejected += use.rejected
-        cache_problem = cache_problem or use.failure
-        timing = {"seconds": result.seconds, "ground_truth_seconds": result.ground_truth_seconds}
-        if result.first_traceback:  # kept with the part, so a resumed run can still show it
-            timing["first_traceback"] = result.first_traceback
-        parts.write(chunk.id, result.table, timing)
-        finished[chunk.id] = timing
-        if progress:
-            progress(result.inputs)
+    results = _results(spec, todo, executor, workers, scheduler, cache)
+    try:
+        for chunk, (result, use) in results:
+            rejected += use.rejected
+            cache_problem = cache_problem or use.failure
+            finished[chunk.id] = _timing(result)
+            parts.write(chunk.id, result.table, finished[chunk.id])
+            if progress:
+                progress(result.inputs)
+    except KeyboardInterrupt:  # the workers are stopped (see _process_pool); parts stay
+        raise Interrupted(len(finished), len(plan)) from None
+    finally:
+        results.close()  # stops the pool now, wherever the interrupt met this loop
     table = concat_tables([parts.read(chunk.id) for chunk in plan])
     report = RunReport(
         rows=len(table),
@@ -131,6 +151,14 @@ def execute(
         cache_problem=cache_problem,
     )
     return table, report
+
+
+def _timing(result: ChunkResult) -> dict:
+    """What a part records of its chunk's run besides its rows."""
+    timing = {"seconds": result.seconds, "ground_truth_seconds": result.ground_truth_seconds}
+    if result.first_traceback:  # kept with the part, so a resumed run can still show it
+        timing["first_traceback"] = result.first_traceback
+    return timing
 
 
 def _prepared(cache: store.GroundTruthCache | None):
@@ -187,10 +215,47 @@ def _results(
 def _process_pool(spec, todo, workers: int, cache):
     # spawn, not fork: a forked child inherits the parent's threads (pyarrow, BLAS) mid-state.
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=context) as pool:
+    pool = ProcessPoolExecutor(
+        max_workers=min(workers, len(todo)),
+        mp_context=context,
+        initializer=_worker_started,
+        initargs=(os.getpid(),),
+    )
+    try:
         futures = {pool.submit(_run_chunk, spec, chunk, cache): chunk for chunk in todo}
         for future in as_completed(futures):
             yield futures[future], future.result()
+    except BaseException:
+        _stop(pool)  # Ctrl-C, SIGTERM or a failed chunk: the chunks still running are lost
+        raise
+    pool.shutdown()
+
+
+def _stop(pool: ProcessPoolExecutor) -> None:
+    """Stop a pool now: cancel what has not started and terminate the workers (waiting for
+    them would wait for their chunks)."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            process.terminate()
+    for process in processes:
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            process.join(timeout=5)
+
+
+def _worker_started(parent: int) -> None:
+    """A pool worker's first step: leave Ctrl-C to the parent (which stops the pool, so no
+    worker prints a traceback), and exit on its own once the parent is gone (killed with -9,
+    it cannot stop its workers)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
+
+
+def _watch_parent(parent: int, every: float = 1.0) -> None:
+    while os.getppid() == parent:
+        time.sleep(every)
+    os._exit(1)  # an orphan: nobody waits for its chunk
 
 
 def _dask(spec, todo, workers: int, scheduler: str | None, cache):
@@ -202,16 +267,13 @@ def _dask(spec, todo, workers: int, scheduler: str | None, cache):
             "the dask executor needs dask.distributed: pip install 'precision[dask]'"
         ) from None
     cluster = None
-    try:
-        if scheduler:
-            client = Client(scheduler, timeout="10s")
-        else:
-            cluster = LocalCluster(
-                n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
-            )
-            client = Client(cluster)
-    except OSError as exc:
-        raise ExecutorError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from None
+    if scheduler:
+        client = _connect(Client, scheduler)
+    else:
+        cluster = LocalCluster(
+            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
+        )
+        client = Client(cluster)
     try:
         futures = {
             client.submit(
@@ -225,3 +287,29 @@ def _dask(spec, todo, workers: int, scheduler: str | None, cache):
         client.close()
         if cluster is not None:
             cluster.close()
+
+
+def _connect(client_class, scheduler: str):
+    """A Dask client of ``scheduler``, or ExecutorError within ``timeout`` seconds.
+
+    Dask's own timeout covers the TCP connection but not every handshake (a server that
+    accepts and never speaks held it for minutes), so the attempt runs in a daemon thread and
+    is abandoned after `SCHEDULER_TIMEOUT` seconds.
+    """
+    timeout = SCHEDULER_TIMEOUT  # read at the call: a test may shorten it
+    outcome: dict = {}
+
+    def attempt():
+        try:
+            outcome["client"] = client_class(scheduler, timeout=f"{int(timeout)}s")
+        except BaseException as exc:  # handed to the caller's thread
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=attempt, daemon=True)
+    thread.start()
+    thread.join(timeout + 1.0)
+    if "client" in outcome:
+        return outcome["client"]
+    error = outcome.get("error")
+    why = f"{type(error).__name__}: {error}" if error else f"no answer in {timeout:.0f} s"
+    raise ExecutorError(f"cannot reach the Dask scheduler at {scheduler}: {why}")

@@ -19,6 +19,10 @@ from precision import plugins
 from precision.exact import ENGINES
 from precision.formats import FORMATS
 from precision.problems import DEFAULT_VARIANTS, PROBLEMS, unavailable_variant
+from precision.values import npy_header, regular_file_size
+
+MAX_DATASET_BYTES = 2**40
+"""Largest data set file (it is memory-mapped, never read whole)."""
 
 
 class SpecError(ValueError):
@@ -109,16 +113,34 @@ MAX_SIZE = 1_000_000
 """Largest vector size: certified ground truth of longer vectors takes hours per input."""
 
 
+MAX_SPEC_BYTES = 2**20
+"""Largest spec file read (a spec is a page of TOML; this refuses /dev/zero and its kind)."""
+
+MAX_SAMPLES = 10_000
+"""Most inputs per cell and size (``samples_per_cell``, ``problem_samples``): certified
+ground truth costs milliseconds to seconds per input, so more is hours per cell."""
+
+MAX_MATRIX_SIZE = 1_000
+"""Largest n of a matrix problem (an n x n input): exact references cost O(n**3) operations
+on big numbers, minutes per input at n = 1000."""
+
+
 def load_spec(path: str | Path, *, quick: bool = False) -> StudySpec:
-    """Read and validate a study spec; ``quick`` applies its ``[quick]`` overrides."""
+    """Read and validate a study spec; ``quick`` applies its ``[quick]`` overrides.
+
+    Only a regular file of at most `MAX_SPEC_BYTES` is read (a FIFO would wait forever and
+    /dev/zero never ends)."""
     path = Path(path)
     try:
+        regular_file_size(path, MAX_SPEC_BYTES)
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise SpecError(f"{path}: no such study file") from None
     except tomllib.TOMLDecodeError as exc:
         raise SpecError(f"{path}: not valid TOML: {exc}") from None
-    except (OSError, ValueError) as exc:  # ValueError: not UTF-8, a NUL in the name
+    except RecursionError:
+        raise SpecError(f"{path}: not valid TOML: arrays or tables nested too deeply") from None
+    except (OSError, ValueError) as exc:  # ValueError: not UTF-8, a NUL in the name, a FIFO
         raise SpecError(f"{path}: cannot read: {exc}") from None
     return parse_spec(raw, source=path, quick=quick)
 
@@ -136,7 +158,8 @@ def parse_spec(
             key = f"quick.{key}"  # the value came from [quick]: point there
         # One line whatever the input: a quoted TOML key or a path may hold a newline.
         text = f"{where}: {key}: {message}"
-        return SpecError(text.replace("\r", "\\r").replace("\n", "\\n").replace("\0", "\\0"))
+        text = text.replace("\r", "\\r").replace("\n", "\\n").replace("\0", "\\0")
+        return SpecError(_cut(text))
 
     _check_keys(raw, TOP_KEYS, "", fail)
     has_quick = "quick" in raw
@@ -224,6 +247,18 @@ def _quick_keys(raw: dict) -> set[str]:
     return keys
 
 
+MAX_MESSAGE = 500
+"""Longest spec error: a 10 MB string quoted in a message is cut in the middle."""
+
+
+def _cut(text: str) -> str:
+    """``text`` cut to `MAX_MESSAGE` characters, keeping its start (file and key) and its end
+    (a suggestion)."""
+    if len(text) <= MAX_MESSAGE:
+        return text
+    return f"{text[: MAX_MESSAGE // 2]} ... {text[-MAX_MESSAGE // 4 :]}"
+
+
 def _check_keys(table: dict, allowed: set[str], prefix: str, fail) -> None:
     for key in table:
         if key not in allowed:
@@ -249,7 +284,8 @@ def ensure_plugins(spec: StudySpec) -> None:
 
 def did_you_mean(word: str, choices) -> str:
     """`` (did you mean 'x'?)`` for the closest of ``choices``, else `` (valid: a, b, ...)``."""
-    close = difflib.get_close_matches(str(word), list(choices), n=1)
+    # A long word is no typo of a short name (and difflib would take seconds over it).
+    close = difflib.get_close_matches(str(word), list(choices), n=1) if len(str(word)) < 100 else []
     return f" (did you mean {close[0]!r}?)" if close else f" (valid: {', '.join(sorted(choices))})"
 
 
@@ -322,14 +358,15 @@ def _grid(grid, problems, fail) -> Grid:
         raise fail("grid.sizes", f"must be a non-empty list of positive integers, got {sizes!r}")
     if max(sizes) > MAX_SIZE:
         raise fail("grid.sizes", f"sizes above {MAX_SIZE:,} are not supported, got {max(sizes)}")
-    samples = _positive_int(grid.get("samples_per_cell"), "grid.samples_per_cell", fail)
+    _check_matrix_sizes(sizes, problems, fail)
+    samples = _samples(grid.get("samples_per_cell"), "grid.samples_per_cell", fail)
     overrides = grid.get("problem_samples", {})
     if not isinstance(overrides, dict):
         raise fail("grid.problem_samples", "must be a table of problem = samples per cell")
     for problem, value in overrides.items():
         if problem not in problems:
             raise fail(f"grid.problem_samples.{problem}", "is not one of the study's problems")
-        _positive_int(value, f"grid.problem_samples.{problem}", fail)
+        _samples(value, f"grid.problem_samples.{problem}", fail)
     return Grid(
         log10_cond=_int_range(grid, "log10_cond", fail),
         log10_magnitude=_int_range(grid, "log10_magnitude", fail),
@@ -337,6 +374,31 @@ def _grid(grid, problems, fail) -> Grid:
         samples_per_cell=samples,
         problem_samples=dict(overrides),
     )
+
+
+def _samples(value, key: str, fail) -> int:
+    """A number of inputs per cell: a positive integer up to `MAX_SAMPLES`."""
+    value = _positive_int(value, key, fail)
+    if value > MAX_SAMPLES:
+        raise fail(key, f"at most {MAX_SAMPLES:,} inputs per cell are supported, got {value:,}")
+    return value
+
+
+def _check_matrix_sizes(sizes: list[int], problems: tuple[str, ...], fail) -> None:
+    """Matrix problems (an input whose rows and columns both grow with n) take n up to
+    `MAX_MATRIX_SIZE`."""
+    matrices = [name for name in problems if _is_matrix(PROBLEMS[name])]
+    if matrices and max(sizes) > MAX_MATRIX_SIZE:
+        raise fail(
+            "grid.sizes",
+            f"matrix problems ({', '.join(matrices)}) take sizes up to {MAX_MATRIX_SIZE:,}, "
+            f"got {max(sizes):,}",
+        )
+
+
+def _is_matrix(problem) -> bool:
+    small, large = problem.input_shape(7), problem.input_shape(11)
+    return sum(a != b for a, b in zip(small, large, strict=True)) >= 2
 
 
 def _positive_int(value, key: str, fail) -> int:
@@ -379,7 +441,12 @@ def _resolved(path: Path) -> Path:
 
 
 def _check_matrix(path: Path, key: str, fail) -> None:
-    """The data set must load without pickle as a 2-D real matrix with at least one column."""
+    """The data set must load without pickle as a 2-D real matrix with at least one column;
+    its header is checked against the file's size first (`precision.values.npy_header`)."""
+    try:
+        npy_header(path, regular_file_size(path, MAX_DATASET_BYTES))
+    except (OSError, ValueError) as exc:
+        raise fail(key, f"cannot load {path} as a .npy array: {exc}") from None
     try:
         data = np.load(path, mmap_mode="r", allow_pickle=False)
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
+import stat
 import zipfile
 from pathlib import Path
 
@@ -22,6 +24,11 @@ MAX_VALUES = 1_000_000
 """Most values one input may have (the same limit as a study's vector size)."""
 
 FILE_SUFFIXES = (".npy", ".csv")
+
+MAX_FILE_BYTES = 64 * 2**20
+"""Largest VALUES file read (a million values as text fit in it)."""
+
+_NPY_MAGIC = b"\x93NUMPY"
 
 _DECIMAL = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 _SPECIAL = re.compile(r"([+-]?)(nan|inf|infinity)", re.IGNORECASE)
@@ -106,7 +113,13 @@ def logits_with_target(logits: np.ndarray, target: str) -> np.ndarray:
     if logits.ndim != 1:
         raise InputError(f"--target: needs a vector of logits, got shape {_shape(logits)}")
     n = logits.size
-    if not re.fullmatch(r"\s*\d+\s*", target) or int(target) >= n:
+    digits = target.strip()
+    # Compared by length first: int() of a 5,000-digit string is refused by Python itself.
+    if (
+        not re.fullmatch(r"\d+", digits)
+        or len(digits.lstrip("0")) > len(str(n))
+        or int(digits.lstrip("0") or "0") >= n
+    ):
         raise InputError(
             f"--target: must be a class index from 0 to {n - 1}, got {_shorten(target)!r}"
         )
@@ -164,31 +177,101 @@ def _json_number(value) -> float:
 
 
 def _load_file(path: Path) -> np.ndarray:
-    if not path.is_file():
-        raise InputError(f"{_one_line(path)}: no such file")
     try:
+        size = regular_file_size(path, MAX_FILE_BYTES)
         if path.suffix.lower() == ".npy":
-            return _load_npy(path)
+            return _load_npy(path, size)
         return _load_csv(path)
+    except InputError:
+        raise
+    except FileNotFoundError:
+        raise InputError(f"{_one_line(path)}: no such file") from None
     except OSError as exc:
         raise InputError(f"{_one_line(path)}: cannot read: {exc.strerror or exc}") from None
+    except ValueError as exc:  # regular_file_size and npy_header say what is wrong
+        raise InputError(f"{_one_line(path)}: {exc}") from None
 
 
-def _load_npy(path: Path) -> np.ndarray:
-    """A real array from a .npy file, loaded without pickle (object arrays are refused)."""
+def regular_file_size(path: Path, limit: int) -> int:
+    """The size of ``path`` in bytes, checked to be a regular file of at most ``limit`` bytes.
+
+    Opened without blocking and checked by its descriptor, so a FIFO (which would wait for a
+    writer) or a device such as /dev/zero (endless) is refused before any read.
+
+    Raises
+    ------
+    FileNotFoundError, OSError
+        When it cannot be opened.
+    ValueError
+        When it is not a regular file or is larger than ``limit``.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        info = os.fstat(fd)
+    finally:
+        os.close(fd)
+    if not stat.S_ISREG(info.st_mode):
+        raise ValueError("not a regular file (a pipe, a device or a folder)")
+    if info.st_size > limit:
+        raise ValueError(f"{info.st_size:,} bytes, more than the limit of {_bytes(limit)}")
+    return info.st_size
+
+
+def npy_header(path: Path, size: int) -> tuple[tuple[int, ...], np.dtype]:
+    """The shape and dtype a ``.npy`` file declares, checked against its ``size`` in bytes
+    before any array is loaded (a header claiming terabytes is refused, not allocated).
+
+    Raises
+    ------
+    ValueError
+        For an .npz archive or a text file under a .npy name, a damaged header, pickled
+        objects, a dtype that is not real numbers, or a size that does not match the header.
+    """
+    with open(path, "rb") as handle:
+        start = handle.read(len(_NPY_MAGIC))
+        if start.startswith(b"PK"):
+            raise ValueError("holds an .npz archive, not one array")
+        if start != _NPY_MAGIC:
+            raise ValueError("not a .npy file (no .npy header; numbers as text belong in a .csv)")
+        handle.seek(0)
+        try:
+            version = np.lib.format.read_magic(handle)
+            read = (
+                np.lib.format.read_array_header_1_0
+                if version == (1, 0)
+                else np.lib.format.read_array_header_2_0  # 2.0 and 3.0: a 4-byte length
+            )
+            shape, _, dtype = read(handle)
+        except (ValueError, SyntaxError, EOFError) as exc:
+            raise ValueError(f"damaged .npy header ({_shorten(str(exc), 80)})") from None
+        offset = handle.tell()
+    if dtype.hasobject:
+        raise ValueError("holds pickled Python objects, which are never loaded")
+    if dtype.kind not in "iuf":
+        raise ValueError(f"must hold real numbers, got dtype {dtype}")
+    expected = offset + math.prod(shape) * dtype.itemsize
+    if expected != size:
+        raise ValueError(
+            f"its header declares shape {shape} of {dtype} ({expected:,} bytes) but the file "
+            f"holds {size:,} bytes (truncated or damaged)"
+        )
+    return shape, dtype
+
+
+def _load_npy(path: Path, size: int) -> np.ndarray:
+    """A real array from a .npy file, loaded without pickle once its header checks out."""
+    npy_header(path, size)
     try:
         data = np.load(path, allow_pickle=False)
     except (ValueError, EOFError, zipfile.BadZipFile) as exc:
-        raise InputError(
-            f"{_one_line(path)}: not a .npy array without pickled objects: {exc}"
-        ) from None
-    if not isinstance(data, np.ndarray):  # an .npz archive under a .npy name
-        data.close()
-        raise InputError(f"{_one_line(path)}: holds an .npz archive, not one array")
-    if data.dtype.kind not in "iuf":
-        raise InputError(f"{_one_line(path)}: must hold real numbers, got dtype {data.dtype}")
+        raise InputError(f"{_one_line(path)}: not a loadable .npy array: {exc}") from None
     with np.errstate(over="ignore"):
         return data.astype(np.float64)
+
+
+def _bytes(count: int) -> str:
+    """``1 MiB``, ``64 MiB``: a limit as the user reads it."""
+    return f"{count / 2**20:g} MiB"
 
 
 def _load_csv(path: Path) -> np.ndarray:

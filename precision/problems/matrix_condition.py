@@ -29,6 +29,10 @@ def condition_reference(x: np.ndarray, ctx: NumberSystem = MPMATH) -> tuple[np.n
     """kappa_2(A) = sqrt(lambda_max / lambda_min) of A^T A, and its condition number
     1 + kappa_2(A) (module docstring)."""
     lam_max, lam_min = linalg.gram_extremes(linalg.exact_matrix(x, ctx), ctx)
+    # A singular A has lambda_min = 0, which the eigenvalue solver may return as a tiny
+    # negative number: its square root would be complex. kappa_2 of a singular A is infinite.
+    if lam_min <= 0:
+        return np.array([ctx.inf], dtype=object), ctx.inf
     kappa = linalg.kappa_from_gram(lam_max, lam_min, ctx)
     return np.array([kappa], dtype=object), 1 + kappa
 
