@@ -1,10 +1,10 @@
-# precision: everything runs inside .venv, installed from the committed lock (lock/py311.txt),
+# precision: everything runs inside .venv, installed from the committed lock (requirements-py311.lock),
 # never by resolving the version ranges of pyproject.toml afresh. `make lock` refreshes the lock.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-LOCK   := lock/py311.txt
+LOCK   := requirements-py311.lock
 # The lock is for this Python; another one would resolve (and may break) differently.
 LOCK_PYTHON := 3.11
 # pip freeze as the lock writes it: no comments, torch's local "+cpu" label dropped (the
@@ -102,7 +102,7 @@ test-latest:  ## run the tests in a throwaway .venv-latest resolved from pyproje
 # Resolves every extra (the test extra holds them all) from the ranges in pyproject.toml in a
 # throwaway environment and writes what was installed, pip and setuptools included. torch's
 # pin (2.13.0, a CPU build) keeps pip from pulling a CUDA build; only pip, not uv, finds it.
-lock:  ## refresh lock/py311.txt from pyproject's ranges (then: make test, make study)
+lock:  ## refresh requirements-py311.lock from pyproject's ranges (then: make test, make study)
 	$(check-python)
 	rm -rf .venv-lock
 	$(PYTHON) -m venv .venv-lock

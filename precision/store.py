@@ -40,7 +40,7 @@ PACKAGES = (
     "seaborn",
 )
 
-LOCK_FILE = Path(__file__).resolve().parents[1] / "lock" / "py311.txt"
+LOCK_FILE = Path(__file__).resolve().parents[1] / "requirements-py311.lock"
 """The committed lock of a source checkout (absent where the package was installed from a
 wheel into someone's own environment)."""
 
