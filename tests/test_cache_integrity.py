@@ -20,25 +20,13 @@ import time
 from pathlib import Path
 
 import pytest
+from tiny_specs import TINY
 
 from precision import store
 from precision.cli import run_captured
 from precision.execute import _run_chunk, execute
 from precision.spec import load_spec
 from precision.study import chunks, run, run_chunk
-
-TINY = """\
-name = "tiny"
-seed = 3
-formats = ["float16", "float64"]
-problems = ["softmax", "logsumexp"]
-
-[grid]
-log10_cond = [0, 2]
-log10_magnitude = [0, 2]
-sizes = [10]
-samples_per_cell = 1
-"""
 
 CACHE_FILE = "ground_truth.sqlite"  # in the --cache folder (see precision.cli._cache_file)
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from tiny_specs import TINY
 
 from precision import store
 from precision.cli import main, run_captured
@@ -26,18 +27,6 @@ from precision.study import run
 ROOT = Path(__file__).resolve().parents[1]
 STUDIES = ROOT / "studies"
 
-TINY = """\
-name = "tiny"
-seed = 3
-formats = ["float16", "float64"]
-problems = ["softmax", "logsumexp"]
-
-[grid]
-log10_cond = [0, 2]
-log10_magnitude = [0, 2]
-sizes = [10]
-samples_per_cell = 1
-"""
 
 FINAL_LINE = re.compile(r"^tiny: (\d+) rows in (\d+\.\d) s with \w+ \(.*\); (\d+) files in (.+)$")
 

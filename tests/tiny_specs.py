@@ -1,0 +1,15 @@
+"""Tiny study specs shared by the tests of the command line, the cache and the output folder:
+two problems, two formats, four grid cells, one input each (a run takes about a second)."""
+
+TINY = """\
+name = "tiny"
+seed = 3
+formats = ["float16", "float64"]
+problems = ["softmax", "logsumexp"]
+
+[grid]
+log10_cond = [0, 2]
+log10_magnitude = [0, 2]
+sizes = [10]
+samples_per_cell = 1
+"""
