@@ -37,7 +37,7 @@ from precision.formats import (
     round_dyadic,
     round_to_format,
 )
-from precision.metrics import Exact
+from precision.metrics import EXP_LIMIT, Exact
 from precision.numbers import ARB, MPMATH
 from precision.problems.base import Problem
 
@@ -333,8 +333,38 @@ def _integers(b: flint.arb) -> tuple[int, int, int]:
     radius)."""
     mid_man, mid_exp = (int(v) for v in b.mid().man_exp())
     rad_man, rad_exp = (int(v) for v in b.rad().man_exp())
+    rad_man, rad_exp = _stand_in_radius(mid_man, mid_exp, rad_man, rad_exp)
     exp = min(mid_exp, rad_exp)
     return mid_man << (mid_exp - exp), rad_man << (rad_exp - exp), exp
+
+
+TIE_FLOOR = -1200
+"""Below 2**-1200 lies no rounding boundary of any format (float64's finest, half its smallest
+subnormal, is 2**-1075)."""
+
+
+def _stand_in_radius(mid_man: int, mid_exp: int, rad_man: int, rad_exp: int) -> tuple[int, int]:
+    """A radius that gives every decision `_ball` and `_accurate_condition` take the same
+    answer as the true one, without shifting integers by astronomically many bits.
+
+    A radius whose exponents are far from the midpoint's (softmax of [1, 1e34] gives balls
+    1 +/- 2**-1.5e34) would make the common-exponent integers of `_integers` too large to
+    form. Every decision is constant for radii in (0, 2**(min(mid_exp, TIE_FLOOR) - 2)): the
+    agreement test holds, and mid -/+ rad cannot cross a rounding boundary that mid is not on
+    (mid is a multiple of 2**mid_exp and boundaries of 2**TIE_FLOOR or coarser), so such a
+    radius is replaced by the largest power of two in that range. A radius far larger than the
+    midpoint fails the agreement test whatever its size, so it is capped at 2**(top + 100).
+    """
+    if rad_man == 0:
+        return rad_man, rad_exp
+    rad_top = rad_exp + rad_man.bit_length()
+    floor = min(mid_exp, TIE_FLOOR) - 2
+    if rad_top < floor:
+        return 1, floor
+    mid_top = mid_exp + abs(mid_man).bit_length()
+    if mid_man != 0 and rad_exp > mid_top + 100:
+        return 1, mid_top + 100
+    return rad_man, rad_exp
 
 
 def _split_dyadic(man: int, exp: int) -> tuple[float, float, int]:
@@ -351,7 +381,9 @@ def _split_dyadic(man: int, exp: int) -> tuple[float, float, int]:
     hi = man / (1 << length)
     hi_53 = int(hi * 2.0**53)  # exact: |hi| <= 1 has at most 53 significant bits
     lo = ((man << 53) - (hi_53 << length)) / (1 << (length + 53))
-    return hi, lo, exp + length
+    # Saturate as metrics._split_mpf does: only values beyond about 10**(3e17), such as
+    # exp(1e308), reach the limit, and every format rounds them to inf or 0 all the same.
+    return hi, lo, max(-EXP_LIMIT, min(EXP_LIMIT, exp + length))
 
 
 # ------------------------------------------------------------------------ cache records
@@ -387,20 +419,62 @@ def outside_reference_fingerprint(reference) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def code_fingerprint(problem: Problem) -> str:
+    """The code a ground truth of ``problem`` depends on: `reference_fingerprint` and, for a
+    user's problem, `outside_reference_fingerprint`."""
+    return reference_fingerprint() + outside_reference_fingerprint(problem.reference)
+
+
 def cache_key(problem: Problem, x: np.ndarray, fmts, *, engine: str, precisions=PRECISIONS) -> str:
     """The key of a ground truth: problem, the input's exact bits and shape, output formats,
-    engine, precision rule (ladder and tolerances) and `reference_fingerprint`."""
+    engine, precision rule (ladder and tolerances) and `code_fingerprint`."""
     x64 = np.ascontiguousarray(np.asarray(x, dtype=np.float64))
     rule = (tuple(precisions), AGREEMENT, COND_ACCURACY, ZERO_PREC)
     head = repr((problem.name, x64.shape, [get_format(f).name for f in fmts], engine, rule))
-    code = reference_fingerprint() + outside_reference_fingerprint(problem.reference)
+    code = code_fingerprint(problem)
     digest = hashlib.sha256(head.encode() + code.encode())
     digest.update(x64.tobytes())
     return digest.hexdigest()
 
 
-def truth_record(truths: dict[str, GroundTruth]) -> dict:
-    """A JSON-able record of `ground_truths`' result (floats keep every bit through JSON)."""
+INPUT_FIELDS = ("problem", "input", "shape", "formats", "code")
+"""What a record holds besides the truth so that it can be recomputed (`truth_record`): a key
+is a hash, and the input cannot be recovered from it. Older records lack these fields."""
+
+
+def truth_record(
+    truths: dict[str, GroundTruth],
+    *,
+    problem: Problem | None = None,
+    x: np.ndarray | None = None,
+) -> dict:
+    """A JSON-able record of `ground_truths`' result (floats keep every bit through JSON).
+
+    Parameters
+    ----------
+    truths : dict
+        Format name -> GroundTruth, as `ground_truths` returns it.
+    problem : Problem, optional, keyword-only
+    x : numpy.ndarray, optional, keyword-only
+        The input the truths were computed from. With ``problem``, the record also holds
+        INPUT_FIELDS (the problem's name, the input's float64 values and shape, the formats and
+        the `code_fingerprint`), so that ``precision cache verify`` can recompute the record
+        and its key.
+    """
+    record = _truth_fields(truths)
+    if problem is not None and x is not None:
+        x64 = np.asarray(x, dtype=np.float64)
+        record |= {
+            "problem": problem.name,
+            "input": x64.ravel().tolist(),
+            "shape": list(x64.shape),
+            "formats": list(truths),
+            "code": code_fingerprint(problem),
+        }
+    return record
+
+
+def _truth_fields(truths: dict[str, GroundTruth]) -> dict:
     first = next(iter(truths.values()))
     return {
         "hi": first.exact.hi.tolist(),

@@ -7,12 +7,14 @@ reader never sees a half-written file and an interrupted write leaves the previo
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import functools
 import hashlib
 import json
 import os
 import platform
+import random
 import shutil
 import sqlite3
 import subprocess
@@ -824,6 +826,28 @@ class GroundTruthCache:
     def __len__(self) -> int:
         rows = self._guarded(self._statement, "SELECT COUNT(*) FROM truths")
         return rows[0][0] if rows else 0
+
+    def sample(self, size: int, *, seed: int) -> list[tuple[str, dict | None]]:
+        """Up to ``size`` records drawn at random without replacement, as (key, record) pairs;
+        the record is None where it fails its checksum (a run would drop and recompute it).
+
+        ``seed`` makes the draw repeatable. Unlike the run's methods this one only reads (it
+        opens the file read-only, creates and deletes nothing) and raises what opening or
+        reading raises (FileNotFoundError, sqlite3.Error): a verification must not pass on a
+        cache it could not read.
+        """
+        if not self.path.is_file():
+            raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), str(self.path))
+        uri = f"{self.path.resolve().as_uri()}?mode=ro"
+        connection = sqlite3.connect(uri, uri=True, timeout=self.BUSY_SECONDS)
+        try:
+            # Sorted first: SQLite's row order is not part of the draw's contract.
+            keys = sorted(row[0] for row in connection.execute("SELECT key FROM truths"))
+            drawn = random.Random(seed).sample(keys, min(size, len(keys)))
+            select = "SELECT record FROM truths WHERE key = ?"
+            return [(k, _unseal(k, connection.execute(select, (k,)).fetchone()[0])) for k in drawn]
+        finally:
+            connection.close()
 
     def _guarded(self, method: Callable, *arguments):
         """``method(*arguments)``, or None once the cache is unusable (noting why, once).

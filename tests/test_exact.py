@@ -28,6 +28,7 @@ from precision.exact import (
     truths_from_record,
 )
 from precision.formats import cast, get_format, round_to_format
+from precision.metrics import EXP_LIMIT
 from precision.problems import PROBLEMS, Problem
 from precision.problems.logsumexp import LOGSUMEXP
 
@@ -373,3 +374,32 @@ def test_one_evaluation_certifies_every_format_of_a_shared_input():
             assert shared[name].certified
             assert shared[name].exact.rounded.tobytes() == alone.exact.rounded.tobytes()
         assert sum(t.seconds > 0 for t in shared.values()) == 1  # the work is booked once
+
+
+@pytest.mark.parametrize(
+    ("problem", "values"),
+    [
+        ("softmax", [1.0, 1.042515853627696e34]),  # balls 1 +/- 2**-1.5e34
+        ("softmax", [1.0, -1e300, 5.0]),
+        ("exp", [1e308]),  # exp(1e308): a binary exponent beyond int64, saturated
+        ("exp", [-1e308]),
+        ("logsumexp", [0.0, 1e-300]),
+    ],
+)
+def test_engines_agree_on_extreme_inputs(problem, values):
+    """The Arb engine (the default) handles radii and exponents of any size as the mpmath
+    engine does: same certified roundings in every format, same exact split."""
+    x = np.array(values)
+    for fmt in ("float16", "bfloat16", "float64"):
+        x_fmt = cast(x, fmt)
+        if not np.isfinite(x_fmt.astype(np.float64)).all():
+            continue
+        arb = ground_truth(PROBLEMS[problem], x_fmt, fmt, engine="arb")
+        ref = ground_truth(PROBLEMS[problem], x_fmt, fmt, engine="mpmath")
+        assert arb.certified and ref.certified
+        assert arb.exact.rounded.tobytes() == ref.exact.rounded.tobytes()
+        assert np.array_equal(arb.exact.exp, ref.exact.exp)
+        # A saturated exponent (a value beyond 2**(2**60)) keeps no meaningful significand.
+        kept = np.abs(arb.exact.exp) < EXP_LIMIT
+        arb_value, ref_value = (arb.exact.hi + arb.exact.lo), (ref.exact.hi + ref.exact.lo)
+        assert np.allclose(arb_value[kept], ref_value[kept], rtol=2**-80, atol=0)
