@@ -20,6 +20,7 @@ import mpmath
 import numpy as np
 import pandas as pd
 
+from precision import schema
 from precision.exact import UndefinedResult, ground_truth
 from precision.formats import FORMATS, STUDY_FORMATS, Format, cast, get_format
 from precision.metrics import Exact
@@ -29,37 +30,43 @@ from precision.spec import did_you_mean
 from precision.study import measure_variant, run_variant_detailed
 from precision.values import InputError
 
+SHARED = (
+    "problem",
+    "variant",
+    "format",
+    "outcome",
+    "exception",
+    "rel_error",
+    "abs_error",
+    "ulps",
+    "bits",
+    "err_over_u",
+    "cond",
+    "certified",
+    "gt_prec",
+)
+"""Columns evaluate shares with the study table: same meaning, unit and dtype (`schema`)."""
 COLUMNS = {
-    "problem": "problem name",
-    "variant": "variant name",
-    "format": "the format the input was rounded to and the variant computed in",
-    "outcome": "ok / exact_zero (the exact result is 0: no relative error; see abs_error) / "
-    "underflow / overflow / nan (see metrics.result_outcome), input_overflow "
-    "(the format cannot represent the input), input_nan / input_inf (no exact value), "
-    "undefined (no exact result: e.g. the rounded matrix is singular), unsupported (the "
-    "library refuses the format), error (the variant raised; see exception)",
-    "exception": "the exception the variant raised, type and message (outcome error), or the "
-    "library's refusal (outcome unsupported); empty otherwise",
+    **{name: schema.COLUMNS[name] for name in SHARED},
     "computed": "the variant's result as float64 numbers (exactly its values): a float for a "
     "scalar output, an array for a vector",
     "exact": "the certified exact result (mpmath numbers, ~106 bits), like `computed`",
-    "rel_error": "normwise (inf-norm) relative error of the result, unitless",
-    "abs_error": "largest absolute error of the result's components, in the result's units",
-    "ulps": "largest ulp distance to the correctly rounded exact result, in compute_dtype",
-    "bits": "log2(1 + ulps): bits of error (0 = correctly rounded)",
-    "err_over_u": "rel_error / u of the row's format",
-    "cond": "relative condition number of the input as rounded to the format",
-    "certified": "whether the ground truth was certified (else an estimate at the cap)",
-    "gt_prec": "working precision (bits) of the ground truth",
     "input_rounded": "whether rounding to the format changed the input",
     "n": "input size (its last dimension)",
-    "compute_dtype": "dtype of the result the variant returned (differs when a library upcasts)",
-    "accumulator": "precision its reductions accumulate in",
-    "library": "numpy for code written here, else the library called",
-    "rel_error_cw": "largest componentwise relative error, unitless",
-    "fp_exceptions": "IEEE exceptions numpy reported while the variant ran",
-    "bound": "known first-order bound on rel_error for this input (NaN: none applies)",
+    **{
+        name: schema.COLUMNS[name]
+        for name in (
+            "compute_dtype",
+            "accumulator",
+            "library",
+            "rel_error_cw",
+            "fp_exceptions",
+            "bound",
+        )
+    },
 }
+"""The columns of `evaluate`'s table: the study table's (`precision.schema.COLUMNS`) where
+they mean the same, and the result values themselves. Outcomes are `schema.OUTCOMES`."""
 
 _FLOATS = ("rel_error", "abs_error", "rel_error_cw", "err_over_u", "bits", "cond", "bound")
 _NULLABLE = {"ulps": "UInt64", "gt_prec": "Int64", "n": "Int64", "certified": "boolean"}
@@ -72,6 +79,7 @@ def evaluate(
     *,
     formats: Sequence[str] | None = None,
     variants: Sequence[str] | None = None,
+    engine: str = schema.DEFAULT_ENGINE,
 ) -> pd.DataFrame:
     """Measure every variant of a problem on one input, in each format.
 
@@ -89,6 +97,8 @@ def evaluate(
     variants : sequence of str, keyword-only
         Variant names of the problem (default: its own, `DEFAULT_VARIANTS`; emulated and
         library variants when named).
+    engine : {"arb", "mpmath"}, keyword-only
+        The ground-truth engine, by default the one studies use (`schema.DEFAULT_ENGINE`).
 
     Returns
     -------
@@ -111,7 +121,7 @@ def evaluate(
     rows = []
     with np.errstate(all="ignore"):  # the variants themselves report to measure_variant
         for name in formats:
-            rows += _rows_in_format(problem, x, get_format(name), variants)
+            rows += _rows_in_format(problem, x, get_format(name), variants, engine=engine)
     return _table(rows)
 
 
@@ -230,7 +240,9 @@ def _chosen(names, known, default, what: str, problem: Problem | None = None) ->
     return tuple(dict.fromkeys(chosen))  # in the given order, each once
 
 
-def _rows_in_format(problem: Problem, x: np.ndarray, fmt: Format, variants) -> list[dict]:
+def _rows_in_format(
+    problem: Problem, x: np.ndarray, fmt: Format, variants, *, engine: str
+) -> list[dict]:
     """The rows of every variant in one format (the study's `_rows_for_input`, for one input)."""
     x_fmt = cast(x, fmt)
     x_back = _as_float64(x_fmt)
@@ -246,7 +258,7 @@ def _rows_in_format(problem: Problem, x: np.ndarray, fmt: Format, variants) -> l
     if not np.isfinite(x_back).all():
         return [base | {"variant": name, "outcome": "input_overflow"} for name in variants]
     try:
-        truth = ground_truth(problem, x_fmt, fmt)
+        truth = ground_truth(problem, x_fmt, fmt, engine=engine)
     except UndefinedResult:  # e.g. a matrix that is exactly singular once rounded
         return [base | _unmeasured(problem, name, x_fmt, fmt, "undefined") for name in variants]
     base |= {
@@ -258,13 +270,9 @@ def _rows_in_format(problem: Problem, x: np.ndarray, fmt: Format, variants) -> l
     rows = []
     for name in variants:
         y, measured = measure_variant(problem, name, x_fmt, fmt, truth.exact)
-        returned = measured["outcome"] not in NOTHING_RETURNED
+        returned = measured["outcome"] not in schema.NOTHING_COMPUTED
         rows.append(base | measured | {"computed": _float_values(y) if returned else None})
     return rows
-
-
-NOTHING_RETURNED = ("unsupported", "error")
-"""Outcomes of a variant that returned no result (it raised)."""
 
 
 def _unmeasured(problem: Problem, name: str, x_fmt: np.ndarray, fmt: Format, outcome: str):
@@ -407,7 +415,7 @@ def _exact_digits(fmt: Format) -> int:
 
 def _variant_cells(row) -> list[str]:
     # A ground truth exists and the variant returned a result: errors may still be nan.
-    measured = not pd.isna(row["gt_prec"]) and row["outcome"] not in NOTHING_RETURNED
+    measured = not pd.isna(row["gt_prec"]) and row["outcome"] not in schema.NOTHING_COMPUTED
     dtype = str(row["compute_dtype"]) or None
     return [
         str(row["variant"]),

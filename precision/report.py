@@ -28,6 +28,7 @@ from precision.results import (
     read_companions,
     rerun_command,
     staleness,
+    worked_examples,
 )
 from precision.summary import first_failures, overview, raised
 
@@ -56,8 +57,13 @@ class Report:
     claims: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
-def build_report(results_dir: Path, out_dir: Path, *, figures: bool = True) -> Report:
+def build_report(
+    results_dir: Path, out_dir: Path, *, figures: bool = True, micro: dict | None = None
+) -> Report:
     """Read every study under ``results_dir`` and build the report that goes to ``out_dir``.
+
+    Reads only: the studies' stored tables and the ``micro`` tables it is handed. Nothing
+    here runs a kernel, a ground truth or a worked example.
 
     Parameters
     ----------
@@ -67,6 +73,10 @@ def build_report(results_dir: Path, out_dir: Path, *, figures: bool = True) -> R
         Where the report will be written (skipped when it lies inside ``results_dir``).
     figures : bool, keyword-only
         Draw the figures (the slow part); without them the documents show none.
+    micro : dict, keyword-only, optional
+        The measurements no study holds (`precision.claims.micro.measure`, which
+        ``precision report`` runs first), stored as ``micro/<name>.csv``; without them the
+        claims that need them are ``not measured``.
 
     Raises
     ------
@@ -78,9 +88,12 @@ def build_report(results_dir: Path, out_dir: Path, *, figures: bool = True) -> R
     blocks = _header(studies)
     report.stale = {s.key: staleness(s) for s in studies}
     blocks += _stale_blocks(report.stale)
-    claims, evidence = claims_module.measure_claims({s.key: _tables_by_problem(s) for s in studies})
+    by_study = {s.key: _tables_by_problem(s) for s in studies}
+    claims, evidence = claims_module.measure_claims(by_study, micro)
     report.claims = claims
     report.tables["claims.csv"] = claims
+    for name, table in (micro or {}).items():
+        report.tables[f"{name}.csv"] = _csv_ready(table)
     for claim_id, table in evidence.items():
         if len(table):
             report.tables[f"claims/{claim_id}.csv"] = _csv_ready(table)
@@ -115,9 +128,11 @@ def _header(studies: list[StoredStudy]) -> list[Block]:
             "p",
             f"Built from {len(studies)} stored studies ({names}; {rows} rows in all). Every "
             "number and figure below is computed from a stored table named beside it: a "
-            "study's errors.parquet, or, for the claims that no study measures (marked "
-            "'measured at report time'), the claims tables stored with this report "
-            "(claims.csv and claims/<id>.csv); a figure whose caption says so was recomputed "
+            "study's errors.parquet and the tables stored beside it (worked examples, "
+            "convergence curves), or, for the claims that no study measures (marked "
+            "'measured by precision report'), the tables measured before this report was "
+            "built and stored with it (micro/<name>.csv, claims.csv and claims/<id>.csv); a "
+            "figure whose caption says so was recomputed "
             "when the report was built. Errors are relative errors in units of the "
             "row format's unit roundoff u (1 u is one rounding error of that format), over "
             "rows whose ground truth was certified and whose result was finite.",
@@ -172,7 +187,10 @@ def _claim_source(row, folders: dict[str, Path]) -> str:
     if row.verdict == claims_module.NOT_MEASURED and not row.problems:
         return "Source: none yet."
     if not row.problems:
-        return "Source: measured at report time (precision.claims), stored in claims.csv."
+        return (
+            "Source: measured by precision report before the report was built "
+            "(precision.claims.micro.measure), stored in micro/<name>.csv and claims.csv."
+        )
     tables = ", ".join(str(folders[name] / "errors.parquet") for name in row.read_from.split(", "))
     return f"Source: rows of {row.problems} in {tables}."
 
@@ -228,8 +246,24 @@ def _study_blocks(study: StoredStudy, report: Report, *, figures: bool) -> list[
             ),
             Block("table", upcast, "Upcasting variants"),
         ]
+    blocks += _worked_example_blocks(study)
     if figures:
         blocks += _figure_blocks(study, report)
+    return blocks
+
+
+def _worked_example_blocks(study: StoredStudy) -> list[Block]:
+    """The worked examples the study's run stored (``worked_examples.csv`` and one CSV per
+    example, `precision.study.worked_example_tables`), as they were computed then."""
+    examples = worked_examples(read_companions(study.folder))
+    if not examples:
+        return []
+    blocks = [
+        Block("h3", "Worked examples"),
+        Block("p", f"Computed during the run and stored in {study.folder}/worked_*.csv."),
+    ]
+    for problem, title, text, table in examples:
+        blocks += [Block("p", f"{title} ({problem}). {text}"), Block("table", table, title)]
     return blocks
 
 

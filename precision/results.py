@@ -88,20 +88,53 @@ COMPANIONS = ("convergence",)
 """Companion tables a results folder may hold as ``<name>.csv``
 (`precision.study.companion_tables`)."""
 
+WORKED_INDEX = "worked_examples"
+"""The companion table listing a study's worked examples, one row each: ``problem``,
+``table`` (the name of the companion table holding the example), ``title``, ``text`` and
+``numbers`` (a JSON list of its numeric columns; the others are text and stay text)."""
+
 
 def read_companions(folder: Path) -> dict:
-    """The companion tables stored in a results folder (name -> DataFrame)."""
-    import pandas as pd
-
+    """The companion tables stored in a results folder (name -> DataFrame): `COMPANIONS`, and
+    the worked examples with their index (`WORKED_INDEX`) where the study stored them."""
     found = {}
-    for name in COMPANIONS:
+    for name in (*COMPANIONS, WORKED_INDEX):
         path = Path(folder) / f"{name}.csv"
         if path.is_file():
-            try:
-                found[name] = pd.read_csv(path)
-            except Exception as exc:  # a damaged file: say which
-                raise ResultsError(f"{path}: cannot read: {exc}") from None
+            found[name] = _read_csv(path, text=name == WORKED_INDEX)
+    for row in found[WORKED_INDEX].itertuples() if WORKED_INDEX in found else ():
+        found[row.table] = _read_example(Path(folder) / f"{row.table}.csv", json.loads(row.numbers))
     return found
+
+
+def _read_example(path: Path, numbers: list[str]):
+    """A worked example's table: its text cells as written (an exact decimal such as
+    0.30000000000000004 must not turn into a float), its numeric columns as numbers."""
+    numeric = _read_csv(path, text=False)  # read again: pandas' own parse of the numbers
+    return _read_csv(path, text=True).assign(**{c: numeric[c] for c in numbers})
+
+
+def _read_csv(path: Path, *, text: bool):
+    """A stored CSV; with ``text``, every cell as the string written (empty cells too)."""
+    import pandas as pd
+
+    if not path.is_file():
+        raise ResultsError(f"{path}: missing (listed in {WORKED_INDEX}.csv)")
+    try:
+        if text:
+            return pd.read_csv(path, dtype=str, keep_default_na=False)
+        return pd.read_csv(path)
+    except Exception as exc:  # a damaged file: say which
+        raise ResultsError(f"{path}: cannot read: {exc}") from None
+
+
+def worked_examples(companions: dict) -> list[tuple[str, str, str, object]]:
+    """The worked examples among a study's companion tables, in stored order:
+    ``(problem, title, text, table)``; none where the study stored none."""
+    index = companions.get(WORKED_INDEX)
+    if index is None:
+        return []
+    return [(r.problem, r.title, r.text, companions[r.table]) for r in index.itertuples()]
 
 
 def _with_all_columns(table):

@@ -19,6 +19,7 @@ from precision import plugins
 from precision.exact import ENGINES
 from precision.formats import FORMATS
 from precision.problems import DEFAULT_VARIANTS, PROBLEMS, unavailable_variant
+from precision.schema import DEFAULT_ENGINE
 from precision.values import npy_header, regular_file_size
 
 MAX_DATASET_BYTES = 2**40
@@ -71,7 +72,7 @@ class StudySpec:
     variants: dict[str, tuple[str, ...]]
     grid: Grid
     datasets: tuple[Dataset, ...] = ()
-    engine: str = "arb"
+    engine: str = DEFAULT_ENGINE
     shared_inputs: bool = False
     source: Path | None = None
     raw: dict[str, Any] = field(default_factory=dict, compare=False)
@@ -179,7 +180,7 @@ def parse_spec(
     variants = _variants(raw.get("variants", {}), problems, fail)
     grid = _grid(raw.get("grid"), problems, fail)
     datasets = _datasets(raw.get("datasets", {}), base, fail)
-    engine = raw.get("engine", "arb")
+    engine = raw.get("engine", DEFAULT_ENGINE)
     if engine not in ENGINES:
         raise fail(
             "engine", f"unknown ground-truth engine {engine!r}" + did_you_mean(engine, ENGINES)

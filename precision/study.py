@@ -30,69 +30,8 @@ from precision.formats import cast, common_format, get_format, round_to_format_a
 from precision.problems import PROBLEMS
 from precision.problems.base import Computed, Problem, Unsupported, Variant
 from precision.sampling import cell_rng, dataset_rows, sample_in_cell
+from precision.schema import COLUMNS, DTYPES, PARAMETERS
 from precision.spec import StudySpec, ensure_plugins
-
-PARAMETERS = {
-    "h": "finite-difference step h (families forward, central, jacobian_forward, "
-    "jacobian_central, values), an exact power of 2; NaN where no step applies",
-    "lr": "learning rate alpha lambda_max of the gradient-descent families (gd, gd_master32, "
-    "gd_kahan, gd_stochastic), unitless (the stability limit is 2); NaN elsewhere",
-    "seed": "index k of a reproducible random stream, seeded by the input and k: the summation "
-    "order of random_order, the stochastic rounding of recursive_sr; NaN elsewhere",
-}
-"""The parameters a variant may declare (`precision.problems.base.Variant.params`), each a
-float64 column of the table (NaN where it does not apply)."""
-
-COLUMNS = {
-    "study": "study name",
-    "problem": "problem name",
-    "variant": "variant id, unique within the problem: the family and its parameters "
-    "(forward_h2^-12); specs name variants by it. Group by family and the parameter columns, "
-    "never by parsing it",
-    "family": "the variant's method without its parameters (forward, gd, random_order, ...; "
-    "the variant id where it has none)",
-    **PARAMETERS,
-    "format": "the format the input was rounded to and the variant asked to compute in",
-    "compute_dtype": "dtype of the result the variant returned (differs when a library upcasts)",
-    "accumulator": "precision its reductions accumulate in",
-    "library": "numpy for code written here, else the library called",
-    "library_version": "installed version of that library",
-    "device": "where the library computed (cpu, cuda)",
-    "compute_mode": "native (as numpy or the library executes it), emulated (rounded to the "
-    "format after every operation) or stochastic (emulated with stochastic rounding)",
-    "source": "synthetic (grid cell) or the data set's name",
-    "sample": "index of the input within its cell (or data-set row index)",
-    "n": "input size",
-    "cell_log10_cond": "targeted condition decade (synthetic inputs)",
-    "cell_log10_magnitude": "targeted magnitude decade (synthetic inputs)",
-    "cond": "relative condition number measured in mpmath on the rounded input",
-    "magnitude": "max |x_i| of the rounded input",
-    "x_max": "max x_i of the rounded input",
-    "lse": "log-sum-exp of the rounded input's logits (float64), where defined",
-    "rel_error": "normwise (inf-norm) relative error of the result, unitless; NaN where the "
-    "exact result is 0 (outcome exact_zero: undefined)",
-    "rel_error_cw": "largest componentwise relative error, unitless (NaN: outcome exact_zero)",
-    "err_over_u": "rel_error / u of the row's format",
-    "abs_error": "normwise (inf-norm) absolute error max|computed - exact|, in the units of "
-    "the result; NaN where nothing was computed",
-    "ulps": "largest ulp distance to the correctly rounded exact result, in compute_dtype",
-    "bits": "log2(1 + ulps): bits of error (0 = correctly rounded)",
-    "outcome": "ok / exact_zero (the exact result is 0: no relative error, judged by abs_error; "
-    "not a failure) / underflow / overflow / nan / input_overflow (see metrics.result_outcome), "
-    "no_convergence (an iterative variant hit its cap), undefined (no exact result: e.g. the "
-    "rounded matrix is singular), unsupported (the library refuses the "
-    "format; nothing was computed), error (the variant raised an exception the framework "
-    "does not expect, e.g. a library's TypeError for a dtype; nothing was computed)",
-    "exception": "what stopped the variant: the exception's type and message (outcome error), "
-    "or the library's refusal (outcome unsupported); missing otherwise",
-    "fp_exceptions": "IEEE exceptions numpy reported while the variant ran (overflow, ...)",
-    "bound": "known first-order bound on rel_error for this input (NaN: none applies)",
-    "backward_error": "normwise backward error of the result, for problems that define one",
-    "iterations": "iterations an iterative variant ran (NA: a direct method)",
-    "gt_prec": "working precision (bits) of the certified ground truth",
-    "certified": "whether the ground truth was certified",
-}
-
 
 DATASET_CHUNK_ROWS = 50
 """Data-set rows per chunk."""
@@ -216,12 +155,49 @@ def run(
 
 
 def companion_tables(table: pd.DataFrame) -> dict[str, pd.DataFrame]:
-    """Tables a study stores beside its rows (name -> table), computed from them: the
-    convergence curves of gradient-descent variants (`quadratic.convergence_curves`)."""
+    """Tables a study stores beside its rows (name -> table), computed during the run: the
+    convergence curves of gradient-descent variants (`quadratic.convergence_curves`) and the
+    worked examples of the study's problems (`worked_example_tables`), so that summaries and
+    reports only read them."""
     from precision.problems.quadratic import convergence_curves
 
     curves = convergence_curves(table)
-    return {} if curves is None else {"convergence": curves}
+    companions = {} if curves is None else {"convergence": curves}
+    return companions | worked_example_tables(table)
+
+
+def worked_example_tables(table: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """The worked examples (`precision.problems.WORKED_EXAMPLES`) of the problems in
+    ``table``, computed now: one table per example, ``worked_<problem>_<k>``, and their index
+    (`precision.results.WORKED_INDEX`: problem, table, title, text, numeric columns)."""
+    import json
+
+    from precision.problems import WORKED_EXAMPLES
+    from precision.results import WORKED_INDEX
+
+    tables, index = {}, []
+    for problem in dict.fromkeys(table["problem"]):
+        for k, (title, text, frame) in enumerate(WORKED_EXAMPLES.get(problem, list)()):
+            name = f"worked_{problem}_{k + 1}"
+            tables[name] = frame
+            # The index says which columns are numbers: the others hold text (exact decimals
+            # among them) that must read back as written.
+            numbers = [c for c in frame if _is_number(frame[c])]
+            index.append(
+                {
+                    "problem": problem,
+                    "table": name,
+                    "title": title,
+                    "text": text,
+                    "numbers": json.dumps(numbers),
+                }
+            )
+    return {WORKED_INDEX: pd.DataFrame(index), **tables} if index else {}
+
+
+def _is_number(column: pd.Series) -> bool:
+    """Whether a column holds numbers (booleans are written and read back as text)."""
+    return pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column)
 
 
 def concat_tables(tables: list[pd.DataFrame]) -> pd.DataFrame:
@@ -322,7 +298,7 @@ def _ground_truths(spec: StudySpec, problem, inputs: dict[str, np.ndarray], cach
         seconds += sum(t.seconds for t in found.values())
         truths |= found
         if key:
-            cache.put(key, truth_record(found))
+            cache.put(key, truth_record(found, problem=problem, x=x_fmt))
     return truths, seconds
 
 
@@ -502,36 +478,6 @@ def _bound(variant, x_fmt: np.ndarray, fmt) -> float:
         return variant.bound(x_fmt, fmt)
     except ArithmeticError:  # OverflowError, ZeroDivisionError
         return np.nan
-
-
-_FLOATS = (
-    *PARAMETERS,
-    "cond",
-    "magnitude",
-    "x_max",
-    "lse",
-    "rel_error",
-    "rel_error_cw",
-    "err_over_u",
-    "abs_error",
-    "bits",
-    "bound",
-    "backward_error",
-)
-_INTS = ("sample", "n", "cell_log10_cond", "cell_log10_magnitude", "gt_prec", "iterations")
-DTYPES = {
-    name: "float64"
-    if name in _FLOATS
-    else "Int64"
-    if name in _INTS
-    else "UInt64"  # ulps: float64 distances reach 2**64 - 2**53
-    if name == "ulps"
-    else "boolean"
-    if name == "certified"
-    else "string"
-    for name in COLUMNS
-}
-"""The fixed dtype of every column, so that tables from any run compare byte for byte."""
 
 
 def _rows_table(rows: list[dict]) -> pd.DataFrame:

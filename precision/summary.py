@@ -12,19 +12,10 @@ import numpy as np
 import pandas as pd
 
 from precision.formats import get_format
-from precision.problems import WORKED_EXAMPLES
 from precision.problems.emulated import seed_spread, stochastic_rows
+from precision.results import worked_examples
+from precision.schema import FAILURES
 
-FAILURES = (
-    "underflow",
-    "overflow",
-    "nan",
-    "input_overflow",
-    "no_convergence",
-    "unsupported",
-    "undefined",
-    "error",
-)
 KEYS = ["problem", "variant", "format"]
 EXACT_ZERO = "exact_zero"
 """The outcome of a row whose exact result is 0 (`precision.metrics.result_outcome`)."""
@@ -195,9 +186,13 @@ def error_lines(table: pd.DataFrame, by: str) -> pd.DataFrame:
     return stats.reset_index()
 
 
-def markdown(table: pd.DataFrame, *, title: str) -> str:
+def markdown(
+    table: pd.DataFrame, *, title: str, companions: dict[str, pd.DataFrame] | None = None
+) -> str:
     """A short Markdown digest of a study: overview table, overflow thresholds (where the
-    study has exponentials), and the worked examples of its problems (`WORKED_EXAMPLES`)."""
+    study has exponentials), and the worked examples its run stored among ``companions``
+    (`precision.study.companion_tables`; read back by `precision.results.read_companions`).
+    Nothing here computes an example: without ``companions`` the digest shows none."""
     parts = [f"# Study `{title}`", ""]
     parts += [
         f"{len(table)} rows; errors in units of the row format's u, over certified ok rows. "
@@ -248,16 +243,17 @@ def markdown(table: pd.DataFrame, *, title: str) -> str:
             _to_markdown(seed_spread(table)),
             "",
         ]
-    for problem in dict.fromkeys(table["problem"]):
-        if problem in WORKED_EXAMPLES:
-            parts += _worked_examples(problem)
+    parts += _worked_examples(worked_examples(companions or {}))
     return "\n".join(parts)
 
 
-def _worked_examples(problem: str) -> list[str]:
-    """The examples a problem module computes, as Markdown sections."""
-    parts = [f"## Worked examples: {problem}", ""]
-    for heading, text, frame in WORKED_EXAMPLES[problem]():
+def _worked_examples(examples: list) -> list[str]:
+    """Stored worked examples (`precision.results.worked_examples`) as Markdown sections,
+    one per problem."""
+    parts: list[str] = []
+    for problem, heading, text, frame in examples:
+        if f"## Worked examples: {problem}" not in parts:
+            parts += [f"## Worked examples: {problem}", ""]
         parts += [f"### {heading}", "", text, "", _to_markdown(frame), ""]
     return parts
 

@@ -31,6 +31,7 @@ from precision.exact import ground_truth
 from precision.formats import STUDY_FORMATS, cast, get_format
 from precision.problems import DEFAULT_VARIANTS, PROBLEMS
 from precision.problems.base import Problem, Variant, square_matrix
+from precision.schema import DEFAULT_ENGINE
 from precision.study import measure_variant
 from precision.values import InputError, logits_with_target, parse_values
 
@@ -146,7 +147,7 @@ def test_rows_are_the_study_measurement():
     for fmt_name in ("bfloat16", "float32"):
         fmt = get_format(fmt_name)
         x_fmt = cast(x, fmt)
-        truth = ground_truth(problem, x_fmt, fmt)
+        truth = ground_truth(problem, x_fmt, fmt, engine=DEFAULT_ENGINE)  # what evaluate uses
         for variant in DEFAULT_VARIANTS["logsumexp"]:  # what evaluate runs by default
             y, expected = measure_variant(problem, variant, x_fmt, fmt, truth.exact)
             got = row(table, variant, fmt_name)

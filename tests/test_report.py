@@ -8,6 +8,7 @@ without figures (`precision.report.build_report`); one runs ``precision report``
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import shutil
@@ -20,6 +21,7 @@ import pytest
 
 from precision import store
 from precision.claims import CLAIMS, exp_thresholds
+from precision.claims.micro import measure
 from precision.cli import run_captured
 from precision.report import build_report
 from precision.results import load_study, staleness
@@ -87,8 +89,15 @@ def cli_report(results) -> tuple[Path, int, str, str]:
     return results / "report", code, out, err
 
 
+@functools.cache
+def micro_tables() -> dict:
+    """The measurements no study holds, taken once, as ``precision report`` takes them."""
+    return measure()
+
+
 def claims_of(results: Path, tmp_path: Path) -> pd.DataFrame:
-    return build_report(results, tmp_path / "report", figures=False).claims.set_index("id")
+    report = build_report(results, tmp_path / "report", figures=False, micro=micro_tables())
+    return report.claims.set_index("id")
 
 
 # ---------------------------------------------------------------- the files

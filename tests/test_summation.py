@@ -35,7 +35,7 @@ from precision.problems.summation import (
     recursive_sum,
 )
 from precision.spec import load_spec
-from precision.study import run
+from precision.study import companion_tables, run
 from precision.summary import markdown
 
 STUDY = Path(__file__).resolve().parents[1] / "studies" / "summation.toml"
@@ -308,7 +308,7 @@ def test_cancellation_rows_are_exact_in_sterbenz_region(table):
 
 
 def test_summary_shows_the_worked_examples(table):
-    text = markdown(table, title="summation")
+    text = markdown(table, title="summation", companions=companion_tables(table))
     assert "## Worked examples: summation" in text
     assert "## Worked examples: cancellation" in text
     assert "0.600000000000000088817841970012523233890533447265625" in text

@@ -4,11 +4,11 @@
 stored rows (``errors.parquet``, passed in as tables by problem name: `precision.claims.softmax`,
 `precision.claims.accumulation`, `precision.claims.conditioning`); micro-claims that no study
 table holds (``(0.1 + 0.2) + 0.3``, ``1.0 - 0.9999999999999999``, the exp thresholds, softmax of
-[1000, 1000, 1000]) are measured at report time through numpy and `precision.evaluate`
-(`precision.claims.micro`). Each returns a `Finding` (`precision.claims.base`): a verdict, the
-measured values in words, and the evidence table the words were formatted from, which the
-store writes beside the report so that every number can be traced. Nothing here prints or
-writes.
+[1000, 1000, 1000]) read the tables `precision.claims.micro.measure` returned, which
+``precision report`` measures before building the report and hands in (``micro``). Each
+returns a `Finding` (`precision.claims.base`): a verdict, the measured values in words, and the
+evidence table the words were formatted from, which the store writes beside the report so that
+every number can be traced. Nothing here prints, writes or measures.
 """
 
 from __future__ import annotations
@@ -227,13 +227,18 @@ def tables_for(claim: Claim, studies: dict[str, Tables]) -> Tables:
     return merged
 
 
-def measure_claims(studies: dict[str, Tables]) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
-    """Check every claim against the stored tables (and report-time measurements).
+def measure_claims(
+    studies: dict[str, Tables], micro: Tables | None = None
+) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
+    """Check every claim against the stored tables and the handed-in micro measurements.
 
     Parameters
     ----------
     studies : dict
         Study name -> (problem name -> that study's rows of the problem).
+    micro : dict, optional
+        `precision.claims.micro.measure`'s tables; without them the claims that need them
+        are ``not measured``. Nothing here measures.
 
     Returns
     -------
@@ -245,7 +250,7 @@ def measure_claims(studies: dict[str, Tables]) -> tuple[pd.DataFrame, dict[str, 
     rows, evidence = [], {}
     for claim in CLAIMS:
         tables = tables_for(claim, studies)
-        finding = check(claim, tables)
+        finding = check(claim, {**tables, **(micro or {})})
         read = claim.problems(tables) if claim.keywords else []
         sources = [
             name for name, held in studies.items() if any(held.get(p) is tables[p] for p in read)

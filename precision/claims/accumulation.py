@@ -1,5 +1,6 @@
 """Claims about summation, cancellation, variance and batch normalisation, read from the
-stored rows of their studies (with the report-time examples beside them)."""
+stored rows of their studies (with the examples `precision.claims.micro.measure` handed in
+beside them)."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from precision.claims.base import (
     rows_of,
     span,
 )
-from precision.claims.micro import constant_feature_batchnorm, one_minus_example
+from precision.claims.micro import UNMEASURED, stored
 from precision.claims.softmax import stability_table
 from precision.summary import FAILURES, error_lines, first_failures, overview
 
@@ -84,19 +85,29 @@ def cancellation_finding(tables: Tables) -> Finding:
         )
         .reset_index()
     )
-    example = one_minus_example()
-    f64 = example[example["format"] == "float64"].iloc[0]
     exact = bool(len(table)) and bool((table["exact"] == table["rows"]).all())
     text = (
         f"In the stored rows, a - b with b/2 <= a <= 2b was exact in "
         f"{int(table['exact'].sum())} of {int(table['rows'].sum())} rows (condition numbers "
-        f"up to {number(table['max_cond'].max())}): the subtraction loses nothing. The digits are "
-        "lost before it: in float64, 1.0 - 0.9999999999999999 is "
-        f"{number(100 * f64['input rounding rel. error'])}% off the decimal answer, all of it from "
-        f"rounding 0.9999999999999999 (kappa = {number(f64['kappa'])})."
+        f"up to {number(table['max_cond'].max())}): the subtraction loses nothing."
+        + _one_minus_sentence(tables)
     )
     # Qualified when the subtraction is exact: the loss is real but comes from the inputs.
     return Finding(QUALIFIED if exact else FAILS, text, table)
+
+
+def _one_minus_sentence(tables: Tables) -> str:
+    """Where the digits go in 1.0 - 0.9999999999999999 (the handed-in ``one_minus``
+    measurement), or nothing where it was not handed in."""
+    example = stored(tables, "one_minus")
+    if example is None:
+        return ""
+    f64 = example[example["format"] == "float64"].iloc[0]
+    return (
+        " The digits are lost before it: in float64, 1.0 - 0.9999999999999999 is "
+        f"{number(100 * f64['input rounding rel. error'])}% off the decimal answer, all of it from "
+        f"rounding 0.9999999999999999 (kappa = {number(f64['kappa'])})."
+    )
 
 
 def variance_finding(tables: Tables) -> Finding:
@@ -137,7 +148,9 @@ def batchnorm_finding(tables: Tables) -> Finding:
     batch-normalisation row fails; qualified when rows fail anyway; fails otherwise."""
     rows = rows_of(tables, *BATCHNORMS)
     study = overview(rows)[["problem", "variant", "format", "count", "failure_fraction"]]
-    constant = constant_feature_batchnorm()
+    constant = stored(tables, "constant_feature_batchnorm")
+    if constant is None:
+        return UNMEASURED
     constant = constant[constant["batch"].str.startswith("constant")]
     values = constant.drop(columns=["batch", "statistics"]).astype(float)
     finite = bool(np.isfinite(values.to_numpy()).all())

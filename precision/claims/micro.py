@@ -1,6 +1,10 @@
-"""Claims that no study table holds, measured at report time: pure functions returning
-DataFrames (the report stores them beside itself, so every number stays traceable), and the
-findings drawn from them."""
+"""Claims that no study table holds: pure functions returning DataFrames, `measure` running
+them all in one place, and the findings drawn from the tables it returned.
+
+``precision report`` calls `measure` before it builds the report and hands the tables in
+(`precision.report.build_report`, which stores them as ``micro/<name>.csv`` beside the report, so
+every number stays traceable); the findings only read them. A report built without them says
+"not measured" for these claims rather than measuring anything itself."""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
-from precision.claims.base import Finding, Tables, judged, listed, number
+from precision.claims.base import NOT_MEASURED, Finding, Tables, judged, listed, number
 from precision.formats import STUDY_FORMATS, get_format
 
 
@@ -67,10 +71,12 @@ def _spacing(bits: int, dtype) -> float:
     return float(_from_bits(bits + 1, dtype)) - float(_from_bits(bits, dtype))
 
 
-def exp_thresholds_finding(_: Tables) -> Finding:
+def exp_thresholds_finding(tables: Tables) -> Finding:
     """Holds per format when exp stops being finite within one float spacing of ln(max)
     and stops being nonzero within one spacing of ln(min_subnormal / 2) (`exp_thresholds`)."""
-    table = exp_thresholds()
+    table = stored(tables, "exp_thresholds")
+    if table is None:
+        return UNMEASURED
     # numpy's exp is not correctly rounded (float16 and bfloat16 go through float32), so the
     # measured switch may sit one float spacing of x away from the theoretical threshold.
     over_gap = (table["largest x with finite exp(x)"] - table["ln(max)"]).abs()
@@ -103,10 +109,12 @@ def softmax_extremes() -> pd.DataFrame:
     return table[["input", "variant", "format", "outcome", "computed", "rel_error", "ulps"]]
 
 
-def softmax_extremes_finding(_: Tables) -> Finding:
+def softmax_extremes_finding(tables: Tables) -> Finding:
     """Holds per input and format when the naive softmax returns nan and the shifted one
     is within 1 ulp of [1/3, 1/3, 1/3] (`softmax_extremes`)."""
-    table = softmax_extremes()
+    table = stored(tables, "softmax_extremes")
+    if table is None:
+        return UNMEASURED
     naive, shifted = table[table["variant"] == "naive"], table[table["variant"] == "shifted"]
     cases = {}
     for (value, fmt), rows in table.groupby(["input", "format"], sort=False):
@@ -136,9 +144,11 @@ def one_minus_example() -> pd.DataFrame:
     )
 
 
-def one_minus_finding(_: Tables) -> Finding:
+def one_minus_finding(tables: Tables) -> Finding:
     """True in a format where ``1.0 - 0.9999999999999999`` is 0 (`one_minus_example`)."""
-    table = one_minus_example()
+    table = stored(tables, "one_minus")
+    if table is None:
+        return UNMEASURED
     zero = table["computed"] == "0"
     prints = "; ".join(f"{r['format']} prints {r['prints as']}" for _, r in table.iterrows())
     f64 = table[table["format"] == "float64"].iloc[0]
@@ -161,10 +171,12 @@ def associativity() -> pd.DataFrame:
     return associativity_example()
 
 
-def associativity_finding(_: Tables) -> Finding:
+def associativity_finding(tables: Tables) -> Finding:
     """True in a format where the two orders of (0.1 + 0.2 + 0.3) differ
     (`associativity`)."""
-    table = associativity()
+    table = stored(tables, "associativity")
+    if table is None:
+        return UNMEASURED
     f64 = table[table["format"] == "float64"].iloc[0]
     text = (
         f"float64: (0.1 + 0.2) + 0.3 = {float(f64['(0.1+0.2)+0.3'])!r} and 0.1 + (0.2 + 0.3) = "
@@ -184,3 +196,38 @@ def constant_feature_batchnorm() -> pd.DataFrame:
     from precision.problems.batchnorm import small_variance_example
 
     return small_variance_example()
+
+
+MEASUREMENTS: dict[str, Callable[[], pd.DataFrame]] = {
+    "exp_thresholds": exp_thresholds,
+    "softmax_extremes": softmax_extremes,
+    "one_minus": one_minus_example,
+    "associativity": associativity,
+    "constant_feature_batchnorm": constant_feature_batchnorm,
+}
+"""The measurements no study holds, by name: the only code of the report command that
+computes (numpy, `precision.evaluate`, exact arithmetic)."""
+
+PREFIX = "micro/"
+"""Their tables' keys among a claim's tables (no problem name contains a slash), which is also
+their path in the report folder."""
+
+UNMEASURED = Finding(
+    NOT_MEASURED,
+    "not measured: the report was built without the micro measurements "
+    "(precision report takes them, precision.claims.micro.measure)",
+    pd.DataFrame(),
+)
+
+
+def measure() -> Tables:
+    """Run every measurement of `MEASUREMENTS` now; returns ``micro/<name>`` -> its table, for
+    `precision.report.build_report` (``micro=``)."""
+    return {PREFIX + name: run() for name, run in MEASUREMENTS.items()}
+
+
+def stored(tables: Tables, name: str) -> pd.DataFrame | None:
+    """A copy of the measured table ``name`` among ``tables`` (a finding adds columns to it,
+    and the handed-in table is stored as measured), or None where it was not handed in."""
+    table = tables.get(PREFIX + name)
+    return None if table is None else table.copy()

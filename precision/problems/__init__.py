@@ -97,8 +97,9 @@ WORKED_EXAMPLES = {
     "constrained_ls": constrained.worked_examples,
     "fd_exp": derivatives.worked_examples,
 }
-"""Problem name -> ``worked_examples() -> [(title, explanation, DataFrame)]``: computed examples
-that a study's summary.md shows when the study includes the problem."""
+"""Problem name -> ``worked_examples() -> [(title, explanation, DataFrame)]``: examples computed
+during the run of a study that includes the problem (`precision.study.worked_example_tables`) and
+stored with it, which its summary.md and the report then read."""
 
 __all__ = [
     "DEFAULT_VARIANTS",
