@@ -96,7 +96,8 @@ test-latest:  ## run the tests in a throwaway .venv-latest resolved from pyproje
 	$(PYTHON) -m venv .venv-latest
 	.venv-latest/bin/python -m pip install --quiet --upgrade pip
 	.venv-latest/bin/python -m pip install --quiet -e '.[test]'
-	.venv-latest/bin/python -m pip freeze --exclude-editable | diff $(LOCK) - || true
+	.venv-latest/bin/python -m pip freeze --all --exclude-editable | $(FROZEN) \
+	  | diff -u $(LOCK_BODY) - || true  # what moved since the lock (nothing: no output)
 	.venv-latest/bin/python -m pytest -q -p no:cacheprovider
 
 # Resolves every extra (the test extra holds them all) from the ranges in pyproject.toml in a
