@@ -419,7 +419,7 @@ def outside_reference_fingerprint(reference) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def code_fingerprint(problem: Problem) -> str:
+def truth_code_fingerprint(problem: Problem) -> str:
     """The code a ground truth of ``problem`` depends on: `reference_fingerprint` and, for a
     user's problem, `outside_reference_fingerprint`."""
     return reference_fingerprint() + outside_reference_fingerprint(problem.reference)
@@ -427,11 +427,11 @@ def code_fingerprint(problem: Problem) -> str:
 
 def cache_key(problem: Problem, x: np.ndarray, fmts, *, engine: str, precisions=PRECISIONS) -> str:
     """The key of a ground truth: problem, the input's exact bits and shape, output formats,
-    engine, precision rule (ladder and tolerances) and `code_fingerprint`."""
+    engine, precision rule (ladder and tolerances) and `truth_code_fingerprint`."""
     x64 = np.ascontiguousarray(np.asarray(x, dtype=np.float64))
     rule = (tuple(precisions), AGREEMENT, COND_ACCURACY, ZERO_PREC)
     head = repr((problem.name, x64.shape, [get_format(f).name for f in fmts], engine, rule))
-    code = code_fingerprint(problem)
+    code = truth_code_fingerprint(problem)
     digest = hashlib.sha256(head.encode() + code.encode())
     digest.update(x64.tobytes())
     return digest.hexdigest()
@@ -458,7 +458,7 @@ def truth_record(
     x : numpy.ndarray, optional, keyword-only
         The input the truths were computed from. With ``problem``, the record also holds
         INPUT_FIELDS (the problem's name, the input's float64 values and shape, the formats and
-        the `code_fingerprint`), so that ``precision cache verify`` can recompute the record
+        the `truth_code_fingerprint`), so that ``precision cache verify`` can recompute the record
         and its key.
     """
     record = _truth_fields(truths)
@@ -469,7 +469,7 @@ def truth_record(
             "input": x64.ravel().tolist(),
             "shape": list(x64.shape),
             "formats": list(truths),
-            "code": code_fingerprint(problem),
+            "code": truth_code_fingerprint(problem),
         }
     return record
 

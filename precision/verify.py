@@ -24,8 +24,8 @@ from precision.exact import (
     INPUT_FIELDS,
     UndefinedResult,
     cache_key,
-    code_fingerprint,
     ground_truths,
+    truth_code_fingerprint,
     truth_record,
 )
 from precision.formats import get_format
@@ -114,7 +114,7 @@ def _check(problem, key: str, record: dict) -> tuple[str, str]:
     x = np.array(record["input"], dtype=np.float64).reshape(record["shape"])
     formats, engine = list(record["formats"]), record["engine"]
     if cache_key(problem, x, formats, engine=engine) != key:
-        if record["code"] != code_fingerprint(problem):
+        if record["code"] != truth_code_fingerprint(problem):
             return STALE, ""
         return MISMATCH, "its key does not match its stored problem, input, formats and engine"
     # Exact: every format of the record received this same input (study._ground_truths).
