@@ -123,7 +123,7 @@ def check_kernels(spec: StudySpec) -> None:
 
 def _probe(spec: StudySpec, problem_name: str, name: str) -> None:
     problem = PROBLEMS[problem_name]
-    fn = problem.variants[name].compute.batch_kernel
+    fn = problem.variants[name].kernel
     n = min(spec.grid.sizes) if problem.takes_sizes else 1
     X = problem.propose(np.random.default_rng(0), n=n, magnitude=1.0, cond=1.0, size=PROBE_ROWS)
     for fmt in spec.formats:

@@ -173,7 +173,7 @@ def test_example_kernels_compute_rows_independently(example, fmt):
     relies on when it calls a kernel on one input)."""
     pr.run_study(example, quick=True)  # imports the plugin
     for (problem, variant), _ in list(reg.USER_KERNELS.items()):
-        fn = PROBLEMS[problem].variants[variant].compute.batch_kernel
+        fn = PROBLEMS[problem].variants[variant].kernel
         rng = np.random.default_rng(3)
         X = cast(PROBLEMS[problem].propose(rng, n=16, magnitude=3.0, cond=1.0, size=5), fmt)
         with np.errstate(all="ignore"):

@@ -64,13 +64,21 @@ class Variant:
     ----------
     name : str
         Short name, unique within the problem (``"naive"``, ``"shifted"``, ``"scipy"``).
-    compute : callable
-        ``compute(x) -> y``: computes from the in-format input ``x`` with numpy operations that
-        keep its dtype (unless `library` code upcasts, which the row then records).
+    kernel : callable
+        Computes from in-format inputs with operations that keep their dtype (unless `library`
+        code upcasts, which the row then records). With ``batched=True`` it is a batch
+        kernel, as deep-learning code calls kernels: ``kernel(X) -> Y`` with ``X`` of shape
+        ``(batch, *input_shape)`` and ``Y`` of shape ``(batch, ...)``, every row computed
+        independently of the others (a tested contract: row i of the batched call equals the
+        call on row i alone, bit for bit), or a `Computed` whose ``iterations`` and
+        ``converged`` are arrays over the batch. With ``batched=False`` it takes one input
+        (``kernel(x) -> y``): the runner loops over rows, for methods that cannot be
+        vectorised (data-dependent stopping, a library that takes one vector).
     bound : callable or None
-        ``bound(x, fmt) -> float``: the known first-order bound on the normwise relative error
-        for this input (same units as ``rel_error``), or NaN where its assumptions fail
-        (e.g. an intermediate underflows); None where the literature gives no bound.
+        The known first-order bound on the normwise relative error (same units as
+        ``rel_error``), NaN where its assumptions fail (e.g. an intermediate underflows);
+        None where the literature gives no bound. ``bound(X, fmt) -> (batch,)`` float array
+        for a batched variant, ``bound(x, fmt) -> float`` for one input otherwise.
     accumulator : callable
         ``accumulator(fmt) -> str``: the precision its reductions accumulate in.
     library : str
@@ -88,12 +96,14 @@ class Variant:
     params : mapping of str to float
         The parameters the variant runs with (``{"h": 2**-12}``, ``{"lr": 0.1}``,
         ``{"seed": 3}``), declared where it is built; each is a numeric column of the table
-        (`precision.study.PARAMETERS`), so nothing reads them back out of ``name``.
+        (`precision.schema.PARAMETERS`), so nothing reads them back out of ``name``.
+    batched : bool
+        Whether ``kernel`` (and ``bound``) take a batch; see ``kernel``.
     """
 
     name: str
-    compute: Callable[[np.ndarray], np.ndarray | Computed]
-    bound: Callable[[np.ndarray, Format], float] | None = None
+    kernel: Callable[[np.ndarray], np.ndarray | Computed]
+    bound: Callable[[np.ndarray, Format], float | np.ndarray] | None = None
     accumulator: Callable[[Format], str] = same_as_format
     library: str = "numpy"
     description: str = ""
@@ -101,12 +111,51 @@ class Variant:
     device: str = "cpu"
     family: str = ""
     params: Mapping[str, float] = field(default_factory=dict, hash=False)
+    batched: bool = False
 
     def __post_init__(self):
         # Frozen: the default family is filled in through object.__setattr__, at construction;
         # params are copied so that a caller's dict changed later does not change the variant.
         object.__setattr__(self, "family", self.family or self.name)
         object.__setattr__(self, "params", {k: float(v) for k, v in self.params.items()})
+
+    def compute(self, x: np.ndarray) -> np.ndarray | Computed:
+        """The result for one input ``x`` (of shape ``input_shape``), flattened: a batched
+        kernel is called on a batch of one row. Iterations and convergence of a `Computed`
+        come back as scalars."""
+        if not self.batched:
+            return self.kernel(x)
+        result = self.kernel(np.asarray(x)[np.newaxis])
+        if isinstance(result, Computed):
+            return Computed(
+                _only_row(result.y, self.name),
+                None if result.iterations is None else int(np.ravel(result.iterations)[0]),
+                bool(np.ravel(result.converged)[0]),
+            )
+        return _only_row(result, self.name)
+
+    def bound_of(self, x: np.ndarray, fmt: Format) -> float:
+        """The bound for one input ``x`` (NaN where none applies)."""
+        if self.bound is None:
+            return float("nan")
+        if not self.batched:
+            return float(self.bound(x, fmt))
+        return float(np.ravel(self.bound(np.asarray(x)[np.newaxis], fmt))[0])
+
+
+class KernelShapeError(ValueError):
+    """A batch kernel returned an array without the batch axis first."""
+
+
+def _only_row(y, name: str) -> np.ndarray:
+    """The only row of a batch kernel's result for a batch of one, flattened."""
+    y = np.asarray(y)
+    if y.ndim == 0 or y.shape[0] != 1:
+        raise KernelShapeError(
+            f"kernel {name} returned shape {y.shape} for a batch of 1 input: a batch kernel "
+            "returns (batch, ...)"
+        )
+    return y[0].reshape(-1)
 
 
 @dataclass(frozen=True)

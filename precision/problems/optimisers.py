@@ -410,7 +410,7 @@ and its convergence curve replays (`trajectory`)."""
 def _gd_variants() -> dict[str, dict]:
     return {
         name: {
-            "compute": lambda x, rule=gd.rule: descend(x, rule(x)),
+            "kernel": lambda x, rule=gd.rule: descend(x, rule(x)),
             "accumulator": dot_accumulator,
             "description": gd.description,
             "compute_mode": "stochastic" if gd.family == "gd_stochastic" else "native",
@@ -424,17 +424,17 @@ def _gd_variants() -> dict[str, dict]:
 OPTIMISERS: dict[str, dict] = {
     **_gd_variants(),
     "newton": {
-        "compute": newton,
+        "kernel": newton,
         "accumulator": dot_accumulator,
         "description": "Newton / iterative refinement with an in-format LU solve",
     },
     "bfgs": {
-        "compute": bfgs,
+        "kernel": bfgs,
         "accumulator": dot_accumulator,
         "description": "BFGS in the format, exact line search",
     },
     "scipy_bfgs": {
-        "compute": scipy_bfgs,
+        "kernel": scipy_bfgs,
         "accumulator": lambda fmt: "float64",
         "library": "scipy",
         "description": "scipy.optimize.minimize BFGS (computes in float64)",

@@ -8,9 +8,8 @@ unchanged. ``precision.register_problem(problem)`` adds a new `Problem`. Built-i
 never replaced; registering the same function again (a plugin module imported twice, in a
 notebook and by a study) is a no-op.
 
-The runner still measures one input at a time, so a batch kernel is called with a batch of one
-row and its row is taken back (`batch_kernel_compute`); rows are independent by contract, so
-this gives what the whole-batch call gives row by row.
+The runner calls a batch kernel once per chunk and format, on all of the chunk's inputs
+(`precision.study`); ``Variant.compute`` calls it on a batch of one row for one input.
 """
 
 from __future__ import annotations
@@ -72,8 +71,8 @@ def kernel(
         The variant's name in tables (default: the function's name). Must not be a built-in
         variant of the problem.
     bound : callable, keyword-only
-        ``bound(x, fmt) -> float``: a known first-order bound on the normwise relative error
-        for one input ``x`` (its row), or None.
+        ``bound(X, fmt) -> (batch,)`` array: a known first-order bound on the normwise
+        relative error of each row of the batch ``X``, or None.
     accumulator : str or callable, keyword-only
         The precision its reductions accumulate in: a format name (``"float32"``), or
         ``accumulator(fmt) -> str``; default the format itself.
@@ -97,11 +96,12 @@ def kernel(
         accumulate = _accumulator(accumulator)
         variant = Variant(
             variant_name,
-            batch_kernel_compute(fn, variant_name),
+            fn,
             bound,
             accumulate,
             library,
             description or (inspect.getdoc(fn) or "").split("\n")[0],
+            batched=True,
         )
         target = PROBLEMS[problem]
         PROBLEMS[problem] = dataclasses.replace(
@@ -133,27 +133,6 @@ def register_problem(problem: Problem) -> Problem:
         problem.name, "", where, source_path(problem.reference)
     )
     return problem
-
-
-def batch_kernel_compute(fn: Callable, name: str) -> Callable[[np.ndarray], np.ndarray]:
-    """``compute(x)`` of one input for a batch kernel: call it on ``x[None]`` (a batch of one)
-    and return its only row, flattened as the built-in variants return theirs."""
-
-    def compute(x: np.ndarray) -> np.ndarray:
-        y = np.asarray(fn(np.asarray(x)[np.newaxis]))
-        if y.ndim == 0 or y.shape[0] != 1:
-            raise KernelShapeError(
-                f"kernel {name} returned shape {y.shape} for a batch of 1 input of shape "
-                f"{np.shape(x)}: a batch kernel returns (batch, ...)"
-            )
-        return y[0].reshape(-1)
-
-    compute.batch_kernel = fn
-    return compute
-
-
-class KernelShapeError(ValueError):
-    """A batch kernel returned an array without the batch axis first."""
 
 
 def origin(fn: Callable) -> str:
