@@ -10,6 +10,7 @@ import mpmath
 import numpy as np
 import pandas as pd
 import pytest
+from same_bits import nan_blind
 
 from precision.exact import ground_truth
 from precision.formats import STUDY_FORMATS, cast, get_format
@@ -98,6 +99,35 @@ def test_output_dtype_and_shape(variant, fmt):
     )
     y = BATCHNORM.variants[variant].compute(x)
     assert y.shape == (16,) and y.dtype == get_format(fmt).dtype
+
+
+@pytest.mark.parametrize("fmt", [*STUDY_FORMATS, "float8_e4m3fn", "float8_e5m2"])
+@pytest.mark.parametrize("name", list(PROBLEMS))
+def test_batch_rows_are_the_one_feature_results(name, fmt):
+    """(B, N) -> (B, N), row i bit for bit the kernel on row i alone (NaNs by bits) and on the
+    vector (N,) alone (`same_bits.nan_blind`); the batched bound (B,) is each row's bound."""
+    f = get_format(fmt)
+    rng = np.random.default_rng(13)
+    X = np.concatenate(
+        [
+            propose_batches(rng, n=100, magnitude=m, cond=c, size=2)
+            for m in (0.1, 1e4)
+            for c in (2.0, 1e5)
+        ]
+        + [np.full((1, 100), 0.1)]
+    )
+    X = cast(X, fmt)
+    for variant in PROBLEMS[name].variants.values():
+        assert variant.batched
+        with np.errstate(all="ignore"):
+            Y, bounds = variant.kernel(X), variant.bound(X, f)
+            assert Y.shape == X.shape and Y.dtype == X.dtype and bounds.shape == (len(X),)
+            for i, x in enumerate(X):
+                one_row = variant.kernel(X[i : i + 1])[0]
+                assert Y[i].tobytes() == one_row.tobytes()
+                assert nan_blind(variant.kernel(x), fmt) == nan_blind(Y[i], fmt)
+                one = variant.bound(x, f)
+                assert one == bounds[i] or (np.isnan(one) and np.isnan(bounds[i]))
 
 
 def test_condition_estimate_matches_the_reference():

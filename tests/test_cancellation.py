@@ -72,11 +72,60 @@ def test_sterbenz_region():
     assert sterbenz(0.0, 7.0)
 
 
+def _nan_blind(y, fmt: str) -> bytes:
+    """The bytes of ``y``; in float8 with every NaN made alike: ml_dtypes' float8 scalar
+    arithmetic (one pair's a - b) keeps a NaN's sign where its array loops (a batch's) give
+    +NaN. Other values are compared bit for bit (-0 apart from +0)."""
+    y = np.asarray(y)
+    if not fmt.startswith("float8"):
+        return y.tobytes()
+    y64 = y.astype(np.float64)
+    return np.where(np.isnan(y64), np.nan, y64).tobytes()
+
+
 def test_output_dtype_and_shape():
     for fmt in STUDY_FORMATS:
         x = cast(np.array([1.5, 1.25]), fmt)
         y = subtract(x)
         assert y.shape == (1,) and y.dtype == get_format(fmt).dtype
+
+
+@pytest.mark.parametrize("fmt", [*STUDY_FORMATS, "float8_e4m3fn", "float8_e5m2"])
+def test_a_batch_of_pairs_is_subtracted_row_by_row(fmt):
+    """(B, 2) -> (B, 1), row i bit for bit the subtraction of pair i alone (NaNs by bits) and of
+    the pair (2,) alone (`_nan_blind`); the bound (B,) of each pair, equal operands and
+    overflowing sums (NaN) included."""
+    f = get_format(fmt)
+    rng = np.random.default_rng(11)
+    X = np.concatenate(
+        [
+            propose_pairs(rng, n=2, magnitude=m, cond=c, size=8)
+            for m in (1e-2, 5.0, 6e4)
+            for c in (1.0, 10.0, 1e6)
+        ]
+        + [np.array([[0.5, 0.5], [0.0, -7.0], [3.0, 0.0]])]
+    )
+    X = cast(X, fmt)
+    variant = CANCELLATION.variants["subtract"]
+    assert variant.batched
+    with np.errstate(all="ignore"):
+        Y, bounds = subtract(X), variant.bound(X, f)
+        assert Y.shape == (len(X), 1) and Y.dtype == X.dtype and bounds.shape == (len(X),)
+        for i, x in enumerate(X):
+            assert Y[i].tobytes() == subtract(X[i : i + 1])[0].tobytes()
+            assert _nan_blind(subtract(x), fmt) == _nan_blind(Y[i], fmt)
+            one = variant.bound(x, f)
+            assert isinstance(one, float)
+            assert one == bounds[i] or (np.isnan(one) and np.isnan(bounds[i]))
+    assert np.isnan(bounds[-3]) and bounds[-2] == 0.0 == bounds[-1]
+
+
+def test_sterbenz_takes_arrays():
+    a = np.array([1.0, 1.0, -3.0, 0.0, np.nan])
+    b = np.array([0.5, 0.49, -2.0, 7.0, 1.0])
+    assert sterbenz(a, b).tolist() == [
+        sterbenz(p, q) for p, q in zip(a.tolist(), b.tolist(), strict=True)
+    ]
 
 
 # ------------------------------------------------------------------ the tutorial's claim

@@ -93,6 +93,23 @@ def test_variants_compute_in_the_input_format(fmt):
                 assert problem.variants[name].compute(xf).dtype == get_format(fmt).dtype
 
 
+@pytest.mark.parametrize("fmt", ["float16", "bfloat16", "float64"])
+def test_kernels_take_a_batch_and_one_input_alike(fmt):
+    """Batch kernels: (B, *shape) in, (B, ...) out, row i the one-input result (the bit-for-bit
+    row contract over every format is tests/test_row_independence.py)."""
+    for problem, x in ((FD_NETWORK, [[0.7], [-2.5]]), (FD_HESSIAN, [[0.5, -1.0, 2.0], [3, 0, 1]])):
+        X = cast(np.array(x), fmt)
+        for name in ("central_h2^-6", "jacobian_forward_h2^-6", "values_h2^-4"):
+            if name not in problem.variants:
+                continue
+            variant = problem.variants[name]
+            Y = variant.kernel(X)
+            assert variant.batched and Y.shape == (2, X.shape[1] ** 2) and Y.dtype == X.dtype
+            for i in range(2):
+                assert Y[i].tobytes() == variant.compute(X[i]).tobytes()
+    assert network_loss(cast(np.array([[0.3], [1.0]]), fmt)).shape == (2, 1)
+
+
 def test_a_step_below_the_smallest_subnormal_gives_nan_not_a_value():
     with np.errstate(invalid="ignore"):
         y = FD_EXP.variants["forward_h2^-30"].compute(np.array([0.5], dtype=np.float16))

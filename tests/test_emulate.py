@@ -316,3 +316,80 @@ def test_summary_shows_the_spread_over_seeds():
     text = markdown(run(spec), title="t")
     assert "## Stochastic rounding: error over seeds" in text
     assert "| summation | bfloat16 | recursive_sr | 1 | 2 |" in text
+
+
+# ------------------------------------------------------------------ batches
+
+
+def _bits(a: np.ndarray) -> bytes:
+    return np.ascontiguousarray(a).tobytes()
+
+
+def _hostile_rows(fmt: str, n: int, rows: int, seed: int) -> np.ndarray:
+    """Rows of the format that overflow the sum (past max in every format, to inf or NaN by
+    sign), hold inf or NaN, cancel, or round: every rule of the sequential rounding."""
+    f, rng = get_format(fmt), np.random.default_rng(seed)
+    X = rng.standard_normal((rows, n)) * 10.0 ** rng.uniform(-3, 1, (rows, 1))
+    X[0] = f.max / 2  # the sum passes max: inf, or NaN in float8_e4m3fn
+    X[1] = -f.max / 2  # ... with the sign of the sum
+    X[2, ::2], X[2, 1::2] = 1.0, -1.0  # exact cancellation, zeros
+    X[3, n // 2] = np.inf
+    X[4, 0] = np.nan
+    X[5] = rng.uniform(0, 1, n) * 2.0 ** rng.integers(-30, 30, n)  # wide exponent range
+    X[6], X[6, -2:] = 0.0, -0.75 * f.max  # the last addition overflows, to -inf or -NaN
+    with np.errstate(invalid="ignore"):
+        return cast(X, fmt)
+
+
+@pytest.mark.parametrize("fmt", [*NARROW, "float64"])
+@pytest.mark.parametrize("rounding", ["nearest", "stochastic"])
+def test_vectorised_sum_equals_the_row_by_row_sum_bit_for_bit(fmt, rounding, monkeypatch):
+    """`Emulator.sum_recursive` loops over Python floats row by row for small batches and over
+    the terms, vectorised across rows, for large ones: both give the same sums, bit for bit
+    (NaN signs and -0 included), and neither raises a floating-point flag."""
+    import precision.emulate as emulate
+
+    X = _hostile_rows(fmt, 37, 24, seed=11).astype(np.float64)
+    em = Emulator(get_format(fmt), rounding=rounding, seed=5)
+    draws = np.random.default_rng(6).random((len(X), X.shape[1] - 1))
+    if rounding == "nearest":
+        draws = None
+    with np.errstate(all="raise"):
+        monkeypatch.setattr(emulate, "SCALAR_ROWS", len(X))
+        rows = em.sum_recursive(X, draws=draws)
+        monkeypatch.setattr(emulate, "SCALAR_ROWS", 0)
+        vector = em.sum_recursive(X, draws=draws)
+    assert rows.shape == vector.shape == (len(X), 1)
+    assert _bits(rows) == _bits(vector)
+
+
+@pytest.mark.parametrize("fmt", NARROW)
+def test_emulated_kernels_compute_rows_independently(fmt, monkeypatch):
+    """The emulated and stochastic batch kernels: row i of a batch (summed by the vectorised
+    loop) equals the one-row batch and the single input (summed row by row), bit for bit; a
+    stochastic row is seeded by its own bits (`sr_seed`), whatever batch it is in."""
+    import precision.emulate as emulate
+
+    monkeypatch.setattr(emulate, "SCALAR_ROWS", 4)
+    X = _hostile_rows(fmt, 19, 12, seed=12)
+    kernels = {
+        "summation": [
+            "recursive_emulated",
+            "pairwise_emulated",
+            "recursive_sr_s0",
+            "recursive_sr_s3",
+        ],
+        "softmax": ["shifted_emulated", "shifted_float32"],
+        "logsumexp": ["shifted_emulated", "shifted_float32"],
+        "log_softmax": ["shifted_emulated", "shifted_float32"],
+    }
+    for problem, names in kernels.items():
+        for name in names:
+            variant = PROBLEMS[problem].variants[name]
+            assert variant.batched, (problem, name)
+            with np.errstate(all="ignore"):
+                batch = variant.kernel(X)
+                for i in range(len(X)):
+                    one = variant.kernel(X[i : i + 1])
+                    single = variant.compute(X[i])
+                    assert _bits(batch[i]) == _bits(one[0]) == _bits(single), (problem, name, i)

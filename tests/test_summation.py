@@ -15,6 +15,7 @@ import mpmath
 import numpy as np
 import pandas as pd
 import pytest
+from same_bits import nan_blind
 
 from precision.exact import ground_truth, to_mpf_array
 from precision.formats import STUDY_FORMATS, cast, get_format
@@ -200,6 +201,49 @@ def test_condition_number_survives_rounding_to_the_format(fmt):
     kappa64, _ = estimate_sums(X)
     kappa, _ = estimate_sums(cast(X, fmt).astype(np.float64))
     assert np.allclose(kappa, kappa64, rtol=4 * get_format(fmt).u)
+
+
+ALL_FORMATS = [*STUDY_FORMATS, "float8_e4m3fn", "float8_e5m2"]
+
+
+@pytest.mark.parametrize("fmt", ALL_FORMATS)
+@pytest.mark.parametrize("variant", list(SUMMATION.variants))
+def test_batch_rows_are_the_one_vector_results(variant, fmt):
+    """A batch (B, n) gives (B, 1), row i bit for bit the kernel on row i alone and on the
+    vector (n,) alone (`same_bits.nan_blind`: a float8 NaN's sign aside, since kahan runs a
+    batch of a few rows on scalars and ml_dtypes' float8 scalar and array additions sign NaNs
+    differently), at sizes that exercise odd pairwise levels and numpy's blocking; the batched
+    bound is the bound of each row."""
+    v = SUMMATION.variants[variant]
+    f = get_format(fmt)
+    assert v.batched
+    rng = np.random.default_rng(9)
+    for n in (1, 2, 7, 129, 1000):
+        X = np.concatenate(
+            [propose_sums(rng, n=n, magnitude=m, cond=1e3, size=3) for m in (1e-2, 3.0, 1e4)]
+        )
+        X = cast(X, fmt)
+        with _quiet():
+            Y = v.kernel(X)
+            bounds = v.bound(X, f)
+            assert Y.shape == (len(X), 1) and Y.dtype == X.dtype
+            assert bounds.shape == (len(X),)
+            for i, x in enumerate(X):
+                one_row = v.kernel(X[i : i + 1])[0]
+                assert nan_blind(one_row, fmt) == nan_blind(Y[i], fmt)
+                assert nan_blind(v.kernel(x), fmt) == nan_blind(Y[i], fmt)
+                one = v.bound(x, f)
+                assert isinstance(one, float)
+                assert one == bounds[i] or (np.isnan(one) and np.isnan(bounds[i]))
+
+
+def test_numpy_sum_of_a_strided_batch_is_each_rows_sum():
+    """np.sum over a strided last axis accumulates float16 in float16 (stagnating at 2048);
+    the numpy variant sums a contiguous copy, so every row is its 1-D sum whatever the layout."""
+    ones = np.asfortranarray(np.ones((3, 10_000), dtype=np.float16))
+    assert (np.sum(ones, axis=-1) == 2048).all()
+    y = SUMMATION.variants["numpy"].kernel(ones)
+    assert y.shape == (3, 1) and (y == np.sum(np.ones(10_000, dtype=np.float16))).all()
 
 
 def test_random_orders_are_reproducible_and_differ():

@@ -15,6 +15,7 @@ import mpmath
 import numpy as np
 import pandas as pd
 import pytest
+from same_bits import nan_blind
 
 from precision.exact import ground_truth
 from precision.formats import STUDY_FORMATS, cast, get_format
@@ -94,6 +95,49 @@ def test_numpy_var_of_a_float16_constant_batch_overflows():
     assert table.loc["numpy", "float16"] == np.inf
     assert table.loc["numpy", "bfloat16"] == 408.0  # a bfloat16 sum stalls: the mean is wrong
     assert table.loc["numpy_float32", "float16"] == 0.0 == table.loc["welford", "bfloat16"]
+
+
+ALL_FORMATS = [*STUDY_FORMATS, "float8_e4m3fn", "float8_e5m2"]
+
+
+@pytest.mark.parametrize("fmt", ALL_FORMATS)
+@pytest.mark.parametrize("variant", list(VARIANCE.variants))
+def test_batch_rows_are_the_one_batch_results(variant, fmt):
+    """(B, N) -> (B, 1), row i bit for bit the kernel on row i alone (NaNs by bits) and on the
+    vector (N,) alone (`same_bits.nan_blind`); overflow at magnitude 1e4 in float16 and float8
+    included. The batched bound is each row's bound."""
+    v = VARIANCE.variants[variant]
+    f = get_format(fmt)
+    assert v.batched
+    rng = np.random.default_rng(12)
+    for n in (1, 7, 100, 1024):
+        X = np.concatenate(
+            [propose_batches(rng, n=n, magnitude=m, cond=1e2, size=2) for m in (1e-2, 3.0, 1e4)]
+        )
+        X = cast(X, fmt)
+        with _quiet():
+            Y = v.kernel(X)
+            bounds = v.bound(X, f)
+            assert Y.shape == (len(X), 1) and Y.dtype == X.dtype and bounds.shape == (len(X),)
+            for i, x in enumerate(X):
+                assert Y[i].tobytes() == v.kernel(X[i : i + 1])[0].tobytes()
+                assert nan_blind(v.kernel(x), fmt) == nan_blind(Y[i], fmt)
+                one = v.bound(x, f)
+                assert one == bounds[i] or (np.isnan(one) and np.isnan(bounds[i]))
+
+
+def test_float16_np_mean_of_a_batch_rounds_twice_but_the_variant_does_not():
+    """numpy's float16 mean divides the float32 sum by N in float64: one vector rounds the
+    quotient once to float16, an axis of a 2-D array stores it in float32 first (a second
+    rounding). 8191 ones, 6 and 2**-10 sum to 8197 + 2**-10, whose quotient by 8193 rounds in
+    float32 to 1 + 2**-11, halfway between two float16 numbers. The numpy variant gives every
+    row of a batch what np.mean gives it alone."""
+    x = np.concatenate([np.ones(8191), [6.0, 2.0**-10]]).astype(np.float16)
+    X = np.stack([x, x[::-1]])
+    assert np.mean(x) == np.float16(1 + 2**-10)
+    assert np.mean(X, axis=-1)[0] == np.float16(1.0)  # numpy's 2-D branch: rounded twice
+    mean, _ = STATISTICS["numpy"].compute(X)
+    assert mean[0] == np.mean(x) == mean[1] == STATISTICS["numpy"].compute(x)[0]
 
 
 def test_welford_is_exact_on_small_integers():

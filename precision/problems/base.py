@@ -193,6 +193,12 @@ class Problem:
         this problem; None when the problem does not take logits.
     takes_sizes : bool
         False for problems whose inputs have a fixed size (the study's sizes do not apply).
+    batched : bool
+        Whether ``propose``, ``magnitude`` and ``extras`` work on batches: ``propose`` then
+        takes one target per candidate (``magnitude`` and ``cond`` as arrays of shape
+        ``(size,)``, or floats), and ``magnitude(X)`` / ``extras(X)`` take ``(batch,
+        *input_shape)`` inputs and return a ``(batch,)`` array / a dict of them. Otherwise
+        the runner calls them one input (one target) at a time.
     backward_error : callable or None
         ``backward_error(x, y) -> float``: the normwise backward error of a computed result
         ``y`` for input ``x`` (e.g. Rigal-Gaches for a linear system), evaluated accurately
@@ -216,6 +222,7 @@ class Problem:
     takes_sizes: bool = True
     check_input: Callable[[np.ndarray], None] | None = None
     backward_error: Callable[[np.ndarray, np.ndarray], float] | None = None
+    batched: bool = False
 
 
 def square_matrix(x: np.ndarray) -> None:

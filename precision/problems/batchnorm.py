@@ -14,6 +14,9 @@ z = (x - m) / s, s = sqrt(v + eps). Its sum over j costs N^2; the rows carry the
 max_i (|x_i| + sum|x| / N + |z_i| sum_j |z_j| |x_j| / N) / (s ||z||_inf) (triangle inequality;
 within a small factor of the exact value), an exact rational that needs no square root.
 Magnitude |m|. A constant feature (v = 0) has y = 0 exactly and an infinite condition number.
+
+The variants are batch kernels: B features' batches (B, N) give (B, N), each row normalised with
+its own statistics (`precision.problems.variance`, along the last axis) exactly as it is alone.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from precision.problems.variance import (
     STATISTICS,
     Statistics,
     batch_integers,
+    bound_per_row,
     finite,
     mean_magnitude,
     mean_magnitudes,
@@ -109,10 +113,13 @@ def batchnorm_finfo_reference(
 
 def normalise(x: np.ndarray, stats: Statistics, eps: np.generic) -> np.ndarray:
     """``(x - mean) / sqrt(var + eps) * gamma + beta`` in the format, with the statistics of
-    ``stats``; a negative variance below -eps (textbook) gives NaN, as written."""
-    mean, var = stats.compute(x)
+    ``stats``; a negative variance below -eps (textbook) gives NaN, as written. Along the last
+    axis: one feature's batch x of shape (N,) gives (N,), B of them (B, N) give (B, N), each
+    row normalised with its own statistics."""
+    mean, var = stats.compute(x)  # numpy scalars for one batch, (B,) arrays for B
+    scale = np.sqrt(var + eps)
     t = x.dtype.type
-    return (x - mean) / np.sqrt(var + eps) * t(GAMMA) + t(BETA)
+    return (x - np.expand_dims(mean, -1)) / np.expand_dims(scale, -1) * t(GAMMA) + t(BETA)
 
 
 def eps_in(fmt: Format | np.dtype, eps: Fraction) -> np.generic:
@@ -137,15 +144,20 @@ def normalise_bound(x: np.ndarray, fmt: Format, stats: Statistics, eps: Fraction
 
 
 def batchnorm_variant(stats: Statistics, eps_rule) -> Variant:
-    """The variant normalising with ``stats``; ``eps_rule(fmt) -> Fraction`` gives eps."""
+    """The variant normalising with ``stats``; ``eps_rule(fmt) -> Fraction`` gives eps. A batch
+    kernel: (B, N) -> (B, N), one feature per row; its bound (B, N) -> (B,) takes the rows one
+    at a time (`precision.problems.variance.bound_per_row`: exact moments)."""
 
     def compute(x: np.ndarray) -> np.ndarray:
         return normalise(x, stats, eps_in(x.dtype, eps_rule(get_format(x.dtype))))
 
-    def bound(x: np.ndarray, fmt: Format) -> float:
+    def bound_of_one(x: np.ndarray, fmt: Format) -> float:
         return normalise_bound(x, fmt, stats, eps_rule(fmt))
 
-    return Variant(stats.name, compute, bound, stats.accumulator)
+    def bound(x: np.ndarray, fmt: Format) -> float | np.ndarray:
+        return bound_per_row(bound_of_one, x, fmt)
+
+    return Variant(stats.name, compute, bound, stats.accumulator, batched=True)
 
 
 def condition64(X: np.ndarray, eps: float = float(EPS)) -> np.ndarray:

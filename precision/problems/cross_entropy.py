@@ -37,19 +37,21 @@ def cross_entropy_reference(
 
 
 def cross_entropy_from_probabilities(xt: np.ndarray) -> np.ndarray:
-    """``-sum(t * log(p))`` with p = softmax(x) (shifted), as the formula is written.
+    """``-sum(t * log(p))`` with p = softmax(x) (shifted), as the formula is written: shape (1,)
+    for one input ``(2, n)``, ``(batch, 1)`` for a batch ``(batch, 2, n)`` (rows independent).
 
     Once any p_i underflows to 0, log(p_i) = -inf and t_i * log(p_i) is inf (t_i > 0) or
     0 * -inf = nan (t_i = 0): the formula fails although the loss itself is finite.
     """
-    x, t = xt[0], xt[1]
-    return (-np.sum(t * np.log(softmax_shifted(x))))[None]
+    x, t = xt[..., 0, :], xt[..., 1, :]
+    return -np.sum(t * np.log(softmax_shifted(x)), axis=-1, keepdims=True)
 
 
 def cross_entropy_from_logits(xt: np.ndarray) -> np.ndarray:
-    """``-sum(t * log_softmax(x))`` with the stable log_softmax (as F.cross_entropy does)."""
-    x, t = xt[0], xt[1]
-    return (-np.sum(t * log_softmax_shifted(x)))[None]
+    """``-sum(t * log_softmax(x))`` with the stable log_softmax (as F.cross_entropy does), for
+    one input ``(2, n)`` (shape (1,)) or a batch ``(batch, 2, n)`` (shape ``(batch, 1)``)."""
+    x, t = xt[..., 0, :], xt[..., 1, :]
+    return -np.sum(t * log_softmax_shifted(x), axis=-1, keepdims=True)
 
 
 def ce_and_sensitivity64(x: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -71,39 +73,46 @@ def ce_and_sensitivity64(x: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.n
     return ce, (np.abs(x) * np.abs(g_minus_t)).sum(axis=-1)
 
 
-def _ce64(xt: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
-    x, t = np.asarray(xt, dtype=np.float64)
-    return x, t, float(ce_and_sensitivity64(x, t)[0])
+def _ce64(xt: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Logits, targets and CE in float64, for one input ``(2, n)`` or a batch ``(batch, 2, n)``."""
+    xt = np.asarray(xt, dtype=np.float64)
+    x, t = xt[..., 0, :], xt[..., 1, :]
+    return x, t, ce_and_sensitivity64(x, t)[0]
 
 
-def from_logits_bound(xt: np.ndarray, fmt: Format) -> float:
+def from_logits_bound(xt: np.ndarray, fmt: Format) -> float | np.ndarray:
     """First order: sum_i t_i u (|z_i| + |y_i|) + the error of log(sum(exp(z)))
     (`logits.shifted_log_sum_error`) + n u sum_i t_i |y_i| (products and sum), with y the
-    log_softmax and z = x - max x; relative to |CE|."""
-    x, t, ce = _ce64(xt)
-    terms = logits.shift_terms64(x, fmt)
-    y = x - logits.lse64(x)
-    u, n = fmt.u, x.size
-    error = u * (t * (np.abs(x - x.max()) + np.abs(y))).sum()
-    error += logits.shifted_log_sum_error(terms, fmt) + n * u * (t * np.abs(y)).sum()
-    return float(error / abs(ce))
+    log_softmax and z = x - max x; relative to |CE|. A float for one input ``(2, n)``, a
+    ``(batch,)`` array for a batch."""
+    with np.errstate(all="ignore"):
+        x, t, ce = _ce64(xt)
+        terms = logits.shift_terms64(x, fmt)
+        y = x - logits.lse64(x)[..., np.newaxis]
+        u, n = fmt.u, x.shape[-1]
+        error = u * (t * (np.abs(x - x.max(axis=-1, keepdims=True)) + np.abs(y))).sum(axis=-1)
+        error += logits.shifted_log_sum_error(terms, fmt) + n * u * (t * np.abs(y)).sum(axis=-1)
+        return logits.per_input(error / abs(ce))
 
 
-def from_probabilities_bound(xt: np.ndarray, fmt: Format) -> float:
+def from_probabilities_bound(xt: np.ndarray, fmt: Format) -> float | np.ndarray:
     """First order: componentwise shifted-softmax error n u + 2 e_exp + u (|z_i| + sum g |z|)
     carried through log, plus e_log |log p_i| and n u for the products and the sum; relative to
-    |CE|. NaN when any p_i < min normal."""
-    x, t, ce = _ce64(xt)
-    # Any p_i that underflows to 0 makes t_i * log(p_i) = 0 * -inf = nan, even where t_i = 0.
-    if np.any(logits.softmax64(x) < fmt.min_normal):
-        return float("nan")
-    terms = logits.shift_terms64(x, fmt)
-    u, n = fmt.u, x.size
-    log_p = np.abs(x - logits.lse64(x))
-    e_exp, e_log = kernel_error("exp", fmt), kernel_error("log", fmt)
-    per_term = u * (n + np.abs(x - x.max()) + terms["gz"]) + 2 * e_exp + e_log * log_p
-    error = (t * per_term).sum() + n * u * (t * log_p).sum()
-    return float(error / abs(ce))
+    |CE|. NaN when any p_i < min normal. A float for one input ``(2, n)``, a ``(batch,)`` array
+    for a batch."""
+    with np.errstate(all="ignore"):
+        x, t, ce = _ce64(xt)
+        # Any p_i that underflows to 0 makes t_i * log(p_i) = 0 * -inf = nan, even where t_i = 0.
+        fails = np.any(logits.softmax64(x) < fmt.min_normal, axis=-1)
+        terms = logits.shift_terms64(x, fmt)
+        u, n = fmt.u, x.shape[-1]
+        log_p = np.abs(x - logits.lse64(x)[..., np.newaxis])
+        e_exp, e_log = kernel_error("exp", fmt), kernel_error("log", fmt)
+        spread = np.abs(x - x.max(axis=-1, keepdims=True))
+        per_term = u * (n + spread + terms["gz"][..., np.newaxis]) + 2 * e_exp + e_log * log_p
+        error = (t * per_term).sum(axis=-1) + n * u * (t * log_p).sum(axis=-1)
+        bound = error / abs(ce)
+    return logits.per_input(np.where(fails, np.nan, bound))
 
 
 def propose_logits_and_labels(rng, *, n: int, magnitude: float, cond: float, size: int):
@@ -126,7 +135,7 @@ CROSS_ENTROPY = Problem(
     name="cross_entropy",
     description="cross-entropy -sum t_i log softmax(x)_i of logits x against a one-hot target t",
     reference=cross_entropy_reference,
-    magnitude=lambda xt: logits.max_abs(np.asarray(xt)[0]),
+    magnitude=lambda xt: logits.max_abs(np.asarray(xt)[..., 0, :]),
     propose=propose_logits_and_labels,
     estimate=estimate_cross_entropy,
     variants={
@@ -135,12 +144,18 @@ CROSS_ENTROPY = Problem(
             cross_entropy_from_probabilities,
             from_probabilities_bound,
             numpy_sum_accumulator,
+            batched=True,
         ),
         "from_logits": Variant(
-            "from_logits", cross_entropy_from_logits, from_logits_bound, numpy_sum_accumulator
+            "from_logits",
+            cross_entropy_from_logits,
+            from_logits_bound,
+            numpy_sum_accumulator,
+            batched=True,
         ),
     },
     input_shape=lambda n: (2, n),
-    extras=lambda xt: logits.logit_extras(np.asarray(xt)[0]),
+    extras=lambda xt: logits.logit_extras(np.asarray(xt)[..., 0, :]),
+    batched=True,
     from_logits=lambda x: np.stack([x, np.eye(x.size)[np.argmax(x)]]),
 )

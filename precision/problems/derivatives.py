@@ -15,6 +15,11 @@ a step below that is 0 and the quotient is NaN, reported as such). Each declares
 as its family and h as a parameter (`sweep_variants`): the table's ``family`` and ``h``
 columns, by which it is grouped (format, family, h) and the V fitted per format.
 
+The variants are batch kernels (`precision.problems.base.Variant` with ``batched=True``): one
+input of shape (1,) gives shape (1,), a batch of shape (B, 1) gives (B, 1), every row with the
+operations, order and dtype it meets alone (the functions are elementwise, and the network's
+sum over its four data points runs along the last axis).
+
 Three scalar functions (inputs of shape (1,)): ``fd_exp``; ``fd_softplus``,
 softplus(x) = log(1 + e^x) with f' = sigmoid; and ``fd_network``, the loss of a one-unit
 network L(w) = mean_i softplus(-t_i a tanh(w z_i)) on four fixed data points, as a function
@@ -44,7 +49,8 @@ STEP_EXPONENTS = tuple(range(1, 41))
 
 
 def softplus(x: np.ndarray) -> np.ndarray:
-    """log(1 + e^x) = max(x, 0) + log1p(e^-|x|): no overflow for large x, in the input's dtype."""
+    """log(1 + e^x) = max(x, 0) + log1p(e^-|x|): no overflow for large x, in the input's dtype,
+    elementwise (any shape)."""
     return np.maximum(x, 0) + np.log1p(np.exp(-np.abs(x)))
 
 
@@ -56,10 +62,15 @@ every format, so the loss is the same function whichever format evaluates it."""
 
 
 def network_loss(w: np.ndarray) -> np.ndarray:
-    """L(w) = mean_i softplus(-t_i a tanh(w z_i)), in the dtype of ``w`` (shape (1,))."""
+    """L(w) = mean_i softplus(-t_i a tanh(w z_i)), in the dtype of ``w``: one weight of shape
+    (1,) gives shape (1,), a batch (B, 1) gives (B, 1). The four terms of a row are summed along
+    the last axis of w * z (shape (4,) or (B, 4), C-contiguous), which numpy reduces row by row
+    as it reduces one vector (float16 pairwise in a float32 accumulator, bfloat16 and float8
+    left to right in the format), then divided by 4."""
     z = np.array(NETWORK_Z, dtype=w.dtype)
     margin = np.array(NETWORK_T, dtype=w.dtype) * w.dtype.type(NETWORK_A) * np.tanh(w * z)
-    return (np.sum(softplus(-margin)) / w.dtype.type(len(NETWORK_Z))).reshape(1)
+    terms = softplus(-margin)
+    return np.sum(terms, axis=-1, keepdims=True) / w.dtype.type(len(NETWORK_Z))
 
 
 FUNCTIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
@@ -70,13 +81,15 @@ FUNCTIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
 
 
 def forward_difference(f, x: np.ndarray, h: float) -> np.ndarray:
-    """(f(x + h) - f(x)) / h, every operation in the dtype of ``x``."""
+    """(f(x + h) - f(x)) / h, every operation in the dtype of ``x``; elementwise, so one input
+    (1,) or a batch (B, 1) alike."""
     step = x.dtype.type(h)
     return (f(x + step) - f(x)) / step
 
 
 def central_difference(f, x: np.ndarray, h: float) -> np.ndarray:
-    """(f(x + h) - f(x - h)) / (2 h), every operation in the dtype of ``x``."""
+    """(f(x + h) - f(x - h)) / (2 h), every operation in the dtype of ``x``; one input (1,) or a
+    batch (B, 1) alike."""
     step = x.dtype.type(h)
     return (f(x + step) - f(x - step)) / (x.dtype.type(2) * step)
 
@@ -169,7 +182,7 @@ def estimator(name: str):
 
 def sweep_variants(f) -> dict[str, Variant]:
     """``forward_h2^-k`` and ``central_h2^-k`` for every k of `STEP_EXPONENTS`: family
-    ``forward`` or ``central``, parameter ``h`` = 2**-k."""
+    ``forward`` or ``central``, parameter ``h`` = 2**-k; batch kernels (module docstring)."""
     variants = {}
     for method, difference in (("forward", forward_difference), ("central", central_difference)):
         for k in STEP_EXPONENTS:
@@ -180,6 +193,7 @@ def sweep_variants(f) -> dict[str, Variant]:
                 description=f"{method} difference with h = 2^-{k}",
                 family=method,
                 params={"h": h},
+                batched=True,
             )
     return variants
 

@@ -8,7 +8,8 @@ Three ways of computing that the textbook variants (which run as numpy runs them
 - ``*_sr_s<k>`` (``compute_mode = "stochastic"``): the same with stochastic rounding, seed k
   (`SR_SEEDS` seeds per input: the spread over seeds is the rounding's own variability,
   `seed_spread`); family ``*_sr``, parameter ``seed`` = k. The generator is seeded by the
-  input's bits and k, so a row is reproducible on any executor.
+  input's bits and k (each row of a batch by its own bits, with a generator of its own), so a
+  row is reproducible on any executor and in any batch.
 - ``*_float32``: what mixed-precision and float8 kernels do: the input (float8, float16,
   bfloat16) is converted exactly to float32, the textbook form runs in float32 and the output
   is rounded once, correctly, to the input's format (``formats.cast``). The row's format and
@@ -17,13 +18,15 @@ Three ways of computing that the textbook variants (which run as numpy runs them
 
 from __future__ import annotations
 
+import functools
 import hashlib
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd
 
-from precision.emulate import Emulator
+from precision.emulate import Emulator, row_draws
 from precision.formats import FORMATS, Format, cast, get_format
 from precision.problems import cross_entropy, log_softmax, logsumexp, softmax, summation
 from precision.problems.base import Variant
@@ -31,8 +34,15 @@ from precision.problems.base import Variant
 SR_SEEDS = 5
 """Stochastic-rounding variants per input (seeds 0 .. SR_SEEDS - 1)."""
 
+Seed = int | Sequence[int]
+"""A seed of ``numpy.random.default_rng``."""
+
 
 # ---------------------------------------------------------------- emulated forms
+#
+# Every kernel here works along the last axis, on one input ``(n,)`` or a batch ``(batch, n)``
+# (rows independent, `precision.problems.base.Variant` with ``batched=True``): the emulator's
+# operations are elementwise and its sums run along the last axis, vectorised across rows.
 
 
 def _emulator(x: np.ndarray, **options) -> Emulator:
@@ -41,74 +51,140 @@ def _emulator(x: np.ndarray, **options) -> Emulator:
 
 def sr_seed(x: np.ndarray, k: int) -> tuple[int, int, int]:
     """The seed of stochastic-rounding variant k on input x: the input's float64 bytes (hashed)
-    and k, with a tag apart from the random-order variants' seeds."""
+    and k, with a tag apart from the random-order variants' seeds. For one input (a batch
+    seeds each of its rows with `sr_seed` of that row)."""
     digest = hashlib.blake2b(np.asarray(x, dtype=np.float64).tobytes(), digest_size=8).digest()
     return int.from_bytes(digest, "little"), 0x5352, k
 
 
-def recursive_sum_emulated(x: np.ndarray, *, seed: int | None = None) -> np.ndarray:
-    """Left to right with a format accumulator; stochastic rounding when ``seed`` is given
-    (in float64 from each exact sum, found by TwoSum)."""
-    em = _emulator(x) if seed is None else _emulator(x, rounding="stochastic", seed=seed)
-    return em.result(np.array([em.sum_recursive(em.values(x))]))
+def recursive_sum_emulated(
+    x: np.ndarray, *, seed: Seed | Callable[[np.ndarray], Seed] | None = None
+) -> np.ndarray:
+    """Left to right with a format accumulator, along the last axis: shape (1,) for one input
+    ``(n,)``, ``(batch, 1)`` for a batch. Stochastic rounding when ``seed`` is given (in
+    float64 from each exact sum, found by TwoSum), each row with its own generator: ``seed``
+    is the seed of every row's generator, or a function ``seed(row)`` of the row (`sr_seed`),
+    so that a row's result is the same in any batch."""
+    if seed is None:
+        em = _emulator(x)
+        return em.result(em.sum_recursive(em.values(x)))
+    rows = np.asarray(x).reshape(-1, x.shape[-1])
+    seeds = [seed(row) if callable(seed) else seed for row in rows]
+    em = _emulator(x, rounding="stochastic", seed=seeds[0])
+    draws = row_draws(seeds, x.shape[-1] - 1).reshape(*x.shape[:-1], x.shape[-1] - 1)
+    return em.result(em.sum_recursive(em.values(x), draws=draws))
 
 
 def pairwise_sum_emulated(x: np.ndarray) -> np.ndarray:
-    """Pairwise with a format accumulator (the same tree as `summation.pairwise_sum`)."""
+    """Pairwise with a format accumulator (the same tree as `summation.pairwise_sum`), along
+    the last axis: shape (1,) for one input, ``(batch, 1)`` for a batch."""
     em = _emulator(x)
-    return em.result(np.array([em.sum_pairwise(em.values(x))]))
+    return em.result(em.sum_pairwise(em.values(x)))
 
 
-def _shifted_terms(em: Emulator, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
-    """z = x - max x, e = exp(z) and s = sum e (recursive), each operation rounded."""
+def _shifted_terms(em: Emulator, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """z = x - max x, e = exp(z) and s = sum e (recursive, shape ``(..., 1)``) along the last
+    axis, each operation rounded."""
     v = em.values(x)
-    z = em.sub(v, v.max())
+    z = em.sub(v, v.max(axis=-1, keepdims=True))
     e = em.exp(z)
     return z, e, em.sum_recursive(e)
 
 
 def softmax_shifted_emulated(x: np.ndarray) -> np.ndarray:
-    """``exp(x - a) / sum(exp(x - a))`` with every operation and every addition rounded."""
+    """``exp(x - a) / sum(exp(x - a))`` with every operation and every addition rounded, along
+    the last axis (one input or a batch)."""
     em = _emulator(x)
     _, e, s = _shifted_terms(em, x)
     return em.result(em.div(e, s))
 
 
 def logsumexp_shifted_emulated(x: np.ndarray) -> np.ndarray:
-    """``a + log(sum(exp(x - a)))`` with every operation and every addition rounded."""
+    """``a + log(sum(exp(x - a)))`` with every operation and every addition rounded, along the
+    last axis: shape (1,) for one input, ``(batch, 1)`` for a batch."""
     em = _emulator(x)
     _, _, s = _shifted_terms(em, x)
-    a = float(np.max(em.values(x)))
-    return em.result(em.add(a, em.log(np.array([s]))))
+    a = np.max(em.values(x), axis=-1, keepdims=True)
+    return em.result(em.add(a, em.log(s)))
 
 
 def log_softmax_shifted_emulated(x: np.ndarray) -> np.ndarray:
-    """``z - log(sum(exp(z)))`` with z = x - max x, every operation and addition rounded."""
+    """``z - log(sum(exp(z)))`` with z = x - max x, every operation and addition rounded, along
+    the last axis (one input or a batch)."""
     em = _emulator(x)
     z, _, s = _shifted_terms(em, x)
-    return em.result(em.sub(z, em.log(np.array([s]))))
+    return em.result(em.sub(z, em.log(s)))
 
 
-def sr_bound(x: np.ndarray, fmt: Format) -> float:
+def _fsum(row: list[float]) -> float:
+    """``math.fsum``, NaN where it raises (an intermediate overflow, or inf - inf)."""
+    try:
+        return math.fsum(row)
+    except (OverflowError, ValueError):
+        return float("nan")
+
+
+def _sum_and_abs_sum(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The correctly rounded sum (``math.fsum``) and the float64 sum of |x_i| of each row."""
+    x64 = np.asarray(x, dtype=np.float64)
+    rows = x64.reshape(-1, x64.shape[-1])
+    s = np.array([_fsum(row.tolist()) for row in rows]).reshape(x64.shape[:-1])
+    return s, np.sum(np.abs(x64), axis=-1)
+
+
+def sr_bound(x: np.ndarray, fmt: Format) -> float | np.ndarray:
     """Worst case of recursive summation with stochastic rounding: each rounding errs by less
     than one gap, 2u relative, so Higham's gamma_{n-1} kappa_sum holds with u -> 2u (the
     probabilistic bound, about sqrt(n) 2u kappa_sum, is what it meets in practice:
-    Connolly, Higham & Mary 2021)."""
-    return summation._relative(summation.gamma(np.size(x) - 1, 2 * fmt.u), x, fmt)
+    Connolly, Higham & Mary 2021). NaN when the sum is 0 or a partial sum could overflow
+    (sum|x| (1 + gamma) beyond max), as `summation.recursive_bound`. Along the last axis: a
+    float for one input, a ``(batch,)`` array for a batch."""
+    k, u = np.shape(x)[-1] - 1, 2 * fmt.u
+    gamma = k * u / (1.0 - k * u) if k * u < 1.0 else float("nan")
+    s, abs_sum = _sum_and_abs_sum(x)
+    with np.errstate(all="ignore"):
+        fails = (s == 0) | (abs_sum * (1 + gamma) > fmt.max)
+        bound = np.where(fails, np.nan, gamma * abs_sum / np.abs(s))
+    return float(bound) if bound.ndim == 0 else bound
+
+
+def per_row_bound(
+    bound: Callable[[np.ndarray, Format], float],
+) -> Callable[[np.ndarray, Format], float | np.ndarray]:
+    """A bound of one input ``bound(x, fmt) -> float`` as a bound along the last axis: a float
+    for one input, a ``(batch,)`` array for a batch (a row whose bound raises an
+    ArithmeticError is NaN, as the runner takes it for one input)."""
+
+    def rows(x: np.ndarray, fmt: Format) -> float | np.ndarray:
+        x = np.asarray(x)
+        if x.ndim == 1:
+            return bound(x, fmt)
+        out = np.empty(x.shape[:-1])
+        for index in np.ndindex(*x.shape[:-1]):
+            try:
+                out[index] = bound(x[index], fmt)
+            except ArithmeticError:
+                out[index] = np.nan
+        return out
+
+    rows.__doc__ = f"{bound.__name__} of each row (along the last axis)."
+    return rows
 
 
 def stochastic_sum_variants(name: str = "recursive_sr") -> dict[str, Variant]:
     """``{name}_s0 .. {name}_s<SR_SEEDS-1>``: recursive sums with stochastic rounding, family
-    ``name``, parameter ``seed`` = k."""
+    ``name``, parameter ``seed`` = k; batch kernels, each row seeded with `sr_seed` of the
+    row."""
     return {
         f"{name}_s{k}": Variant(
             f"{name}_s{k}",
-            lambda x, k=k: recursive_sum_emulated(x, seed=sr_seed(x, k)),
+            functools.partial(recursive_sum_emulated, seed=functools.partial(sr_seed, k=k)),
             sr_bound,
             description=f"recursive sum, format accumulator, stochastic rounding (seed {k})",
             compute_mode="stochastic",
             family=name,
             params={"seed": k},
+            batched=True,
         )
         for k in range(SR_SEEDS)
     }
@@ -175,7 +251,8 @@ def seed_spread(table: pd.DataFrame) -> pd.DataFrame:
 
 def widened(compute: Callable[[np.ndarray], np.ndarray]) -> Callable[[np.ndarray], np.ndarray]:
     """``compute`` run in float32 (float64 input stays float64) on the exactly converted input,
-    its result rounded once to the input's format."""
+    its result rounded once to the input's format. A batch kernel when ``compute`` is one (the
+    conversions are elementwise)."""
 
     def run(x: np.ndarray) -> np.ndarray:
         wide = np.float64 if x.dtype == np.float64 else np.float32
@@ -187,20 +264,24 @@ def widened(compute: Callable[[np.ndarray], np.ndarray]) -> Callable[[np.ndarray
 
 
 def widened_bound(
-    inner: Callable[[np.ndarray, Format], float],
+    inner: Callable[[np.ndarray, Format], float | np.ndarray],
     compute: Callable[[np.ndarray], np.ndarray],
-) -> Callable[[np.ndarray, Format], float]:
+) -> Callable[[np.ndarray, Format], float | np.ndarray]:
     """inner's bound in float32, plus the final rounding to the format: u + (1 + u) inner,
     and half the subnormal quantum relative to max|y| for outputs in the subnormal range
-    (float8's range is narrow: softmax outputs below 2**-6 are subnormal in e4m3fn)."""
+    (float8's range is narrow: softmax outputs below 2**-6 are subnormal in e4m3fn); NaN where
+    max|y| = 0. For batch kernels ``compute`` and bounds ``inner`` along the last axis: a float
+    for one input, a ``(batch,)`` array for a batch (max|y| is taken over each row's output)."""
 
-    def bound(x: np.ndarray, fmt: Format) -> float:
+    def bound(x: np.ndarray, fmt: Format) -> float | np.ndarray:
         if fmt.p >= FORMATS["float32"].p:
             return inner(x, fmt)
         with np.errstate(all="ignore"):
-            top = float(np.max(np.abs(compute(np.asarray(x, dtype=np.float64)))))
-        inside = inner(x.astype(np.float32), FORMATS["float32"])
-        return fmt.u + (1 + fmt.u) * inside + fmt.min_subnormal / (2 * top)
+            top = np.max(np.abs(compute(np.asarray(x, dtype=np.float64))), axis=-1)
+            inside = inner(x.astype(np.float32), FORMATS["float32"])
+            total = fmt.u + (1 + fmt.u) * inside + fmt.min_subnormal / (2 * top)
+        total = np.where(top == 0, np.nan, total)  # no relative subnormal term: no bound
+        return float(total) if total.ndim == 0 else total
 
     return bound
 
@@ -216,6 +297,7 @@ def _widened_variant(name: str, compute, inner_bound) -> Variant:
         widened_bound(inner_bound, compute),
         wide_accumulator,
         description="computed in float32 from the exact input, result rounded once",
+        batched=True,
     )
 
 
@@ -226,6 +308,7 @@ def _emulated_variant(name: str, compute, bound) -> Variant:
         bound,
         description="every operation rounded to the format, reductions included",
         compute_mode="emulated",
+        batched=True,
     )
 
 
@@ -234,10 +317,12 @@ def extra_variants(problem: str) -> dict[str, Variant]:
     if problem == "summation":
         return {
             "recursive_emulated": _emulated_variant(
-                "recursive_emulated", recursive_sum_emulated, summation.recursive_bound
+                "recursive_emulated",
+                recursive_sum_emulated,
+                per_row_bound(summation.recursive_bound),
             ),
             "pairwise_emulated": _emulated_variant(
-                "pairwise_emulated", pairwise_sum_emulated, summation.pairwise_bound
+                "pairwise_emulated", pairwise_sum_emulated, per_row_bound(summation.pairwise_bound)
             ),
         } | stochastic_sum_variants()
     forms = {

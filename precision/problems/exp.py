@@ -1,7 +1,8 @@
 """The exponential itself: where each format overflows and underflows.
 
 exp(x) overflows for x > ln(max) (float16 11.09, bfloat16 88.72, float32 88.72, float64 709.78)
-and underflows to zero below ln(min_subnormal / 2). Inputs are scalars (shape (1,)).
+and underflows to zero below ln(min_subnormal / 2). Inputs are scalars (shape (1,)); the
+variant takes a batch of them, ``(batch, 1)``.
 """
 
 from __future__ import annotations
@@ -20,23 +21,34 @@ def exp_reference(x: np.ndarray, ctx: NumberSystem = MPMATH) -> tuple[np.ndarray
 
 
 def exp_numpy(x: np.ndarray) -> np.ndarray:
-    """``np.exp`` in the input's format (float16/bfloat16 are evaluated in float32 and rounded)."""
+    """``np.exp`` in the input's format (float16/bfloat16 are evaluated in float32 and rounded),
+    elementwise: one input ``(1,)`` or a batch ``(batch, 1)``."""
     return np.exp(x)
 
 
-def exp_bound(x: np.ndarray, fmt: Format) -> float:
+def exp_bound(x: np.ndarray, fmt: Format) -> float | np.ndarray:
     """The kernel's documented accuracy (`kernel_error`): 2.52 ulps for numpy's float32 exp, one
     ulp for float64, one rounding (plus the float32 kernel's error) for float16 and bfloat16.
-    NaN outside the normal range, where relative error is not bounded that way."""
-    value = np.exp(float(np.asarray(x, dtype=np.float64)[0]))
-    in_range = fmt.min_normal <= value <= fmt.max
-    return kernel_error("exp", fmt) if in_range else float("nan")
+    NaN outside the normal range, where relative error is not bounded that way. A float for one
+    input ``(1,)``, a ``(batch,)`` array for a batch ``(batch, 1)``."""
+    with np.errstate(all="ignore"):  # exp(x) of an input far outside the range overflows
+        value = np.exp(np.asarray(x, dtype=np.float64)[..., 0])
+    in_range = (fmt.min_normal <= value) & (value <= fmt.max)
+    bound = np.where(in_range, kernel_error("exp", fmt), np.nan)
+    return float(bound) if bound.ndim == 0 else bound
 
 
-def propose_scalars(rng, *, n: int, magnitude: float, cond: float, size: int) -> np.ndarray:
-    """Scalars of either sign with |x| = magnitude (the condition number is |x| itself)."""
+def propose_scalars(rng, *, n: int, magnitude, cond, size: int) -> np.ndarray:
+    """Scalars of either sign with |x| = magnitude (the condition number is |x| itself);
+    ``magnitude`` a float or one target per candidate (shape (size,))."""
+    magnitude = np.broadcast_to(np.asarray(magnitude, dtype=np.float64), (size,))[:, None]
     sign = rng.choice([-1.0, 1.0], size=(size, 1))
     return sign * magnitude * 10.0 ** rng.uniform(-0.05, 0.05, size=(size, 1))
+
+
+def _per_input(values: np.ndarray) -> float | np.ndarray:
+    """A float for one input, the (batch,) array for a batch."""
+    return float(values) if np.ndim(values) == 0 else values
 
 
 def estimate_scalars(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -48,11 +60,12 @@ EXP = Problem(
     name="exp",
     description="exp(x) for scalar x: overflow and underflow thresholds per format",
     reference=exp_reference,
-    magnitude=lambda x: float(np.abs(np.asarray(x, dtype=np.float64)).max()),
+    magnitude=lambda x: _per_input(np.abs(np.asarray(x, dtype=np.float64)).max(axis=-1)),
     propose=propose_scalars,
     estimate=estimate_scalars,
-    variants={"numpy": Variant("numpy", exp_numpy, bound=exp_bound)},
+    variants={"numpy": Variant("numpy", exp_numpy, bound=exp_bound, batched=True)},
     input_shape=lambda n: (1,),
-    extras=lambda x: {"x_max": float(np.asarray(x, dtype=np.float64).max())},
+    extras=lambda x: {"x_max": _per_input(np.asarray(x, dtype=np.float64).max(axis=-1))},
+    batched=True,
     takes_sizes=False,
 )

@@ -8,6 +8,16 @@ library's tensor *exactly* (bit for bit), calls the library routine, and convert
 back exactly, keeping the dtype the library returned (so the row's ``compute_dtype`` is what
 the library really computed in).
 
+- The softmax family's kernels (softmax, logsumexp, log_softmax, cross-entropy) are batch
+  kernels (`BATCHED`): the library routine is called once on the whole batch along the last
+  axis (``dim=-1``, ``axis=-1``), as a training step calls it. torch's rows come out as they
+  do alone, bit for bit; JAX's and TensorFlow's float32 and float64 rows can differ from
+  their one-row calls in the last bits, because the library reduces a batch in another order
+  (measured: tests/test_frameworks.py, ``BATCH_DEPENDENT``), and the rows measure the batch as
+  the library computed it. torch's cross-entropy is taken per row (``reduction="none"``): a
+  loss that is exactly 0 comes out as -0 (the mean over one row gave +0). The other problems'
+  kernels (sums, variance, linear algebra) take one input at a time.
+
 - A library is used only where it is installed (``importlib.util.find_spec``, no import) and is
   imported on the first call, so ``import precision`` stays fast. A spec naming a variant of a
   library that is not installed fails with a one-line error naming the extra to install
@@ -166,14 +176,30 @@ def _torch_call(routine: str, call: Callable, x: np.ndarray, device: str) -> np.
 
 
 def _cross_entropy_torch(torch, xt):
-    """F.cross_entropy with the class index of a one-hot target (how it is called in
-    training), else with the probabilities (soft targets, torch >= 1.10)."""
-    x, t = xt[0], xt[1]
-    one_hot = bool(((t == 0) | (t == 1)).all()) and int((t == 1).sum()) == 1
-    # argmax of the exact float32 copy: torch has no argmax for float8 (its log_softmax then
-    # refuses the logits, which is the outcome to record).
-    target = torch.argmax(t.float()).reshape(1) if one_hot else t[None]
-    return torch.nn.functional.cross_entropy(x[None], target).reshape(1)
+    """F.cross_entropy of one input ``(2, n)`` or a batch ``(batch, 2, n)``, one loss per row
+    (``reduction="none"``, shape ``(..., 1)``): with the class index of a one-hot target (how
+    it is called in training), else with the probabilities (soft targets, torch >= 1.10).
+    Rows of both kinds in one batch are computed in two calls and put back in place."""
+    x, t = xt[..., 0, :], xt[..., 1, :]
+    shape = (*x.shape[:-1], 1)
+    x, t = x.reshape(-1, x.shape[-1]), t.reshape(-1, t.shape[-1])
+    one_hot = ((t == 0) | (t == 1)).all(dim=-1) & ((t == 1).sum(dim=-1) == 1)
+    cross_entropy = torch.nn.functional.cross_entropy
+
+    def loss(rows):
+        if bool(one_hot[rows].all()):
+            # argmax of the exact float32 copy: torch has no argmax for float8 (its
+            # log_softmax then refuses the logits, which is the outcome to record).
+            target = torch.argmax(t[rows].float(), dim=-1)
+            return cross_entropy(x[rows], target, reduction="none")
+        return cross_entropy(x[rows], t[rows], reduction="none")
+
+    if bool(one_hot.all()) or not bool(one_hot.any()):
+        return loss(slice(None)).reshape(shape)
+    out = torch.empty(x.shape[0], dtype=x.dtype, device=x.device)
+    out[one_hot] = loss(one_hot)
+    out[~one_hot] = loss(~one_hot)
+    return out.reshape(shape)
 
 
 def _lstsq_torch(torch, xy):
@@ -183,7 +209,10 @@ def _lstsq_torch(torch, xy):
 
 TORCH_KERNELS: dict[str, tuple[str, Callable]] = {
     "softmax": ("torch.softmax", lambda torch, t: torch.softmax(t, dim=-1)),
-    "logsumexp": ("torch.logsumexp", lambda torch, t: torch.logsumexp(t, dim=-1).reshape(1)),
+    "logsumexp": (
+        "torch.logsumexp",
+        lambda torch, t: torch.logsumexp(t, dim=-1, keepdim=True),
+    ),
     "log_softmax": (
         "torch.nn.functional.log_softmax",
         lambda torch, t: torch.nn.functional.log_softmax(t, dim=-1),
@@ -213,15 +242,18 @@ def _jax_call(routine: str, call: Callable, x: np.ndarray) -> np.ndarray:
         if array.dtype != x.dtype:  # never measure a silent conversion
             raise Unsupported(f"{routine}: JAX stored {x.dtype} input as {array.dtype}")
         try:
-            return np.asarray(call(jax, array)).reshape(-1)
+            return np.atleast_1d(np.asarray(call(jax, array)))
         except (TypeError, NotImplementedError) as error:
             raise Unsupported(f"{routine}: {_first_line(error)}") from None
 
 
 JAX_KERNELS: dict[str, tuple[str, Callable]] = {
-    "softmax": ("jax.nn.softmax", lambda jax, a: jax.nn.softmax(a)),
-    "logsumexp": ("jax.nn.logsumexp", lambda jax, a: jax.nn.logsumexp(a)),
-    "log_softmax": ("jax.nn.log_softmax", lambda jax, a: jax.nn.log_softmax(a)),
+    "softmax": ("jax.nn.softmax", lambda jax, a: jax.nn.softmax(a, axis=-1)),
+    "logsumexp": (
+        "jax.nn.logsumexp",
+        lambda jax, a: jax.nn.logsumexp(a, axis=-1, keepdims=True),
+    ),
+    "log_softmax": ("jax.nn.log_softmax", lambda jax, a: jax.nn.log_softmax(a, axis=-1)),
     "summation": ("jax.numpy.sum", lambda jax, a: jax.numpy.sum(a)),
     "variance": ("jax.numpy.var", lambda jax, a: jax.numpy.var(a)),
 }
@@ -239,16 +271,21 @@ def _tf_call(routine: str, call: Callable, x: np.ndarray) -> np.ndarray:
             result = call(tf, tf.constant(np.ascontiguousarray(x)))
     except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError, TypeError) as error:
         raise Unsupported(f"{routine}: {_first_line(error)}") from None
-    return np.asarray(result.numpy()).reshape(-1)
+    return np.atleast_1d(np.asarray(result.numpy()))
 
 
 TF_KERNELS: dict[str, tuple[str, Callable]] = {
-    "softmax": ("tf.nn.softmax", lambda tf, a: tf.nn.softmax(a)),
-    "logsumexp": ("tf.math.reduce_logsumexp", lambda tf, a: tf.math.reduce_logsumexp(a)),
-    "log_softmax": ("tf.nn.log_softmax", lambda tf, a: tf.nn.log_softmax(a)),
+    "softmax": ("tf.nn.softmax", lambda tf, a: tf.nn.softmax(a, axis=-1)),
+    "logsumexp": (
+        "tf.math.reduce_logsumexp",
+        lambda tf, a: tf.math.reduce_logsumexp(a, axis=-1, keepdims=True),
+    ),
+    "log_softmax": ("tf.nn.log_softmax", lambda tf, a: tf.nn.log_softmax(a, axis=-1)),
     "cross_entropy": (
         "tf.nn.softmax_cross_entropy_with_logits",
-        lambda tf, a: tf.nn.softmax_cross_entropy_with_logits(labels=a[1], logits=a[0]),
+        lambda tf, a: tf.nn.softmax_cross_entropy_with_logits(
+            labels=a[..., 1, :], logits=a[..., 0, :]
+        )[..., tf.newaxis],
     ),
     "summation": ("tf.math.reduce_sum", lambda tf, a: tf.math.reduce_sum(a)),
     "variance": ("tf.math.reduce_variance", lambda tf, a: tf.math.reduce_variance(a)),
@@ -257,11 +294,16 @@ TF_KERNELS: dict[str, tuple[str, Callable]] = {
 
 # ---------------------------------------------------------------- bounds and accumulators
 
+BATCHED = frozenset({"softmax", "logsumexp", "log_softmax", "cross_entropy"})
+"""Problems whose library kernels take a batch along the last axis (`Variant.batched`); their
+bounds (`BOUNDS`) take a batch too."""
+
 # The textbook bound of the algorithm each kernel implements: all three libraries compute the
 # softmax family in the shifted form (x - max x). It assumes numpy's exp/log kernel accuracy
 # (`base.kernel_error`); a library kernel less accurate than that shows as a bound violation
-# in the study, which is a finding about the library, reported as such.
-BOUNDS: dict[str, Callable[[np.ndarray, Format], float]] = {
+# in the study, which is a finding about the library, reported as such. Each takes one input
+# (a float) or a batch (a (batch,) array) along the last axis.
+BOUNDS: dict[str, Callable[[np.ndarray, Format], float | np.ndarray]] = {
     "softmax": softmax.shifted_bound,
     "logsumexp": logsumexp.shifted_bound,
     "log_softmax": log_softmax.shifted_bound,
@@ -321,6 +363,7 @@ def library_variants(problem: str) -> dict[str, Variant]:
             library.distribution,
             description=f"{kernel.routine} ({library.label}, {kernel.device})",
             device=kernel.device,
+            batched=problem in BATCHED,
         )
     return out
 

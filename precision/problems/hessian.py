@@ -11,6 +11,11 @@ softmax) H = diag(s) - s s^T, the curvature of the cross-entropy loss in its log
   - f(x + h e_i - h e_j) - f(x - h e_i + h e_j) + f(x - h e_i - h e_j)) / (4 h^2) (truncation
   O(h^2), rounding O(u |f| / h^2): its optimum step is near u^(1/4), larger than the others').
 
+The variants are batch kernels (`precision.problems.base.Variant` with ``batched=True``): one
+input of shape (n,) gives the flattened matrix (n * n,), a batch (B, n) gives (B, n * n), every
+row with the operations, order and dtype it meets alone (max and sum run along the last axis of
+C-contiguous arrays, which numpy reduces row by row as it reduces one vector).
+
 The output is the n x n matrix; rows compare it normwise (max-norm over the entries,
 `precision.metrics.normwise_relative_error` of the flattened matrix). Condition number: the
 componentwise-in-x, normwise-in-H relative condition number
@@ -31,54 +36,72 @@ HESSIAN_STEPS = tuple(range(1, 31))
 
 
 def softmax_shifted(x: np.ndarray) -> np.ndarray:
-    """exp(x - max x) / sum, in the input's dtype (numpy's float16 sum accumulates in float32)."""
-    e = np.exp(x - np.max(x))
-    return e / np.sum(e)
+    """exp(x - max x) / sum, in the input's dtype (numpy's float16 sum accumulates in float32),
+    along the last axis: (n,) gives (n,), a batch (B, n) gives (B, n)."""
+    e = np.exp(x - np.max(x, axis=-1, keepdims=True))
+    return e / np.sum(e, axis=-1, keepdims=True)
 
 
 def lse_shifted(x: np.ndarray) -> np.ndarray:
-    """max x + log(sum exp(x - max x)), in the input's dtype."""
-    a = np.max(x)
-    return a + np.log(np.sum(np.exp(x - a)))
+    """max x + log(sum exp(x - max x)), in the input's dtype, along the last axis: (n,) gives
+    (1,), a batch (B, n) gives (B, 1)."""
+    a = np.max(x, axis=-1, keepdims=True)
+    return a + np.log(np.sum(np.exp(x - a), axis=-1, keepdims=True))
 
 
 def _unit(n: int, j: int, h, dtype) -> np.ndarray:
+    """h e_j of length n; added to a batch (B, n) it steps every row along e_j."""
     e = np.zeros(n, dtype=dtype)
     e[j] = h
     return e
 
 
 def jacobian_forward(x: np.ndarray, h: float) -> np.ndarray:
-    """Forward-difference Jacobian of `softmax_shifted` (column j from a step along e_j)."""
+    """Forward-difference Jacobian of `softmax_shifted` (column j from a step along e_j):
+    (n,) gives (n, n), a batch (B, n) gives (B, n, n)."""
+    n = x.shape[-1]
     step, s0 = x.dtype.type(h), softmax_shifted(x)
-    columns = [
-        (softmax_shifted(x + _unit(x.size, j, step, x.dtype)) - s0) / step for j in range(x.size)
-    ]
-    return np.stack(columns, axis=1)
+    columns = [(softmax_shifted(x + _unit(n, j, step, x.dtype)) - s0) / step for j in range(n)]
+    return np.stack(columns, axis=-1)
 
 
 def jacobian_central(x: np.ndarray, h: float) -> np.ndarray:
-    """Central-difference Jacobian of `softmax_shifted`."""
+    """Central-difference Jacobian of `softmax_shifted`: (n,) gives (n, n), a batch (B, n)
+    gives (B, n, n)."""
+    n = x.shape[-1]
     step, two = x.dtype.type(h), x.dtype.type(2)
     columns = []
-    for j in range(x.size):
-        e = _unit(x.size, j, step, x.dtype)
+    for j in range(n):
+        e = _unit(n, j, step, x.dtype)
         columns.append((softmax_shifted(x + e) - softmax_shifted(x - e)) / (two * step))
-    return np.stack(columns, axis=1)
+    return np.stack(columns, axis=-1)
 
 
 def hessian_from_values(x: np.ndarray, h: float) -> np.ndarray:
-    """Second differences of `lse_shifted` (module docstring); i = j gives the step 2h."""
-    step, n = x.dtype.type(h), x.size
-    out = np.empty((n, n), dtype=x.dtype)
+    """Second differences of `lse_shifted` (module docstring); i = j gives the step 2h. (n,)
+    gives (n, n), a batch (B, n) gives (B, n, n).
+
+    The values are those of the one-vector form this replaced (whose lse values were numpy
+    scalars), bit for bit, except the sign bit of a NaN in float8: ml_dtypes' float8 scalar
+    ``+`` and ``-`` return a NaN operand as it is (b's first for ``+``, a's first for ``-``),
+    its array ``+`` and ``-`` (used here for one input as for a batch) may return a NaN of the
+    other sign (measured with ml_dtypes 0.7). Only inputs that are NaN or infinite met it in
+    the checks, and the outcome is NaN either way."""
+    step, n = x.dtype.type(h), x.shape[-1]
+    out = np.empty((*x.shape[:-1], n, n), dtype=x.dtype)
     for i in range(n):
         for j in range(n):
             ei, ej = _unit(n, i, step, x.dtype), _unit(n, j, step, x.dtype)
             total = (lse_shifted(x + ei + ej) - lse_shifted(x + ei - ej)) - (
                 lse_shifted(x - ei + ej) - lse_shifted(x - ei - ej)
             )
-            out[i, j] = total / (x.dtype.type(4) * step * step)
+            out[..., i, j] = (total / (x.dtype.type(4) * step * step))[..., 0]
     return out
+
+
+def _flattened(H: np.ndarray) -> np.ndarray:
+    """The matrix (n, n) as (n * n,), a batch (B, n, n) as (B, n * n), row-major."""
+    return H.reshape(*H.shape[:-2], -1)
 
 
 def lse_hessian_reference(x: np.ndarray, ctx: NumberSystem = MPMATH) -> tuple[np.ndarray, Number]:
@@ -138,7 +161,7 @@ def propose_logits(rng, *, n: int, magnitude: float, cond: float, size: int) -> 
 
 def hessian_variants() -> dict[str, Variant]:
     """``<method>_h2^-k`` for every method and k of `HESSIAN_STEPS`: family the method,
-    parameter ``h`` = 2**-k."""
+    parameter ``h`` = 2**-k; batch kernels (module docstring)."""
     methods = (
         ("jacobian_forward", jacobian_forward),
         ("jacobian_central", jacobian_central),
@@ -150,11 +173,12 @@ def hessian_variants() -> dict[str, Variant]:
             name, h = f"{method}_h2^-{k}", 2.0**-k
             variants[name] = Variant(
                 name,
-                lambda x, fd=fd, h=h: fd(x, h).ravel(),
+                lambda x, fd=fd, h=h: _flattened(fd(x, h)),
                 accumulator=numpy_sum_accumulator,
                 description=f"{method} with h = 2^-{k}",
                 family=method,
                 params={"h": h},
+                batched=True,
             )
     return variants
 

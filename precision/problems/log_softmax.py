@@ -36,40 +36,49 @@ def log_softmax_condition64(X: np.ndarray) -> np.ndarray:
 
 
 def log_softmax_naive(x: np.ndarray) -> np.ndarray:
-    """``log(softmax(x))`` with the naive softmax: -inf where a term underflows, nan on overflow."""
+    """``log(softmax(x))`` with the naive softmax, along the last axis (one input ``(n,)`` or a
+    batch ``(batch, n)``, rows independent): -inf where a term underflows, nan on overflow."""
     return np.log(softmax_naive(x))
 
 
 def log_softmax_shifted(x: np.ndarray) -> np.ndarray:
-    """``x - a - log(sum(exp(x - a)))``: the stable form used by PyTorch and TensorFlow."""
-    z = x - np.max(x)
-    return z - np.log(np.sum(np.exp(z)))
+    """``x - a - log(sum(exp(x - a)))``, along the last axis (one input or a batch): the stable
+    form used by PyTorch and TensorFlow."""
+    z = x - np.max(x, axis=-1, keepdims=True)
+    return z - np.log(np.sum(np.exp(z), axis=-1, keepdims=True))
 
 
-def naive_bound(x: np.ndarray, fmt: Format) -> float:
+def naive_bound(x: np.ndarray, fmt: Format) -> float | np.ndarray:
     """Componentwise naive-softmax error n u + 2 e_exp carried through log, plus e_log |y_j|:
     normwise (n u + 2 e_exp) / ||y|| + e_log ((n + 2) u / ||y|| + u when the kernels round
     correctly). NaN when the naive softmax overflows, or any term exp(x_j) or quotient g_j is
-    below the smallest normal number (its log then loses everything)."""
-    t = logits.shift_terms64(x, fmt)
-    x_min = float(np.asarray(x, dtype=np.float64).min())
-    if logits.naive_overflows(x, fmt) or min(t["gmin"], np.exp(x_min)) < fmt.min_normal:
-        return float("nan")  # a term exp(x_j) or a quotient g_j is subnormal: its log is lost
-    y = np.asarray(x, dtype=np.float64) - logits.lse64(np.asarray(x, dtype=np.float64))
-    e_exp, e_log = kernel_error("exp", fmt), kernel_error("log", fmt)
-    return float((t["n"] * fmt.u + 2 * e_exp) / np.abs(y).max() + e_log)
+    below the smallest normal number (its log then loses everything). Along the last axis: a
+    float for one input, a ``(batch,)`` array for a batch."""
+    with np.errstate(all="ignore"):  # rows the bound does not apply to are computed, then NaN
+        t = logits.shift_terms64(x, fmt)
+        x64 = np.asarray(x, dtype=np.float64)
+        exp_min = np.exp(x64.min(axis=-1))
+        # min(gmin, exp_min) as Python's min takes it (the first unless the second is smaller)
+        smallest = np.where(exp_min < t["gmin"], exp_min, t["gmin"])
+        # a term exp(x_j) or a quotient g_j is subnormal: its log is lost
+        fails = logits.naive_overflows(x, fmt) | (smallest < fmt.min_normal)
+        y = x64 - logits.lse64(x64)[..., np.newaxis]
+        e_exp, e_log = kernel_error("exp", fmt), kernel_error("log", fmt)
+        bound = (t["n"] * fmt.u + 2 * e_exp) / np.abs(y).max(axis=-1) + e_log
+    return logits.per_input(np.where(fails, np.nan, bound))
 
 
-def shifted_bound(x: np.ndarray, fmt: Format) -> float:
+def shifted_bound(x: np.ndarray, fmt: Format) -> float | np.ndarray:
     """First order (derived like BHH21's shifted lse): |y^_j - y_j| <= u (|z_j| + |y_j|) plus
     the error of log(sum(exp(z))) (`logits.shifted_log_sum_error`), z = x - max x; normwise
-    relative."""
-    t = logits.shift_terms64(x, fmt)
-    x64 = np.asarray(x, dtype=np.float64)
-    y = x64 - logits.lse64(x64)
-    worst = np.max(np.abs(x64 - x64.max()) + np.abs(y))
-    error = t["u"] * worst + logits.shifted_log_sum_error(t, fmt)
-    return float(error / np.abs(y).max())
+    relative. Along the last axis: a float for one input, a ``(batch,)`` array for a batch."""
+    with np.errstate(all="ignore"):
+        t = logits.shift_terms64(x, fmt)
+        x64 = np.asarray(x, dtype=np.float64)
+        y = x64 - logits.lse64(x64)[..., np.newaxis]
+        worst = np.max(np.abs(x64 - x64.max(axis=-1, keepdims=True)) + np.abs(y), axis=-1)
+        error = t["u"] * worst + logits.shifted_log_sum_error(t, fmt)
+        return logits.per_input(error / np.abs(y).max(axis=-1))
 
 
 LOG_SOFTMAX = Problem(
@@ -80,9 +89,14 @@ LOG_SOFTMAX = Problem(
     propose=logits.propose_logits,
     estimate=lambda X: (log_softmax_condition64(X), np.abs(X).max(axis=1)),
     variants={
-        "naive": Variant("naive", log_softmax_naive, naive_bound, numpy_sum_accumulator),
-        "shifted": Variant("shifted", log_softmax_shifted, shifted_bound, numpy_sum_accumulator),
+        "naive": Variant(
+            "naive", log_softmax_naive, naive_bound, numpy_sum_accumulator, batched=True
+        ),
+        "shifted": Variant(
+            "shifted", log_softmax_shifted, shifted_bound, numpy_sum_accumulator, batched=True
+        ),
     },
     extras=logits.logit_extras,
+    batched=True,
     from_logits=lambda x: x,
 )

@@ -20,9 +20,15 @@ from precision.problems.base import kernel_error
 
 
 def propose_logits(
-    rng: np.random.Generator, *, n: int, magnitude: float, cond: float, size: int
+    rng: np.random.Generator,
+    *,
+    n: int,
+    magnitude: float | np.ndarray,
+    cond: float | np.ndarray,
+    size: int,
 ) -> np.ndarray:
-    """Candidate logit vectors, shape (size, n), aimed at max|x| ~ magnitude and cond ~ cond.
+    """Candidate logit vectors, shape (size, n), aimed at max|x| ~ magnitude and cond ~ cond
+    (floats, or one target per candidate: arrays of shape (size,)).
 
     Each candidate is ``x = y - lse(y) + L``: a random shape y moved so that ``lse(x) = L``
     exactly (up to float64 rounding). Half the shapes are Gaussian with spread
@@ -36,20 +42,26 @@ def propose_logits(
     The caller keeps the candidates whose estimated condition number lands in its cell.
     """
     half = size // 2
+    # One target per candidate, as a column: the draws below are the same numbers whether a
+    # target is a float or an array (numpy scales the same uniform draws either way).
+    magnitude = np.broadcast_to(np.asarray(magnitude, dtype=np.float64), (size,))[:, None]
+    cond = np.broadcast_to(np.asarray(cond, dtype=np.float64), (size,))[:, None]
     spread = magnitude * 10.0 ** rng.uniform(-4, np.log10(2.0), size=(size, 1))
     gaussian = rng.standard_normal((size, n))
     gaussian /= np.maximum(np.abs(gaussian).max(axis=1, keepdims=True), 1e-300)
     y = spread * gaussian
-    y[half:] = _clustered_shapes(rng, n=n, magnitude=magnitude, size=size - half)
+    y[half:] = _clustered_shapes(rng, n=n, magnitude=magnitude[half:], size=size - half)
     low = np.log10(magnitude / (10.0 * cond))
-    high = np.log10(max(2.0 * magnitude, np.log(n) + 2.0 * magnitude, 10.0 * magnitude / cond))
+    widest = np.maximum(2.0 * magnitude, np.log(n) + 2.0 * magnitude)
+    high = np.log10(np.maximum(widest, 10.0 * magnitude / cond))
     level = 10.0 ** rng.uniform(low, high, size=(size, 1))
     sign = rng.choice([-1.0, 1.0], size=(size, 1))
     return y - lse64(y)[:, None] + sign * level
 
 
-def _clustered_shapes(rng: np.random.Generator, *, n: int, magnitude: float, size: int):
-    """k near-tied leading entries (jitter log-uniform) above a uniform tail, shuffled."""
+def _clustered_shapes(rng: np.random.Generator, *, n: int, magnitude, size: int):
+    """k near-tied leading entries (jitter log-uniform) above a uniform tail, shuffled
+    (``magnitude``: a float or a (size, 1) column)."""
     k = np.minimum(np.floor(n ** rng.uniform(0, 1, size=size)).astype(int), n)
     jitter = magnitude * 10.0 ** rng.uniform(-6, 0, size=(size, 1))
     tail = -2.0 * magnitude * 10.0 ** rng.uniform(-3, 0, size=(size, 1))
@@ -76,15 +88,17 @@ def weighted_abs64(x: np.ndarray) -> np.ndarray:
     return (np.abs(x) * softmax64(x)).sum(axis=-1)
 
 
-def max_abs(x: np.ndarray) -> float:
-    """Magnitude of a logit vector: max_i |x_i| (exact)."""
-    return float(np.max(np.abs(np.asarray(x, dtype=np.float64))))
+def max_abs(x: np.ndarray) -> float | np.ndarray:
+    """Magnitude of a logit vector: max_i |x_i| (exact), along the last axis (a float for one
+    vector, an array for a batch)."""
+    return per_input(np.max(np.abs(np.asarray(x, dtype=np.float64)), axis=-1))
 
 
-def logit_extras(x: np.ndarray) -> dict[str, float]:
-    """Per-input columns that locate overflow: max_i x_i and log-sum-exp(x) (float64)."""
+def logit_extras(x: np.ndarray) -> dict[str, float | np.ndarray]:
+    """Per-input columns that locate overflow: max_i x_i and log-sum-exp(x) (float64), along
+    the last axis."""
     x64 = np.asarray(x, dtype=np.float64)
-    return {"x_max": float(x64.max()), "lse": float(lse64(x64))}
+    return {"x_max": per_input(x64.max(axis=-1)), "lse": per_input(lse64(x64))}
 
 
 # ---------------------------------------------------------------- exact helpers (any NumberSystem)
@@ -154,37 +168,48 @@ def row_sensitivities(terms: ExpTerms, g: list, ctx: NumberSystem) -> list:
 # ---------------------------------------------------------------- bound ingredients (float64)
 
 
-def shift_terms64(x: np.ndarray, fmt: Format) -> dict[str, float]:
-    """Quantities the first-order bounds of the shifted algorithms need, in float64.
+def per_input(values: np.ndarray) -> float | np.ndarray:
+    """A bound computed along the last axis: a float for one input, the ``(batch,)`` array for a
+    batch (`precision.problems.base.Variant`'s ``bound`` contract)."""
+    values = np.asarray(values, dtype=np.float64)
+    return float(values) if values.ndim == 0 else values
+
+
+def shift_terms64(x: np.ndarray, fmt: Format) -> dict[str, float | np.ndarray]:
+    """Quantities the first-order bounds of the shifted algorithms need, in float64, along the
+    last axis (one value per input: 0-d for one input ``(n,)``, ``(batch,)`` for a batch).
 
     ``z = x - max(x)``; ``s = sum exp(z)`` (>= 1); ``gz = sum g_i |z_i|``; ``zmax = max|z|``;
     ``sub = n * min_subnormal``: the most that underflow of the n terms can lose in total.
     """
     x64 = np.asarray(x, dtype=np.float64)
-    z = x64 - x64.max()
+    n = x64.shape[-1]
+    z = x64 - x64.max(axis=-1, keepdims=True)
     g = softmax64(x64)
     return {
-        "n": x64.size,
-        "s": float(np.exp(z).sum()),
-        "gz": float((g * np.abs(z)).sum()),
-        "zmax": float(np.abs(z).max()),
-        "gmax": float(g.max()),
-        "gmin": float(g.min()),
-        "sub": x64.size * fmt.min_subnormal,
+        "n": n,
+        "s": np.exp(z).sum(axis=-1),
+        "gz": (g * np.abs(z)).sum(axis=-1),
+        "zmax": np.abs(z).max(axis=-1),
+        "gmax": g.max(axis=-1),
+        "gmin": g.min(axis=-1),
+        "sub": n * fmt.min_subnormal,
         "u": fmt.u,
     }
 
 
-def shifted_log_sum_error(t: dict[str, float], fmt: Format) -> float:
+def shifted_log_sum_error(t: dict[str, float | np.ndarray], fmt: Format) -> float | np.ndarray:
     """Absolute first-order error of log(sum(exp(x - a))) as the shifted forms compute it:
     each term exp(fl(x_i - a)) has relative error e_exp + |z_i| u, the sum adds (n - 1) u, the
-    log adds e_log log s; plus what underflow of the terms can lose."""
+    log adds e_log log s; plus what underflow of the terms can lose. Elementwise over the
+    inputs of `shift_terms64`."""
     e_exp, e_log = kernel_error("exp", fmt), kernel_error("log", fmt)
     u = t["u"]
     return e_exp + (t["n"] - 1) * u + u * t["gz"] + e_log * np.log(t["s"]) + t["sub"]
 
 
-def naive_overflows(x: np.ndarray, fmt: Format) -> bool:
-    """True when exp(max x) or sum exp(x) exceeds the format's max (the naive forms fail)."""
+def naive_overflows(x: np.ndarray, fmt: Format) -> np.ndarray:
+    """True where exp(max x) or sum exp(x) exceeds the format's max (the naive forms fail),
+    along the last axis: a 0-d bool for one input, ``(batch,)`` for a batch."""
     x64 = np.asarray(x, dtype=np.float64)
-    return bool(lse64(x64) > np.log(fmt.max) or x64.max() > np.log(fmt.max))
+    return (lse64(x64) > np.log(fmt.max)) | (x64.max(axis=-1) > np.log(fmt.max))

@@ -27,58 +27,71 @@ def logsumexp_reference(x: np.ndarray, ctx: NumberSystem = MPMATH) -> tuple[np.n
 
 
 def logsumexp_naive(x: np.ndarray) -> np.ndarray:
-    """``log(sum(exp(x)))`` as written: exp overflows once max(x) > ln(max)."""
-    return np.log(np.sum(np.exp(x)))[None]
+    """``log(sum(exp(x)))`` as written, along the last axis: shape (1,) for one input ``(n,)``,
+    ``(batch, 1)`` for a batch (rows independent). exp overflows once max(x) > ln(max)."""
+    return np.log(np.sum(np.exp(x), axis=-1, keepdims=True))
 
 
 def logsumexp_shifted(x: np.ndarray) -> np.ndarray:
-    """``a + log(sum(exp(x - a)))`` with a = max(x): every term is in (0, 1], no overflow."""
-    a = np.max(x)
-    return (a + np.log(np.sum(np.exp(x - a))))[None]
+    """``a + log(sum(exp(x - a)))`` with a = max(x), along the last axis (one input or a
+    batch): every term is in (0, 1], no overflow."""
+    a = np.max(x, axis=-1, keepdims=True)
+    return a + np.log(np.sum(np.exp(x - a), axis=-1, keepdims=True))
 
 
 def logsumexp_log1p(x: np.ndarray) -> np.ndarray:
-    """``a + log1p(sum_{i != k} exp(x_i - a))``, k = argmax: BHH21's Algorithm 2.
+    """``a + log1p(sum_{i != k} exp(x_i - a))``, k = argmax: BHH21's Algorithm 2, along the
+    last axis (one input or a batch).
 
     The term exp(x_k - a) = 1 is left out of the sum and added exactly by log1p, which keeps the
-    relative accuracy of a small sum (the plain shifted form rounds 1 + s first).
+    relative accuracy of a small sum (the plain shifted form rounds 1 + s first). Leaving it out
+    is a deletion, not a zeroed term: each row's other n - 1 terms are gathered (in order) into
+    a row of n - 1, so the sum runs over the same n - 1 terms in the same pairwise tree as
+    ``np.sum(np.delete(x, k))`` on that row alone.
     """
-    k = np.argmax(x)
-    a = x[k]
-    rest = np.delete(x, k)
-    return (a + np.log1p(np.sum(np.exp(rest - a))))[None]
+    n = x.shape[-1]
+    k = np.argmax(x, axis=-1)[..., np.newaxis]  # the first maximum (the first NaN, if any)
+    a = np.take_along_axis(x, k, axis=-1)
+    rest = x[np.arange(n) != k].reshape(*x.shape[:-1], n - 1)
+    return a + np.log1p(np.sum(np.exp(rest - a), axis=-1, keepdims=True))
 
 
 def logsumexp_scipy(x: np.ndarray) -> np.ndarray:
-    """``scipy.special.logsumexp`` as is, whatever it does with the format: for bfloat16 it
-    returned float64 with ml_dtypes 0.6 (an upcast the row's compute_dtype shows) and raises a
-    TypeError inside ``numpy.isdtype`` with ml_dtypes 0.7 (an ``error`` row)."""
-    return np.asarray(scipy.special.logsumexp(x))[None]
+    """``scipy.special.logsumexp`` as is, along the last axis (one input or a batch), whatever
+    it does with the format: for bfloat16 it returned float64 with ml_dtypes 0.6 (an upcast the
+    row's compute_dtype shows) and raises a TypeError inside ``numpy.isdtype`` with ml_dtypes
+    0.7 (an ``error`` row)."""
+    return np.asarray(scipy.special.logsumexp(x, axis=-1, keepdims=True))
 
 
-def naive_bound(x: np.ndarray, fmt: Format) -> float:
+def naive_bound(x: np.ndarray, fmt: Format) -> float | np.ndarray:
     """BHH21: |lse^ - lse| <= u |lse| + (n + 1) u, written with the kernels' accuracy
     (e_exp, e_log of `kernel_error`; both u in BHH21): e_log |lse| + n u + e_exp, plus
     n * min_subnormal / s for terms that underflow; relative to |lse|. NaN when exp(max x) or
-    the sum overflows, or the sum falls below the smallest normal number."""
-    x64 = np.asarray(x, dtype=np.float64)
-    y, n = logits.lse64(x64), x64.size
-    if logits.naive_overflows(x, fmt) or y < np.log(fmt.min_normal):
-        return float("nan")  # the sum overflows, or underflows below the normal range
-    e_exp, e_log = kernel_error("exp", fmt), kernel_error("log", fmt)
-    error = e_log * abs(y) + n * fmt.u + e_exp + n * fmt.min_subnormal / np.exp(y)
-    return float(error / abs(y))
+    the sum overflows, or the sum falls below the smallest normal number. Along the last axis:
+    a float for one input, a ``(batch,)`` array for a batch."""
+    with np.errstate(all="ignore"):  # rows the bound does not apply to are computed, then NaN
+        x64 = np.asarray(x, dtype=np.float64)
+        y, n = logits.lse64(x64), x64.shape[-1]
+        # the sum overflows, or underflows below the normal range
+        fails = logits.naive_overflows(x, fmt) | (y < np.log(fmt.min_normal))
+        e_exp, e_log = kernel_error("exp", fmt), kernel_error("log", fmt)
+        error = e_log * abs(y) + n * fmt.u + e_exp + n * fmt.min_subnormal / np.exp(y)
+        bound = error / abs(y)
+    return logits.per_input(np.where(fails, np.nan, bound))
 
 
-def shifted_bound(x: np.ndarray, fmt: Format) -> float:
+def shifted_bound(x: np.ndarray, fmt: Format) -> float | np.ndarray:
     """First order, for the shifted and log1p forms (derivation as in BHH21 section 3):
     |lse^ - lse| <= u |lse| + e_log log s + (n - 1) u + e_exp + u sum g_i |x_i - a|
     + n * min_subnormal, with the kernels' accuracy e_exp, e_log (`kernel_error`); relative to
     |lse|. The u |lse| term is the final rounding of a + log(s), which bounds that omit it miss
-    (../shared/NUMERICS.md)."""
-    t = logits.shift_terms64(x, fmt)
-    y = logits.lse64(np.asarray(x, dtype=np.float64))
-    return float(logits.shifted_log_sum_error(t, fmt) + t["u"] * abs(y)) / abs(y)
+    (../shared/NUMERICS.md). Along the last axis: a float for one input, a ``(batch,)`` array
+    for a batch."""
+    with np.errstate(all="ignore"):
+        t = logits.shift_terms64(x, fmt)
+        y = logits.lse64(np.asarray(x, dtype=np.float64))
+        return logits.per_input((logits.shifted_log_sum_error(t, fmt) + t["u"] * abs(y)) / abs(y))
 
 
 LOGSUMEXP = Problem(
@@ -89,11 +102,20 @@ LOGSUMEXP = Problem(
     propose=logits.propose_logits,
     estimate=lambda X: (logits.weighted_abs64(X) / np.abs(logits.lse64(X)), np.abs(X).max(axis=1)),
     variants={
-        "naive": Variant("naive", logsumexp_naive, naive_bound, numpy_sum_accumulator),
-        "shifted": Variant("shifted", logsumexp_shifted, shifted_bound, numpy_sum_accumulator),
-        "log1p": Variant("log1p", logsumexp_log1p, shifted_bound, numpy_sum_accumulator),
-        "scipy": Variant("scipy", logsumexp_scipy, None, numpy_sum_accumulator, "scipy"),
+        "naive": Variant(
+            "naive", logsumexp_naive, naive_bound, numpy_sum_accumulator, batched=True
+        ),
+        "shifted": Variant(
+            "shifted", logsumexp_shifted, shifted_bound, numpy_sum_accumulator, batched=True
+        ),
+        "log1p": Variant(
+            "log1p", logsumexp_log1p, shifted_bound, numpy_sum_accumulator, batched=True
+        ),
+        "scipy": Variant(
+            "scipy", logsumexp_scipy, None, numpy_sum_accumulator, "scipy", batched=True
+        ),
     },
     extras=logits.logit_extras,
+    batched=True,
     from_logits=lambda x: x,
 )

@@ -34,42 +34,50 @@ def softmax_condition64(X: np.ndarray) -> np.ndarray:
 
 
 def softmax_naive(x: np.ndarray) -> np.ndarray:
-    """``exp(x) / sum(exp(x))`` as written: nan (inf/inf) once max(x) > ln(max)."""
+    """``exp(x) / sum(exp(x))`` as written, along the last axis (one input ``(n,)`` or a batch
+    ``(batch, n)``, rows independent): nan (inf/inf) once max(x) > ln(max)."""
     e = np.exp(x)
-    return e / np.sum(e)
+    return e / np.sum(e, axis=-1, keepdims=True)
 
 
 def softmax_shifted(x: np.ndarray) -> np.ndarray:
-    """``exp(x - a) / sum(exp(x - a))`` with a = max(x): the largest term is exactly 1."""
-    e = np.exp(x - np.max(x))
-    return e / np.sum(e)
+    """``exp(x - a) / sum(exp(x - a))`` with a = max(x), along the last axis (one input or a
+    batch): the largest term is exactly 1."""
+    e = np.exp(x - np.max(x, axis=-1, keepdims=True))
+    return e / np.sum(e, axis=-1, keepdims=True)
 
 
 def softmax_scipy(x: np.ndarray) -> np.ndarray:
-    """``scipy.special.softmax`` as is."""
-    return scipy.special.softmax(x)
+    """``scipy.special.softmax`` as is, along the last axis (one input or a batch)."""
+    return scipy.special.softmax(x, axis=-1)
 
 
-def naive_bound(x: np.ndarray, fmt: Format) -> float:
+def naive_bound(x: np.ndarray, fmt: Format) -> float | np.ndarray:
     """Normwise (n + 3) u (BHH21), written with the exp kernel's accuracy e_exp as
     (n + 1) u + 2 e_exp, plus what underflow of the terms and of the quotients can lose; NaN
-    when exp(max x) or the sum overflows, or the sum underflows below min normal."""
-    x64 = np.asarray(x, dtype=np.float64)
-    s = np.exp(logits.lse64(x64))
-    if logits.naive_overflows(x, fmt) or s < fmt.min_normal:
-        return float("nan")
-    t = logits.shift_terms64(x, fmt)
-    underflow = (t["sub"] / s + fmt.min_subnormal) / t["gmax"]
-    return float((t["n"] + 1) * fmt.u + 2 * kernel_error("exp", fmt) + underflow)
+    when exp(max x) or the sum overflows, or the sum underflows below min normal. Along the
+    last axis: a float for one input, a ``(batch,)`` array for a batch."""
+    with np.errstate(all="ignore"):  # rows the bound does not apply to are computed, then NaN
+        x64 = np.asarray(x, dtype=np.float64)
+        s = np.exp(logits.lse64(x64))
+        t = logits.shift_terms64(x, fmt)
+        underflow = (t["sub"] / s + fmt.min_subnormal) / t["gmax"]
+        bound = (t["n"] + 1) * fmt.u + 2 * kernel_error("exp", fmt) + underflow
+        fails = logits.naive_overflows(x, fmt) | (s < fmt.min_normal)
+    return logits.per_input(np.where(fails, np.nan, bound))
 
 
-def shifted_bound(x: np.ndarray, fmt: Format) -> float:
+def shifted_bound(x: np.ndarray, fmt: Format) -> float | np.ndarray:
     """Normwise (n + 2 + 2 (max x - min x)) u (BHH21), written with the exp kernel's accuracy
-    as (n + 2 (max x - min x)) u + 2 e_exp, plus underflow of terms and quotients."""
-    t = logits.shift_terms64(x, fmt)
-    underflow = (t["sub"] + fmt.min_subnormal) / t["gmax"]
-    e_exp = kernel_error("exp", fmt)
-    return float((t["n"] + 2 * t["zmax"]) * fmt.u + 2 * e_exp + underflow)
+    as (n + 2 (max x - min x)) u + 2 e_exp, plus underflow of terms and quotients. Along the
+    last axis: a float for one input, a ``(batch,)`` array for a batch."""
+    with np.errstate(all="ignore"):
+        t = logits.shift_terms64(x, fmt)
+        underflow = (t["sub"] + fmt.min_subnormal) / t["gmax"]
+        e_exp = kernel_error("exp", fmt)
+        bound = (t["n"] + 2 * t["zmax"]) * fmt.u + 2 * e_exp + underflow
+    # gmax >= 1/n or NaN: never 0 (a zero would have been a ZeroDivisionError, a NaN row).
+    return logits.per_input(np.where(t["gmax"] == 0, np.nan, bound))
 
 
 SOFTMAX = Problem(
@@ -80,10 +88,15 @@ SOFTMAX = Problem(
     propose=logits.propose_logits,
     estimate=lambda X: (softmax_condition64(X), np.abs(X).max(axis=1)),
     variants={
-        "naive": Variant("naive", softmax_naive, naive_bound, numpy_sum_accumulator),
-        "shifted": Variant("shifted", softmax_shifted, shifted_bound, numpy_sum_accumulator),
-        "scipy": Variant("scipy", softmax_scipy, shifted_bound, numpy_sum_accumulator, "scipy"),
+        "naive": Variant("naive", softmax_naive, naive_bound, numpy_sum_accumulator, batched=True),
+        "shifted": Variant(
+            "shifted", softmax_shifted, shifted_bound, numpy_sum_accumulator, batched=True
+        ),
+        "scipy": Variant(
+            "scipy", softmax_scipy, shifted_bound, numpy_sum_accumulator, "scipy", batched=True
+        ),
     },
     extras=logits.logit_extras,
+    batched=True,
     from_logits=lambda x: x,
 )

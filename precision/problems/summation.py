@@ -7,6 +7,11 @@ any order gamma_{n-1} sum|x_i|; pairwise summation gamma_{ceil(log2 n)} sum|x_i|
 compensated summation (2u + O(n u^2)) sum|x_i| (Knuth, TAOCP vol. 2, 4.2.2). Divided by |s| they
 bound the relative error by gamma * kappa_sum.
 
+The variants are batch kernels (`precision.problems.base.Variant` with ``batched=True``): each
+sums along the last axis, a vector (n,) to (1,) and a batch (B, n) to (B, 1), every row with the
+operations, order and dtype it meets alone; the bounds give a float for a vector and a (B,)
+array for a batch.
+
 The reference is exact: a sum of floats is a sum of integers times powers of two, added here in
 Python's integers (`exact_sum`) and handed to the number system as a few exact 53-bit pieces
 (`dyadic`), so neither engine can lose a term (``mpmath.fsum`` silently drops terms more than
@@ -131,10 +136,33 @@ def summation_reference(x: np.ndarray, ctx: NumberSystem = MPMATH) -> tuple[np.n
     return np.array([total], dtype=object), cond
 
 
-def sum_and_abs_sum64(x: np.ndarray) -> tuple[float, float]:
-    """(s, sum |x_i|) in float64: s correctly rounded (``math.fsum``), sum |x| to ~1e-16."""
-    x64 = np.asarray(x, dtype=np.float64).ravel()
-    return math.fsum(x64.tolist()), float(np.sum(np.abs(x64)))
+def sum_and_abs_sum64(x: np.ndarray) -> tuple[float, float] | tuple[np.ndarray, np.ndarray]:
+    """(s, sum |x_i|) in float64 along the last axis: s correctly rounded (``math.fsum``, one
+    row at a time), sum |x| to ~1e-16 (``np.sum``, pairwise). Floats for one vector, (B,)
+    arrays for a batch (B, n).
+
+    s is NaN where ``math.fsum`` raises (an intermediate sum past float64's range, or
+    inf - inf): no relative error bound applies there, which is what the runner made of the
+    raised OverflowError before bounds took batches.
+    """
+    x64 = np.atleast_1d(np.asarray(x, dtype=np.float64))
+    rows = x64.reshape(-1, x64.shape[-1]).tolist()
+    sums = np.array([_fsum(row) for row in rows], dtype=np.float64).reshape(x64.shape[:-1])
+    return _per_input(sums), _per_input(np.sum(np.abs(x64), axis=-1))
+
+
+def _fsum(values: list[float]) -> float:
+    try:
+        return math.fsum(values)
+    except (OverflowError, ValueError):  # "intermediate overflow", "-inf + inf in fsum"
+        return math.nan
+
+
+def _per_input(values) -> float | np.ndarray:
+    """A bound (or float64 quantity) as bounds return it: a Python float for one input (a 0-d
+    result), the float64 array over the batch otherwise."""
+    values = np.asarray(values, dtype=np.float64)
+    return float(values) if values.ndim == 0 else values
 
 
 def estimate_sums(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -260,75 +288,118 @@ def _cancelling_triples(rng: np.random.Generator, n: int, cond: np.ndarray) -> n
 
 
 # ---------------------------------------------------------------- variants (in the format)
+#
+# Every kernel works along the last axis: one input of shape (n,) gives shape (1,), a batch of
+# shape (B, n) gives (B, 1), each row computed on its own with exactly the operations, order
+# and dtype it meets alone (row independence is tested bit for bit in every format).
 
 
 def recursive_sum(x: np.ndarray) -> np.ndarray:
-    """Left to right, every partial sum rounded to the format.
+    """Left to right, every partial sum rounded to the format, along the last axis.
 
     ``np.add.accumulate`` is a sequential loop in the input's dtype for float16, bfloat16,
-    float32 and float64 alike (checked against a Python loop in tests/test_summation.py), unlike
-    ``np.sum``, which is pairwise with a float32 accumulator for float16.
+    float32 and float64 alike (checked against a Python loop in tests/test_summation.py), along
+    the last axis of a batch as along a vector, unlike ``np.sum``, which is pairwise with a
+    float32 accumulator for float16.
     """
-    return np.add.accumulate(x)[-1:]
+    return np.add.accumulate(x, axis=-1)[..., -1:]
 
 
 def pairwise_sum(x: np.ndarray) -> np.ndarray:
-    """Adjacent pairs added level by level (an odd level is padded with an exact +0): every
-    term passes through at most ceil(log2 n) roundings in the format."""
+    """Adjacent pairs added level by level along the last axis (an odd level is padded with an
+    exact +0): every term passes through at most ceil(log2 n) roundings in the format. Shape
+    (n,) gives (1,), (B, n) gives (B, 1): the same tree for every row."""
     s = np.asarray(x)
-    while s.size > 1:
-        if s.size % 2:
-            s = np.append(s, s.dtype.type(0))
-        s = s[0::2] + s[1::2]
-    return s.reshape(1)
+    while s.shape[-1] > 1:
+        if s.shape[-1] % 2:
+            s = np.concatenate([s, np.zeros((*s.shape[:-1], 1), dtype=s.dtype)], axis=-1)
+        s = s[..., 0::2] + s[..., 1::2]
+    return s
+
+
+def _terms(x: np.ndarray) -> np.ndarray:
+    """The terms of ``x`` in summation order, first axis first: ``x`` itself for a vector, the
+    columns of a batch (copied contiguous, so that each step reads one block of memory)."""
+    x = np.asarray(x)
+    return x if x.ndim == 1 else np.ascontiguousarray(np.moveaxis(x, -1, 0))
+
+
+KAHAN_SCALAR_ROWS = 8
+"""Batches of at most this many rows run Kahan's loop row by row on scalars."""
 
 
 def kahan_sum(x: np.ndarray) -> np.ndarray:
-    """Kahan's compensated summation with numpy scalars of the format: c carries the rounding
-    error of each addition (exact when |y| <= |s|) and is subtracted from the next term."""
-    s = c = x.dtype.type(0)
-    for v in x:
+    """Kahan's compensated summation in the format, along the last axis: c carries the rounding
+    error of each addition (exact when |y| <= |s|) and is subtracted from the next term. A
+    vector runs with numpy scalars of the format; a batch runs the same loop over its n
+    columns, every row's s and c updated elementwise (the same operations in the same order).
+
+    The values are those of the one-vector scalar loop this replaced, bit for bit, except the
+    sign bit of a NaN in float8: ml_dtypes' float8 array ``a + b`` and ``a - b`` return +NaN
+    where only b is NaN, its scalar arithmetic returns b's NaN. ml_dtypes' scalar arithmetic
+    also reported no IEEE flags (bfloat16, float8); the array loops report them."""
+    x = np.asarray(x)
+    if x.ndim == 2 and len(x) <= KAHAN_SCALAR_ROWS:
+        # The loop costs 4 n numpy calls per batch: on a few rows, n scalar steps per row
+        # are cheaper (about 0.1 against 1 microsecond a step) and give the same values.
+        return np.stack([kahan_sum(row) for row in x])
+    s = c = np.zeros(x.shape[:-1], dtype=x.dtype)[()]  # a scalar 0 for a vector
+    for v in _terms(x):
         y = v - c
         t = s + y
         c = (t - s) - y
         s = t
-    return np.array([s])
+    return np.expand_dims(s, -1)
 
 
 def sorted_increasing_sum(x: np.ndarray) -> np.ndarray:
-    """Recursive summation in order of increasing |x_i|."""
-    return recursive_sum(x[_magnitude_order(x)])
+    """Recursive summation in order of increasing |x_i| (stable: ties keep their order), row
+    by row along the last axis."""
+    return recursive_sum(np.take_along_axis(x, _magnitude_order(x), axis=-1))
 
 
 def sorted_decreasing_sum(x: np.ndarray) -> np.ndarray:
-    """Recursive summation in order of decreasing |x_i|."""
-    return recursive_sum(x[_magnitude_order(x)[::-1]])
+    """Recursive summation in order of decreasing |x_i| (the increasing order reversed), row by
+    row along the last axis."""
+    return recursive_sum(np.take_along_axis(x, _magnitude_order(x)[..., ::-1], axis=-1))
 
 
 def _magnitude_order(x: np.ndarray) -> np.ndarray:
-    return np.argsort(np.abs(np.asarray(x, dtype=np.float64)), kind="stable")
+    return np.argsort(np.abs(np.asarray(x, dtype=np.float64)), axis=-1, kind="stable")
 
 
 def numpy_sum(x: np.ndarray) -> np.ndarray:
-    """``np.sum`` as is: pairwise (blocks of 8 within 128, see `numpy_sum_depth`); float16 in a
-    float32 accumulator rounded once; bfloat16 left to right in bfloat16."""
-    return np.asarray(np.sum(x)).reshape(1)
+    """``np.sum`` as is, along the last axis: pairwise (blocks of 8 within 128, see
+    `numpy_sum_depth`); float16 in a float32 accumulator rounded once; bfloat16 left to right
+    in bfloat16. Over the last axis of a C-contiguous batch numpy runs the same inner loop on
+    each row as on a vector (measured bit for bit; over a strided axis it would not: float16
+    then accumulates elementwise in float16), hence the contiguous copy of any other layout."""
+    return np.sum(np.ascontiguousarray(x), axis=-1, keepdims=True)
 
 
 def float32_accumulator_sum(x: np.ndarray) -> np.ndarray:
-    """Left to right in float32 (float64 for float64 input), rounded once to the format: what a
-    mixed-precision kernel does with float16/bfloat16 data."""
+    """Left to right in float32 (float64 for float64 input), rounded once to the format, along
+    the last axis: what a mixed-precision kernel does with float16/bfloat16 data."""
     wide = np.promote_types(x.dtype, np.float32)
-    return np.add.accumulate(x.astype(wide))[-1:].astype(x.dtype)
+    return np.add.accumulate(x.astype(wide), axis=-1)[..., -1:].astype(x.dtype)
 
 
 def random_order_sum(x: np.ndarray, k: int) -> np.ndarray:
     """Recursive summation in the k-th random order of this input: the permutation is seeded
-    by the input's float64 bytes and k, so every run reproduces it."""
-    return recursive_sum(x[order_rng(x, k).permutation(x.size)])
+    by the input's float64 bytes and k, so every run reproduces it. A batch draws each row's
+    permutation from that row alone (`order_rng`, one generator per row), then sums all rows
+    in their own orders at once."""
+    x = np.asarray(x)
+    n = x.shape[-1]
+    rows = x.reshape(-1, n)
+    orders = np.empty(rows.shape, dtype=np.intp)
+    for i, row in enumerate(rows):
+        orders[i] = order_rng(row, k).permutation(n)
+    return recursive_sum(np.take_along_axis(x, orders.reshape(x.shape), axis=-1))
 
 
 def order_rng(x: np.ndarray, k: int) -> np.random.Generator:
+    """The generator of random order k for one input vector ``x``."""
     digest = hashlib.blake2b(np.asarray(x, dtype=np.float64).tobytes(), digest_size=8).digest()
     return np.random.default_rng([int.from_bytes(digest, "little"), k])
 
@@ -367,59 +438,74 @@ def numpy_sum_depth(n: int, fmt: Format, *, buffered: bool = False) -> int:
     return numpy_pairwise_depth(n)
 
 
-def _relative(error_over_abs_sum: float, x: np.ndarray, fmt: Format, *, in_format=True) -> float:
-    """gamma-type bound times kappa_sum: error_over_abs_sum * sum|x| / |s|. NaN when s = 0
-    (relative error undefined) or, for sums held in the format, when a partial sum could
-    overflow (sum|x| beyond max)."""
-    s, abs_sum = sum_and_abs_sum64(x)
-    if s == 0 or (in_format and abs_sum * (1 + error_over_abs_sum) > fmt.max):
-        return float("nan")
-    return error_over_abs_sum * abs_sum / abs(s)
+def _relative(
+    error_over_abs_sum: float, x: np.ndarray, fmt: Format, *, in_format=True
+) -> float | np.ndarray:
+    """gamma-type bound times kappa_sum: error_over_abs_sum * sum|x| / |s|, along the last
+    axis (a float for one vector, a (B,) array for a batch). NaN when s = 0 (relative error
+    undefined) or, for sums held in the format, when a partial sum could overflow (sum|x|
+    beyond max). The same float64 operations as Python floats, row by row (inf and NaN
+    without warnings, as Python floats give them)."""
+    s, abs_sum = (np.asarray(v) for v in sum_and_abs_sum64(x))
+    with np.errstate(all="ignore"):
+        undefined = s == 0
+        if in_format:
+            undefined = undefined | (abs_sum * (1 + error_over_abs_sum) > fmt.max)
+        return _per_input(np.where(undefined, np.nan, error_over_abs_sum * abs_sum / np.abs(s)))
 
 
-def recursive_bound(x: np.ndarray, fmt: Format) -> float:
+def _length(x: np.ndarray) -> int:
+    """n: the length of the last axis (the vector; a batch's rows)."""
+    return int(np.shape(x)[-1])
+
+
+# Every bound takes one vector x of shape (n,) (a float back) or a batch (B, n) (a (B,) array
+# back, row i the bound of row i alone).
+
+
+def recursive_bound(x: np.ndarray, fmt: Format) -> float | np.ndarray:
     """gamma_{n-1} kappa_sum, for every order (Higham 2002, (4.4))."""
-    return _relative(gamma(np.size(x) - 1, fmt.u), x, fmt)
+    return _relative(gamma(_length(x) - 1, fmt.u), x, fmt)
 
 
-def pairwise_bound(x: np.ndarray, fmt: Format) -> float:
+def pairwise_bound(x: np.ndarray, fmt: Format) -> float | np.ndarray:
     """gamma_{ceil(log2 n)} kappa_sum (Higham 2002, (4.6))."""
-    return _relative(gamma(math.ceil(math.log2(np.size(x))), fmt.u), x, fmt)
+    return _relative(gamma(math.ceil(math.log2(_length(x))), fmt.u), x, fmt)
 
 
-def kahan_bound(x: np.ndarray, fmt: Format) -> float:
+def kahan_bound(x: np.ndarray, fmt: Format) -> float | np.ndarray:
     """(2u + 4 n u^2) kappa_sum: Knuth's |E| <= (2u + O(n u^2)) sum|x_i| (Higham 2002, (4.8)),
     with the second-order constant taken as 4 (not proved here; the tests check it on
     adversarial and on the study's inputs). It matters in float16: n u^2 > u once n > 2048."""
-    n, u = np.size(x), fmt.u
+    n, u = _length(x), fmt.u
     return _relative(2 * u + 4 * n * u * u, x, fmt)
 
 
-def numpy_bound(x: np.ndarray, fmt: Format) -> float:
+def numpy_bound(x: np.ndarray, fmt: Format) -> float | np.ndarray:
     """gamma_d kappa_sum with d = `numpy_sum_depth`, in the accumulator's u; float16 (float32
     accumulator, no overflow on the way) adds the final rounding u |s|."""
-    n = np.size(x)
+    n = _length(x)
     if fmt.name != "float16":
         return _relative(gamma(numpy_sum_depth(n, fmt), fmt.u), x, fmt)
     return _rounded_once(gamma(numpy_pairwise_depth(n), FORMATS["float32"].u), x, fmt)
 
 
-def float32_accumulator_bound(x: np.ndarray, fmt: Format) -> float:
+def float32_accumulator_bound(x: np.ndarray, fmt: Format) -> float | np.ndarray:
     """u + (1 + u) gamma^acc_{n-1} kappa_sum for a format narrower than float32 (the sum is
     rounded once to it); gamma_{n-1} kappa_sum otherwise."""
     if fmt.p >= FORMATS["float32"].p:
         return recursive_bound(x, fmt)
-    return _rounded_once(gamma(np.size(x) - 1, FORMATS["float32"].u), x, fmt)
+    return _rounded_once(gamma(_length(x) - 1, FORMATS["float32"].u), x, fmt)
 
 
-def _rounded_once(acc_gamma: float, x: np.ndarray, fmt: Format) -> float:
+def _rounded_once(acc_gamma: float, x: np.ndarray, fmt: Format) -> float | np.ndarray:
     """Bound of a sum accumulated in float32 (no overflow for these formats) and rounded once
     to ``fmt``: u + (1 + u) acc_gamma kappa; NaN when the rounded sum could overflow."""
     s, _ = sum_and_abs_sum64(x)
-    inner = _relative(acc_gamma, x, fmt, in_format=False)
-    if abs(s) * (1 + inner) > fmt.max:
-        return float("nan")
-    return fmt.u + (1 + fmt.u) * inner
+    inner = np.asarray(_relative(acc_gamma, x, fmt, in_format=False))
+    with np.errstate(all="ignore"):
+        overflow = np.abs(s) * (1 + inner) > fmt.max
+        return _per_input(np.where(overflow, np.nan, fmt.u + (1 + fmt.u) * inner))
 
 
 def reference_lines(n: int, kappa: float, fmt: Format) -> dict[str, float]:
@@ -437,17 +523,22 @@ RANDOM_ORDERS = 4
 reproducible random order of the same input."""
 
 VARIANTS = {
-    "recursive": Variant("recursive", recursive_sum, recursive_bound),
-    "pairwise": Variant("pairwise", pairwise_sum, pairwise_bound),
-    "kahan": Variant("kahan", kahan_sum, kahan_bound),
-    "sorted_increasing": Variant("sorted_increasing", sorted_increasing_sum, recursive_bound),
-    "sorted_decreasing": Variant("sorted_decreasing", sorted_decreasing_sum, recursive_bound),
-    "numpy": Variant("numpy", numpy_sum, numpy_bound, numpy_sum_accumulator),
+    "recursive": Variant("recursive", recursive_sum, recursive_bound, batched=True),
+    "pairwise": Variant("pairwise", pairwise_sum, pairwise_bound, batched=True),
+    "kahan": Variant("kahan", kahan_sum, kahan_bound, batched=True),
+    "sorted_increasing": Variant(
+        "sorted_increasing", sorted_increasing_sum, recursive_bound, batched=True
+    ),
+    "sorted_decreasing": Variant(
+        "sorted_decreasing", sorted_decreasing_sum, recursive_bound, batched=True
+    ),
+    "numpy": Variant("numpy", numpy_sum, numpy_bound, numpy_sum_accumulator, batched=True),
     "float32_accumulator": Variant(
         "float32_accumulator",
         float32_accumulator_sum,
         float32_accumulator_bound,
         lambda fmt: "float64" if fmt.name == "float64" else "float32",
+        batched=True,
     ),
 } | {
     f"random_order_{k}": Variant(
@@ -458,6 +549,7 @@ VARIANTS = {
         description=f"recursive summation in random order {k} (seeded by the input)",
         family="random_order",
         params={"seed": k},
+        batched=True,
     )
     for k in range(RANDOM_ORDERS)
 }

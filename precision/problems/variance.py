@@ -13,6 +13,16 @@ bound for both (`Statistics`), derived here in the standard model fl(a op b) = (
 N (m - m^)^2 of the two-pass form). Batch normalisation (`precision.problems.batchnorm`) reuses
 them. A relative bound of 1 or more guarantees no digit and is reported as NaN.
 
+The algorithms work along the last axis, so the variants are batch kernels (B, N) -> (B, 1),
+every row computed with the operations, order and dtype it meets alone; the bounds take the
+rows one at a time (`bound_per_row`). One batch (N,) runs exactly the one-vector code of
+before, numpy scalars included. B batches run the scalar steps (Welford's loop, the tails of
+the textbook and corrected two-pass forms) on (B,) arrays, which differs only outside the
+values, in ml_dtypes' formats: in float8 a NaN met in an addition or subtraction as the second
+operand keeps its sign in ml_dtypes' scalar arithmetic but becomes +NaN in its array loops;
+and ml_dtypes' scalar arithmetic reports no IEEE flags where its array loops do (overflow,
+invalid, underflow in bfloat16 and float8).
+
 The reference is exact rational arithmetic on the floats' integers: with x_i = a_i 2**E,
 A = sum a_i and B = sum a_i^2, v = (N B - A^2) / N^2 * 2**(2E) and kappa^2 = N B / (N B - A^2).
 """
@@ -167,9 +177,11 @@ class Statistics:
     ----------
     name : str
     compute : callable
-        ``compute(x) -> (mean, var)``: numpy scalars of the input's format.
+        ``compute(x) -> (mean, var)`` along the last axis, in the input's format: numpy
+        scalars for one batch x of shape (N,), arrays of shape (B,) for B batches (B, N), row
+        i computed exactly as row i alone.
     errors : callable
-        ``errors(q: Moments, fmt) -> Errors``: absolute bounds for that input.
+        ``errors(q: Moments, fmt) -> Errors``: absolute bounds for one input.
     accumulator : callable
         ``accumulator(fmt) -> str``: the precision its sums accumulate in.
     """
@@ -181,41 +193,63 @@ class Statistics:
     description: str = ""
 
 
+# The algorithms work along the last axis: one batch x of shape (N,) gives numpy scalars (mean,
+# var), B batches of shape (B, N) give two (B,) arrays, every row computed with the operations,
+# order and dtype it meets alone (row independence is tested bit for bit in every format).
+
+
 def count(x: np.ndarray) -> np.generic:
-    """N as a number of the format (rounded when N > 2**p, e.g. 10,000 in bfloat16)."""
-    return x.dtype.type(x.size)
+    """N (the length of the last axis) as a number of the format (rounded when N > 2**p, e.g.
+    10,000 in bfloat16)."""
+    return x.dtype.type(x.shape[-1])
+
+
+def _sum(x: np.ndarray) -> np.generic | np.ndarray:
+    """The pairwise sum along the last axis: a numpy scalar for one batch (the scalar
+    arithmetic that follows is then the one-vector code's, bit and IEEE flag alike), (B,) for
+    B batches."""
+    return pairwise_sum(x)[..., 0][()]
+
+
+def _column(m: np.generic | np.ndarray) -> np.ndarray:
+    """A per-batch value against its batch's last axis: shape (1,) for one, (B, 1) for B."""
+    return np.expand_dims(m, -1)
 
 
 def textbook(x: np.ndarray) -> tuple[np.generic, np.generic]:
     """One pass, E[x^2] - E[x]^2 with pairwise sums in the format."""
     n = count(x)
-    m = pairwise_sum(x)[0] / n
-    return m, pairwise_sum(x * x)[0] / n - m * m
+    m = _sum(x) / n
+    return m, _sum(x * x) / n - m * m
 
 
 def two_pass(x: np.ndarray) -> tuple[np.generic, np.generic]:
     """m = sum(x) / N, then sum((x - m)^2) / N, pairwise sums in the format."""
     n = count(x)
-    m = pairwise_sum(x)[0] / n
-    d = x - m
-    return m, pairwise_sum(d * d)[0] / n
+    m = _sum(x) / n
+    d = x - _column(m)
+    return m, _sum(d * d) / n
 
 
 def corrected_two_pass(x: np.ndarray) -> tuple[np.generic, np.generic]:
     """Two-pass with the correction (sum d)^2 / N (Bjorck; CGL83 eq. 1.7), which removes the
     first-order effect of the mean's error: sum (x - m^)^2 - (sum (x - m^))^2 / N = S exactly."""
     n = count(x)
-    m = pairwise_sum(x)[0] / n
-    d = x - m
-    total = pairwise_sum(d)[0]
-    return m, (pairwise_sum(d * d)[0] - total * total / n) / n
+    m = _sum(x) / n
+    d = x - _column(m)
+    total = _sum(d)
+    return m, (_sum(d * d) - total * total / n) / n
 
 
 def welford(x: np.ndarray) -> tuple[np.generic, np.generic]:
-    """Welford's updating algorithm (CGL83's "updating"), with numpy scalars of the format:
-    d = x_k - M, M += d / k, S += d (x_k - M); the counter k is converted to the format."""
-    mean, s = x[0], x.dtype.type(0)
-    for value, k in zip(x[1:], np.arange(2, x.size + 1).astype(x.dtype), strict=True):
+    """Welford's updating algorithm (CGL83's "updating") in the format: d = x_k - M,
+    M += d / k, S += d (x_k - M); the counter k is converted to the format. One batch runs with
+    numpy scalars; B batches run the same loop over their N columns, every row's M and S
+    updated elementwise (the same operations in the same order)."""
+    x = np.asarray(x)
+    terms = x if x.ndim == 1 else np.ascontiguousarray(np.moveaxis(x, -1, 0))
+    mean, s = terms[0], np.zeros(x.shape[:-1], dtype=x.dtype)[()]  # a scalar 0 for one batch
+    for value, k in zip(terms[1:], np.arange(2, x.shape[-1] + 1).astype(x.dtype), strict=True):
         d = value - mean
         mean = mean + d / k
         s = s + d * (value - mean)
@@ -224,15 +258,42 @@ def welford(x: np.ndarray) -> tuple[np.generic, np.generic]:
 
 def numpy_statistics(x: np.ndarray) -> tuple[np.generic, np.generic]:
     """``np.mean`` and ``np.var`` as they are (two passes; float16 sums in a float32 accumulator
-    rounded to float16 after each sum, so a sum past 65504 is inf; bfloat16 left to right)."""
-    return np.mean(x), np.var(x)
+    rounded to float16 after each sum, so a sum past 65504 is inf; bfloat16 left to right),
+    of each batch along the last axis.
+
+    numpy takes two branches for a float16 mean (numpy/_core/_methods.py, ``_mean``): it sums
+    in float32 and divides by the count in float64; for one vector the float64 quotient is
+    rounded once to float16, for an axis of a 2-D array it is stored into the float32 sum
+    first and rounded twice. To give every row what ``np.mean`` gives it alone, a float16 mean
+    is that one-vector branch, written out (`numpy_mean`); the variance is ``np.var(x,
+    axis=-1)``, whose branches round alike.
+    """
+    x = np.ascontiguousarray(x)  # numpy reduces a C-contiguous row as it reduces a vector
+    return numpy_mean(x), np.var(x, axis=-1)
+
+
+def numpy_mean(x: np.ndarray) -> np.generic | np.ndarray:
+    """``np.mean`` of each vector along the last axis, as numpy computes it for that vector
+    alone: for float16, float32 ``np.add.reduce`` divided by the count (an ``intp``: the
+    quotient is float64) and rounded once to float16; ``np.mean(x, axis=-1)`` otherwise (the
+    same single rounding of a float64 quotient on both branches)."""
+    x = np.ascontiguousarray(x)
+    if x.dtype != np.float16:
+        return np.mean(x, axis=-1)
+    total = np.add.reduce(x, axis=-1, dtype=np.float32)
+    return (total / np.intp(x.shape[-1])).astype(np.float16)
 
 
 def numpy_float32_statistics(x: np.ndarray) -> tuple[np.generic, np.generic]:
     """``np.mean`` and ``np.var`` with ``dtype=float32`` (float64 for float64), rounded once to the
-    format."""
+    format, of each batch along the last axis (float32 quotients: both branches of numpy round
+    them alike)."""
+    x = np.ascontiguousarray(x)  # numpy reduces a C-contiguous row as it reduces a vector
     wide = np.promote_types(x.dtype, np.float32)
-    return np.mean(x, dtype=wide).astype(x.dtype), np.var(x, dtype=wide).astype(x.dtype)
+    return (
+        np.mean(x, axis=-1, dtype=wide).astype(x.dtype),
+        np.var(x, axis=-1, dtype=wide).astype(x.dtype),
+    )
 
 
 def _mean_error(q: Moments, u: float, g_sum: float, eta: float) -> float:
@@ -378,24 +439,61 @@ def relative_or_nan(error: float, value: float) -> float:
     return relative if relative < 1 else math.nan
 
 
-def variance_bound(stats: Statistics) -> Callable[[np.ndarray, Format], float]:
-    def bound(x: np.ndarray, fmt: Format) -> float:
+def bound_per_row(
+    bound_of_one: Callable[[np.ndarray, Format], float], x: np.ndarray, fmt: Format
+) -> float | np.ndarray:
+    """A bound of one batch, along the last axis of ``x``: for x of shape (N,) what
+    ``bound_of_one`` returns (or the ArithmeticError it raises); for (B, N) a (B,) float64
+    array, NaN for a row whose bound raises ArithmeticError (a Python float overflowing: what
+    the runner makes of it for one input). NaN for a batch with an infinity or NaN, which has
+    no moments (`moments` would raise ValueError; the references return NaN for it).
+
+    The bounds stay one row at a time: they rest on `moments`, exact rational arithmetic on
+    the floats' integers (Python integers, one batch at a time by nature), and their formulas
+    are a few scalar operations whose Python-float and numpy-scalar semantics (``max`` with
+    NaN, ``float ** 2`` raising) are kept exactly as they were.
+    """
+
+    def one(row: np.ndarray) -> float:
+        return bound_of_one(row, fmt) if finite(row) else math.nan
+
+    x = np.asarray(x)
+    if x.ndim == 1:
+        return one(x)
+    rows = x.reshape(-1, x.shape[-1])
+    bounds = np.empty(len(rows))
+    for i, row in enumerate(rows):
+        try:
+            bounds[i] = one(row)
+        except ArithmeticError:
+            bounds[i] = np.nan
+    return bounds.reshape(x.shape[:-1])
+
+
+def variance_bound(stats: Statistics) -> Callable[[np.ndarray, Format], float | np.ndarray]:
+    def bound_of_one(x: np.ndarray, fmt: Format) -> float:
         q = moments(x)
         return relative_or_nan(stats.errors(q, fmt).var, q.S / q.n)
 
+    def bound(x: np.ndarray, fmt: Format) -> float | np.ndarray:
+        return bound_per_row(bound_of_one, x, fmt)
+
     bound.__doc__ = (
-        f"The {stats.name} variance's error bound relative to v (`{stats.errors.__name__}`)."
+        f"The {stats.name} variance's error bound relative to v (`{stats.errors.__name__}`): "
+        "a float for one batch (N,), a (B,) array for B batches (B, N)."
     )
     return bound
 
 
 def variance_variant(stats: Statistics) -> Variant:
-    """The variance output of one `Statistics` algorithm, with its relative bound."""
+    """The variance output of one `Statistics` algorithm, with its relative bound: a batch
+    kernel, (B, N) -> (B, 1)."""
     return Variant(
         stats.name,
-        lambda x: np.asarray(stats.compute(x)[1]).reshape(1),
+        lambda x: np.expand_dims(stats.compute(x)[1], -1),
         variance_bound(stats),
         stats.accumulator,
+        batched=True,
     )
 
 

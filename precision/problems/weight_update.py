@@ -11,6 +11,15 @@ and compensated (Kahan) updates are the deterministic remedies.
 
 The exact result and condition number are those of the sum (`summation.summation_reference`):
 kappa = sum|x_i| / |sum x_i|, about (1 + f) / (1 - f) for a total drift f |w_0|.
+
+The variants are batch kernels (`precision.problems.base.Variant` with ``batched=True``), the
+summation kernels and bounds they are (`precision.problems.summation`,
+`precision.problems.emulated`): one input [w_0, d_1, ...] of shape (n,) gives the final weight,
+shape (1,), a batch (B, n) gives (B, 1), every row updated along the last axis with the
+operations, order and dtype it meets alone; the bounds give a float for one input and a (B,)
+array for a batch. ``kahan`` runs `summation.kahan_sum`'s array loop on one input as on a batch
+(its vector form loops over numpy scalars): in float8 the sign bit of a NaN result may differ
+from that scalar loop, and ml_dtypes' arrays report IEEE flags its scalars did not (see there).
 """
 
 from __future__ import annotations
@@ -42,7 +51,8 @@ def propose_updates(
 
 def apply_updates(x: np.ndarray) -> np.ndarray:
     """w = w_0, then w = fl(w + d_i) in order: the weight held in the format (round to
-    nearest; numpy rounds each float16/bfloat16 addition correctly)."""
+    nearest; numpy rounds each float16/bfloat16 addition correctly), along the last axis:
+    (n,) gives (1,), a batch (B, n) gives (B, 1) (`summation.recursive_sum`)."""
     return summation.recursive_sum(x)
 
 
@@ -52,6 +62,7 @@ VARIANTS = {
         apply_updates,
         summation.recursive_bound,
         description="weight held in the format, round to nearest",
+        batched=True,
     ),
     "float32_master": Variant(
         "float32_master",
@@ -59,12 +70,14 @@ VARIANTS = {
         summation.float32_accumulator_bound,
         lambda fmt: "float64" if fmt.name == "float64" else "float32",
         description="float32 master weight, rounded once to the format",
+        batched=True,
     ),
     "kahan": Variant(
         "kahan",
         summation.kahan_sum,
         summation.kahan_bound,
         description="compensated updates in the format",
+        batched=True,
     ),
 } | emulated.stochastic_sum_variants()
 

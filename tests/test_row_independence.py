@@ -1,0 +1,121 @@
+"""The batch contract: every batched kernel computes each row independently.
+
+The runner calls a batched variant once per chunk and format on all of the chunk's inputs and
+takes row i as the result for input i; that is only the same measurement as calling it on input
+i alone if row i of the batched call equals the one-row call bit for bit. This is checked here
+for every registered variant that declares ``batched=True``, in every format, on inputs drawn
+by the problem's own generator at several magnitudes (overflow and underflow included).
+
+A library's batched kernel that really differs from its one-row call is a finding, not a bug of
+the runner: it is listed in `BATCH_DEPENDENT` with what was measured, and only there is
+equality not asserted. The variants stay batched (a training step calls them on batches, and
+the rows measure that); the table's ``batch`` column says how many rows the call that made
+each row held.
+"""
+
+from __future__ import annotations
+
+import zlib
+
+import numpy as np
+import pytest
+from same_bits import nan_blind
+
+from precision.formats import cast
+from precision.problems import PROBLEMS
+
+FORMATS = ["float16", "bfloat16", "float32", "float64", "float8_e4m3fn", "float8_e5m2"]
+ROWS = 6
+MAGNITUDES = (1e-2, 3.0, 2e2, 1e4)
+
+BATCH_DEPENDENT: dict[tuple[str, str], str] = {
+    ("tensorflow-cpu", "float32"): "TensorFlow 2.21's CPU kernels (softmax, log_softmax, "
+    "reduce_logsumexp, cross-entropy) give rows of a batch that differ from the one-row call "
+    "at every batch size measured (1 or 2 ulps; up to 65,536 ulps for log-sum-exp near 0)",
+    ("tensorflow-cpu", "float64"): "as in float32",
+    ("jax", "float32"): "XLA compiles a (batch, n) call differently once it holds several "
+    "thousand values (64 x 100, 8 x 1000): softmax up to 6 ulps, log-sum-exp near 0 up to "
+    "2**14 ulps; small batches agree bit for bit",
+    ("jax", "float64"): "as in float32",
+}
+"""(library distribution, format) -> what was measured of its batched call against the
+one-row call."""
+
+
+def _batched_variants() -> list[tuple[str, str]]:
+    return [
+        (problem, name)
+        for problem, spec in PROBLEMS.items()
+        for name, variant in spec.variants.items()
+        if variant.batched and variant.device == "cpu"
+    ]
+
+
+def _size(problem) -> int:
+    """A small size the problem takes (matrix problems need at least 2)."""
+    return 7 if problem.takes_sizes else 1
+
+
+def _inputs(problem_name: str, fmt: str) -> np.ndarray:
+    """ROWS inputs per magnitude from the problem's generator, rounded to ``fmt``."""
+    problem = PROBLEMS[problem_name]
+    rng = np.random.default_rng(zlib.crc32(f"{problem_name} {fmt}".encode()))
+    X = np.concatenate(
+        [
+            problem.propose(rng, n=_size(problem), magnitude=m, cond=10.0, size=ROWS)
+            for m in MAGNITUDES
+        ]
+    )
+    return np.ascontiguousarray(cast(X, fmt))
+
+
+def _call(kernel, X):
+    with np.errstate(all="ignore"):
+        return kernel(X)
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize(("problem", "variant"), _batched_variants())
+def test_row_i_of_the_batch_is_the_one_row_call(problem, variant, fmt):
+    kernel = PROBLEMS[problem].variants[variant].kernel
+    X = _inputs(problem, fmt)
+    try:
+        batched = _call(kernel, X)
+    except Exception as exc:  # a refusal or a raising kernel: the one-row call must do the same
+        with pytest.raises(type(exc)):
+            _call(kernel, X[:1])
+        return
+    Y = np.asarray(getattr(batched, "y", batched))
+    assert Y.shape[0] == len(X), f"{problem}/{variant} dropped the batch axis: {Y.shape}"
+    one_row = [_call(kernel, X[i : i + 1]) for i in range(len(X))]
+    rows = [np.asarray(getattr(r, "y", r))[0] for r in one_row]
+    assert all(r.dtype == Y.dtype for r in rows)
+    if (PROBLEMS[problem].variants[variant].library, fmt) in BATCH_DEPENDENT:
+        return
+    differing = [i for i in range(len(X)) if nan_blind(Y[i]) != nan_blind(rows[i])]
+    assert not differing, f"{problem}/{variant} in {fmt}: rows {differing} differ"
+
+
+def test_there_are_batched_variants_in_every_softmax_family_problem():
+    """The runner's speed rests on them: the kernels of the softmax family are batched."""
+    for problem in ("softmax", "logsumexp", "log_softmax", "cross_entropy"):
+        own = PROBLEMS[problem].variants
+        assert any(v.batched for v in own.values()), problem
+
+
+# ------------------------------------------------------------------ the reductions they rely on
+
+
+def test_float16_sums_along_the_contiguous_last_axis_accumulate_as_one_row_does():
+    """numpy sums float16 pairwise in float32 over a contiguous axis (NUMERICS.md), so a
+    (batch, n) array summed along its last axis gives each row's 1-D sum: measured, not
+    assumed. Summed along a non-contiguous axis it accumulates in float16 and stagnates; this
+    is why the runner passes C-contiguous batches (`precision.measure.run_batch`)."""
+    ones = np.ones((3, 10_000), dtype=np.float16)
+    assert (ones.sum(axis=-1) == np.ones(10_000, dtype=np.float16).sum()).all()
+    assert ones.sum(axis=-1)[0] == 10_000
+    fortran = np.asfortranarray(ones)
+    assert fortran.sum(axis=-1)[0] != 10_000  # float16 accumulation: stagnates at 2048
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((8, 1000)).astype(np.float16)
+    assert all(X.sum(axis=-1)[i] == X[i].sum() for i in range(len(X)))
