@@ -16,7 +16,7 @@ import time
 import numpy as np
 import pandas as pd
 
-from precision import study
+from precision import measure, study
 from precision.exact import AGREEMENT
 from precision.formats import get_format
 from precision.metrics import Exact
@@ -70,10 +70,10 @@ def baseline_chunk(spec: StudySpec, chunk: study.Chunk) -> study.ChunkResult:
     variants = spec.variants_of(chunk.problem)
     rows: list[dict] = []
     gt_seconds = 0.0
-    for index, x in study._chunk_inputs(spec, chunk):
+    for cell, index, x in study._chunk_inputs(spec, chunk):
         for fmt_name, x_fmt in study._inputs_per_format(spec, x).items():
             fmt = get_format(fmt_name)
-            base = study._base_row(spec, chunk, index, fmt_name, x_fmt)
+            base = study._base_row(spec, chunk, cell, index, fmt_name, x_fmt)
             if not np.isfinite(x_fmt.astype(np.float64)).all():
                 rows += [{**base, "variant": v, "outcome": "input_overflow"} for v in variants]
                 continue
@@ -82,7 +82,7 @@ def baseline_chunk(spec: StudySpec, chunk: study.Chunk) -> study.ChunkResult:
                 exact, cond = naive_truth(problem, x_fmt, fmt)
                 gt_seconds += time.perf_counter() - t0
                 row = base | {"cond": cond, "gt_prec": BASELINE_PREC, "certified": False}
-                rows.append(row | study.measure_variant(problem, name, x_fmt, fmt, exact)[1])
+                rows.append(row | measure.measure_variant(problem, name, x_fmt, fmt, exact)[1])
     table = study._typed(pd.DataFrame(rows, columns=list(study.COLUMNS)))
     return study.ChunkResult(table, chunk.inputs(spec), time.perf_counter() - start, gt_seconds)
 
@@ -146,11 +146,15 @@ def referee(spec: StudySpec, plan: list[study.Chunk], rows: pd.DataFrame) -> pd.
             continue
         chunk = next(c for c in plan if _holds(c, row))
         if chunk.id not in inputs:
-            inputs[chunk.id] = dict(study._chunk_inputs(spec, chunk))
-        x_fmt = study._inputs_per_format(spec, inputs[chunk.id][row.sample])[row.format]
+            inputs[chunk.id] = {
+                (cell, index): x for cell, index, x in study._chunk_inputs(spec, chunk)
+            }
+        cell = (row.cell_cond, row.cell_magnitude) if chunk.source == "synthetic" else (None, None)
+        x = inputs[chunk.id][cell, row.sample]
+        x_fmt = study._inputs_per_format(spec, x)[row.format]
         problem, fmt = PROBLEMS[row.problem], get_format(row.format)
         exact, _ = naive_truth(problem, x_fmt, fmt, referee_prec(x_fmt))
-        _, measured = study.measure_variant(problem, row.variant, x_fmt, fmt, exact)
+        _, measured = measure.measure_variant(problem, row.variant, x_fmt, fmt, exact)
         ulps.append(measured["ulps"])
         outcomes.append(measured["outcome"])
         sides = [
@@ -171,7 +175,7 @@ def _holds(chunk: study.Chunk, row) -> bool:
     if (chunk.problem, chunk.n, chunk.source) != (row.problem, row.n, row.source):
         return False
     if chunk.source == "synthetic":
-        return (chunk.cond_decade, chunk.mag_decade) == (row.cell_cond, row.cell_magnitude)
+        return (row.cell_cond, row.cell_magnitude) in chunk.cells
     return chunk.rows[0] <= row.sample < chunk.rows[1]
 
 

@@ -359,62 +359,18 @@ def study_vs_baseline(res: Results, spec: StudySpec, *, every: int = 1) -> dict:
     }
 
 
-PHASES = (
-    "inputs",
-    "ground truth",
-    "running the variants",
-    "errors and bounds",
-    "row fields and dicts",
-    "typed table (pandas)",
-)
+PHASES = study.PHASES
 
 
 def anatomy(spec: StudySpec, plan: list[Chunk]) -> dict[str, float]:
-    """Seconds per step of `run_chunk` (no cache) over ``plan``, by re-running its steps with
-    a timer around each: drawing and rounding the inputs, ground truth, running the variants
-    (`run_variant`), the rest of `measure_variant` (bounds, error measures, outcome), and
-    building the rows (`_base_row`: magnitude and extras per format; dicts) and the typed
-    table (`_typed`, once per chunk). The variants run twice (once alone, once inside
-    `measure_variant`, whose time less the first is booked to errors and bounds)."""
+    """Seconds per step of `run_chunk` (no cache) over ``plan``, as the runner books them
+    itself (`precision.study.Clock`): drawing and rounding the inputs, ground truth, the
+    per-input row fields (magnitude and extras per format), the kernels (one call per chunk,
+    format and batched variant), the error measures, outcomes and bounds over the batch, and
+    the typed table."""
     seconds = dict.fromkeys(PHASES, 0.0)
-    clock = time.perf_counter
     for chunk in plan:
-        problem = PROBLEMS[chunk.problem]
-        variants = spec.variants_of(chunk.problem)
-        rows: list[dict] = []
-        t = clock()
-        items = list(study._chunk_inputs(spec, chunk))
-        seconds["inputs"] += clock() - t
-        for index, x in items:
-            t = clock()
-            inputs = study._inputs_per_format(spec, x)
-            seconds["inputs"] += clock() - t
-            t = clock()
-            truths, _ = study._ground_truths(spec, problem, inputs, None)
-            seconds["ground truth"] += clock() - t
-            for fmt_name, x_fmt in inputs.items():
-                t = clock()
-                base = study._base_row(spec, chunk, index, fmt_name, x_fmt)
-                seconds["row fields and dicts"] += clock() - t
-                if fmt_name not in truths:
-                    rows += [{**base, "variant": v, "outcome": "input_overflow"} for v in variants]
-                    continue
-                truth, fmt = truths[fmt_name], get_format(fmt_name)
-                for name in variants:
-                    t = clock()
-                    study.run_variant(problem, name, x_fmt)
-                    alone = clock() - t
-                    seconds["running the variants"] += alone
-                    t = clock()
-                    measured = study.measure_variant(problem, name, x_fmt, fmt, truth.exact)[1]
-                    seconds["errors and bounds"] += max(0.0, clock() - t - alone)
-                    t = clock()
-                    extra = {"cond": truth.cond, "gt_prec": truth.prec, "certified": True}
-                    rows.append(base | extra | measured)
-                    seconds["row fields and dicts"] += clock() - t
-        t = clock()
-        study._typed(pd.DataFrame(rows, columns=list(study.COLUMNS)))
-        seconds["typed table (pandas)"] += clock() - t
+        run_chunk(spec, chunk, cache=None, phases=seconds)
     return seconds
 
 
@@ -821,7 +777,7 @@ def study_vs_script(res: Results, *, sizes=((10, 1), (100, 1), (1000, 1)), grid=
     """Part 5: a cold serial study against `benchmarks.script` on the same rows, per size n
     (`benchmarks.versus_script.measure_sizes`); issue 13's goals printed beside the results."""
     table = measure_sizes(sizes, grid)
-    bench, rows = "softmax family: study vs per-row script", []
+    bench, rows, spent = "softmax family: study vs per-row script", [], []
     for r in table.itertuples(index=False):
         add = _adder(res, "5", bench, f"n={r.n}")
         ratio_ok = "met" if r.ratio >= RATIO_GOAL else "not met"
@@ -841,8 +797,13 @@ def study_vs_script(res: Results, *, sizes=((10, 1), (100, 1), (1000, 1)), grid=
             "share",
             f"GOAL at most {SHARE_GOAL:.0%} at every n: {share_ok}",
         )
+        for phase in study.PHASES:
+            add(f"study time: {phase}", getattr(r, f"share_{phase.replace(' ', '_')}"), "share")
         add("same rows", int(r.same_rows), "bool", "same (input, variant, format) keys")
         add("rows with different errors", r.differing_errors, "rows", "rel_error, 1e-9 rel.")
+        spent.append(
+            [r.n, *(f"{getattr(r, 'share_' + p.replace(' ', '_')):.0%}" for p in study.PHASES)]
+        )
         rows.append(
             [r.n, r.inputs, f"{r.study_rows:,}", f"{r.study_rows_per_s:,.0f}",
              f"{r.script_rows_per_s:,.0f}", f"**{_fmt(r.ratio)}x**",
@@ -872,6 +833,11 @@ def study_vs_script(res: Results, *, sizes=((10, 1), (100, 1), (1000, 1)), grid=
                      "rows with different errors"],
                     rows,
                 ),
+                "",
+                "Where a cold study's time goes (shares of the runner's time, as it books them: "
+                "`precision.study.PHASES`):",
+                "",
+                _md_table(["n", *study.PHASES], spent),
             ]
         )
     )  # fmt: skip

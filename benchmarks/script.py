@@ -4,7 +4,7 @@ Everything below the imports is written exactly as a user would write it: textbo
 numpy, a plain mpmath reference at 256 bits, and the normwise relative error, row by row
 (input x variant x format), nothing shared between rows, nothing cached, nothing certified.
 Two things come from the package, only so that the script and the study measure the same rows:
-the inputs (the study's generator, `sample_in_cell` seeded by `cell_rng`, as the study draws
+the inputs (the study's generator, `sample_cell` seeded by `cell_rng`, as the study draws
 them) and the rounding of each input to its format (`precision.formats.cast`: one correct
 rounding; a user's ``x.astype(bfloat16)`` is the same with ml_dtypes 0.7, but rounds twice
 with 0.6). The kernels are the package's naive and shifted forms, written out again here.
@@ -17,7 +17,7 @@ import numpy as np
 
 from precision.formats import cast
 from precision.problems import PROBLEMS
-from precision.sampling import cell_rng, sample_in_cell
+from precision.sampling import cell_rng, sample_cell
 
 # ---- the script, as a user writes it ----------------------------------------------------
 
@@ -92,8 +92,10 @@ def run_script(problems, n, formats, *, seed, cells, samples):
     for problem in problems:
         for c, m in cells:
             rng = cell_rng(seed, problem, n, c, m)  # the study's inputs, drawn as it draws them
-            for sample in range(samples):
-                x = sample_in_cell(PROBLEMS[problem], rng, n=n, cond_decade=c, mag_decade=m)
+            drawn = sample_cell(
+                PROBLEMS[problem], rng, n=n, cond_decade=c, mag_decade=m, samples=samples
+            )
+            for sample, x in enumerate(drawn):
                 if x is None:  # the generator cannot reach this cell
                     continue
                 for variant, kernel in KERNELS[problem].items():

@@ -57,7 +57,8 @@ def measure(n: int, samples: int, grid: dict = GRID) -> dict:
     """
     spec = spec_for(n, samples, grid)
     wall, cpu = time.perf_counter(), time.process_time()
-    table = study.run(spec, cache=None)
+    phases = dict.fromkeys(study.PHASES, 0.0)
+    table = study.run(spec, cache=None, phases=phases)
     study_s, study_cpu = time.perf_counter() - wall, time.process_time() - cpu
     timing = table.attrs["timing"]
     wall, cpu = time.perf_counter(), time.process_time()
@@ -76,6 +77,9 @@ def measure(n: int, samples: int, grid: dict = GRID) -> dict:
         "runner_seconds": timing["seconds"],
         "ground_truth_seconds": timing["ground_truth_seconds"],
         "outside_share": 1.0 - timing["ground_truth_seconds"] / timing["seconds"],
+        **{
+            f"share_{phase.replace(' ', '_')}": t / timing["seconds"] for phase, t in phases.items()
+        },
         "script_rows": len(rows),
         "script_seconds": script_s,
         "study_rows_per_s": study_rate,

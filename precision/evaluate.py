@@ -3,7 +3,7 @@
 ``evaluate("softmax", [1000, 1000, 1000], formats=["float16"])`` rounds the input once,
 correctly, to each format (`precision.formats.cast`), computes its certified ground truth once
 per format (`precision.exact.ground_truth`), runs every variant on the rounded input and
-measures it exactly as the study's rows are measured (`precision.study.measure_variant`): one
+measures it exactly as the study's rows are measured (`precision.measure.measure_variant`): one
 row per variant x format. An input that a format cannot represent gives ``input_overflow``
 rows; an input holding NaN or an infinity is run through the variants (their results are
 shown) but has no exact value (``input_nan``, ``input_inf``). Nothing here prints or writes:
@@ -23,11 +23,11 @@ import pandas as pd
 from precision import schema
 from precision.exact import UndefinedResult, ground_truth
 from precision.formats import FORMATS, STUDY_FORMATS, Format, cast, get_format
+from precision.measure import measure_variant, run_variant_detailed
 from precision.metrics import Exact
 from precision.problems import DEFAULT_VARIANTS, PROBLEMS
 from precision.problems.base import Problem
 from precision.spec import did_you_mean
-from precision.study import measure_variant, run_variant_detailed
 from precision.values import InputError
 
 SHARED = (

@@ -192,26 +192,61 @@ def _unpack(result, rows: int):
     return np.asarray(result), None, True
 
 
+SMALL_RANGE = 4
+"""Ranges of at most this many rows find their rows' IEEE exceptions row by row."""
+
+
 def _attribute_flags(kernel, X, start: int, stop: int, raised: set[str], out: list) -> None:
     """Give each row of ``X[start:stop]`` the IEEE exceptions its own computation raises,
-    knowing that the whole range raised ``raised``: halve the range and call the kernel on
-    each half that may hold a raising row, down to single rows (at most 2 (stop - start)
-    calls, far fewer when few rows raise)."""
+    knowing that the whole range raised ``raised``.
+
+    Group testing: the range is halved and each half called again; a half that raises
+    nothing clears all its rows at once. Where both halves raise, raising rows are dense and
+    each row of the range is called alone (about as many calls as rows); a small range is
+    called row by row. So sparse exceptions cost about 2 k log2(rows / k) calls for k raising
+    rows, dense ones about one call per row.
+    """
     if not raised:
         return
     if stop - start == 1:
         out[start] = set(raised)
         return
+    if stop - start <= SMALL_RANGE:
+        _flags_row_by_row(kernel, X, start, stop, raised, out)
+        return
     middle = (start + stop) // 2
-    for low, high in ((start, middle), (middle, stop)):
-        try:
-            _, half = _call(kernel, X[low:high])
-        except Exception:
-            # The kernel raised on part of a batch it computed whole: it breaks the row
-            # contract (a test catches this for every registered kernel). Keep the flags the
-            # enclosing call raised rather than inventing a finer attribution.
-            half = raised
-        _attribute_flags(kernel, X, low, high, half, out)
+    halves = [
+        (low, high, _flags_of(kernel, X, low, high, raised))
+        for low, high in (
+            (start, middle),
+            (middle, stop),
+        )
+    ]
+    if all(flags for _, _, flags in halves):
+        for low, high, flags in halves:
+            _flags_row_by_row(kernel, X, low, high, flags, out)
+        return
+    for low, high, flags in halves:
+        _attribute_flags(kernel, X, low, high, flags, out)
+
+
+def _flags_of(kernel, X, start: int, stop: int, enclosing: set[str]) -> set[str]:
+    """The IEEE exceptions ``kernel`` raises on ``X[start:stop]``."""
+    try:
+        return _call(kernel, X[start:stop])[1]
+    except Exception:
+        # The kernel raised on part of a batch it computed whole: it breaks the row contract
+        # (tests/test_row_independence.py checks every registered kernel). Keep the flags of
+        # the enclosing call rather than inventing a finer attribution.
+        return set(enclosing)
+
+
+def _flags_row_by_row(kernel, X, start: int, stop: int, enclosing: set[str], out: list) -> None:
+    if stop - start == 1:
+        out[start] = set(enclosing)
+        return
+    for i in range(start, stop):
+        out[i] = _flags_of(kernel, X, i, i + 1, enclosing)
 
 
 def _run_rows(variant: Variant, X: np.ndarray, run: BatchRun, positions, size: int) -> None:
@@ -280,7 +315,7 @@ def measure_batch(
         "rel_error_cw": np.full(rows, np.nan),
         "err_over_u": np.full(rows, np.nan),
         "abs_error": np.full(rows, np.nan),
-        "ulps": np.full(rows, None, dtype=object),
+        "ulps": np.ma.masked_all(rows, dtype=np.uint64),  # float64 distances exceed int64
         "bits": np.full(rows, np.nan),
         "outcome": run.failure.copy(),
         "exception": run.exception,
@@ -324,7 +359,7 @@ def _measure_group(problem, variant, X, Y, fmt, exact, run, positions, columns) 
     with np.errstate(over="ignore"):  # a relative error beyond max * u is inf in units of u
         columns["err_over_u"][positions] = rel / fmt.u
     columns["abs_error"][positions] = absolute
-    columns["ulps"][positions] = list(ulps)  # object: float64 distances exceed int64
+    columns["ulps"][positions] = ulps.astype(np.uint64)  # distances are >= 0
     with np.errstate(all="ignore"):
         columns["bits"][positions] = np.log2(1.0 + ulps.astype(np.float64))
     columns["outcome"][positions] = outcome

@@ -16,7 +16,7 @@ by the format's unit roundoff, which puts all formats on one scale).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import mpmath
@@ -184,6 +184,32 @@ class Exact:
         if arr is not None and arr.dtype != object:
             return cls.from_float(arr)
         return cls.from_mpf(exact)
+
+    @classmethod
+    def stack(cls, exacts: Sequence[Exact]) -> Exact:
+        """One `Exact` of shape ``(len(exacts), size)`` from results of one size each (a
+        batch of flattened exact results); the stored roundings are kept when all have one
+        of the same format."""
+        rounded = [e.rounded for e in exacts]
+        same = all(r is not None for r in rounded) and len({r.dtype for r in rounded}) == 1
+        return cls(
+            np.stack([np.ravel(e.hi) for e in exacts]),
+            np.stack([np.ravel(e.lo) for e in exacts]),
+            np.stack([np.ravel(e.exp) for e in exacts]),
+            np.stack([np.ravel(r) for r in rounded]) if same and exacts else None,
+        )
+
+    def take(self, rows: np.ndarray) -> Exact:
+        """The exact results of the rows ``rows`` of a batch (first axis)."""
+        rounded = None if self.rounded is None else self.rounded[rows]
+        return Exact(self.hi[rows], self.lo[rows], self.exp[rows], rounded)
+
+    def reshape(self, *shape: int) -> Exact:
+        """The same values in another shape (e.g. ``(1, -1)``: a batch of one)."""
+        rounded = None if self.rounded is None else self.rounded.reshape(*shape)
+        return Exact(
+            self.hi.reshape(*shape), self.lo.reshape(*shape), self.exp.reshape(*shape), rounded
+        )
 
     def rounded_to(self, dtype: np.dtype) -> np.ndarray:
         """The exact values rounded to ``dtype``: stored rounding, else rounded from hi + lo."""
@@ -393,7 +419,9 @@ def classify(computed: np.ndarray, exact) -> np.ndarray:
     return out
 
 
-def result_outcome(computed: np.ndarray, exact, *, fp_exceptions: Iterable[str] = ()) -> str:
+def result_outcome(
+    computed: np.ndarray, exact, *, fp_exceptions=(), axis: int | None = None
+) -> str | np.ndarray:
     """One outcome for a whole result (a scalar or a vector), the worst that applies.
 
     - ``"nan"``: a component is NaN;
@@ -418,20 +446,64 @@ def result_outcome(computed: np.ndarray, exact, *, fp_exceptions: Iterable[str] 
     fp_exceptions : iterable of str, keyword-only
         IEEE exceptions raised while computing the result, as numpy names them ("overflow",
         "underflow", "invalid", "divide"), e.g. collected with ``numpy.errstate(call=...)``.
+        With ``axis``, either that (for every result) or one such iterable per result.
+    axis : int or None, keyword-only
+        None: ``computed`` is one result and the outcome is a str. An int: ``computed`` is a
+        batch of results, each along ``axis`` (e.g. ``(batch, n)`` with ``axis=-1``), and the
+        outcomes are an array of str over the other axes.
     """
     computed = np.asarray(computed)
     exact = Exact.coerce(exact)
-    labels = classify(computed, exact)
-    if (labels == "nan").any():
-        return "nan"
-    if (labels == "overflow").any() or "overflow" in set(fp_exceptions):
-        return "overflow"
+    if axis is None:
+        computed, exact = computed.reshape(1, -1), exact.reshape(1, -1)
+        fp_exceptions = [fp_exceptions]
+    else:
+        move = (lambda a: np.moveaxis(a, axis, -1)) if axis not in (-1, computed.ndim - 1) else None
+        if move is not None:
+            computed = move(computed)
+            exact = Exact(move(exact.hi), move(exact.lo), move(exact.exp))
+    outcomes = _outcomes_along_last_axis(computed, exact, fp_exceptions)
+    return str(outcomes[0]) if axis is None else outcomes
+
+
+def _outcomes_along_last_axis(computed: np.ndarray, exact: Exact, fp_exceptions) -> np.ndarray:
+    """`result_outcome` of each result along the last axis (the other axes are the batch)."""
     c = _as_float64(computed)
+    batch = c.shape[:-1]
+    if isinstance(fp_exceptions, str) or not _is_per_result(fp_exceptions, batch):
+        raised = np.full(batch, "overflow" in set(fp_exceptions))
+    else:
+        per_result = fp_exceptions if isinstance(fp_exceptions, np.ndarray) else None
+        if per_result is None or per_result.dtype == object:
+            per_result = [
+                bool(r) if isinstance(r, bool | np.bool_) else "overflow" in set(r)
+                for r in (fp_exceptions if per_result is None else per_result.ravel())
+            ]
+        raised = np.asarray(per_result, dtype=bool).reshape(batch)
+    e_zero = (exact.hi == 0) & (exact.lo == 0)
+    is_nan = np.isnan(c).any(axis=-1)
+    overflow = (np.isinf(c) & (c != exact.hi)).any(axis=-1) | raised
     with np.errstate(over="ignore"):  # beyond float64's range the magnitude is inf: not tiny
         magnitude = np.abs(exact.hi + exact.lo) * np.exp2(np.clip(exact.exp, -1100, 1100))
     tiny = get_format(computed.dtype).min_normal
-    if np.all(c == 0) and (labels == "underflow").any() and np.max(magnitude) < tiny:
-        return "underflow"
-    if np.all((exact.hi == 0) & (exact.lo == 0)):
-        return "exact_zero"
-    return "ok"
+    flushed = ((c == 0) & ~e_zero).any(axis=-1)
+    underflow = (c == 0).all(axis=-1) & flushed & (np.max(magnitude, axis=-1) < tiny)
+    out = np.full(batch, "ok", dtype=object)
+    out[e_zero.all(axis=-1)] = "exact_zero"
+    out[underflow] = "underflow"
+    out[overflow] = "overflow"
+    out[is_nan] = "nan"
+    return out
+
+
+def _is_per_result(fp_exceptions, batch: tuple) -> bool:
+    """Whether ``fp_exceptions`` holds one entry per result (not one set for all)."""
+    if isinstance(fp_exceptions, np.ndarray):
+        return fp_exceptions.shape == batch
+    items = list(fp_exceptions) if not isinstance(fp_exceptions, set | frozenset) else None
+    return (
+        items is not None
+        and len(batch) == 1
+        and len(items) == batch[0]
+        and all(not isinstance(r, str) for r in items)
+    )

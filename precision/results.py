@@ -140,7 +140,8 @@ def worked_examples(companions: dict) -> list[tuple[str, str, str, object]]:
 def _with_all_columns(table):
     """A table written by an older precision, with the columns it lacks added as missing
     values (staleness names them), so that every summary can read it."""
-    from precision.study import COLUMNS, _typed
+    from precision.schema import COLUMNS
+    from precision.study import _typed
 
     missing = [c for c in COLUMNS if c not in table.columns]
     if not missing:

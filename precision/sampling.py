@@ -52,6 +52,69 @@ def sample_in_cell(
     return X[int(np.argmin(distance))]
 
 
+def sample_cell(
+    problem: Problem,
+    rng: np.random.Generator,
+    *,
+    n: int,
+    cond_decade: int,
+    mag_decade: int,
+    samples: int,
+    candidates: int = CANDIDATES_PER_SAMPLE,
+) -> list[np.ndarray | None]:
+    """``samples`` float64 inputs of one cell, as `sample_in_cell` picks each (None for a
+    sample no candidate reaches).
+
+    For a batched problem (``Problem.batched``: its ``propose`` takes one target per
+    candidate) every sample's targets are drawn first and all their candidates are proposed
+    and estimated in one call; other problems propose each sample's candidates in turn. The
+    two draw different (equally distributed) inputs from the same generator.
+    """
+    if not problem.batched:
+        return [
+            sample_in_cell(
+                problem,
+                rng,
+                n=n,
+                cond_decade=cond_decade,
+                mag_decade=mag_decade,
+                candidates=candidates,
+            )
+            for _ in range(samples)
+        ]
+    log_cond = rng.uniform(cond_decade, cond_decade + 1, size=samples)
+    log_mag = rng.uniform(mag_decade, mag_decade + 1, size=samples)
+    return _nearest_in_cell(problem, rng, n, cond_decade, mag_decade, log_cond, log_mag, candidates)
+
+
+def _nearest_in_cell(
+    problem, rng, n, cond_decade, mag_decade, log_cond, log_mag, candidates
+) -> list[np.ndarray | None]:
+    """For each target (log_cond[s], log_mag[s]), the nearest of its ``candidates`` proposals
+    inside the cell (None if none is inside), all proposed and estimated in one call."""
+    samples = len(log_cond)
+    if samples == 0:
+        return []
+    X = problem.propose(
+        rng,
+        n=n,
+        magnitude=np.repeat(10.0**log_mag, candidates),
+        cond=np.repeat(10.0**log_cond, candidates),
+        size=samples * candidates,
+    )
+    with np.errstate(all="ignore"):
+        cond, mag = problem.estimate(X)
+        lc = np.log10(cond).reshape(samples, candidates)
+        lm = np.log10(mag).reshape(samples, candidates)
+    inside = (np.floor(lc) == cond_decade) & (np.floor(lm) == mag_decade)
+    distance = np.where(
+        inside, (lc - log_cond[:, None]) ** 2 + (lm - log_mag[:, None]) ** 2, np.inf
+    )
+    best = np.argmin(distance, axis=1)
+    X = X.reshape(samples, candidates, *X.shape[1:])
+    return [X[s, best[s]] if inside[s].any() else None for s in range(samples)]
+
+
 def dataset_rows(data: np.ndarray, *, rows: int, seed: int) -> np.ndarray:
     """``rows`` rows of a data matrix, chosen without replacement by the seed (all if fewer)."""
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(zlib.crc32(b"dataset"),)))

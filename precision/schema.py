@@ -99,6 +99,9 @@ COLUMNS = {
     "bound": "known first-order bound on rel_error for this input (NaN: none applies)",
     "backward_error": "normwise backward error of the result, for problems that define one",
     "iterations": "iterations an iterative variant ran (NA: a direct method)",
+    "batch": "rows in the kernel call that computed this row: the chunk's inputs of the "
+    "format for a batch kernel, 1 for a variant that runs row by row (or whose batched call "
+    "raised, so that each row was run alone); NA where nothing ran",
     "gt_prec": "working precision (bits) of the certified ground truth",
     "certified": "whether the ground truth was certified",
 }
@@ -118,7 +121,15 @@ _FLOATS = (
     "bound",
     "backward_error",
 )
-_INTS = ("sample", "n", "cell_log10_cond", "cell_log10_magnitude", "gt_prec", "iterations")
+_INTS = (
+    "sample",
+    "n",
+    "cell_log10_cond",
+    "cell_log10_magnitude",
+    "gt_prec",
+    "iterations",
+    "batch",
+)
 DTYPES = {
     name: "float64"
     if name in _FLOATS

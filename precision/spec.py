@@ -78,6 +78,7 @@ class StudySpec:
     raw: dict[str, Any] = field(default_factory=dict, compare=False)
     plugins: tuple[str, ...] = ()  # resolved: absolute .py paths or module names
     plugins_sha256: str = ""  # over the plugins' sources ("" without plugins)
+    chunk_elements: int | None = None  # None: precision.study.CHUNK_ELEMENTS
 
     def variants_of(self, problem: str) -> tuple[str, ...]:
         # Unnamed: the problem's own variants (library, emulated and user kernels only when
@@ -101,6 +102,7 @@ TOP_KEYS = {
     "engine",
     "shared_inputs",
     "plugins",
+    "chunk_elements",
     "quick",
 }
 GRID_KEYS = {"log10_cond", "log10_magnitude", "sizes", "samples_per_cell", "problem_samples"}
@@ -120,6 +122,10 @@ MAX_SPEC_BYTES = 2**20
 MAX_SAMPLES = 10_000
 """Most inputs per cell and size (``samples_per_cell``, ``problem_samples``): certified
 ground truth costs milliseconds to seconds per input, so more is hours per cell."""
+
+MAX_CHUNK_ELEMENTS = 2**24
+"""Most input elements per chunk (``chunk_elements``): a chunk's inputs, in every format, and
+its results are held in memory at once."""
 
 MAX_MATRIX_SIZE = 1_000
 """Largest n of a matrix problem (an n x n input): exact references cost O(n**3) operations
@@ -188,6 +194,11 @@ def parse_spec(
     shared_inputs = raw.get("shared_inputs", False)
     if not isinstance(shared_inputs, bool):
         raise fail("shared_inputs", f"must be true or false, got {shared_inputs!r}")
+    chunk_elements = raw.get("chunk_elements")
+    if chunk_elements is not None:
+        chunk_elements = _positive_int(chunk_elements, "chunk_elements", fail)
+        if chunk_elements > MAX_CHUNK_ELEMENTS:
+            raise fail("chunk_elements", f"at most {MAX_CHUNK_ELEMENTS}, got {chunk_elements}")
     if quick and not has_quick:
         raise fail("quick", "--quick needs a [quick] table in the spec (none here)")
     return StudySpec(
@@ -205,6 +216,7 @@ def parse_spec(
         raw=raw,
         plugins=plugins,
         plugins_sha256=plugins_sha256,
+        chunk_elements=chunk_elements,
     )
 
 

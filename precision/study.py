@@ -1,17 +1,19 @@
 """The study runner: inputs -> certified ground truth -> every variant in every format -> rows.
 
 ``run(spec)`` is pure: it returns a tidy DataFrame (one row per input x variant x format) and
-writes nothing. Follow one input: `chunks` splits the study into independent chunks (a grid
+writes nothing. Follow one chunk: `chunks` splits the study into independent chunks (a grid
 cell of one problem and size, or a block of data-set rows), `_chunk_inputs` draws the chunk's
-inputs in float64 from its own seed, `_rows_for_input` rounds each to every format once,
-computes its ground truth once per format, and measures every variant against it.
+inputs in float64 from its own seed, `_chunk_table` stacks them into one batch, rounds the
+batch to every format once, computes each input's certified ground truth once per format, and
+measures every variant on the whole batch of each format at once (`precision.measure`: one
+kernel call per chunk, format and variant; error measures over the batch axis). The table is
+built column by column from those arrays, rows in the order input, format, variant.
 """
 
 from __future__ import annotations
 
 import functools
 import time
-import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -27,59 +29,78 @@ from precision.exact import (
     truths_from_record,
 )
 from precision.formats import cast, common_format, get_format, round_to_format_array
+from precision.measure import (
+    TRACEBACK_KEY,
+    constant_columns,
+    measure_batch,
+    variant_columns,
+)
 from precision.problems import PROBLEMS
-from precision.problems.base import Computed, Problem, Unsupported, Variant
-from precision.sampling import cell_rng, dataset_rows, sample_in_cell
-from precision.schema import COLUMNS, DTYPES, PARAMETERS
+from precision.sampling import cell_rng, dataset_rows, sample_cell
+from precision.schema import COLUMNS, DTYPES
 from precision.spec import StudySpec, ensure_plugins
 
-DATASET_CHUNK_ROWS = 50
-"""Data-set rows per chunk."""
+CHUNK_ELEMENTS = 2**15
+"""Input elements per chunk (inputs x elements per input), at least one grid cell or data-set
+row, unless a spec sets ``chunk_elements``. A chunk is one batch for every kernel: large
+enough that one call and one pass of the error measures cost little per row, small enough
+that chunks spread over workers and a killed run loses little."""
 
 
 @dataclass(frozen=True)
 class Chunk:
-    """A unit of work: one grid cell of one problem and size, or a block of data-set rows.
+    """A unit of work: consecutive grid cells of one problem and size, or a block of data-set
+    rows, whose inputs run as one batch.
 
-    A chunk's inputs depend only on the study seed and the chunk's own coordinates, so chunks
-    can run in any order, on any worker, and be resumed one by one.
+    A chunk's inputs depend only on the study seed and the coordinates of its cells (each
+    cell draws from its own generator), so chunks can run in any order, on any worker, and be
+    resumed one by one, and how cells are grouped into chunks changes no row.
     """
 
     problem: str
     n: int
     source: str
-    cond_decade: int | None = None
-    mag_decade: int | None = None
+    cells: tuple[tuple[int, int], ...] = ()
     rows: tuple[int, int] = (0, 0)
 
     @property
     def id(self) -> str:
         """A file-name-safe identifier, unique within a study."""
         if self.source == "synthetic":
-            return f"{self.problem}-n{self.n}-c{self.cond_decade}-m{self.mag_decade}"
+            (c, m), count = self.cells[0], len(self.cells)
+            return f"{self.problem}-n{self.n}-c{c}-m{m}-k{count}"
         return f"{self.problem}-{self.source}-{self.rows[0]}-{self.rows[1]}"
 
     def inputs(self, spec: StudySpec) -> int:
         """How many inputs the chunk tries (cells the generator cannot reach yield fewer)."""
         if self.source == "synthetic":
-            return spec.grid.samples_for(self.problem)
+            return spec.grid.samples_for(self.problem) * len(self.cells)
         return self.rows[1] - self.rows[0]
 
 
 def chunks(spec: StudySpec) -> list[Chunk]:
     """Every chunk of the study, in the order of the rows of its table."""
     out = []
+    limit = spec.chunk_elements or CHUNK_ELEMENTS
     for name in spec.problems:
         problem = PROBLEMS[name]
         sizes = spec.grid.sizes if problem.takes_sizes else (1,)
-        out += [Chunk(name, n, "synthetic", c, m) for n in sizes for c, m in spec.grid.cells()]
+        for n in sizes:
+            elements = spec.grid.samples_for(name) * int(np.prod(problem.input_shape(n)))
+            per_chunk = max(1, limit // max(1, elements))
+            cells = spec.grid.cells()
+            out += [
+                Chunk(name, n, "synthetic", tuple(cells[start : start + per_chunk]))
+                for start in range(0, len(cells), per_chunk)
+            ]
         if problem.from_logits is None:
             continue
         for dataset in spec.datasets:
             count, n = _dataset(spec, dataset.name).shape
+            step = max(1, limit // max(1, n))
             out += [
-                Chunk(name, n, dataset.name, rows=(start, min(start + DATASET_CHUNK_ROWS, count)))
-                for start in range(0, count, DATASET_CHUNK_ROWS)
+                Chunk(name, n, dataset.name, rows=(start, min(start + step, count)))
+                for start in range(0, count, step)
             ]
     return out
 
@@ -96,27 +117,46 @@ class ChunkResult:
     first_traceback: str | None = None
 
 
-TRACEBACK_KEY = "_traceback"
-"""Key of a measured row's traceback (outcome error); not a column of the table."""
+def run_chunk(
+    spec: StudySpec, chunk: Chunk, *, cache=None, phases: dict[str, float] | None = None
+) -> ChunkResult:
+    """Generate the chunk's inputs and measure every variant in every format on them.
 
-
-def run_chunk(spec: StudySpec, chunk: Chunk, *, cache=None) -> ChunkResult:
-    """Generate the chunk's inputs and measure every variant in every format on them."""
+    ``phases``, if given, accumulates the seconds of each step (`PHASES`), for the bench.
+    """
     start = time.perf_counter()
     ensure_plugins(spec)  # a worker process imports the user's kernels before it runs them
-    rows: list[dict] = []
-    gt_seconds = 0.0
-    for index, x in _chunk_inputs(spec, chunk):
-        new_rows, seconds = _rows_for_input(spec, chunk, index, x, cache)
-        rows += new_rows
-        gt_seconds += seconds
-    table = _rows_table(rows)
-    first = next((row[TRACEBACK_KEY] for row in rows if row.get(TRACEBACK_KEY)), None)
+    clock = Clock(phases)
+    drawn = list(_chunk_inputs(spec, chunk))
+    clock.lap("inputs")
+    table, gt_seconds, first = _chunk_table(spec, chunk, drawn, cache, clock)
     return ChunkResult(table, chunk.inputs(spec), time.perf_counter() - start, gt_seconds, first)
 
 
+PHASES = ("inputs", "ground truth", "row fields", "kernels", "errors and bounds", "table")
+"""The steps of a chunk that `run_chunk` can time."""
+
+
+class Clock:
+    """Books the seconds since its last lap to a phase of a dict (no-op without one)."""
+
+    def __init__(self, phases: dict[str, float] | None):
+        self.phases = phases
+        self.last = time.perf_counter()
+
+    def lap(self, phase: str) -> None:
+        now = time.perf_counter()
+        if self.phases is not None:
+            self.phases[phase] = self.phases.get(phase, 0.0) + now - self.last
+        self.last = now
+
+
 def run(
-    spec: StudySpec, *, progress: Callable[[int], None] | None = None, cache=None
+    spec: StudySpec,
+    *,
+    progress: Callable[[int], None] | None = None,
+    cache=None,
+    phases: dict[str, float] | None = None,
 ) -> pd.DataFrame:
     """Run a study in this process and return its tidy table (see `COLUMNS`).
 
@@ -130,6 +170,8 @@ def run(
         Called with the number of inputs finished after each chunk (for a progress bar).
     cache : precision.store.GroundTruthCache, keyword-only
         Where certified ground truths are looked up and added (None: compute every one).
+    phases : dict, keyword-only
+        If given, accumulates the seconds of each step of the chunks (`PHASES`).
 
     Returns
     -------
@@ -140,7 +182,7 @@ def run(
     start = time.perf_counter()
     results = []
     for chunk in chunks(spec):
-        results.append(run_chunk(spec, chunk, cache=cache))
+        results.append(run_chunk(spec, chunk, cache=cache, phases=phases))
         if progress:
             progress(results[-1].inputs)
     table = concat_tables([r.table for r in results])
@@ -218,51 +260,182 @@ def _dataset(spec: StudySpec, name: str) -> np.ndarray:
     return _load_dataset(str(dataset.path), dataset.rows, spec.seed)
 
 
-def _chunk_inputs(spec: StudySpec, chunk: Chunk) -> Iterator[tuple[int, np.ndarray]]:
-    """Yield (sample index, float64 input) of a chunk; unreachable samples yield nothing."""
+def _chunk_inputs(spec: StudySpec, chunk: Chunk) -> Iterator[tuple[tuple, int, np.ndarray]]:
+    """Yield (cell, sample index, float64 input) of a chunk, cell by cell (cell is
+    ``(cond decade, magnitude decade)``, or ``(None, None)`` for data-set rows); unreachable
+    samples yield nothing."""
     problem = PROBLEMS[chunk.problem]
     if chunk.source != "synthetic":
         data = _dataset(spec, chunk.source)
         for index in range(*chunk.rows):
-            yield index, problem.from_logits(data[index].astype(np.float64))
+            yield (None, None), index, problem.from_logits(data[index].astype(np.float64))
         return
-    rng = cell_rng(spec.seed, chunk.problem, chunk.n, chunk.cond_decade, chunk.mag_decade)
-    for index in range(chunk.inputs(spec)):
-        x = sample_in_cell(
-            problem, rng, n=chunk.n, cond_decade=chunk.cond_decade, mag_decade=chunk.mag_decade
-        )
-        if x is not None:
-            yield index, x
+    samples = spec.grid.samples_for(chunk.problem)
+    for c, m in chunk.cells:
+        rng = cell_rng(spec.seed, chunk.problem, chunk.n, c, m)
+        drawn = sample_cell(problem, rng, n=chunk.n, cond_decade=c, mag_decade=m, samples=samples)
+        for index, x in enumerate(drawn):
+            if x is not None:
+                yield (c, m), index, x
 
 
-def _rows_for_input(spec: StudySpec, chunk: Chunk, index: int, x: np.ndarray, cache=None):
-    """The rows of one input in every format and variant, and the ground-truth seconds."""
+def _chunk_table(spec: StudySpec, chunk: Chunk, drawn: list, cache, clock: Clock | None = None):
+    """The rows of a chunk's inputs ``drawn`` ((cell, sample index, float64 input), as
+    `_chunk_inputs` yields them) in every format and variant, the ground-truth seconds, and
+    the first traceback of a variant that raised (in row order)."""
+    if not drawn:
+        return _typed(pd.DataFrame(columns=list(COLUMNS))), 0.0, None
+    clock = clock or Clock(None)
     problem = PROBLEMS[chunk.problem]
-    inputs = _inputs_per_format(spec, x)
-    truths, seconds = _ground_truths(spec, problem, inputs, cache)
-    rows = []
-    for fmt_name, x_fmt in inputs.items():
+    where = {
+        "sample": np.array([index for _, index, _ in drawn], dtype=np.float64),
+        "cell_log10_cond": np.array([c for (c, _), _, _ in drawn], dtype=np.float64),
+        "cell_log10_magnitude": np.array([m for (_, m), _, _ in drawn], dtype=np.float64),
+    }
+    inputs = _inputs_per_format(spec, np.stack([x for _, _, x in drawn]))
+    clock.lap("inputs")
+    truths, seconds = [], 0.0
+    for b in range(len(drawn)):
+        found, spent = _ground_truths(spec, problem, {f: X[b] for f, X in inputs.items()}, cache)
+        truths.append(found)
+        seconds += spent
+    clock.lap("ground truth")
+    table = _TableBuilder()
+    names = spec.variants_of(chunk.problem)
+    for f_pos, fmt_name in enumerate(spec.formats):
         fmt = get_format(fmt_name)
-        base = _base_row(spec, chunk, index, fmt_name, x_fmt)
-        if truths.get(fmt_name) is None:
-            # The input is not representable (absent), or has no exact result (None: e.g. a
-            # matrix rounded to an exactly singular one): nothing to measure in this format.
-            outcome = "input_overflow" if fmt_name not in truths else "undefined"
-            rows += [
-                {**base, **variant_columns(problem.variants[v], v), "outcome": outcome}
-                for v in spec.variants_of(chunk.problem)
+        X = inputs[fmt_name]
+        base = _base_columns(spec, chunk, problem, fmt_name, X, where)
+        clock.lap("row fields")
+        measured = np.array([t.get(fmt_name) is not None for t in truths], dtype=bool)
+        have, lost = np.flatnonzero(measured), np.flatnonzero(~measured)
+        # The input is not representable (absent), or has no exact result (None: e.g. a
+        # matrix rounded to an exactly singular one): nothing to measure in this format.
+        outcome = np.array(
+            ["input_overflow" if fmt_name not in truths[b] else "undefined" for b in lost],
+            dtype=object,
+        )
+        if len(have):
+            used = [truths[b][fmt_name] for b in have]
+            exact = metrics.Exact.stack([t.exact for t in used])
+            known = {
+                "cond": np.array([t.cond for t in used], dtype=np.float64),
+                "gt_prec": np.array([t.prec for t in used], dtype=np.float64),
+                "certified": np.array([t.certified for t in used], dtype=object),
+            }
+        for v_pos, name in enumerate(names):
+            variant = problem.variants[name]
+            about = variant_columns(variant, name)
+            if len(lost):
+                table.add(lost, f_pos, v_pos, _take(base, lost) | about | {"outcome": outcome})
+            if len(have):
+                clock.lap("row fields")
+                _, columns = measure_batch(problem, name, X[have], fmt, exact, clock=clock)
+                table.add(
+                    have,
+                    f_pos,
+                    v_pos,
+                    _take(base, have) | known | about | constant_columns(variant, fmt) | columns,
+                )
+    clock.lap("row fields")
+    built, first = table.build()
+    clock.lap("table")
+    return built, seconds, first
+
+
+def _base_columns(spec, chunk: Chunk, problem, fmt_name: str, X: np.ndarray, where) -> dict:
+    """The columns that describe the inputs ``X`` of a chunk in one format (one per row);
+    ``where`` holds each input's sample index and cell."""
+    if problem.batched:
+        magnitude = np.asarray(problem.magnitude(X), dtype=np.float64)
+        extras = {k: np.asarray(v, dtype=np.float64) for k, v in problem.extras(X).items()}
+    else:
+        magnitude = np.array([problem.magnitude(x) for x in X], dtype=np.float64)
+        rows = [problem.extras(x) for x in X]
+        extras = {key: np.array([r[key] for r in rows], dtype=np.float64) for key in rows[0]}
+    return {
+        "study": spec.name,
+        "problem": chunk.problem,
+        "format": fmt_name,
+        "source": chunk.source,
+        **where,
+        "n": chunk.n,
+        "magnitude": magnitude,
+        **extras,
+    }
+
+
+def _take(columns: dict, rows: np.ndarray) -> dict:
+    """The rows ``rows`` of columns that are arrays (scalars apply to every row)."""
+    return {k: v[rows] if isinstance(v, np.ndarray) else v for k, v in columns.items()}
+
+
+class _TableBuilder:
+    """Blocks of rows (one format and variant, some inputs), each a dict of column arrays or
+    scalars, assembled into one typed table in the order input, format, variant."""
+
+    def __init__(self):
+        self.blocks: list[tuple[np.ndarray, int, int, dict]] = []
+
+    def add(self, inputs: np.ndarray, f_pos: int, v_pos: int, columns: dict) -> None:
+        self.blocks.append((np.asarray(inputs), f_pos, v_pos, columns))
+
+    def build(self) -> tuple[pd.DataFrame, str | None]:
+        keys = [
+            np.concatenate([np.full(len(b[0]), b[k]) if k else b[0] for b in self.blocks])
+            for k in (0, 1, 2)
+        ]
+        order = np.lexsort((keys[2], keys[1], keys[0]))
+        columns = {}
+        for name, dtype in DTYPES.items():
+            parts = [
+                _column_part(block[3].get(name), len(block[0]), dtype) for block in self.blocks
             ]
-            continue
-        truth = truths[fmt_name]
-        base |= {"cond": truth.cond, "gt_prec": truth.prec, "certified": truth.certified}
-        for name in spec.variants_of(chunk.problem):
-            rows.append(base | _measure(problem, name, x_fmt, fmt, truth.exact))
-    return rows, seconds
+            join = np.ma.concatenate if dtype == "UInt64" else np.concatenate
+            columns[name] = _typed_column(join(parts)[order], dtype)
+        tracebacks = [
+            tb
+            for block in self.blocks
+            for tb in block[3].get(TRACEBACK_KEY, [None] * len(block[0]))
+        ]
+        first = next((tracebacks[i] for i in order if tracebacks[i]), None)
+        return pd.DataFrame(columns), first
+
+
+def _column_part(value, length: int, dtype: str) -> np.ndarray:
+    """One block's values of a column: float64 (NaN: missing) for numbers that fit, else
+    objects (None: missing)."""
+    if dtype == "UInt64":  # exact beyond 2**53: a masked uint64 array (masked: missing)
+        if isinstance(value, np.ma.MaskedArray):
+            return value
+        return np.ma.masked_all(length, dtype=np.uint64)
+    numeric = dtype == "float64" or dtype == "Int64"
+    if isinstance(value, np.ndarray):
+        return value.astype(np.float64) if numeric else value.astype(object)
+    if value is None:
+        return np.full(length, np.nan) if numeric else np.full(length, None, dtype=object)
+    return np.full(length, value, dtype=np.float64 if numeric else object)
+
+
+def _typed_column(values: np.ndarray, dtype: str):
+    """A column of the table in its fixed dtype."""
+    if dtype == "float64":
+        return values
+    if dtype == "Int64":
+        missing = np.isnan(values)
+        return pd.arrays.IntegerArray(np.where(missing, 0, values).astype(np.int64), missing)
+    if dtype == "UInt64":
+        if isinstance(values, np.ma.MaskedArray):
+            missing = np.ma.getmaskarray(values)
+            return pd.arrays.IntegerArray(values.filled(0).astype(np.uint64), missing)
+        return _integers(list(values), np.uint64)
+    return pd.array(values, dtype=dtype)
 
 
 def _inputs_per_format(spec: StudySpec, x: np.ndarray) -> dict[str, np.ndarray]:
-    """The input as each format receives it: rounded once to that format, or (shared_inputs)
-    rounded once to the values common to all the study's formats and then stored exactly."""
+    """The inputs (one, or a batch) as each format receives them: rounded once to that
+    format, or (shared_inputs) rounded once to the values common to all the study's formats
+    and then stored exactly."""
     if not spec.shared_inputs:
         return {name: cast(x, name) for name in spec.formats}
     common = round_to_format_array(x, common_format(spec.formats)).astype(np.float64)
@@ -302,197 +475,19 @@ def _ground_truths(spec: StudySpec, problem, inputs: dict[str, np.ndarray], cach
     return truths, seconds
 
 
-def _base_row(spec, chunk: Chunk, index: int, fmt_name: str, x_fmt: np.ndarray) -> dict:
+def _base_row(spec, chunk: Chunk, cell, index: int, fmt_name: str, x_fmt: np.ndarray) -> dict:
+    """The columns that describe one input (of ``cell``, ``(None, None)`` for a data-set row)
+    in one format, as a dict (`_base_columns` for a batch of one; the bench's per-row baseline
+    builds its rows from it)."""
     problem = PROBLEMS[chunk.problem]
-    return {
-        "study": spec.name,
-        "problem": chunk.problem,
-        "format": fmt_name,
-        "source": chunk.source,
-        "sample": index,
-        "n": chunk.n,
-        "cell_log10_cond": chunk.cond_decade,
-        "cell_log10_magnitude": chunk.mag_decade,
-        "magnitude": problem.magnitude(x_fmt),
-        **problem.extras(x_fmt),
+    batch = np.asarray(x_fmt)[np.newaxis]
+    where = {
+        "sample": np.array([index], dtype=np.float64),
+        "cell_log10_cond": np.array([cell[0]], dtype=np.float64),
+        "cell_log10_magnitude": np.array([cell[1]], dtype=np.float64),
     }
-
-
-def _measure(problem: Problem, name: str, x_fmt: np.ndarray, fmt, exact: metrics.Exact) -> dict:
-    """Run one variant on one input and measure its result against the shared exact output."""
-    return measure_variant(problem, name, x_fmt, fmt, exact)[1]
-
-
-@dataclass(frozen=True)
-class VariantRun:
-    """One variant's run on one input (see `run_variant_detailed`)."""
-
-    y: np.ndarray
-    raised: set[str]
-    iterations: int | None = None
-    converged: bool = True
-    unsupported: str | None = None
-    error: str | None = None  # "TypeError: message" of an exception the variant raised
-    error_traceback: str | None = None
-
-
-def run_variant_detailed(problem: Problem, name: str, x_fmt: np.ndarray) -> VariantRun:
-    """Run one variant on one input: its result, the IEEE exceptions numpy reported, the
-    iterations an iterative variant ran, and why it could not run (`Unsupported`), if so.
-
-    Any other exception the variant raises (a library refusing a dtype with a TypeError, a bug
-    in a kernel) is a measurement too: the run carries its type, message and traceback and the
-    row's outcome is ``error``, so one kernel never stops a study. Only exceptions that are not
-    ``Exception``s (KeyboardInterrupt, SystemExit) propagate.
-    """
-    # Overflow, underflow and invalid operations are what is being measured: numpy reports them
-    # to a callback instead of warning, and they go into the row (fp_exceptions, outcome).
-    raised: set[str] = set()
-    try:
-        with np.errstate(all="call", call=lambda kind, _flag: raised.add(kind)):
-            result = problem.variants[name].compute(x_fmt)
-    except Unsupported as refusal:
-        return VariantRun(np.full(1, np.nan), raised, unsupported=str(refusal) or "unsupported")
-    except Exception as exc:
-        return VariantRun(
-            np.full(1, np.nan),
-            raised,
-            error=exception_text(exc),
-            error_traceback=traceback.format_exc(),
-        )
-    if isinstance(result, Computed):
-        return VariantRun(np.asarray(result.y), raised, result.iterations, result.converged)
-    return VariantRun(np.asarray(result), raised)
-
-
-def exception_text(exc: BaseException) -> str:
-    """``"TypeError: message"`` on one line (the type alone when the message is empty)."""
-    message = " ".join(str(exc).split())
-    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
-
-
-def run_variant(problem: Problem, name: str, x_fmt: np.ndarray) -> tuple[np.ndarray, set[str]]:
-    """Run one variant on one input: its result and the IEEE exceptions numpy reported."""
-    run = run_variant_detailed(problem, name, x_fmt)
-    return run.y, run.raised
-
-
-def measure_variant(
-    problem: Problem, name: str, x_fmt: np.ndarray, fmt, exact: metrics.Exact
-) -> tuple[np.ndarray, dict]:
-    """Run one variant on one input and measure it against the shared exact output: its result
-    and the row's measured fields (the study's rows and `precision.evaluate` share this)."""
-    variant = problem.variants[name]
-    run = run_variant_detailed(problem, name, x_fmt)
-    y = run.y
-    about = {
-        **variant_columns(variant, name),
-        "accumulator": variant.accumulator(fmt),
-        "library": variant.library,
-        "library_version": library_version(variant.library),
-        "device": variant.device,
-        "compute_mode": variant.compute_mode,
-        "fp_exceptions": ",".join(sorted(run.raised)),
-        "iterations": run.iterations,
-    }
-    if run.unsupported is not None or run.error is not None:
-        # Nothing was computed in this format: no error to measure, and no upcast stands in.
-        outcome = "unsupported" if run.error is None else "error"
-        return y, about | {
-            "compute_dtype": "",
-            "outcome": outcome,
-            "exception": run.unsupported if run.error is None else run.error,
-            "bound": np.nan,
-            TRACEBACK_KEY: run.error_traceback,  # not a column: for --debug (`run_chunk`)
-        }
-    with np.errstate(all="ignore"):
-        bound = _bound(variant, x_fmt, fmt)
-        rel = metrics.normwise_relative_error(y, exact)
-        rel_cw = float(np.max(metrics.relative_error(y, exact)))
-        absolute = float(np.max(metrics.absolute_error(y, exact)))
-        backward = _backward_error(problem, x_fmt, y)
-    ulps = metrics.ulp_distance(y, exact.rounded_to(y.dtype), nan="max")
-    outcome = metrics.result_outcome(y, exact, fp_exceptions=run.raised)
-    if outcome == "exact_zero":
-        # |y - 0| / 0 is undefined: metrics' 0-or-inf convention would put an infinite (or a
-        # flattering zero) error into every statistic over rel_error; abs_error judges the row.
-        rel = rel_cw = np.nan
-    if not run.converged and outcome in ("ok", "underflow", "exact_zero"):
-        outcome = "no_convergence"
-    return y, about | {
-        "compute_dtype": y.dtype.name,
-        "rel_error": rel,
-        "rel_error_cw": rel_cw,
-        "err_over_u": rel / fmt.u,
-        "abs_error": absolute,
-        "ulps": int(ulps.max()),
-        "bits": float(np.log2(1.0 + ulps.max())),
-        "outcome": outcome,
-        "bound": bound,
-        "backward_error": backward,
-    }
-
-
-def variant_columns(variant: Variant, name: str) -> dict:
-    """The columns that say which variant a row measured: its id ``name``, its family and one
-    column per `PARAMETERS` entry (None, i.e. NaN, where the variant does not declare it).
-
-    Raises
-    ------
-    ValueError
-        The variant declares a parameter the table has no column for (it would be lost).
-    """
-    unknown = sorted(set(variant.params) - set(PARAMETERS))
-    if unknown:
-        raise ValueError(
-            f"variant {name!r} declares parameters {unknown} that are not columns of the "
-            f"table (known: {', '.join(PARAMETERS)})"
-        )
-    params = {key: variant.params.get(key) for key in PARAMETERS}
-    return {"variant": name, "family": variant.family, **params}
-
-
-@functools.cache
-def library_version(library: str) -> str:
-    """The installed version of ``library`` ("" when it is not a distribution)."""
-    from importlib import metadata
-
-    try:
-        return metadata.version(library)
-    except metadata.PackageNotFoundError:
-        return ""
-
-
-def _backward_error(problem: Problem, x_fmt: np.ndarray, y: np.ndarray) -> float:
-    if problem.backward_error is None or not np.isfinite(y.astype(np.float64)).all():
-        return np.nan
-    return float(problem.backward_error(x_fmt, y))
-
-
-def _bound(variant, x_fmt: np.ndarray, fmt) -> float:
-    """The variant's first-order bound for this input; NaN where none applies, including
-    where a Python float overflows while computing it (an input far outside its assumptions)."""
-    if variant.bound is None:
-        return np.nan
-    try:
-        return variant.bound(x_fmt, fmt)
-    except ArithmeticError:  # OverflowError, ZeroDivisionError
-        return np.nan
-
-
-def _rows_table(rows: list[dict]) -> pd.DataFrame:
-    """The rows as a table with the fixed column dtypes, built column by column (one typed
-    array per column is several times cheaper than a frame of objects cast afterwards)."""
-    columns = {}
-    for name, dtype in DTYPES.items():
-        values = [row.get(name) for row in rows]
-        if dtype == "float64":
-            columns[name] = np.array([np.nan if v is None else v for v in values], dtype=float)
-        elif dtype in ("Int64", "UInt64"):
-            columns[name] = _integers(values, np.uint64 if dtype == "UInt64" else np.int64)
-        else:
-            columns[name] = pd.array(values, dtype=dtype)
-    return pd.DataFrame(columns)
+    columns = _base_columns(spec, chunk, problem, fmt_name, batch, where)
+    return {k: v[0].item() if isinstance(v, np.ndarray) else v for k, v in columns.items()}
 
 
 def _integers(values: list, dtype) -> pd.arrays.IntegerArray:

@@ -20,6 +20,7 @@ import pytest
 
 from precision.exact import ground_truth
 from precision.formats import STUDY_FORMATS, cast, get_format
+from precision.measure import measure_variant
 from precision.problems import optimisers
 from precision.problems.optimisers import (
     GD_MAX_ITER,
@@ -39,7 +40,7 @@ from precision.problems.quadratic import (
     to_fractions,
 )
 from precision.spec import load_spec
-from precision.study import measure_variant, run
+from precision.study import run
 
 STUDY = Path(__file__).resolve().parents[1] / "studies" / "descent.toml"
 REMEDIES = ("gd_master32_lr0.1", "gd_kahan_lr0.1", "gd_stochastic_lr0.1")

@@ -29,10 +29,10 @@ from precision.evaluate import (
 )
 from precision.exact import ground_truth
 from precision.formats import STUDY_FORMATS, cast, get_format
+from precision.measure import measure_variant
 from precision.problems import DEFAULT_VARIANTS, PROBLEMS
 from precision.problems.base import Problem, Variant, square_matrix
 from precision.schema import DEFAULT_ENGINE
-from precision.study import measure_variant
 from precision.values import InputError, logits_with_target, parse_values
 
 THIRD_F16 = float(np.float16(1 / 3))

@@ -25,6 +25,7 @@ TINY = {
     "formats": ["float16", "bfloat16", "float32", "float64"],
     "problems": ["softmax", "logsumexp"],
     "grid": {"log10_cond": [0, 2], "log10_magnitude": [0, 2], "sizes": [10], "samples_per_cell": 2},
+    "chunk_elements": 1,  # one grid cell per chunk: eight chunks to resume
 }
 
 # Slow enough (about 12 chunks of a few tenths of a second each) to be killed in the middle.
@@ -33,6 +34,7 @@ name = "killable"
 seed = 11
 formats = ["float16", "float32", "float64"]
 problems = ["softmax", "log_softmax"]
+chunk_elements = 1
 [grid]
 log10_cond = [0, 2]
 log10_magnitude = [0, 3]

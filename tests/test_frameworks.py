@@ -14,6 +14,7 @@ from precision.exact import ground_truth
 from precision.formats import FORMATS, STUDY_FORMATS, cast, get_format
 from precision.metrics import normwise_relative_error
 from precision.problems import DEFAULT_VARIANTS, PROBLEMS, frameworks
+from precision.problems.base import Unsupported
 from precision.spec import SpecError, parse_spec
 
 LIBRARIES = ["torch", "jax", "tensorflow"]
@@ -84,7 +85,7 @@ def test_rows_record_library_version_and_device():
     _need("torch")
     from importlib import metadata
 
-    from precision.study import measure_variant
+    from precision.measure import measure_variant
 
     f = get_format("bfloat16")
     x = cast(np.array([1.0, 2.0, 3.0]), f)
@@ -93,6 +94,51 @@ def test_rows_record_library_version_and_device():
     assert row["library"] == "torch" and row["library_version"] == metadata.version("torch")
     assert row["device"] == "cpu" and row["compute_dtype"] == "bfloat16"
     assert row["accumulator"] == "float32" and row["outcome"] == "ok"
+
+
+# ------------------------------------------------------------------ batches
+
+# (library, format) whose batched call was measured NOT to reproduce the one-row call bit for
+# bit (JAX 0.10.2, TensorFlow 2.21.0, on the CPU): XLA and Eigen reduce a (batch, n) array in
+# another order than a (1, n) one. JAX differs once a batch holds some thousands of values
+# (64 x 100, 8 x 1000; softmax up to 6 ulps, log-sum-exp near 0 up to 2**14 ulps, the same
+# absolute error), TensorFlow at every size (1 or 2 ulps; more for log-sum-exp near 0). The
+# variants stay batched: a training step calls them on batches, and the rows measure that.
+BATCH_DEPENDENT = {(lib, fmt) for lib in ("jax", "tensorflow") for fmt in ("float32", "float64")}
+
+
+@pytest.mark.parametrize("library", LIBRARIES)
+@pytest.mark.parametrize("fmt", STUDY_FORMATS)
+def test_library_kernels_are_batch_kernels(library, fmt):
+    """The softmax family's library kernels take a batch along the last axis, (B, n) ->
+    (B, m), with the routine called once on the batch; row i equals the one-row call bit for
+    bit, except where the library itself computes a batch differently (`BATCH_DEPENDENT`)."""
+    _need(library)
+    for problem, name in _variants(library):
+        variant = PROBLEMS[problem].variants[name]
+        assert variant.batched, (problem, name)
+        rng = np.random.default_rng(3)
+        for n in (3, 150):
+            X64 = np.concatenate(
+                [
+                    PROBLEMS[problem].propose(rng, n=n, magnitude=m, cond=10.0, size=4)
+                    for m in (0.01, 3.0, 100.0)
+                ]
+            )
+            X = cast(X64, fmt)
+            with np.errstate(all="ignore"):
+                try:
+                    batch = variant.kernel(X)
+                except Unsupported:
+                    with pytest.raises(Unsupported):
+                        variant.compute(X[0])
+                    continue
+                rows = [variant.kernel(X[i : i + 1])[0] for i in range(len(X))]
+            assert batch.shape[0] == len(X) and batch.dtype == rows[0].dtype
+            if (library, fmt) in BATCH_DEPENDENT:
+                continue
+            for i, row in enumerate(rows):
+                assert batch[i].tobytes() == row.tobytes(), (problem, library, fmt, n, i)
 
 
 # ------------------------------------------------------------------ accuracy
@@ -206,7 +252,7 @@ def test_library_variants_run_only_when_named():
 def test_torch_linalg_refuses_half_precision_on_the_cpu(problem):
     """torch's CPU LU and gelsy have no float16/bfloat16: an unsupported row, not a crash."""
     _need("torch")
-    from precision.study import run_variant_detailed
+    from precision.measure import run_variant_detailed
 
     if problem not in PROBLEMS:
         pytest.skip(f"no {problem} problem in this tree")

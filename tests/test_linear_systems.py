@@ -20,10 +20,11 @@ import pytest
 
 from precision.exact import ground_truth
 from precision.formats import STUDY_FORMATS, cast, get_format, round_to_format
+from precision.measure import measure_variant
 from precision.problems.linear_systems import LINEAR_SYSTEM, propose_systems
 from precision.problems.matrix_condition import MATRIX_CONDITION
 from precision.spec import load_spec, parse_spec
-from precision.study import measure_variant, run
+from precision.study import run
 
 STUDY = Path(__file__).resolve().parents[1] / "studies" / "linear_systems.toml"
 

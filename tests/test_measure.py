@@ -176,3 +176,21 @@ def test_outcomes_over_the_batch_axis_equal_one_result_at_a_time(computed, exact
     batch = result_outcome(C, E, fp_exceptions=flags, axis=-1)
     one = [result_outcome(C[i], E[i], fp_exceptions=flags[i]) for i in range(rows)]
     assert list(batch) == one
+
+
+@settings(max_examples=60, deadline=None)
+@given(raising=st.lists(st.booleans(), min_size=1, max_size=40))
+def test_flag_attribution_finds_exactly_the_raising_rows(raising):
+    """Whatever rows overflow, each row's fp_exceptions equal those of its own call, and the
+    kernel is called at most about twice per row."""
+    X = np.where(np.array(raising)[:, None], np.float32(100.0), np.float32(1.0))
+    X = np.ascontiguousarray(np.repeat(X, 3, axis=1).astype(np.float32))
+    calls = []
+
+    def kernel(x):
+        calls.append(len(x))
+        return np.exp(x)
+
+    run, _ = measure_batch(_toy(kernel, batched=True), "v", X, get_format("float32"), _exact_exp(X))
+    assert [("overflow" in r) for r in run.raised] == raising
+    assert len(calls) <= 2 * len(X) + 1

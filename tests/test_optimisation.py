@@ -67,7 +67,7 @@ def test_jacobi_is_backward_stable_in_the_format(fmt):
 def test_numpy_eigvalsh_does_not_stand_in_for_low_precision(fmt):
     H = cast(np.eye(3), fmt)
     gt = ground_truth(CRITICAL_POINT, H, fmt)
-    from precision.study import measure_variant
+    from precision.measure import measure_variant
 
     _, row = measure_variant(CRITICAL_POINT, "numpy_eigvalsh", H, get_format(fmt), gt.exact)
     assert row["outcome"] == "unsupported"

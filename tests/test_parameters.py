@@ -10,9 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from precision.measure import variant_columns
 from precision.problems import PROBLEMS
 from precision.problems.base import Variant
-from precision.study import COLUMNS, DTYPES, PARAMETERS, variant_columns
+from precision.schema import COLUMNS, DTYPES, PARAMETERS
 
 PACKAGE = Path(__file__).resolve().parents[1] / "precision"
 

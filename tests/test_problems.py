@@ -19,11 +19,11 @@ import scipy.special
 
 from precision.exact import ground_truth, to_mpf_array
 from precision.formats import cast, get_format, round_to_format
+from precision.measure import measure_variant
 from precision.metrics import Exact, normwise_relative_error, relative_error
 from precision.problems import DEFAULT_VARIANTS, PROBLEMS, logits
 from precision.problems.base import Computed, Unsupported
 from precision.problems.logsumexp import logsumexp_reference
-from precision.study import measure_variant
 
 FORMATS = ["float16", "bfloat16", "float32", "float64"]
 # Each problem's own variants; emulated and library variants: tests/test_emulate.py and
@@ -492,8 +492,8 @@ class _MidpointGenerator:
     def uniform(self, low=0.0, high=1.0, size=None):
         shape = () if size is None else tuple(np.atleast_1d(size))
         count = math.prod(shape)
-        q = (np.arange(count) + 1.0) / (count + 1.0)
-        return (low + (high - low) * q).reshape(shape)
+        q = ((np.arange(count) + 1.0) / (count + 1.0)).reshape(shape)
+        return low + (high - low) * q  # low and high broadcast against the draw, as numpy's
 
     def choice(self, options, size=None):
         options = np.asarray(options)
@@ -561,3 +561,64 @@ def test_references_keep_a_term_far_below_the_working_precision(fmt):
             )[0]
             < 1e-15
         )
+
+
+# ------------------------------------------------------------------ batch kernels
+
+BATCH_PROBLEMS = ["softmax", "logsumexp", "log_softmax", "cross_entropy", "exp"]
+BATCH_FORMATS = [*FORMATS, "float8_e4m3fn", "float8_e5m2"]
+
+
+def _batch_of_inputs(problem_name: str, n: int, fmt: str) -> np.ndarray:
+    """Proposals from tiny to overflowing magnitudes, and rows holding inf, NaN, ties, zeros."""
+    problem, rng = PROBLEMS[problem_name], np.random.default_rng(n)
+    X = np.concatenate(
+        [problem.propose(rng, n=n, magnitude=m, cond=10.0, size=3) for m in (1e-2, 3.0, 300.0, 3e4)]
+    )
+    logit_rows = X[:, 0] if problem_name == "cross_entropy" else X
+    logit_rows[0, 0], logit_rows[1, -1] = np.inf, np.nan
+    logit_rows[2], logit_rows[3] = 0.0, -0.0
+    with np.errstate(invalid="ignore"):
+        return cast(X, fmt)
+
+
+def _same_bound(a, b) -> bool:
+    a, b = np.float64(a), np.float64(b)
+    return bool(np.isnan(a) and np.isnan(b)) or a.tobytes() == b.tobytes()
+
+
+@pytest.mark.parametrize("problem_name", BATCH_PROBLEMS)
+@pytest.mark.parametrize("fmt", BATCH_FORMATS)
+def test_batch_kernels_compute_rows_independently(problem_name, fmt):
+    """Every numpy and scipy variant of the softmax family and exp is a batch kernel along the
+    last axis: row i of ``kernel(X)`` equals ``kernel(X[i:i+1])[0]`` and the kernel on the
+    single input ``X[i]`` (one function body for both), bit for bit, NaNs by bits; the bound of
+    the batch is each row's bound. (Library kernels: tests/test_frameworks.py.)"""
+    problem, f = PROBLEMS[problem_name], get_format(fmt)
+    sizes = (1,) if problem_name == "exp" else (2, 9, 130)
+    checked = 0
+    for n in sizes:
+        X = _batch_of_inputs(problem_name, n, fmt)
+        for name, variant in problem.variants.items():
+            if variant.library not in ("numpy", "scipy"):
+                continue
+            assert variant.batched, name
+            with np.errstate(all="ignore"):
+                try:
+                    batch = variant.kernel(X)
+                except Exception as exc:  # a library refusing the format refuses every row
+                    with pytest.raises(type(exc)):
+                        variant.kernel(X[0])
+                    continue
+                bounds = None if variant.bound is None else variant.bound(X, f)
+                for i in range(len(X)):
+                    one, single = variant.kernel(X[i : i + 1]), variant.kernel(X[i])
+                    assert batch[i].tobytes() == one[0].tobytes() == single.tobytes(), (name, i)
+                    assert batch.shape[1:] == single.shape, name
+                    if bounds is not None:
+                        alone = variant.bound(X[i], f)
+                        assert isinstance(alone, float), name
+                        assert _same_bound(bounds[i], alone), (name, i, bounds[i], alone)
+            assert bounds is None or np.shape(bounds) == (len(X),), name
+            checked += 1
+    assert checked >= len(sizes)

@@ -17,11 +17,12 @@ import pytest
 from precision import summary
 from precision.cli import run_captured
 from precision.formats import FORMATS, cast
+from precision.measure import run_variant_detailed
 from precision.problems import PROBLEMS
 from precision.problems.base import Variant
 from precision.problems.logsumexp import logsumexp_shifted
 from precision.spec import parse_spec
-from precision.study import run, run_variant_detailed
+from precision.study import run
 
 ALL_FORMATS = list(FORMATS)  # every registered format, the 8-bit ones included
 

@@ -414,3 +414,11 @@ def test_folder_instead_of_file(tmp_path: Path):
 
 def test_spec_error_is_a_value_error():
     assert issubclass(SpecError, ValueError)
+
+
+@pytest.mark.parametrize("value", [0, -3, 1.5, "many", True, 2**40])
+def test_bad_chunk_elements_is_one_line(value):
+    grid = {"log10_cond": [0, 1], "log10_magnitude": [0, 1], "sizes": [4], "samples_per_cell": 1}
+    raw = {"name": "x", "formats": ["float64"], "problems": ["softmax"], "grid": grid}
+    with pytest.raises(SpecError, match=r"^<spec>: chunk_elements: [^\n]+$"):
+        parse_spec(raw | {"chunk_elements": value})

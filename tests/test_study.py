@@ -170,9 +170,9 @@ def _toy_problem(compute, *, backward_error=None):
 
 @pytest.mark.parametrize("fmt", ["float16", "float64"])
 def test_a_refused_format_is_an_unsupported_row_not_an_upcast(fmt):
+    from precision.measure import measure_variant
     from precision.metrics import Exact
     from precision.problems.base import Unsupported
-    from precision.study import measure_variant
 
     def refuses_half(x):
         if x.dtype == np.float16:
@@ -193,9 +193,9 @@ def test_a_refused_format_is_an_unsupported_row_not_an_upcast(fmt):
 
 @pytest.mark.parametrize("converged", [True, False])
 def test_an_iterative_variant_reports_iterations_and_non_convergence(converged):
+    from precision.measure import measure_variant
     from precision.metrics import Exact
     from precision.problems.base import Computed
-    from precision.study import measure_variant
 
     x = np.array([1.0, 2.0])
     problem = _toy_problem(lambda x: Computed(x.copy(), iterations=7, converged=converged))
@@ -206,9 +206,9 @@ def test_an_iterative_variant_reports_iterations_and_non_convergence(converged):
 
 
 def test_a_diverged_iteration_is_an_overflow_not_merely_unconverged():
+    from precision.measure import measure_variant
     from precision.metrics import Exact
     from precision.problems.base import Computed
-    from precision.study import measure_variant
 
     x = np.array([1.0, 2.0])
     problem = _toy_problem(
@@ -221,8 +221,8 @@ def test_a_diverged_iteration_is_an_overflow_not_merely_unconverged():
 def test_backward_error_library_version_device_and_mode_columns():
     from importlib import metadata
 
+    from precision.measure import measure_variant
     from precision.metrics import Exact
-    from precision.study import measure_variant
 
     x = np.array([1.0, 2.0], dtype=np.float32)
     seen = []
@@ -242,10 +242,55 @@ def test_backward_error_library_version_device_and_mode_columns():
 def test_ulp_distances_beyond_2_63_are_stored_exactly():
     """float64 ulp distances reach 2**64 - 2**53; pandas turned a list of such Python ints into
     float64 on the way to UInt64 (the bench caught 3735625535656447729 stored as ...7488)."""
-    from precision.study import _rows_table
+    from precision.study import _typed_column
 
     ulps = [3735625535656447729, 2**64 - 2**53, None, 1]
-    table = _rows_table([{"ulps": v, "sample": i} for i, v in enumerate(ulps)])
-    assert table["ulps"].dtype == "UInt64"
-    assert table["ulps"].tolist()[:2] == ulps[:2]
-    assert table["ulps"].isna().tolist() == [False, False, True, False]
+    column = pd.Series(_typed_column(np.array(ulps, dtype=object), "UInt64"))
+    assert column.dtype == "UInt64"
+    assert column.tolist()[:2] == ulps[:2]
+    assert column.isna().tolist() == [False, False, True, False]
+
+
+# ------------------------------------------------------------------ chunks are batches
+
+
+def _chunked(chunk_elements: int | None):
+    from precision.spec import parse_spec
+
+    raw = {
+        "name": "chunking",
+        "seed": 5,
+        "formats": ["float16", "bfloat16", "float64"],
+        "problems": ["softmax", "summation"],
+        "grid": {
+            "log10_cond": [0, 3],
+            "log10_magnitude": [0, 2],
+            "sizes": [10],
+            "samples_per_cell": 2,
+        },
+    }
+    return parse_spec(raw | ({"chunk_elements": chunk_elements} if chunk_elements else {}))
+
+
+def test_how_cells_are_grouped_into_chunks_changes_no_row_of_numpy_kernels():
+    """One cell per chunk (batches of 2) or one chunk per problem (batches of 12): the rows are
+    the same, in the same order, except the batch column that says which call made them."""
+    from precision.study import chunks
+
+    small, large = _chunked(1), _chunked(None)
+    assert len(chunks(small)) == 12 and len(chunks(large)) == 2
+    a, b = run(small), run(large)
+    assert set(a["batch"].dropna()) <= {1, 2} and b["batch"].max() > 2
+    pd.testing.assert_frame_equal(a.drop(columns="batch"), b.drop(columns="batch"))
+
+
+def test_a_chunk_holds_its_cells_in_grid_order_and_every_cell_once():
+    from precision.study import chunks
+
+    spec = _chunked(25)  # two cells of 2 inputs x 10 elements per chunk (a third would exceed)
+    plan = chunks(spec)
+    assert all(len(c.cells) <= 2 for c in plan)
+    for problem in spec.problems:
+        cells = [cell for c in plan if c.problem == problem for cell in c.cells]
+        assert cells == spec.grid.cells()
+    assert len({c.id for c in plan}) == len(plan)

@@ -12,9 +12,9 @@ import pytest
 from precision.claims.softmax import cross_entropy_finding, library_finding
 from precision.exact import ground_truths
 from precision.formats import get_format
+from precision.measure import measure_variant
 from precision.problems import PROBLEMS
 from precision.report import key_numbers
-from precision.study import measure_variant
 from precision.summary import overview
 
 # ---------------------------------------------------------------- exact zero

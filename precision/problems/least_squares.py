@@ -339,7 +339,7 @@ def vandermonde_example(*, engine: str = "arb") -> pd.DataFrame:
     format, against the exact least-squares solution of the data as rounded to that format;
     with kappa_2(X) and the Wedin condition number of each rounded problem."""
     from precision.exact import ground_truth
-    from precision.study import measure_variant
+    from precision.measure import measure_variant
 
     rows = []
     for name in STUDY_FORMATS:
