@@ -95,12 +95,6 @@ def run_one(variant: Variant, x_fmt: np.ndarray) -> VariantRun:
     return VariantRun(np.asarray(result), raised)
 
 
-def run_variant(problem: Problem, name: str, x_fmt: np.ndarray) -> tuple[np.ndarray, set[str]]:
-    """Run one variant on one input: its result and the IEEE exceptions numpy reported."""
-    run = run_variant_detailed(problem, name, x_fmt)
-    return run.y, run.raised
-
-
 def exception_text(exc: BaseException) -> str:
     """``"TypeError: message"`` on one line (the type alone when the message is empty)."""
     message = " ".join(str(exc).split())

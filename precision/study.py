@@ -424,11 +424,9 @@ def _typed_column(values: np.ndarray, dtype: str):
     if dtype == "Int64":
         missing = np.isnan(values)
         return pd.arrays.IntegerArray(np.where(missing, 0, values).astype(np.int64), missing)
-    if dtype == "UInt64":
-        if isinstance(values, np.ma.MaskedArray):
-            missing = np.ma.getmaskarray(values)
-            return pd.arrays.IntegerArray(values.filled(0).astype(np.uint64), missing)
-        return _integers(list(values), np.uint64)
+    if dtype == "UInt64":  # from a masked uint64 array (`_column_part`): exact beyond 2**53
+        missing = np.ma.getmaskarray(values)
+        return pd.arrays.IntegerArray(np.ma.filled(values, 0).astype(np.uint64), missing)
     return pd.array(values, dtype=dtype)
 
 
@@ -488,15 +486,6 @@ def _base_row(spec, chunk: Chunk, cell, index: int, fmt_name: str, x_fmt: np.nda
     }
     columns = _base_columns(spec, chunk, problem, fmt_name, batch, where)
     return {k: v[0].item() if isinstance(v, np.ndarray) else v for k, v in columns.items()}
-
-
-def _integers(values: list, dtype) -> pd.arrays.IntegerArray:
-    """Nullable integers built from a numpy integer array and a mask: ``pd.array`` of Python
-    ints passes a list holding values of 2**63 and more through float64, rounding ulp
-    distances of float64 results (3735625535656447729 became ...7488)."""
-    missing = np.array([v is None or v is pd.NA for v in values], dtype=bool)
-    data = np.array([0 if m else v for v, m in zip(values, missing, strict=True)], dtype=dtype)
-    return pd.arrays.IntegerArray(data, missing)
 
 
 def _typed(table: pd.DataFrame) -> pd.DataFrame:

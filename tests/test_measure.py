@@ -194,3 +194,25 @@ def test_flag_attribution_finds_exactly_the_raising_rows(raising):
     run, _ = measure_batch(_toy(kernel, batched=True), "v", X, get_format("float32"), _exact_exp(X))
     assert [("overflow" in r) for r in run.raised] == raising
     assert len(calls) <= 2 * len(X) + 1
+
+
+def test_ulp_distances_beyond_2_63_reach_the_table_exactly():
+    """A float64 result of the wrong sign is about 2**63 ulps away: the column keeps every bit
+    on its way from the measure to the typed table (never through float64)."""
+    import pandas as pd
+
+    from precision.metrics import ulp_distance
+    from precision.study import _column_part, _typed_column
+
+    X = _batch("float64", rows=3)
+    exact = _exact_exp(X)
+    _, columns = measure_batch(
+        _toy(lambda x: -_exp_rows(x), batched=True), "v", X, get_format("float64"), exact
+    )
+    expected = [
+        int(ulp_distance(-np.exp(row), exact.rounded_to(np.float64)[i]).max())
+        for i, row in enumerate(X)
+    ]
+    assert min(expected) > 2**63
+    column = pd.Series(_typed_column(_column_part(columns["ulps"], 3, "UInt64"), "UInt64"))
+    assert column.tolist() == expected

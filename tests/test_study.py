@@ -241,11 +241,13 @@ def test_backward_error_library_version_device_and_mode_columns():
 
 def test_ulp_distances_beyond_2_63_are_stored_exactly():
     """float64 ulp distances reach 2**64 - 2**53; pandas turned a list of such Python ints into
-    float64 on the way to UInt64 (the bench caught 3735625535656447729 stored as ...7488)."""
+    float64 on the way to UInt64 (the bench caught 3735625535656447729 stored as ...7488): the
+    column is built from a masked uint64 array, never through floats."""
     from precision.study import _typed_column
 
     ulps = [3735625535656447729, 2**64 - 2**53, None, 1]
-    column = pd.Series(_typed_column(np.array(ulps, dtype=object), "UInt64"))
+    values = np.ma.array([v or 0 for v in ulps], mask=[v is None for v in ulps], dtype=np.uint64)
+    column = pd.Series(_typed_column(values, "UInt64"))
     assert column.dtype == "UInt64"
     assert column.tolist()[:2] == ulps[:2]
     assert column.isna().tolist() == [False, False, True, False]
