@@ -243,7 +243,8 @@ def _chosen(names, known, default, what: str, problem: Problem | None = None) ->
 def _rows_in_format(
     problem: Problem, x: np.ndarray, fmt: Format, variants, *, engine: str
 ) -> list[dict]:
-    """The rows of every variant in one format (the study's `_rows_for_input`, for one input)."""
+    """The rows of every variant in one format (the study's rows for one input: `measure_variant`,
+    a batch of one)."""
     x_fmt = cast(x, fmt)
     x_back = _as_float64(x_fmt)
     base = {

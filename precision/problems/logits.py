@@ -47,9 +47,10 @@ def propose_logits(
     magnitude = np.broadcast_to(np.asarray(magnitude, dtype=np.float64), (size,))[:, None]
     cond = np.broadcast_to(np.asarray(cond, dtype=np.float64), (size,))[:, None]
     spread = magnitude * 10.0 ** rng.uniform(-4, np.log10(2.0), size=(size, 1))
-    gaussian = rng.standard_normal((size, n))
+    gaussian = rng.standard_normal((half, n))  # only the first half are Gaussian shapes
     gaussian /= np.maximum(np.abs(gaussian).max(axis=1, keepdims=True), 1e-300)
-    y = spread * gaussian
+    y = np.empty((size, n))
+    y[:half] = spread[:half] * gaussian
     y[half:] = _clustered_shapes(rng, n=n, magnitude=magnitude[half:], size=size - half)
     low = np.log10(magnitude / (10.0 * cond))
     widest = np.maximum(2.0 * magnitude, np.log(n) + 2.0 * magnitude)

@@ -9,7 +9,7 @@ never replaced; registering the same function again (a plugin module imported tw
 notebook and by a study) is a no-op.
 
 The runner calls a batch kernel once per chunk and format, on all of the chunk's inputs
-(`precision.study`); ``Variant.compute`` calls it on a batch of one row for one input.
+(`precision.measure`); ``Variant.compute`` calls it on a batch of one row for one input.
 """
 
 from __future__ import annotations
