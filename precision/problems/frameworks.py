@@ -16,7 +16,7 @@ the library really computed in).
   (measured: tests/test_frameworks.py, ``BATCH_DEPENDENT``), and the rows measure the batch as
   the library computed it. torch's cross-entropy is taken per row (``reduction="none"``): a
   loss that is exactly 0 comes out as -0 (the mean over one row gave +0). The other problems'
-  kernels (sums, variance, linear algebra) take one input at a time.
+  kernels (linear algebra) take one input at a time.
 
 - A library is used only where it is installed (``importlib.util.find_spec``, no import) and is
   imported on the first call, so ``import precision`` stays fast. A spec naming a variant of a
@@ -218,8 +218,11 @@ TORCH_KERNELS: dict[str, tuple[str, Callable]] = {
         lambda torch, t: torch.nn.functional.log_softmax(t, dim=-1),
     ),
     "cross_entropy": ("torch.nn.functional.cross_entropy", _cross_entropy_torch),
-    "summation": ("torch.sum", lambda torch, t: torch.sum(t).reshape(1)),
-    "variance": ("torch.var", lambda torch, t: torch.var(t, correction=0).reshape(1)),
+    "summation": ("torch.sum", lambda torch, t: torch.sum(t, dim=-1, keepdim=True)),
+    "variance": (
+        "torch.var",
+        lambda torch, t: torch.var(t, dim=-1, correction=0, keepdim=True),
+    ),
     # Packed inputs [A | b] and [X | y] (precision.problems.linear_systems, least_squares).
     "linear_system": (
         "torch.linalg.solve",
@@ -254,8 +257,8 @@ JAX_KERNELS: dict[str, tuple[str, Callable]] = {
         lambda jax, a: jax.nn.logsumexp(a, axis=-1, keepdims=True),
     ),
     "log_softmax": ("jax.nn.log_softmax", lambda jax, a: jax.nn.log_softmax(a, axis=-1)),
-    "summation": ("jax.numpy.sum", lambda jax, a: jax.numpy.sum(a)),
-    "variance": ("jax.numpy.var", lambda jax, a: jax.numpy.var(a)),
+    "summation": ("jax.numpy.sum", lambda jax, a: jax.numpy.sum(a, axis=-1, keepdims=True)),
+    "variance": ("jax.numpy.var", lambda jax, a: jax.numpy.var(a, axis=-1, keepdims=True)),
 }
 
 
@@ -287,14 +290,22 @@ TF_KERNELS: dict[str, tuple[str, Callable]] = {
             labels=a[..., 1, :], logits=a[..., 0, :]
         )[..., tf.newaxis],
     ),
-    "summation": ("tf.math.reduce_sum", lambda tf, a: tf.math.reduce_sum(a)),
-    "variance": ("tf.math.reduce_variance", lambda tf, a: tf.math.reduce_variance(a)),
+    "summation": (
+        "tf.math.reduce_sum",
+        lambda tf, a: tf.math.reduce_sum(a, axis=-1, keepdims=True),
+    ),
+    "variance": (
+        "tf.math.reduce_variance",
+        lambda tf, a: tf.math.reduce_variance(a, axis=-1, keepdims=True),
+    ),
 }
 
 
 # ---------------------------------------------------------------- bounds and accumulators
 
-BATCHED = frozenset({"softmax", "logsumexp", "log_softmax", "cross_entropy"})
+BATCHED = frozenset(
+    {"softmax", "logsumexp", "log_softmax", "cross_entropy", "summation", "variance"}
+)
 """Problems whose library kernels take a batch along the last axis (`Variant.batched`); their
 bounds (`BOUNDS`) take a batch too."""
 
