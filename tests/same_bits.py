@@ -21,3 +21,21 @@ def nan_blind(y, fmt: str | None = None) -> bytes:
         nan = np.isnan(y.astype(np.float64))
     y[nan] = np.nan
     return np.ascontiguousarray(y).tobytes()
+
+
+def check_batch_contract(variant, X: np.ndarray, fmt: str) -> None:
+    """The batch contract of a variant whose result per input is one value: ``kernel(X)`` is
+    ``(B, 1)`` in X's dtype, row i is the kernel on ``X[i:i+1]`` and on ``X[i]`` alone (NaNs
+    alike, `nan_blind`), and ``bound(X)`` is the ``(B,)`` array of each row's float bound."""
+    from precision.formats import get_format
+
+    f = get_format(fmt)
+    Y = variant.kernel(X)
+    bounds = variant.bound(X, f)
+    assert Y.shape == (len(X), 1) and Y.dtype == X.dtype and bounds.shape == (len(X),)
+    for i, x in enumerate(X):
+        assert nan_blind(variant.kernel(X[i : i + 1])[0], fmt) == nan_blind(Y[i], fmt)
+        assert nan_blind(variant.kernel(x), fmt) == nan_blind(Y[i], fmt)
+        one = variant.bound(x, f)
+        assert isinstance(one, float)
+        assert one == bounds[i] or (np.isnan(one) and np.isnan(bounds[i]))

@@ -15,7 +15,7 @@ import mpmath
 import numpy as np
 import pandas as pd
 import pytest
-from same_bits import nan_blind
+from same_bits import check_batch_contract
 
 from precision.exact import ground_truth, to_mpf_array
 from precision.formats import STUDY_FORMATS, cast, get_format
@@ -215,26 +215,14 @@ def test_batch_rows_are_the_one_vector_results(variant, fmt):
     differently), at sizes that exercise odd pairwise levels and numpy's blocking; the batched
     bound is the bound of each row."""
     v = SUMMATION.variants[variant]
-    f = get_format(fmt)
     assert v.batched
     rng = np.random.default_rng(9)
     for n in (1, 2, 7, 129, 1000):
         X = np.concatenate(
             [propose_sums(rng, n=n, magnitude=m, cond=1e3, size=3) for m in (1e-2, 3.0, 1e4)]
         )
-        X = cast(X, fmt)
         with _quiet():
-            Y = v.kernel(X)
-            bounds = v.bound(X, f)
-            assert Y.shape == (len(X), 1) and Y.dtype == X.dtype
-            assert bounds.shape == (len(X),)
-            for i, x in enumerate(X):
-                one_row = v.kernel(X[i : i + 1])[0]
-                assert nan_blind(one_row, fmt) == nan_blind(Y[i], fmt)
-                assert nan_blind(v.kernel(x), fmt) == nan_blind(Y[i], fmt)
-                one = v.bound(x, f)
-                assert isinstance(one, float)
-                assert one == bounds[i] or (np.isnan(one) and np.isnan(bounds[i]))
+            check_batch_contract(v, cast(X, fmt), fmt)
 
 
 def test_numpy_sum_of_a_strided_batch_is_each_rows_sum():

@@ -15,7 +15,7 @@ import mpmath
 import numpy as np
 import pandas as pd
 import pytest
-from same_bits import nan_blind
+from same_bits import check_batch_contract
 
 from precision.exact import ground_truth
 from precision.formats import STUDY_FORMATS, cast, get_format
@@ -107,23 +107,14 @@ def test_batch_rows_are_the_one_batch_results(variant, fmt):
     vector (N,) alone (`same_bits.nan_blind`); overflow at magnitude 1e4 in float16 and float8
     included. The batched bound is each row's bound."""
     v = VARIANCE.variants[variant]
-    f = get_format(fmt)
     assert v.batched
     rng = np.random.default_rng(12)
     for n in (1, 7, 100, 1024):
         X = np.concatenate(
             [propose_batches(rng, n=n, magnitude=m, cond=1e2, size=2) for m in (1e-2, 3.0, 1e4)]
         )
-        X = cast(X, fmt)
         with _quiet():
-            Y = v.kernel(X)
-            bounds = v.bound(X, f)
-            assert Y.shape == (len(X), 1) and Y.dtype == X.dtype and bounds.shape == (len(X),)
-            for i, x in enumerate(X):
-                assert Y[i].tobytes() == v.kernel(X[i : i + 1])[0].tobytes()
-                assert nan_blind(v.kernel(x), fmt) == nan_blind(Y[i], fmt)
-                one = v.bound(x, f)
-                assert one == bounds[i] or (np.isnan(one) and np.isnan(bounds[i]))
+            check_batch_contract(v, cast(X, fmt), fmt)
 
 
 def test_float16_np_mean_of_a_batch_rounds_twice_but_the_variant_does_not():
