@@ -67,7 +67,7 @@ def baseline_chunk(spec: StudySpec, chunk: study.Chunk) -> study.ChunkResult:
     """The chunk's rows, with a fresh 256-bit ground truth for every row (module docstring)."""
     start = time.perf_counter()
     problem = PROBLEMS[chunk.problem]
-    variants = spec.variants_of(chunk.problem)
+    variants = spec.runs_of(chunk.problem)
     rows: list[dict] = []
     gt_seconds = 0.0
     for cell, index, x in study._chunk_inputs(spec, chunk):
@@ -75,14 +75,17 @@ def baseline_chunk(spec: StudySpec, chunk: study.Chunk) -> study.ChunkResult:
             fmt = get_format(fmt_name)
             base = study._base_row(spec, chunk, cell, index, fmt_name, x_fmt)
             if not np.isfinite(x_fmt.astype(np.float64)).all():
-                rows += [{**base, "variant": v, "outcome": "input_overflow"} for v in variants]
+                rows += [
+                    base | measure.variant_columns(v) | {"outcome": "input_overflow"}
+                    for v in variants
+                ]
                 continue
-            for name in variants:
+            for variant in variants:
                 t0 = time.perf_counter()
                 exact, cond = naive_truth(problem, x_fmt, fmt)
                 gt_seconds += time.perf_counter() - t0
                 row = base | {"cond": cond, "gt_prec": BASELINE_PREC, "certified": False}
-                rows.append(row | measure.measure_variant(problem, name, x_fmt, fmt, exact)[1])
+                rows.append(row | measure.measure_variant(problem, variant, x_fmt, fmt, exact)[1])
     table = study._typed(pd.DataFrame(rows, columns=list(study.COLUMNS)))
     return study.ChunkResult(table, chunk.inputs(spec), time.perf_counter() - start, gt_seconds)
 

@@ -123,7 +123,9 @@ def check_kernels(spec: StudySpec) -> None:
 
 def _probe(spec: StudySpec, problem_name: str, name: str) -> None:
     problem = PROBLEMS[problem_name]
-    fn = problem.variants[name].kernel
+    # A family is probed with the first point of its grid: every member has the same shape.
+    variant = problem.variants[name]
+    fn = variant.expand(spec.params.get(problem_name, {}).get(name))[0].kernel
     n = min(spec.grid.sizes) if problem.takes_sizes else 1
     X = problem.propose(np.random.default_rng(0), n=n, magnitude=1.0, cond=1.0, size=PROBE_ROWS)
     for fmt in spec.formats:
@@ -149,5 +151,5 @@ def _row_size(problem_name: str, x: np.ndarray) -> int | None:
     own = DEFAULT_VARIANTS.get(problem_name)
     if not own:
         return None
-    y = PROBLEMS[problem_name].variants[own[0]].compute(x)
+    y = PROBLEMS[problem_name].variants[own[0]].expand()[0].compute(x)
     return int(np.asarray(getattr(y, "y", y)).size)

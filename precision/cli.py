@@ -27,6 +27,7 @@ from precision.execute import EXECUTORS, ExecutorError, Interrupted
 from precision.formats import FORMATS
 from precision.problems import PROBLEMS
 from precision.results import ResultsError
+from precision.schema import format_parameter
 from precision.spec import SpecError, load_spec
 from precision.store import OutputConflict, WriteError
 from precision.values import InputError
@@ -370,6 +371,8 @@ def _list(args) -> int:
         origin = f" (user problem, {USER_PROBLEMS[name].origin})" if name in USER_PROBLEMS else ""
         print(f"  {name:15s} {', '.join(names)}")
         print(f"  {'':15s} {problem.description}{origin}")
+        for line in _parameter_lines(problem):
+            print(f"  {'':15s} {line}")
     for (problem, variant), registration in USER_KERNELS.items():
         print(f"  user kernel {problem}/{variant}: {registration.origin}")
     print("formats:")
@@ -378,6 +381,26 @@ def _list(args) -> int:
     print("studies:")
     print("\n".join(studies))
     return 0
+
+
+def _parameter_lines(problem) -> list[str]:
+    """``parameters: forward, central: h = 2^-1 .. 2^-40 (40 values)``: the default grids of a
+    problem's families, one line per distinct grid."""
+    grids: dict[str, list[str]] = {}
+    for name, variant in problem.variants.items():
+        if variant.grid:
+            shown = "; ".join(
+                f"{key} = {_values_text(values)}" for key, values in variant.grid.items()
+            )
+            grids.setdefault(shown, []).append(name)
+    return [f"parameters of {', '.join(names)}: {shown}" for shown, names in grids.items()]
+
+
+def _values_text(values: tuple[float, ...]) -> str:
+    text = [format_parameter(v) for v in values]
+    if len(text) <= 5:
+        return ", ".join(text)
+    return f"{text[0]}, {text[1]} .. {text[-1]} ({len(text)} values)"
 
 
 def _run(args) -> int:

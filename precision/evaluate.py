@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import mpmath
 import numpy as np
@@ -23,16 +23,16 @@ import pandas as pd
 from precision import schema
 from precision.exact import UndefinedResult, ground_truth
 from precision.formats import FORMATS, STUDY_FORMATS, Format, cast, get_format
-from precision.measure import measure_variant, run_variant_detailed
+from precision.measure import measure_variant, run_variant_detailed, variant_columns
 from precision.metrics import Exact
 from precision.problems import DEFAULT_VARIANTS, PROBLEMS
-from precision.problems.base import Problem
+from precision.problems.base import Problem, Variant
 from precision.spec import did_you_mean
 from precision.values import InputError
 
 SHARED = (
     "problem",
-    "variant",
+    *schema.VARIANT_KEYS,
     "format",
     "outcome",
     "exception",
@@ -68,7 +68,16 @@ COLUMNS = {
 """The columns of `evaluate`'s table: the study table's (`precision.schema.COLUMNS`) where
 they mean the same, and the result values themselves. Outcomes are `schema.OUTCOMES`."""
 
-_FLOATS = ("rel_error", "abs_error", "rel_error_cw", "err_over_u", "bits", "cond", "bound")
+_FLOATS = (
+    "rel_error",
+    "abs_error",
+    "rel_error_cw",
+    "err_over_u",
+    "bits",
+    "cond",
+    "bound",
+    *schema.PARAMETERS,
+)
 _NULLABLE = {"ulps": "UInt64", "gt_prec": "Int64", "n": "Int64", "certified": "boolean"}
 _OBJECTS = ("computed", "exact")
 
@@ -79,6 +88,7 @@ def evaluate(
     *,
     formats: Sequence[str] | None = None,
     variants: Sequence[str] | None = None,
+    params: Mapping[str, Sequence[float]] | None = None,
     engine: str = schema.DEFAULT_ENGINE,
 ) -> pd.DataFrame:
     """Measure every variant of a problem on one input, in each format.
@@ -96,14 +106,18 @@ def evaluate(
         Format names (default: float16, bfloat16, float32, float64).
     variants : sequence of str, keyword-only
         Variant names of the problem (default: its own, `DEFAULT_VARIANTS`; emulated and
-        library variants when named).
+        library variants when named). A family (a variant with parameters) runs once per
+        point of its parameter grid.
+    params : mapping of str to sequence of float, keyword-only
+        Values of parameters (``{"h": [2**-10, 2**-20]}``) replacing the default grids of
+        every chosen family that takes them.
     engine : {"arb", "mpmath"}, keyword-only
         The ground-truth engine, by default the one studies use (`schema.DEFAULT_ENGINE`).
 
     Returns
     -------
     pandas.DataFrame
-        One row per format x variant, the columns of `COLUMNS`.
+        One row per format x variant (x parameter values), the columns of `COLUMNS`.
 
     Raises
     ------
@@ -118,11 +132,30 @@ def evaluate(
     formats = _chosen(formats, FORMATS, STUDY_FORMATS, "format")
     default = DEFAULT_VARIANTS.get(problem.name, tuple(problem.variants))
     variants = _chosen(variants, problem.variants, default, "variant", problem)
+    runs = _runs(problem, variants, params)
     rows = []
     with np.errstate(all="ignore"):  # the variants themselves report to measure_variant
         for name in formats:
-            rows += _rows_in_format(problem, x, get_format(name), variants, engine=engine)
+            rows += _rows_in_format(problem, x, get_format(name), runs, engine=engine)
     return _table(rows)
+
+
+def _runs(problem: Problem, names: Sequence[str], params) -> list[Variant]:
+    """The chosen variants with every family expanded over its grid (``params`` replacing the
+    default values of the parameters it names)."""
+    params = dict(params or {})
+    families = [problem.variants[name] for name in names]
+    taken = {key for variant in families for key in variant.grid}
+    for key, values in params.items():
+        if key not in taken:
+            raise InputError(
+                f"no chosen variant of {problem.name} takes parameter {_quoted(key)} "
+                f"(known: {', '.join(sorted(taken)) or 'none'})"
+            )
+        if isinstance(values, str) or not np.all(np.isfinite(np.asarray(values, dtype=float))):
+            raise InputError(f"parameter {key}: values must be finite numbers, got {values!r}")
+    grids = {key: tuple(np.atleast_1d(np.asarray(v, dtype=float))) for key, v in params.items()}
+    return [run for variant in families for run in variant.expand(grids)]
 
 
 def _registered_kernel(fn, variants) -> tuple[str, Sequence[str]]:
@@ -241,7 +274,7 @@ def _chosen(names, known, default, what: str, problem: Problem | None = None) ->
 
 
 def _rows_in_format(
-    problem: Problem, x: np.ndarray, fmt: Format, variants, *, engine: str
+    problem: Problem, x: np.ndarray, fmt: Format, variants: list[Variant], *, engine: str
 ) -> list[dict]:
     """The rows of every variant in one format (the study's rows for one input: `measure_variant`,
     a batch of one)."""
@@ -255,13 +288,13 @@ def _rows_in_format(
     }
     if not np.isfinite(x).all():
         outcome = "input_nan" if np.isnan(x).any() else "input_inf"
-        return [base | _unmeasured(problem, name, x_fmt, fmt, outcome) for name in variants]
+        return [base | _unmeasured(problem, v, x_fmt, fmt, outcome) for v in variants]
     if not np.isfinite(x_back).all():
-        return [base | {"variant": name, "outcome": "input_overflow"} for name in variants]
+        return [base | variant_columns(v) | {"outcome": "input_overflow"} for v in variants]
     try:
         truth = ground_truth(problem, x_fmt, fmt, engine=engine)
     except UndefinedResult:  # e.g. a matrix that is exactly singular once rounded
-        return [base | _unmeasured(problem, name, x_fmt, fmt, "undefined") for name in variants]
+        return [base | _unmeasured(problem, v, x_fmt, fmt, "undefined") for v in variants]
     base |= {
         "cond": truth.cond,
         "certified": truth.certified,
@@ -269,19 +302,18 @@ def _rows_in_format(
         "exact": _mpf_values(truth.exact),
     }
     rows = []
-    for name in variants:
-        y, measured = measure_variant(problem, name, x_fmt, fmt, truth.exact)
+    for variant in variants:
+        y, measured = measure_variant(problem, variant, x_fmt, fmt, truth.exact)
         returned = measured["outcome"] not in schema.NOTHING_COMPUTED
         rows.append(base | measured | {"computed": _float_values(y) if returned else None})
     return rows
 
 
-def _unmeasured(problem: Problem, name: str, x_fmt: np.ndarray, fmt: Format, outcome: str):
+def _unmeasured(problem: Problem, variant: Variant, x_fmt: np.ndarray, fmt: Format, outcome: str):
     """A variant's result on an input without an exact value (it holds NaN or inf)."""
-    variant = problem.variants[name]
-    run = run_variant_detailed(problem, name, x_fmt)
+    run = run_variant_detailed(problem, variant, x_fmt)
     about = {
-        "variant": name,
+        **variant_columns(variant),
         "accumulator": variant.accumulator(fmt),
         "library": variant.library,
         "fp_exceptions": ",".join(sorted(run.raised)),
@@ -418,8 +450,9 @@ def _variant_cells(row) -> list[str]:
     # A ground truth exists and the variant returned a result: errors may still be nan.
     measured = not pd.isna(row["gt_prec"]) and row["outcome"] not in schema.NOTHING_COMPUTED
     dtype = str(row["compute_dtype"]) or None
+    params = {key: row[key] for key in schema.PARAMETERS}
     return [
-        str(row["variant"]),
+        schema.variant_label(str(row["variant"]), params),
         str(row["outcome"]),
         _number_text(row["rel_error"]) if measured else "-",
         str(int(row["ulps"])) if not pd.isna(row["ulps"]) else "-",

@@ -62,7 +62,7 @@ def _call(kernel, x: np.ndarray):
     return result, raised
 
 
-def run_variant_detailed(problem: Problem, name: str, x_fmt: np.ndarray) -> VariantRun:
+def run_variant_detailed(problem: Problem, name: str | Variant, x_fmt: np.ndarray) -> VariantRun:
     """Run one variant on one input: its result (flattened), the IEEE exceptions numpy
     reported, the iterations an iterative variant ran, and why it could not run
     (`Unsupported`), if so.
@@ -72,7 +72,24 @@ def run_variant_detailed(problem: Problem, name: str, x_fmt: np.ndarray) -> Vari
     row's outcome is ``error``, so one kernel never stops a study. Only exceptions that are not
     ``Exception``s (KeyboardInterrupt, SystemExit) propagate.
     """
-    return run_one(problem.variants[name], x_fmt)
+    return run_one(resolve_variant(problem, name), x_fmt)
+
+
+def resolve_variant(problem: Problem, variant: str | Variant) -> Variant:
+    """The variant to run: ``variant`` itself, or the problem's variant of that name.
+
+    Raises
+    ------
+    ValueError
+        It is a family still waiting for its parameters (``Variant.with_params`` binds them).
+    """
+    found = problem.variants[variant] if isinstance(variant, str) else variant
+    if found.is_family:
+        raise ValueError(
+            f"variant {found.name} of {problem.name} takes parameters "
+            f"({', '.join(found.grid)}): run its members (Variant.with_params or .expand)"
+        )
+    return found
 
 
 def run_one(variant: Variant, x_fmt: np.ndarray) -> VariantRun:
@@ -275,15 +292,21 @@ def _run_rows(variant: Variant, X: np.ndarray, run: BatchRun, positions, size: i
 
 
 def measure_batch(
-    problem: Problem, name: str, X: np.ndarray, fmt: Format, exact: metrics.Exact, *, clock=None
+    problem: Problem,
+    name: str | Variant,
+    X: np.ndarray,
+    fmt: Format,
+    exact: metrics.Exact,
+    *,
+    clock=None,
 ) -> tuple[BatchRun, dict[str, np.ndarray]]:
     """Run one variant on a batch of inputs and measure every row against its exact result.
 
     Parameters
     ----------
     problem : Problem
-    name : str
-        The variant.
+    name : str or Variant
+        The variant: a name of ``problem.variants``, or a `Variant` (a family's member).
     X : numpy.ndarray
         The inputs, shape ``(rows, *input_shape)``, in ``fmt``'s dtype.
     fmt : Format
@@ -298,7 +321,7 @@ def measure_batch(
         The run, and the row's measured columns: one array of ``rows`` values per column
         (object arrays for text), plus `TRACEBACK_KEY` (a list).
     """
-    variant = problem.variants[name]
+    variant = resolve_variant(problem, name)
     rows = len(X)
     run = run_batch(variant, X, size=exact.hi.shape[-1] if exact.hi.ndim > 1 else 1)
     if clock is not None:
@@ -395,20 +418,20 @@ def _backward_errors(problem: Problem, X: np.ndarray, Y: np.ndarray) -> np.ndarr
 
 
 def measure_variant(
-    problem: Problem, name: str, x_fmt: np.ndarray, fmt, exact: metrics.Exact
+    problem: Problem, name: str | Variant, x_fmt: np.ndarray, fmt, exact: metrics.Exact
 ) -> tuple[np.ndarray, dict]:
     """Run one variant on one input and measure it against the shared exact output: its result
     and the row's measured fields, as Python values (`precision.evaluate` and the worked
     examples use it; it is `measure_batch` on a batch of one)."""
-    variant = problem.variants[name]
+    variant = resolve_variant(problem, name)
     exact = metrics.Exact.coerce(exact)
     run, columns = measure_batch(
-        problem, name, np.asarray(x_fmt)[np.newaxis], fmt, exact.reshape(1, -1)
+        problem, variant, np.asarray(x_fmt)[np.newaxis], fmt, exact.reshape(1, -1)
     )
     y = run.groups[0][1][0] if run.groups else np.full(1, np.nan)
     row = {key: values[0] for key, values in columns.items()}
     about = {
-        **variant_columns(variant, name),
+        **variant_columns(variant),
         **constant_columns(variant, fmt),
         "fp_exceptions": row["fp_exceptions"],
         "iterations": None if np.isnan(row["iterations"]) else int(row["iterations"]),
@@ -452,9 +475,9 @@ def constant_columns(variant: Variant, fmt: Format) -> dict:
     }
 
 
-def variant_columns(variant: Variant, name: str) -> dict:
-    """The columns that say which variant a row measured: its id ``name``, its family and one
-    column per `PARAMETERS` entry (None, i.e. NaN, where the variant does not declare it).
+def variant_columns(variant: Variant) -> dict:
+    """The columns that say which variant a row measured (`precision.schema.VARIANT_KEYS`): its
+    name and one column per `PARAMETERS` entry (None, i.e. NaN, where it takes none).
 
     Raises
     ------
@@ -464,11 +487,10 @@ def variant_columns(variant: Variant, name: str) -> dict:
     unknown = sorted(set(variant.params) - set(PARAMETERS))
     if unknown:
         raise ValueError(
-            f"variant {name!r} declares parameters {unknown} that are not columns of the "
-            f"table (known: {', '.join(PARAMETERS)})"
+            f"variant {variant.name!r} declares parameters {unknown} that are not columns of "
+            f"the table (known: {', '.join(PARAMETERS)})"
         )
-    params = {key: variant.params.get(key) for key in PARAMETERS}
-    return {"variant": name, "family": variant.family, **params}
+    return {"variant": variant.name, **{key: variant.params.get(key) for key in PARAMETERS}}
 
 
 @functools.cache

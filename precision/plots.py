@@ -24,7 +24,13 @@ from matplotlib.patches import Rectangle  # noqa: E402
 
 from precision.formats import get_format  # noqa: E402
 from precision.problems import linalg, summation, variance  # noqa: E402
-from precision.summary import EXACT_ZERO, FAILURES, error_lines, summarize  # noqa: E402
+from precision.summary import (  # noqa: E402
+    EXACT_ZERO,
+    FAILURES,
+    error_lines,
+    labelled,
+    summarize,
+)
 
 CMAP = "viridis"
 FLOOR = -1.0
@@ -34,6 +40,7 @@ row's format was computed in a wider format (the row's compute_dtype says which)
 
 def heatmap_figure(table: pd.DataFrame, problem: str) -> plt.Figure:
     """The error heatmap facets of one problem (see module docstring)."""
+    table = labelled(table)
     cells = summarize(table[table["problem"] == problem])
     cells = cells[cells["cond_decade"].notna() & cells["magnitude_decade"].notna()].copy()
     variants = list(dict.fromkeys(table.loc[table["problem"] == problem, "variant"]))
@@ -156,10 +163,14 @@ VERSUS_N = ("summation",)
 
 
 def _pooled(table: pd.DataFrame) -> pd.DataFrame:
-    """The rows of the random_order family (one variant per seed) pooled as one line
-    ("random orders")."""
-    random = table["family"].eq("random_order").fillna(False)
-    return table.assign(variant=table["variant"].where(~random, "random orders"))
+    """The rows of the random_order family (one member per seed) pooled as one line
+    ("random orders"), the other variants `labelled`."""
+    random = table["variant"].eq("random_order").fillna(False)
+    pooled = table.assign(
+        variant=table["variant"].where(~random, "random orders"),
+        seed=table["seed"].where(~random),
+    )
+    return labelled(pooled)
 
 
 def _format_axes(table: pd.DataFrame, rows: int = 1):
@@ -263,6 +274,7 @@ def bound_lines_versus_condition(table: pd.DataFrame, problem: str) -> plt.Figur
     per format, one solid line per variant, with the median of the rows' own first-order bounds
     (the ``bound`` column, / u) in the same colour, dashed, where the variant has one.
     Certified ok rows with a finite condition number only (`precision.summary.error_lines`)."""
+    table = labelled(table)
     rows = _pooled(table[table["problem"] == problem])
     data = error_lines(rows, "cond_decade")
     bounds = _median_bounds(rows)
@@ -347,7 +359,7 @@ def step_sweep_figure(table: pd.DataFrame, problem: str) -> plt.Figure:
 
     # Variants without a step (a user's kernel of the same problem) have no place on an h axis.
     rows = table[(table["problem"] == problem) & table["h"].notna()]
-    rows = rows.assign(method=rows["family"])
+    rows = rows.assign(method=rows["variant"])
     # Sorted (groupby's default), so that .loc on a (method, format) prefix is lexsorted.
     medians = rows.groupby(["method", "format", "h"])["rel_error"].median()
     methods = list(dict.fromkeys(rows["method"]))
@@ -383,6 +395,7 @@ def step_sweep_figure(table: pd.DataFrame, problem: str) -> plt.Figure:
 def convergence_figure(curves: pd.DataFrame) -> plt.Figure:
     """Error versus iteration per format (columns) and condition number (rows), one line per
     variant, from `precision.problems.quadratic.convergence_table`."""
+    curves = labelled(curves)
     kappas = list(dict.fromkeys(curves["kappa"]))
     formats = list(dict.fromkeys(curves["format"]))
     fig, axes = plt.subplots(
@@ -414,6 +427,7 @@ def accuracy_versus_condition(table: pd.DataFrame, problem: str) -> plt.Figure:
     and a panel per format, with kappa (the first-order forward error of a backward-stable
     solve, in units of u) dashed. Rows of every outcome but overflow / nan count (a capped
     run's floor is its accuracy)."""
+    table = labelled(table)
     rows = table[(table["problem"] == problem) & ~table["outcome"].isin(["overflow", "nan"])]
     rows = rows.assign(decade=np.floor(np.log10(rows["cond"].astype(float))))
     data = (
@@ -456,6 +470,7 @@ def misclassification_figure(table: pd.DataFrame, problem: str = "critical_point
     """The fraction of inputs whose critical point is misclassified (rel_error > 0: a sign of
     the sorted eigenvalue signs is wrong) per cell of measured condition number x magnitude
     decades, one facet per variant x format; unsupported rows are left out (blank facet)."""
+    table = labelled(table)
     rows = table[(table["problem"] == problem) & (table["outcome"] != "unsupported")]
     rows = rows.assign(
         cond_decade=np.floor(np.log10(rows["cond"].astype(float))),
@@ -513,6 +528,7 @@ def linear_algebra_lines(table: pd.DataFrame, problem: str) -> plt.Figure:
     "numpy_solve (bfloat16->float64, float32->float64)": its line lies far below the format's
     u because it is not a result of that format. Certified ok rows only (`error_lines`).
     """
+    table = labelled(table)
     rows = table[table["problem"] == problem]
     data = error_lines(rows, "cond_decade")
     sizes = sorted(set(rows["n"].dropna().astype(int)))

@@ -30,7 +30,9 @@ from precision.results import (
     staleness,
     worked_examples,
 )
-from precision.summary import first_failures, overview, raised
+from precision.schema import PARAMETERS, format_parameter
+from precision.summary import KEYS as SUMMARY_KEYS
+from precision.summary import first_failures, labelled, overview, raised, with_parameters
 
 REPORT_FOLDER = "report"
 
@@ -302,6 +304,7 @@ def _problems_table(table: pd.DataFrame, spec: dict) -> pd.DataFrame:
                 "problem": problem,
                 "what": PROBLEMS[problem].description if problem in PROBLEMS else "",
                 "variants": ", ".join(dict.fromkeys(part["variant"])),
+                "parameters": _parameter_ranges(part),
                 "sizes n": ", ".join(str(n) for n in sorted(set(part["n"].dropna().astype(int)))),
                 "rows": len(part),
             }
@@ -309,22 +312,43 @@ def _problems_table(table: pd.DataFrame, spec: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _parameter_ranges(rows: pd.DataFrame) -> str:
+    """The parameters the rows' variants swept, with their range: ``h 2^-40 to 0.5 (40
+    values)``; "" where none."""
+    parts = []
+    for key in PARAMETERS:
+        values = sorted(set(rows[key].dropna().astype(float))) if key in rows else []
+        if values:
+            low, high = format_parameter(values[0]), format_parameter(values[-1])
+            parts.append(
+                f"{key} {low}"
+                if len(values) == 1
+                else f"{key} {low} to {high} ({len(values)} values)"
+            )
+    return "; ".join(parts)
+
+
 def key_numbers(table: pd.DataFrame) -> pd.DataFrame:
     """The compact per problem x variant x format table of a study (see `_study_blocks`)."""
-    keys = ["problem", "variant", "format"]
+    # Per variant *and* parameter values (numeric columns, so h sorts as a number), NaN keys
+    # kept: pandas merges NaN with NaN.
+    keys = SUMMARY_KEYS
+    table = with_parameters(table)
     stats = overview(table)
     refused = (
         table.assign(refused=table["outcome"] == "unsupported")
-        .groupby(keys, observed=True)["refused"]
+        .groupby(keys, dropna=False, observed=True)["refused"]
         .mean()
         .rename("unsupported")
         .reset_index()
     )
     merged = stats.merge(first_failures(table), on=keys, how="left").merge(refused, on=keys)
+    taken = [key for key in PARAMETERS if merged[key].notna().any()]
     out = pd.DataFrame(
         {
             "problem": merged["problem"],
             "variant": merged["variant"],
+            **{key: merged[key] for key in taken},
             "format": merged["format"],
             "rows": merged["count"],
             "median err/u": merged["median_err_over_u"],
@@ -355,7 +379,8 @@ def _upcasts(table: pd.DataFrame) -> pd.DataFrame:
     if wider.empty:
         return pd.DataFrame()
     return (
-        wider.groupby(["problem", "variant", "format", "compute_dtype"], observed=True)
+        labelled(wider)
+        .groupby(["problem", "variant", "format", "compute_dtype"], observed=True)
         .size()
         .rename("rows")
         .reset_index()

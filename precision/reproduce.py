@@ -18,10 +18,11 @@ import pandas as pd
 from precision import store
 from precision.metrics import ulp_distance
 from precision.results import ResultsError, load_study, spec_file
+from precision.schema import VARIANT_KEYS
 
 ROW_KEY = [
     "problem",
-    "variant",
+    *VARIANT_KEYS,
     "format",
     "source",
     "n",

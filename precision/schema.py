@@ -5,6 +5,8 @@ describes its columns from `COLUMNS`; summaries, claims and figures read `FAILUR
 
 from __future__ import annotations
 
+import math
+
 OUTCOMES: dict[str, str] = {
     "ok": "a finite result, measured by its relative error",
     "exact_zero": "the exact result is 0: no relative error exists; judged by abs_error (not a "
@@ -53,14 +55,16 @@ PARAMETERS = {
 """The parameters a variant may declare (`precision.problems.base.Variant.params`), each a
 float64 column of the table (NaN where it does not apply)."""
 
+VARIANT_KEYS: tuple[str, ...] = ("variant", *PARAMETERS)
+"""The columns that identify the variant of a row: its name and its parameters (NaN where one
+does not apply; group with ``dropna=False``)."""
+
 COLUMNS = {
     "study": "study name",
     "problem": "problem name",
-    "variant": "variant id, unique within the problem: the family and its parameters "
-    "(forward_h2^-12); specs name variants by it. Group by family and the parameter columns, "
-    "never by parsing it",
-    "family": "the variant's method without its parameters (forward, gd, random_order, ...; "
-    "the variant id where it has none)",
+    "variant": "the variant's name (naive, shifted, forward, gd, random_order, ...); a family "
+    "of variants runs once per value of its parameters, which are the columns below: a row's "
+    "variant is identified by its name and those columns together (`VARIANT_KEYS`)",
     **PARAMETERS,
     "format": "the format the input was rounded to and the variant asked to compute in",
     "compute_dtype": "dtype of the result the variant returned (differs when a library upcasts)",
@@ -143,3 +147,27 @@ DTYPES = {
     for name in COLUMNS
 }
 """The fixed dtype of every column, so that tables from any run compare byte for byte."""
+
+
+def variant_label(variant: str, params: dict[str, float]) -> str:
+    """A variant with its parameters for figure legends and tables: ``forward h=2^-12``,
+    ``gd lr=0.1``, ``random_order seed=3`` (NaN parameters are left out). For reading only:
+    nothing parses it back."""
+    shown = [
+        f"{key}={format_parameter(value)}"
+        for key, value in params.items()
+        if value is not None and value == value  # NaN: the parameter does not apply
+    ]
+    return " ".join([variant, *shown])
+
+
+def format_parameter(value: float) -> str:
+    """A parameter value as people write it: ``2^-12`` for a power of two below 1/8 or above
+    8 (steps h = 2**-k), an integer without a point (seeds), ``%g`` otherwise."""
+    value = float(value)
+    if value.is_integer() and abs(value) < 2**53:
+        return str(int(value))
+    mantissa, exponent = math.frexp(value)
+    if mantissa == 0.5 and not -3 <= exponent - 1 <= 3:
+        return f"2^{exponent - 1}"
+    return f"{value:g}"

@@ -7,6 +7,7 @@ key (``studies/x.toml: grid.sizes: ...``) through `SpecError`; the CLI turns it 
 from __future__ import annotations
 
 import difflib
+import math
 import tomllib
 import zipfile
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from precision import plugins
 from precision.exact import ENGINES
 from precision.formats import FORMATS
 from precision.problems import DEFAULT_VARIANTS, PROBLEMS, unavailable_variant
+from precision.problems.base import Variant
 from precision.schema import DEFAULT_ENGINE
 from precision.values import npy_header, regular_file_size
 
@@ -79,15 +81,29 @@ class StudySpec:
     plugins: tuple[str, ...] = ()  # resolved: absolute .py paths or module names
     plugins_sha256: str = ""  # over the plugins' sources ("" without plugins)
     chunk_elements: int | None = None  # None: precision.study.CHUNK_ELEMENTS
+    params: dict[str, dict[str, dict[str, tuple[float, ...]]]] = field(default_factory=dict)
+    """problem -> variant -> parameter -> values: the grids the spec gives (`_params`); a
+    family's other parameters keep their default values."""
 
     def variants_of(self, problem: str) -> tuple[str, ...]:
-        # Unnamed: the problem's own variants (library, emulated and user kernels only when
-        # named); a user's problem: all of its variants.
-        return (
-            self.variants.get(problem)
-            or DEFAULT_VARIANTS.get(problem)
-            or tuple(PROBLEMS[problem].variants)
+        """The names of the variants (families included) the study runs for ``problem``."""
+        return _study_variants(self.variants, problem)
+
+    def runs_of(self, problem: str) -> tuple[Variant, ...]:
+        """The variants the study runs for ``problem``, families expanded over their
+        parameter grids (`Variant.expand`), in the order of `variants_of`."""
+        variants, grids = PROBLEMS[problem].variants, self.params.get(problem, {})
+        return tuple(
+            run
+            for name in self.variants_of(problem)
+            for run in variants[name].expand(grids.get(name))
         )
+
+
+def _study_variants(named: dict[str, tuple[str, ...]], problem: str) -> tuple[str, ...]:
+    # Unnamed: the problem's own variants (library, emulated and user kernels only when
+    # named); a user's problem: all of its variants.
+    return named.get(problem) or DEFAULT_VARIANTS.get(problem) or tuple(PROBLEMS[problem].variants)
 
 
 TOP_KEYS = {
@@ -103,6 +119,7 @@ TOP_KEYS = {
     "shared_inputs",
     "plugins",
     "chunk_elements",
+    "params",
     "quick",
 }
 GRID_KEYS = {"log10_cond", "log10_magnitude", "sizes", "samples_per_cell", "problem_samples"}
@@ -184,6 +201,7 @@ def parse_spec(
     formats = _names(raw, "formats", FORMATS, fail)
     problems = _names(raw, "problems", PROBLEMS, fail)
     variants = _variants(raw.get("variants", {}), problems, fail)
+    params = _params(raw.get("params", {}), problems, variants, fail)
     grid = _grid(raw.get("grid"), problems, fail)
     datasets = _datasets(raw.get("datasets", {}), base, fail)
     engine = raw.get("engine", DEFAULT_ENGINE)
@@ -217,6 +235,7 @@ def parse_spec(
         plugins=plugins,
         plugins_sha256=plugins_sha256,
         chunk_elements=chunk_elements,
+        params=params,
     )
 
 
@@ -340,6 +359,80 @@ def _variants(table, problems, fail) -> dict[str, tuple[str, ...]]:
                 raise fail(f"variants.{problem}", reason)
         out[problem] = _names(table, problem, variants, fail, label=f"variants.{problem}")
     return out
+
+
+MAX_PARAMETER_VALUES = 1000
+"""Most values one parameter's grid may list (a grid is a sweep, not a data set)."""
+
+
+def _params(table, problems, variants, fail) -> dict[str, dict[str, dict[str, tuple]]]:
+    """Parameter grids, asv-style: ``[params.<problem>]`` gives ``name = [values]`` for every
+    variant of the problem that takes parameter ``name``, and ``[params.<problem>.<variant>]``
+    for one variant (it wins over the problem's). Each value list replaces the family's default
+    grid of that parameter; the study runs the cartesian product (`Variant.expand`)."""
+    if not isinstance(table, dict):
+        raise fail("params", "must be a table of problem = { parameter = [values] }")
+    out: dict[str, dict[str, dict[str, tuple]]] = {}
+    for problem, entries in table.items():
+        if problem not in problems:
+            raise fail(f"params.{problem}", "is not one of the study's problems")
+        if not isinstance(entries, dict):
+            raise fail(f"params.{problem}", "must be a table of parameter = [values]")
+        families = {
+            name: PROBLEMS[problem].variants[name]
+            for name in _study_variants(variants, problem)
+            if PROBLEMS[problem].variants[name].is_family
+        }
+        shared = {k: v for k, v in entries.items() if not isinstance(v, dict)}
+        own = {k: v for k, v in entries.items() if isinstance(v, dict)}
+        taken = {key for family in families.values() for key in family.grid}
+        for key in shared:
+            if key not in taken:
+                known = ", ".join(sorted(taken)) or "none"
+                raise fail(
+                    f"params.{problem}.{key}", f"no variant of the study takes it (known: {known})"
+                )
+        grids = {
+            name: {
+                key: _parameter_values(values, f"params.{problem}.{key}", fail)
+                for key, values in shared.items()
+                if key in family.grid
+            }
+            for name, family in families.items()
+        }
+        for name, values in own.items():
+            label = f"params.{problem}.{name}"
+            if name not in families:
+                raise fail(label, "is not a variant of the study that takes parameters")
+            for key, value in values.items():
+                if key not in families[name].grid:
+                    raise fail(
+                        f"{label}.{key}",
+                        f"{name} takes {', '.join(sorted(families[name].grid))}, not {key!r}",
+                    )
+                grids[name][key] = _parameter_values(value, f"{label}.{key}", fail)
+        out[problem] = {name: grid for name, grid in grids.items() if grid}
+    return out
+
+
+def _parameter_values(values, label: str, fail) -> tuple[float, ...]:
+    """A parameter's grid: a non-empty list of distinct finite numbers (integers for a seed)."""
+    if not isinstance(values, list) or not values:
+        raise fail(label, f"must be a non-empty list of numbers, got {values!r}")
+    if len(values) > MAX_PARAMETER_VALUES:
+        raise fail(label, f"at most {MAX_PARAMETER_VALUES} values, got {len(values)}")
+    for value in values:
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+        ):
+            raise fail(label, f"must list finite numbers, got {value!r}")
+        if label.endswith(".seed") and (not float(value).is_integer() or value < 0):
+            raise fail(label, f"seeds are non-negative integers, got {value!r}")
+    if len(set(map(float, values))) != len(values):
+        raise fail(label, "lists a value twice")
+    return tuple(float(v) for v in values)
 
 
 def _int_range(grid: dict, key: str, fail) -> tuple[int, int]:

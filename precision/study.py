@@ -301,7 +301,7 @@ def _chunk_table(spec: StudySpec, chunk: Chunk, drawn: list, cache, clock: Clock
         seconds += spent
     clock.lap("ground truth")
     table = _TableBuilder()
-    names = spec.variants_of(chunk.problem)
+    runs = spec.runs_of(chunk.problem)
     for f_pos, fmt_name in enumerate(spec.formats):
         fmt = get_format(fmt_name)
         X = inputs[fmt_name]
@@ -323,14 +323,13 @@ def _chunk_table(spec: StudySpec, chunk: Chunk, drawn: list, cache, clock: Clock
                 "gt_prec": np.array([t.prec for t in used], dtype=np.float64),
                 "certified": np.array([t.certified for t in used], dtype=object),
             }
-        for v_pos, name in enumerate(names):
-            variant = problem.variants[name]
-            about = variant_columns(variant, name)
+        for v_pos, variant in enumerate(runs):
+            about = variant_columns(variant)
             if len(lost):
                 table.add(lost, f_pos, v_pos, _take(base, lost) | about | {"outcome": outcome})
             if len(have):
                 clock.lap("row fields")
-                _, columns = measure_batch(problem, name, X[have], fmt, exact, clock=clock)
+                _, columns = measure_batch(problem, variant, X[have], fmt, exact, clock=clock)
                 table.add(
                     have,
                     f_pos,

@@ -14,9 +14,11 @@ import pandas as pd
 from precision.formats import get_format
 from precision.problems.emulated import seed_spread, stochastic_rows
 from precision.results import worked_examples
-from precision.schema import FAILURES
+from precision.schema import FAILURES, PARAMETERS, VARIANT_KEYS, format_parameter
 
-KEYS = ["problem", "variant", "format"]
+KEYS = ["problem", *VARIANT_KEYS, "format"]
+"""What the statistics are per: problem, variant with its parameters (NaN where none applies:
+every groupby keeps NaN keys), format."""
 EXACT_ZERO = "exact_zero"
 """The outcome of a row whose exact result is 0 (`precision.metrics.result_outcome`)."""
 
@@ -38,9 +40,30 @@ def decade(values: pd.Series) -> pd.Series:
 
 def with_bins(table: pd.DataFrame) -> pd.DataFrame:
     """The table with ``cond_decade`` and ``magnitude_decade`` of the *measured* values."""
-    return table.assign(
+    return with_parameters(table).assign(
         cond_decade=decade(table["cond"]), magnitude_decade=decade(table["magnitude"])
     )
+
+
+def labelled(table: pd.DataFrame) -> pd.DataFrame:
+    """The rows with each variant's parameters in its ``variant`` (``gd lr=0.1``,
+    `precision.schema.variant_label`), for figures and verdicts that draw or judge one line
+    per variant: every member of a family gets its own facet, line and legend entry. The
+    parameter columns stay as they are."""
+    label = table["variant"].astype(str)
+    for key in PARAMETERS:
+        if key not in table.columns or not table[key].notna().any():
+            continue
+        values = table[key].astype(float)
+        shown = {v: f" {key}={format_parameter(v)}" for v in values.dropna().unique()}
+        label = label + values.map(shown).fillna("")
+    return table.assign(variant=label)
+
+
+def with_parameters(table: pd.DataFrame) -> pd.DataFrame:
+    """The table with every parameter column (NaN where a hand-made table has none)."""
+    missing = {key: np.nan for key in PARAMETERS if key not in table.columns}
+    return table.assign(**missing) if missing else table
 
 
 def _flags(table: pd.DataFrame) -> pd.DataFrame:
@@ -93,7 +116,7 @@ def summarize(table: pd.DataFrame) -> pd.DataFrame:
 
 def overview(table: pd.DataFrame) -> pd.DataFrame:
     """The same statistics per problem x variant x format, over the whole grid."""
-    return _aggregate(table, KEYS)
+    return _aggregate(with_parameters(table), KEYS)
 
 
 def first_failures(table: pd.DataFrame) -> pd.DataFrame:
@@ -104,13 +127,14 @@ def first_failures(table: pd.DataFrame) -> pd.DataFrame:
     certified ok rows is at least 1/2 (not one correct bit left)."""
     rows = _flags(with_bins(table))
     failed = rows[rows["_failed"]]
-    out = rows.groupby(KEYS, observed=True, sort=True).size().rename("rows").to_frame()
-    out["fails_from_magnitude"] = failed.groupby(KEYS, observed=True)["magnitude_decade"].min()
-    out["fails_from_cond"] = failed.groupby(KEYS, observed=True)["cond_decade"].min()
-    median = rows.groupby([*KEYS, "cond_decade"], observed=True)["_err"].median().reset_index()
+    by = {"dropna": False, "observed": True}
+    out = rows.groupby(KEYS, sort=True, **by).size().rename("rows").to_frame()
+    out["fails_from_magnitude"] = failed.groupby(KEYS, **by)["magnitude_decade"].min()
+    out["fails_from_cond"] = failed.groupby(KEYS, **by)["cond_decade"].min()
+    median = rows.groupby([*KEYS, "cond_decade"], **by)["_err"].median().reset_index()
     u = median["format"].map(lambda f: get_format(f).u)
     lost = median[median["_err"] * u >= 0.5]
-    out["inaccurate_from_cond"] = lost.groupby(KEYS, observed=True)["cond_decade"].min()
+    out["inaccurate_from_cond"] = lost.groupby(KEYS, **by)["cond_decade"].min()
     columns = ["fails_from_magnitude", "fails_from_cond", "inaccurate_from_cond"]
     return out.reset_index()[[*KEYS, *columns]].astype({c: "Int64" for c in columns})
 
@@ -118,11 +142,11 @@ def first_failures(table: pd.DataFrame) -> pd.DataFrame:
 def raised(table: pd.DataFrame) -> pd.DataFrame:
     """Per problem x variant x format whose variant raised (outcome ``error``): the number of
     such rows and the first exception (type and message), in table order."""
-    rows = table[table["outcome"] == "error"]
+    rows = with_parameters(table[table["outcome"] == "error"])
     columns = [*KEYS, "rows", "exception"]
     if rows.empty:
         return pd.DataFrame(columns=columns)
-    grouped = rows.groupby(KEYS, observed=True, sort=False)
+    grouped = rows.groupby(KEYS, dropna=False, observed=True, sort=False)
     out = grouped.size().rename("rows").to_frame()
     out["exception"] = grouped["exception"].first()
     return out.reset_index()[columns]
@@ -137,7 +161,7 @@ def overflow_thresholds(table: pd.DataFrame) -> pd.DataFrame:
     overflowed rows, and ``ln(max)`` of the format: exp(x) overflows once x passes ln(max)
     (float16 11.09, float32 88.72, float64 709.78), a sum of exponentials once lse(x) does.
     """
-    rows = table[table["x_max"].notna()].copy()
+    rows = with_parameters(table[table["x_max"].notna()].copy())
     raised = rows["fp_exceptions"].fillna("").str.contains("overflow")
     rows["overflowed"] = rows["outcome"].isin(["overflow", "nan"]) & raised
     rows["other_failure"] = rows["outcome"].isin(FAILURES) & ~rows["overflowed"]
@@ -161,7 +185,8 @@ def overflow_thresholds(table: pd.DataFrame) -> pd.DataFrame:
         columns = ["max_x_max_ok", "min_x_max_overflow", "max_lse_ok", "min_lse_overflow"]
         columns += ["overflowed", "other_failures", "rows", "ln_max"]
         return pd.DataFrame(columns=[*KEYS, *columns])
-    out = rows.groupby(KEYS, observed=True).apply(stats, include_groups=False).reset_index()
+    grouped = rows.groupby(KEYS, dropna=False, observed=True)
+    out = grouped.apply(stats, include_groups=False).reset_index()
     out["ln_max"] = [float(np.log(get_format(f).max)) for f in out["format"]]
     return out
 
@@ -177,7 +202,7 @@ def error_lines(table: pd.DataFrame, by: str) -> pd.DataFrame:
     rows = rows[(rows["outcome"] == "ok") & certified & np.isfinite(cond) & (cond > 0)]
     rows = rows.assign(_per_cond=rows["err_over_u"] / rows["cond"])
     keys = list(dict.fromkeys([*KEYS, "n", by]))
-    stats = rows.groupby(keys, observed=True, sort=True).agg(
+    stats = rows.groupby(keys, dropna=False, observed=True, sort=True).agg(
         median_err_over_u=("err_over_u", "median"),
         median_err_per_cond=("_per_cond", "median"),
         median_cond=("cond", "median"),
@@ -259,6 +284,10 @@ def _worked_examples(examples: list) -> list[str]:
 
 
 def _to_markdown(frame: pd.DataFrame) -> str:
+    # A parameter no row of the frame takes is an empty column: left out.
+    unused = [key for key in PARAMETERS if key in frame and frame[key].isna().all()]
+    frame = frame.drop(columns=unused)
+
     def cell(value) -> str:
         if isinstance(value, float | np.floating):
             return "" if np.isnan(value) else f"{value:.4g}"

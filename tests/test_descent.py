@@ -43,7 +43,13 @@ from precision.spec import load_spec
 from precision.study import run
 
 STUDY = Path(__file__).resolve().parents[1] / "studies" / "descent.toml"
-REMEDIES = ("gd_master32_lr0.1", "gd_kahan_lr0.1", "gd_stochastic_lr0.1")
+REMEDIES = ("gd_master32", "gd_kahan", "gd_stochastic")
+"""The remedies for stagnation, compared with plain descent at their learning rate 0.1."""
+
+
+def gd(name: str, lr: float):
+    """The member of a gradient-descent family at learning rate ``lr``."""
+    return QUADRATIC.variants[name].with_params(lr=lr)
 
 
 def _input(fmt: str, *, kappa: float = 10.0, magnitude: float = 1.0, seed: int = 0):
@@ -81,10 +87,10 @@ def test_stochastic_rounding_is_unbiased_between_the_two_neighbours():
 
 def test_stochastic_descent_is_reproducible_from_the_input_bytes():
     x = _input("float16")
-    run_a = QUADRATIC.variants["gd_stochastic_lr0.1"].compute(x)
-    run_b = QUADRATIC.variants["gd_stochastic_lr0.1"].compute(x.copy())
+    run_a = gd("gd_stochastic", 0.1).compute(x)
+    run_b = gd("gd_stochastic", 0.1).compute(x.copy())
     assert np.array_equal(run_a.y, run_b.y) and run_a.iterations == run_b.iterations
-    other = QUADRATIC.variants["gd_stochastic_lr0.1"].compute(_input("float16", seed=1))
+    other = gd("gd_stochastic", 0.1).compute(_input("float16", seed=1))
     assert not np.array_equal(run_a.y, other.y)
 
 
@@ -120,23 +126,24 @@ def test_every_run_is_capped_and_a_capped_run_is_no_convergence(monkeypatch):
     result = descend(x, plain_rule(x, 0.1))
     assert result.iterations == 5 and not result.converged
     exact = ground_truth(QUADRATIC, x, "float64").exact
-    _, row = measure_variant(QUADRATIC, "gd_lr0.1", x, get_format("float64"), exact)
+    _, row = measure_variant(QUADRATIC, gd("gd", 0.1), x, get_format("float64"), exact)
     assert row["outcome"] == "no_convergence" and row["iterations"] == 5
 
 
 def test_trajectory_replays_the_variant():
     x = _input("bfloat16")
-    result = QUADRATIC.variants["gd_lr1"].compute(x)
-    path = trajectory(x, GD_RULES["gd_lr1"](x), iterations=result.iterations)
+    result = gd("gd", 1.0).compute(x)
+    path = trajectory(x, GD_RULES["gd"].rule(x, 1.0), iterations=result.iterations)
     assert np.isfinite(path).all() and path.shape == (result.iterations + 1, 8)
 
 
 def test_convergence_table_shows_the_float16_stagnation():
     curves = convergence_table(
-        variants=("gd_lr0.1", "gd_kahan_lr0.1"), formats=("float16",), kappas=(10.0,)
+        variants=(("gd", 0.1), ("gd_kahan", 0.1)), formats=("float16",), kappas=(10.0,)
     )
     last = curves[curves["iteration"] == curves["iteration"].max()].set_index("variant")
-    assert last.loc["gd_lr0.1", "rel_error"] > 4 * last.loc["gd_kahan_lr0.1", "rel_error"]
+    assert (last["lr"] == 0.1).all()
+    assert last.loc["gd", "rel_error"] > 4 * last.loc["gd_kahan", "rel_error"]
 
 
 # ------------------------------------------------------------------ the study's own rows
@@ -147,8 +154,13 @@ def table() -> pd.DataFrame:
     return run(load_spec(STUDY, quick=True))
 
 
-def _errors(table: pd.DataFrame, variant: str, fmt: str) -> pd.Series:
-    rows = table[(table["variant"] == variant) & (table["format"] == fmt)]
+def _member(table: pd.DataFrame, variant: str, lr: float) -> pd.Series:
+    """Which rows ran ``variant`` at learning rate ``lr``."""
+    return (table["variant"] == variant) & (table["lr"] == lr)
+
+
+def _errors(table: pd.DataFrame, variant: str, fmt: str, lr: float = 0.1) -> pd.Series:
+    rows = table[_member(table, variant, lr) & (table["format"] == fmt)]
     return rows.set_index(["cell_log10_cond", "cell_log10_magnitude", "sample"])["rel_error"]
 
 
@@ -157,7 +169,7 @@ def _errors(table: pd.DataFrame, variant: str, fmt: str) -> pd.Series:
 def test_each_remedy_removes_the_low_precision_stagnation(table, fmt, remedy):
     """Per input, the plain update's error at alpha = 0.1 over the remedy's: median at least 4
     (measured 6 to 80 on the quick rows)."""
-    ratio = _errors(table, "gd_lr0.1", fmt) / _errors(table, remedy, fmt)
+    ratio = _errors(table, "gd", fmt) / _errors(table, remedy, fmt)
     assert ratio.median() >= 4, ratio
 
 
@@ -167,7 +179,7 @@ def test_the_plain_floor_is_the_lost_update_bound(table):
     ||theta - theta*||_inf <= ||H^-1||_inf (u ||theta|| / alpha + 2u (||H|| ||theta|| + ||b||))
     with ||H^-1||_inf <= sqrt(n) kappa and ||H||_inf <= sqrt(n) (lambda_max = 1): in units of u,
     sqrt(n) kappa (1 / alpha + 4 sqrt(n)), with 10% for ||theta|| against ||theta*||."""
-    rows = table[(table["variant"] == "gd_lr0.1") & (table["format"] == "float16")]
+    rows = table[_member(table, "gd", 0.1) & (table["format"] == "float16")]
     root_n = math.sqrt(8)
     bound = 1.1 * root_n * rows["cond"] * (1 / 0.1 + 4 * root_n)
     assert (rows["err_over_u"] <= bound).all()
@@ -175,24 +187,26 @@ def test_the_plain_floor_is_the_lost_update_bound(table):
 
 
 def test_the_table_has_a_numeric_learning_rate_column(table):
-    """``lr`` is declared by each gradient-descent variant and stored as a float64 column;
-    the family is the update without it; Newton and BFGS have no learning rate (NaN)."""
+    """``lr`` is a parameter of each gradient-descent family, a float64 column holding the
+    spec's grid (plain descent at 0.1, 1, 1.9 and 2.1, the remedies at 0.1); the variant
+    column holds the family's name alone."""
     assert table["lr"].dtype == np.float64
-    by_variant = table.groupby("variant", sort=False)[["family", "lr"]].first()
-    assert by_variant.loc["gd_lr1.9", "lr"] == 1.9
-    assert by_variant.loc["gd_lr2.1", "family"] == "gd"
-    assert by_variant.loc["gd_master32_lr0.1"].tolist() == ["gd_master32", 0.1]
-    descent = by_variant.index.isin(list(GD_RULES))
-    assert by_variant.loc[descent, "lr"].notna().all()
-    assert by_variant.loc[~descent, "lr"].isna().all()
+    rates = table.groupby("variant", sort=False)["lr"].agg(lambda v: sorted(set(v)))
+    assert rates.to_dict() == {
+        "gd": [0.1, 1.0, 1.9, 2.1],
+        "gd_master32": [0.1],
+        "gd_kahan": [0.1],
+        "gd_stochastic": [0.1],
+    }
+    assert set(rates.index) == set(GD_RULES)
     assert table[["h", "seed"]].isna().all().all()
 
 
 def test_past_the_stability_limit_every_run_fails(table):
-    rows = table[table["variant"] == "gd_lr2.1"]
+    rows = table[_member(table, "gd", 2.1)]
     assert len(rows) and rows["outcome"].isin(["overflow", "no_convergence"]).all()
-    for variant in ("gd_lr1", "gd_lr1.9"):
-        assert (table.loc[table["variant"] == variant, "outcome"] != "overflow").all()
+    for lr in (1.0, 1.9):
+        assert (table.loc[_member(table, "gd", lr), "outcome"] != "overflow").all()
 
 
 def test_iterations_are_bounded_and_recorded(table):
@@ -203,7 +217,7 @@ def test_iterations_are_bounded_and_recorded(table):
 
 def test_iterations_grow_with_the_condition_number(table):
     """alpha = 1: about kappa ln(1 / tol) iterations (contraction 1 - 1 / kappa per step)."""
-    rows = table[(table["variant"] == "gd_lr1") & (table["format"] == "float64")]
+    rows = table[_member(table, "gd", 1.0) & (table["format"] == "float64")]
     slope = np.polyfit(np.log10(rows["cond"]), np.log10(rows["iterations"].astype(float)), 1)[0]
     assert 0.6 < slope < 1.6
 
@@ -211,7 +225,7 @@ def test_iterations_grow_with_the_condition_number(table):
 @pytest.mark.parametrize("fmt", STUDY_FORMATS)
 def test_rows_compute_in_their_format(table, fmt):
     rows = table[(table["format"] == fmt) & (table["outcome"] != "unsupported")]
-    master = rows["variant"] == "gd_master32_lr0.1"
+    master = rows["variant"] == "gd_master32"
     wide = "float64" if fmt == "float64" else "float32"
     assert (rows.loc[~master, "compute_dtype"] == fmt).all()
     assert (rows.loc[master, "compute_dtype"] == wide).all()
@@ -229,8 +243,9 @@ def test_convergence_curves_are_a_stored_companion_of_the_study(table):
 
     rows = table
     curves = companion_tables(rows)["convergence"]
-    descent = {v for v in rows["variant"] if v.startswith("gd_")}
-    assert set(curves["variant"]) == descent
+    descent = rows[rows["variant"].isin(list(GD_RULES))]
+    pairs = set(zip(descent["variant"], descent["lr"], strict=True))
+    assert set(zip(curves["variant"], curves["lr"], strict=True)) == pairs and len(pairs) == 7
     assert set(curves["format"]) == set(rows["format"])
     assert (curves.loc[curves["iteration"] == 0, "rel_error"] == 1.0).all()
     assert companion_tables(rows[rows["problem"] != "quadratic"]) == {}

@@ -181,11 +181,12 @@ def test_stochastic_rounding_removes_stagnation():
 
 def test_stochastic_variants_are_reproducible_and_seed_dependent():
     x = cast(np.random.default_rng(3).uniform(0, 1, 2000), "float16")
-    variants = PROBLEMS["summation"].variants
-    first = [variants[f"recursive_sr_s{k}"].compute(x)[0] for k in range(5)]
-    again = [variants[f"recursive_sr_s{k}"].compute(x.copy())[0] for k in range(5)]
+    family = PROBLEMS["summation"].variants["recursive_sr"]
+    first = [family.with_params(seed=k).compute(x)[0] for k in range(5)]
+    again = [family.with_params(seed=k).compute(x.copy())[0] for k in range(5)]
     assert first == again and len(set(first)) > 1
-    assert variants["recursive_sr_s0"].compute_mode == "stochastic"
+    assert family.grid == {"seed": (0.0, 1.0, 2.0, 3.0, 4.0)}
+    assert family.with_params(seed=0).compute_mode == "stochastic"
 
 
 def test_stagnation_example_and_seed_spread():
@@ -269,19 +270,21 @@ def test_weight_update_variants_within_their_bounds(fmt):
     from precision.metrics import normwise_relative_error
 
     problem, f = PROBLEMS["weight_update"], get_format(fmt)
+    members = [m for v in problem.variants.values() for m in v.expand()]
     rng = np.random.default_rng(4)
     checked = 0
     for n in (50, 500):
         for magnitude in (0.1, 10.0):
             x = cast(problem.propose(rng, n=n, magnitude=magnitude, cond=1.0, size=1)[0], f)
             gt = ground_truth(problem, x, f)
-            for name, variant in problem.variants.items():
+            for variant in members:
+                name = (variant.name, dict(variant.params))
                 err = normwise_relative_error(variant.compute(x), gt.exact)
                 bound = variant.bound(x, f)
                 if np.isfinite(bound):
                     checked += 1
                     assert err <= bound * (1 + n * f.u), (name, n, magnitude, err / f.u)
-    assert checked >= 2 * len(problem.variants)  # bfloat16 n = 500: n u > 1, no bound
+    assert checked >= 2 * len(members)  # bfloat16 n = 500: n u > 1, no bound
 
 
 def test_weight_update_proposals_keep_the_sign_and_magnitude():
@@ -304,7 +307,8 @@ def test_summary_shows_the_spread_over_seeds():
             "name": "t",
             "formats": ["bfloat16"],
             "problems": ["summation"],
-            "variants": {"summation": ["recursive", "recursive_sr_s0", "recursive_sr_s1"]},
+            "variants": {"summation": ["recursive", "recursive_sr"]},
+            "params": {"summation": {"seed": [0, 1]}},
             "grid": {
                 "log10_cond": [0, 1],
                 "log10_magnitude": [0, 1],
@@ -376,8 +380,8 @@ def test_emulated_kernels_compute_rows_independently(fmt, monkeypatch):
         "summation": [
             "recursive_emulated",
             "pairwise_emulated",
-            "recursive_sr_s0",
-            "recursive_sr_s3",
+            ("recursive_sr", 0),
+            ("recursive_sr", 3),
         ],
         "softmax": ["shifted_emulated", "shifted_float32"],
         "logsumexp": ["shifted_emulated", "shifted_float32"],
@@ -385,7 +389,10 @@ def test_emulated_kernels_compute_rows_independently(fmt, monkeypatch):
     }
     for problem, names in kernels.items():
         for name in names:
-            variant = PROBLEMS[problem].variants[name]
+            if isinstance(name, tuple):  # a stochastic-rounding stream: a seed of the family
+                variant = PROBLEMS[problem].variants[name[0]].with_params(seed=name[1])
+            else:
+                variant = PROBLEMS[problem].variants[name]
             assert variant.batched, (problem, name)
             with np.errstate(all="ignore"):
                 batch = variant.kernel(X)

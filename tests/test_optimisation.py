@@ -147,7 +147,8 @@ def test_newton_attains_kappa_u(table, fmt):
 def test_gradient_descent_cannot_reach_ill_conditioned_minimisers(table):
     """alpha = 1.9 / lambda_max needs ~kappa ln(1 / tol) iterations: beyond kappa ~ 1e4 the
     20,000-iteration cap ends every float64 run unconverged, where Newton is done in one."""
-    gd = _rows(table, "quadratic", "gd_lr1.9", "float64")
+    gd = _rows(table, "quadratic", "gd", "float64")
+    assert (gd["lr"] == 1.9).all()
     newton = _rows(table, "quadratic", "newton", "float64")
     hard = gd["cond"] >= 1e4
     assert hard.sum() >= 1 and (gd.loc[hard, "outcome"] == "no_convergence").all()

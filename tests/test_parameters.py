@@ -1,5 +1,6 @@
-"""Parameters are data: each variant declares its family and parameters where it is built,
-the table carries them as columns, and no reader parses them back out of a variant's name."""
+"""Parameters are data: a variant family declares its parameters and their default grids
+where it is built, a study runs their cartesian product, the table carries each value in a
+numeric column beside the family's name, and no reader parses a name."""
 
 from __future__ import annotations
 
@@ -13,13 +14,13 @@ import pytest
 from precision.measure import variant_columns
 from precision.problems import PROBLEMS
 from precision.problems.base import Variant
-from precision.schema import COLUMNS, DTYPES, PARAMETERS
+from precision.schema import COLUMNS, DTYPES, PARAMETERS, VARIANT_KEYS, variant_label
 
 PACKAGE = Path(__file__).resolve().parents[1] / "precision"
 
 NAME_MARKERS = ("_h2^-", "_lr", "random_order_", "_sr_s")
-"""How variant ids spell their parameters today (``forward_h2^-12``, ``gd_lr0.1``,
-``random_order_3``, ``recursive_sr_s2``): the variants that must declare them."""
+"""How variant names once spelled their parameters (``forward_h2^-12``, ``gd_lr0.1``,
+``random_order_3``, ``recursive_sr_s2``): no name may any more."""
 
 VARIANT_STRING_OPS = re.compile(r"""\[\s*["']variant["']\s*\]\s*\.\s*(str\b|map\(|apply\()""")
 """String operations on the variant column (``table["variant"].str.extract(...)``)."""
@@ -47,13 +48,14 @@ def _sources(*parts: str) -> list[Path]:
     return sorted(f for p in paths for f in ([p] if p.is_file() else p.rglob("*.py")))
 
 
-def test_parameters_are_float_columns_after_the_family():
+def test_parameters_are_float_columns_after_the_variant():
     names = list(COLUMNS)
     at = names.index("variant")
-    assert names[at + 1 : at + 2 + len(PARAMETERS)] == ["family", *PARAMETERS]
+    assert names[at + 1 : at + 1 + len(PARAMETERS)] == list(PARAMETERS)
+    assert VARIANT_KEYS == ("variant", *PARAMETERS)
     assert {"h", "lr", "seed"} <= set(PARAMETERS)
     assert all(DTYPES[p] == "float64" for p in PARAMETERS)
-    assert DTYPES["family"] == "string"
+    assert "family" not in COLUMNS
 
 
 def test_no_module_parses_parameters_out_of_variant_names():
@@ -74,55 +76,114 @@ def test_readers_compile_no_regular_expressions():
 
 
 @pytest.mark.parametrize("problem", sorted(PROBLEMS))
-def test_every_variant_declares_the_parameters_its_name_spells(problem):
-    """A variant with parameters has a family of its own; one without has its name as family;
-    every name that spells a parameter belongs to a variant that declares one."""
+def test_no_variant_name_spells_a_parameter(problem):
+    """A parameter is a column, never a suffix in a name: every registered name is free of
+    the old spellings, and a family declares known parameters with at least one value."""
     for name, variant in PROBLEMS[problem].variants.items():
-        assert set(variant.params) <= set(PARAMETERS), name
-        assert (variant.family == name) == (not variant.params), name
-        if any(marker in name for marker in NAME_MARKERS):
-            assert variant.params, f"{problem}/{name} spells a parameter it does not declare"
+        assert not any(marker in name for marker in NAME_MARKERS), f"{problem}/{name}"
+        assert set(variant.grid) <= set(PARAMETERS), name
+        assert all(len(values) >= 1 for values in variant.grid.values()), name
+        assert not variant.params, f"{problem}/{name}: a registered variant binds no values"
 
 
 @pytest.mark.parametrize(
-    ("problem", "name", "family", "params"),
+    ("problem", "name", "params", "members"),
     [
-        ("fd_exp", "forward_h2^-12", "forward", {"h": 2.0**-12}),
-        ("fd_hessian", "jacobian_central_h2^-7", "jacobian_central", {"h": 2.0**-7}),
-        ("quadratic", "gd_lr0.1", "gd", {"lr": 0.1}),
-        ("quadratic", "gd_master32_lr0.1", "gd_master32", {"lr": 0.1}),
-        ("summation", "random_order_3", "random_order", {"seed": 3.0}),
-        ("summation", "recursive_sr_s2", "recursive_sr", {"seed": 2.0}),
-        ("weight_update", "recursive_sr_s4", "recursive_sr", {"seed": 4.0}),
-        ("summation", "kahan", "kahan", {}),
+        ("fd_exp", "forward", {"h": 2.0**-12}, 40),
+        ("fd_hessian", "jacobian_central", {"h": 2.0**-7}, 30),
+        ("quadratic", "gd", {"lr": 0.1}, 4),
+        ("quadratic", "gd_master32", {"lr": 0.1}, 1),
+        ("summation", "random_order", {"seed": 3.0}, 4),
+        ("summation", "recursive_sr", {"seed": 2.0}, 5),
+        ("weight_update", "recursive_sr", {"seed": 4.0}, 5),
+        ("summation", "kahan", {}, 1),
     ],
 )
-def test_variant_columns_hold_the_declaration(problem, name, family, params):
-    row = variant_columns(PROBLEMS[problem].variants[name], name)
-    assert row["variant"] == name and row["family"] == family
+def test_variant_columns_hold_the_family_and_its_values(problem, name, params, members):
+    family = PROBLEMS[problem].variants[name]
+    expanded = family.expand()
+    assert len(expanded) == members
+    member = next(m for m in expanded if m.params == params)
+    row = variant_columns(member)
+    assert row["variant"] == name
     assert {k: v for k, v in row.items() if k in PARAMETERS and v is not None} == params
 
 
 def test_an_undeclared_parameter_column_is_an_error():
     variant = Variant("mine", np.negative, params={"block_size": 32})
     with pytest.raises(ValueError, match="block_size"):
-        variant_columns(variant, "mine")
+        variant_columns(variant)
 
 
-def test_the_family_defaults_to_the_name_and_params_are_copied():
-    params = {"seed": 1}
-    variant = Variant("mine", np.negative, family="", params=params)
-    params["seed"] = 2
-    assert variant.family == "mine" and variant.params == {"seed": 1.0}
+def test_grid_and_params_are_copied():
+    params, grid = {"seed": 1}, {"seed": [1, 2]}
+    bound = Variant("mine", np.negative, params=params)
+    family = Variant("mine", lambda x, *, seed: x, grid=grid)
+    params["seed"], grid["seed"] = 2, [5]
+    assert bound.params == {"seed": 1.0} and family.grid == {"seed": (1.0, 2.0)}
 
 
-def test_random_orders_are_pooled_by_family():
+def test_a_family_expands_to_the_cartesian_product_first_parameter_slowest():
+    family = Variant("f", lambda x, *, h, lr: x * h + lr, grid={"h": [1, 2], "lr": [10, 20, 30]})
+    points = [m.params for m in family.expand()]
+    assert points == [{"h": h, "lr": lr} for h in (1.0, 2.0) for lr in (10.0, 20.0, 30.0)]
+    assert [m.params for m in family.expand({"lr": [5]})] == [
+        {"h": 1.0, "lr": 5.0},
+        {"h": 2.0, "lr": 5.0},
+    ]
+    member = family.with_params(h=2, lr=30)
+    assert member.kernel(np.array([1.0])).tolist() == [32.0]
+    assert member.name == "f" and not member.is_family and family.is_family
+
+
+def test_with_params_names_exactly_the_family_parameters():
+    family = Variant("f", lambda x, *, h: x, grid={"h": [1]})
+    with pytest.raises(ValueError, match="takes parameters"):
+        family.with_params(lr=1)
+
+
+def test_a_family_bound_takes_the_parameters():
+    family = Variant(
+        "f",
+        lambda x, *, h: x,
+        lambda x, fmt, *, h: np.full(len(x), h),
+        grid={"h": [0.5]},
+        batched=True,
+    )
+    member = family.expand()[0]
+    assert member.bound(np.zeros((3, 2)), None).tolist() == [0.5] * 3
+
+
+def test_a_family_cannot_run_unbound():
+    from precision.formats import get_format
+    from precision.measure import measure_variant
+
+    problem = PROBLEMS["fd_exp"]
+    with pytest.raises(ValueError, match="takes parameters"):
+        measure_variant(problem, "forward", np.array([1.0]), get_format("float64"), None)
+
+
+def test_random_orders_are_pooled_and_other_members_labelled():
     from precision.plots import _pooled
 
     table = pd.DataFrame(
         {
-            "variant": ["random_order_0", "kahan", "my_random_order_7"],
-            "family": pd.array(["random_order", "kahan", "my_random_order_7"], dtype="string"),
+            "variant": ["random_order", "kahan", "gd", "forward"],
+            "h": [np.nan, np.nan, np.nan, 2.0**-12],
+            "lr": [np.nan, np.nan, 0.1, np.nan],
+            "seed": [3.0, np.nan, np.nan, np.nan],
         }
     )
-    assert _pooled(table)["variant"].tolist() == ["random orders", "kahan", "my_random_order_7"]
+    assert _pooled(table)["variant"].tolist() == [
+        "random orders",
+        "kahan",
+        "gd lr=0.1",
+        "forward h=2^-12",
+    ]
+
+
+def test_labels_show_parameters_as_people_write_them():
+    assert variant_label("forward", {"h": 2.0**-12, "lr": np.nan}) == "forward h=2^-12"
+    assert variant_label("gd", {"lr": 1.9}) == "gd lr=1.9"
+    assert variant_label("random_order", {"seed": 3.0}) == "random_order seed=3"
+    assert variant_label("naive", {}) == "naive"

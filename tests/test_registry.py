@@ -286,3 +286,36 @@ def _raw(path: Path) -> dict:
     import tomllib
 
     return tomllib.loads(path.read_text())
+
+
+def test_a_user_kernel_with_parameters_is_a_family(registry_snapshot):
+    """``params=`` makes a family: it runs once per value, the value in its own column, and a
+    notebook's ``params`` replaces the default grid."""
+
+    @pr.kernel("fd_exp", name="backward", params={"h": [2.0**-3, 2.0**-9]})
+    def backward(x, *, h):
+        step = x.dtype.type(h)
+        return (np.exp(x) - np.exp(x - step)) / step
+
+    rows = pr.evaluate(backward, [0.5], formats=["float64"])
+    assert rows["variant"].tolist() == ["backward", "backward"]
+    assert rows["h"].tolist() == [2.0**-3, 2.0**-9]
+    # Truncation error (h / 2) |f''| / |f'| = h / 2 dominates at h = 2**-3 in float64.
+    assert rows["rel_error"].iloc[0] == pytest.approx(2.0**-4, rel=0.1)
+    again = pr.evaluate(backward, [0.5], formats=["float64"], params={"h": [2.0**-5]})
+    assert again["h"].tolist() == [2.0**-5]
+    assert again["rel_error"].iloc[0] == pytest.approx(2.0**-6, rel=0.1)
+
+
+@pytest.mark.parametrize(
+    ("params", "fragment"),
+    [({"eps": [1e-5]}, "parameter 'eps' is not a column"), ({"h": []}, "finite numbers")],
+)
+def test_a_user_parameter_must_be_a_column_with_values(registry_snapshot, params, fragment):
+    with pytest.raises(reg.RegistrationError, match=fragment):
+        pr.kernel("fd_exp", name="mine", params=params)(lambda x, **_: x)
+
+
+def test_evaluate_refuses_a_parameter_no_chosen_variant_takes():
+    with pytest.raises(InputError, match="no chosen variant of softmax takes parameter 'h'"):
+        pr.evaluate("softmax", [1.0, 2.0], formats=["float64"], params={"h": [0.1]})

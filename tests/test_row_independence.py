@@ -23,6 +23,7 @@ from same_bits import nan_blind
 
 from precision.formats import cast
 from precision.problems import PROBLEMS
+from precision.schema import variant_label
 
 FORMATS = ["float16", "bfloat16", "float32", "float64", "float8_e4m3fn", "float8_e5m2"]
 ROWS = 6
@@ -50,12 +51,15 @@ values (64 x 100, 8 x 1000; tests/test_frameworks.py): on these small batches it
 agree."""
 
 
-def _batched_variants() -> list[tuple[str, str]]:
+def _batched_variants() -> list:
+    """(problem, variant name, member) of every batched variant, each member of a family (one
+    per point of its default parameter grid) apart."""
     return [
-        (problem, name)
+        pytest.param(problem, name, member, id=f"{problem}-{variant_label(name, member.params)}")
         for problem, spec in PROBLEMS.items()
         for name, variant in spec.variants.items()
         if variant.batched and variant.device == "cpu"
+        for member in variant.expand()
     ]
 
 
@@ -83,9 +87,9 @@ def _call(kernel, X):
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
-@pytest.mark.parametrize(("problem", "variant"), _batched_variants())
-def test_row_i_of_the_batch_is_the_one_row_call(problem, variant, fmt):
-    kernel = PROBLEMS[problem].variants[variant].kernel
+@pytest.mark.parametrize(("problem", "variant", "member"), _batched_variants())
+def test_row_i_of_the_batch_is_the_one_row_call(problem, variant, member, fmt):
+    kernel = member.kernel
     X = _inputs(problem, fmt)
     try:
         batched = _call(kernel, X)

@@ -422,3 +422,83 @@ def test_bad_chunk_elements_is_one_line(value):
     raw = {"name": "x", "formats": ["float64"], "problems": ["softmax"], "grid": grid}
     with pytest.raises(SpecError, match=r"^<spec>: chunk_elements: [^\n]+$"):
         parse_spec(raw | {"chunk_elements": value})
+
+
+# ------------------------------------------------------------------ parameter grids
+
+STEPS = {
+    **MINIMAL,
+    "problems": ["fd_exp", "quadratic"],
+    "variants": {"quadratic": ["newton", "gd", "gd_kahan"]},
+}
+
+
+def test_parameter_grids_are_data_per_problem_and_per_variant():
+    raw = STEPS | {
+        "params": {
+            "fd_exp": {"h": [2.0**-10, 2.0**-20]},
+            "quadratic": {"lr": [0.1], "gd": {"lr": [0.1, 1.9]}},
+        }
+    }
+    spec = parse_spec(raw)
+    assert spec.params == {
+        "fd_exp": {"forward": {"h": (2.0**-10, 2.0**-20)}, "central": {"h": (2.0**-10, 2.0**-20)}},
+        "quadratic": {"gd": {"lr": (0.1, 1.9)}, "gd_kahan": {"lr": (0.1,)}},
+    }
+    runs = [(v.name, v.params) for v in spec.runs_of("quadratic")]
+    assert runs == [
+        ("newton", {}),
+        ("gd", {"lr": 0.1}),
+        ("gd", {"lr": 1.9}),
+        ("gd_kahan", {"lr": 0.1}),
+    ]
+    assert [v.params["h"] for v in spec.runs_of("fd_exp")] == [2.0**-10, 2.0**-20] * 2
+
+
+def test_without_params_families_run_their_default_grids():
+    spec = parse_spec(STEPS)
+    assert len(spec.runs_of("fd_exp")) == 2 * len(PROBLEMS["fd_exp"].variants["forward"].grid["h"])
+    gd = [v.params for v in spec.runs_of("quadratic") if v.name == "gd"]
+    assert gd == [{"lr": lr} for lr in PROBLEMS["quadratic"].variants["gd"].grid["lr"]]
+
+
+BAD_PARAMS = [
+    ("not-a-table", 3, "params", ["must be a table"]),
+    ("unknown-problem", {"softmax": {"h": [1.0]}}, "params.softmax", ["not one of the study's"]),
+    ("no-taker", {"fd_exp": {"lr": [0.1]}}, "params.fd_exp.lr", ["no variant", "known: h"]),
+    (
+        "variant-not-run",
+        {"quadratic": {"gd_master32": {"lr": [1]}}},
+        "params.quadratic.gd_master32",
+        ["not a variant of the study"],
+    ),
+    (
+        "wrong-parameter",
+        {"quadratic": {"gd": {"h": [1]}}},
+        "params.quadratic.gd.h",
+        ["gd takes lr"],
+    ),
+    ("empty", {"fd_exp": {"h": []}}, "params.fd_exp.h", ["non-empty list"]),
+    ("not-a-list", {"fd_exp": {"h": 0.5}}, "params.fd_exp.h", ["non-empty list"]),
+    ("text", {"fd_exp": {"h": ["2^-10"]}}, "params.fd_exp.h", ["finite numbers"]),
+    ("nan", {"fd_exp": {"h": [float("nan")]}}, "params.fd_exp.h", ["finite numbers"]),
+    ("twice", {"fd_exp": {"h": [0.5, 0.5]}}, "params.fd_exp.h", ["twice"]),
+    ("bool", {"fd_exp": {"h": [True]}}, "params.fd_exp.h", ["finite numbers"]),
+]
+
+
+@pytest.mark.parametrize(
+    ("value", "key", "fragments"), [c[1:] for c in BAD_PARAMS], ids=[c[0] for c in BAD_PARAMS]
+)
+def test_bad_parameter_grid_is_one_line(value, key, fragments):
+    with pytest.raises(SpecError) as info:
+        parse_spec(STEPS | {"params": value})
+    assert_one_line(info.value, "<spec>: ", f"{key}: ", *fragments)
+
+
+def test_a_seed_grid_takes_non_negative_integers():
+    raw = {**MINIMAL, "problems": ["summation"], "variants": {"summation": ["random_order"]}}
+    assert parse_spec(raw | {"params": {"summation": {"seed": [0, 7]}}}).params
+    for bad in ([1.5], [-1]):
+        with pytest.raises(SpecError, match="seeds are non-negative integers"):
+            parse_spec(raw | {"params": {"summation": {"seed": bad}}})

@@ -15,7 +15,7 @@ import pytest
 import scipy.special
 
 from precision.formats import cast, get_format
-from precision.spec import load_spec
+from precision.spec import load_spec, parse_spec
 from precision.study import COLUMNS, run
 
 FORMATS = ["float16", "bfloat16", "float32", "float64"]
@@ -296,3 +296,35 @@ def test_a_chunk_holds_its_cells_in_grid_order_and_every_cell_once():
         cells = [cell for c in plan if c.problem == problem for cell in c.cells]
         assert cells == spec.grid.cells()
     assert len({c.id for c in plan}) == len(plan)
+
+
+def _step_grid() -> dict:
+    return {
+        "name": "steps",
+        "seed": 5,
+        "formats": ["float16", "float64"],
+        "problems": ["fd_exp", "summation"],
+        "variants": {"fd_exp": ["forward", "central"], "summation": ["recursive", "random_order"]},
+        "params": {"fd_exp": {"h": [2.0**-4, 2.0**-10], "central": {"h": [2.0**-6]}}},
+        "grid": {
+            "log10_cond": [0, 1],
+            "log10_magnitude": [0, 1],
+            "sizes": [16],
+            "samples_per_cell": 2,
+        },
+    }
+
+
+def test_a_parameter_grid_from_the_spec_becomes_numeric_columns():
+    """The spec's grid values, not the defaults, are run: one row per input x member x format,
+    the variant column holding the family's name and the parameter its own float64 column."""
+    table = run(parse_spec(_step_grid()))
+    fd = table[table["problem"] == "fd_exp"]
+    members = fd.groupby("variant")["h"].agg(lambda h: sorted(set(h)))
+    assert members.to_dict() == {"forward": [2.0**-10, 2.0**-4], "central": [2.0**-6]}
+    inputs = fd[["cell_log10_cond", "cell_log10_magnitude", "sample"]].drop_duplicates()
+    assert len(fd) == len(inputs) * 3 * 2  # three members, two formats
+    sums = table[table["problem"] == "summation"]
+    assert sorted(set(sums.loc[sums["variant"] == "random_order", "seed"])) == [0.0, 1.0, 2.0, 3.0]
+    assert sums.loc[sums["variant"] == "recursive", ["h", "lr", "seed"]].isna().all().all()
+    assert table["h"].dtype == np.float64 and "family" not in table

@@ -15,6 +15,7 @@ import mpmath
 import numpy as np
 import pandas as pd
 import pytest
+from members import members
 from same_bits import check_batch_contract
 
 from precision.exact import ground_truth, to_mpf_array
@@ -184,12 +185,12 @@ def test_bfloat16_np_sum_accumulates_left_to_right():
 
 
 @pytest.mark.parametrize("fmt", STUDY_FORMATS)
-@pytest.mark.parametrize("variant", list(SUMMATION.variants))
+@pytest.mark.parametrize("variant", list(members(SUMMATION.variants)))
 def test_output_dtype_and_shape(variant, fmt):
     x = cast(
         propose_sums(np.random.default_rng(4), n=50, magnitude=3.0, cond=100.0, size=1)[0], fmt
     )
-    y = SUMMATION.variants[variant].compute(x)
+    y = members(SUMMATION.variants)[variant].compute(x)
     assert y.shape == (1,) and y.dtype == get_format(fmt).dtype
 
 
@@ -207,14 +208,14 @@ ALL_FORMATS = [*STUDY_FORMATS, "float8_e4m3fn", "float8_e5m2"]
 
 
 @pytest.mark.parametrize("fmt", ALL_FORMATS)
-@pytest.mark.parametrize("variant", list(SUMMATION.variants))
+@pytest.mark.parametrize("variant", list(members(SUMMATION.variants)))
 def test_batch_rows_are_the_one_vector_results(variant, fmt):
     """A batch (B, n) gives (B, 1), row i bit for bit the kernel on row i alone and on the
     vector (n,) alone (`same_bits.nan_blind`: a float8 NaN's sign aside, since kahan runs a
     batch of a few rows on scalars and ml_dtypes' float8 scalar and array additions sign NaNs
     differently), at sizes that exercise odd pairwise levels and numpy's blocking; the batched
     bound is the bound of each row."""
-    v = SUMMATION.variants[variant]
+    v = members(SUMMATION.variants)[variant]
     assert v.batched
     rng = np.random.default_rng(9)
     for n in (1, 2, 7, 129, 1000):
@@ -272,7 +273,7 @@ def test_every_bound_holds_on_seeded_inputs(fmt):
                 fmt,
             )
             gt = ground_truth(SUMMATION, x, fmt)
-            for name, variant in SUMMATION.variants.items():
+            for name, variant in members(SUMMATION.variants).items():
                 with _quiet():
                     bound = variant.bound(x, f)
                     err = normwise_relative_error(variant.compute(x), gt.exact)

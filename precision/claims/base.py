@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from precision.formats import STUDY_FORMATS
+from precision.summary import labelled
 
 HOLDS, FAILS, QUALIFIED, NOT_MEASURED = "holds", "fails", "qualified", "not measured"
 
@@ -92,13 +93,15 @@ NOT_COMPUTED = ("unsupported", "error", "input_overflow", "undefined")
 raised, the input is not representable, or there is no exact result."""
 
 COMBINATION = ["problem", "variant", "format"]
+"""A combination: problem, variant (with its parameters, `precision.summary.labelled`) and
+format."""
 
 
 def ran_share(rows: pd.DataFrame) -> pd.Series:
-    """Per problem x variant x format: the share of rows where a result was computed and
-    measured (outcome not in `NOT_COMPUTED`)."""
+    """Per problem x variant (each member of a family apart) x format: the share of rows where
+    a result was computed and measured (outcome not in `NOT_COMPUTED`)."""
     computed = ~rows["outcome"].isin(NOT_COMPUTED)
-    return rows.assign(ran=computed).groupby(COMBINATION, observed=True)["ran"].mean()
+    return labelled(rows).assign(ran=computed).groupby(COMBINATION, observed=True)["ran"].mean()
 
 
 def ran_only(rows: pd.DataFrame) -> pd.DataFrame:
@@ -109,7 +112,8 @@ def ran_only(rows: pd.DataFrame) -> pd.DataFrame:
         return rows
     share = ran_share(rows)
     ran = share[share > 0].index
-    return rows[pd.MultiIndex.from_frame(rows[COMBINATION]).isin(ran)].reset_index(drop=True)
+    keys = labelled(rows)[COMBINATION]
+    return rows[pd.MultiIndex.from_frame(keys).isin(ran)].reset_index(drop=True)
 
 
 def never_ran(rows: pd.DataFrame) -> list[str]:

@@ -30,8 +30,8 @@ def optimal_steps(rows: pd.DataFrame) -> pd.DataFrame:
     certified ok rows is smallest, that error, the predicted optimum (2 sqrt(u) forward,
     (3u)^(1/3) central) and their ratio."""
     good = rows["outcome"].eq("ok") & rows["certified"].fillna(False).astype(bool)
-    swept = rows["family"].isin(SCHEMES).fillna(False) & rows["h"].notna()
-    rows = rows.assign(scheme=rows["family"])[swept & good]
+    swept = rows["variant"].isin(SCHEMES).fillna(False) & rows["h"].notna()
+    rows = rows.assign(scheme=rows["variant"])[swept & good]
     medians = (
         rows.groupby(["problem", "format", "scheme", "h"], observed=True)["rel_error"]
         .median()

@@ -21,7 +21,7 @@ from precision.claims.base import (
     span,
 )
 from precision.formats import get_format
-from precision.summary import FAILURES, error_lines
+from precision.summary import FAILURES, error_lines, labelled
 
 
 def condition_slopes(table: pd.DataFrame, *, value: str = "err_over_u") -> pd.DataFrame:
@@ -37,6 +37,7 @@ def condition_slopes(table: pd.DataFrame, *, value: str = "err_over_u") -> pd.Da
     interval (Student's t with points - 2 degrees of freedom; missing with 3 points or fewer
     collinear ones it is still given, and wide: t = 12.7 for one degree of freedom).
     """
+    table = labelled(table)  # one line per member of a family (``gd lr=0.1``)
     lines = error_lines(table, "cond_decade") if value == "err_over_u" else _iteration_lines(table)
     out = []
     for (problem, variant, fmt), group in lines.groupby(
@@ -147,7 +148,7 @@ limit is 2)."""
 
 def _plain_descent(rows: pd.DataFrame) -> pd.DataFrame:
     """The rows of plain gradient descent at a declared learning rate."""
-    return rows[rows["family"].eq(PLAIN_DESCENT).fillna(False) & rows["lr"].notna()]
+    return rows[rows["variant"].eq(PLAIN_DESCENT).fillna(False) & rows["lr"].notna()]
 
 
 def _learning_rate_table(rows: pd.DataFrame) -> pd.DataFrame:

@@ -7,6 +7,9 @@ registers itself on import: `precision.problems.PROBLEMS` lists the problems exp
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import itertools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -90,13 +93,17 @@ class Variant:
         ``"stochastic"``: emulated with stochastic rounding.
     device : str
         Where the library computed (``"cpu"``, ``"cuda"``).
-    family : str
-        The method without its parameters (``"forward"`` for ``forward_h2^-12``, ``"gd"`` for
-        ``gd_lr0.1``): what readers group by. Default: the variant's name.
+    grid : mapping of str to tuple of float
+        For a *family* of variants (one method, several parameter values): its parameters and
+        their default values, e.g. ``{"h": (2**-1, ..., 2**-40)}``. ``kernel(X, **params)``
+        and ``bound(X, fmt, **params)`` then take the parameters as keywords, and a study runs
+        the cartesian product of the grids (`expand`; a spec may give other values). Empty
+        for a variant without parameters.
     params : mapping of str to float
-        The parameters the variant runs with (``{"h": 2**-12}``, ``{"lr": 0.1}``,
-        ``{"seed": 3}``), declared where it is built; each is a numeric column of the table
-        (`precision.schema.PARAMETERS`), so nothing reads them back out of ``name``.
+        The parameter values a variant bound from a family runs with (``{"h": 2**-12}``,
+        ``{"lr": 0.1}``, ``{"seed": 3}``; `with_params`). Each is a numeric column of the
+        table (`precision.schema.PARAMETERS`) and ``name`` stays the family's name: a
+        parameter is never a suffix in a name.
     batched : bool
         Whether ``kernel`` (and ``bound``) take a batch; see ``kernel``.
     """
@@ -109,15 +116,60 @@ class Variant:
     description: str = ""
     compute_mode: str = "native"
     device: str = "cpu"
-    family: str = ""
+    grid: Mapping[str, tuple[float, ...]] = field(default_factory=dict, hash=False)
     params: Mapping[str, float] = field(default_factory=dict, hash=False)
     batched: bool = False
 
     def __post_init__(self):
-        # Frozen: the default family is filled in through object.__setattr__, at construction;
-        # params are copied so that a caller's dict changed later does not change the variant.
-        object.__setattr__(self, "family", self.family or self.name)
+        # Frozen: grid and params are copied (through object.__setattr__, at construction) so
+        # that a caller's dict changed later does not change the variant.
+        grid = {k: tuple(float(v) for v in values) for k, values in self.grid.items()}
+        object.__setattr__(self, "grid", grid)
         object.__setattr__(self, "params", {k: float(v) for k, v in self.params.items()})
+        if any(not values for values in grid.values()):
+            raise ValueError(f"variant {self.name}: every parameter of its grid needs a value")
+
+    @property
+    def is_family(self) -> bool:
+        """Whether the variant still takes parameters (``grid`` not empty): only its bound
+        members (`with_params`, `expand`) can run."""
+        return bool(self.grid)
+
+    def with_params(self, **params: float) -> Variant:
+        """The member of this family that runs with ``params`` (one value per parameter of
+        ``grid``; values outside the default grid are allowed): same name, the values in
+        ``params``, kernel and bound with the values bound.
+
+        Raises
+        ------
+        ValueError
+            ``params`` does not name exactly the family's parameters.
+        """
+        if set(params) != set(self.grid):
+            raise ValueError(
+                f"variant {self.name} takes parameters {sorted(self.grid)}, got {sorted(params)}"
+            )
+        values = {key: float(params[key]) for key in self.grid}  # the grid's order
+        bound = None if self.bound is None else functools.partial(_bound_with, self.bound, values)
+        return dataclasses.replace(
+            self,
+            kernel=functools.partial(self.kernel, **values),
+            bound=bound,
+            grid={},
+            params=values,
+        )
+
+    def expand(self, grid: Mapping[str, tuple[float, ...]] | None = None) -> tuple[Variant, ...]:
+        """The members a study runs: the cartesian product of the family's parameter values
+        (``grid`` replaces the default values of the parameters it names), the first parameter
+        varying slowest; ``(self,)`` for a variant without parameters."""
+        if not self.grid:
+            return (self,)
+        values = {key: tuple((grid or {}).get(key, default)) for key, default in self.grid.items()}
+        return tuple(
+            self.with_params(**dict(zip(values, point, strict=True)))
+            for point in itertools.product(*values.values())
+        )
 
     def compute(self, x: np.ndarray) -> np.ndarray | Computed:
         """The result for one input ``x`` (of shape ``input_shape``), flattened: a batched
@@ -141,6 +193,12 @@ class Variant:
         if not self.batched:
             return float(self.bound(x, fmt))
         return float(np.ravel(self.bound(np.asarray(x)[np.newaxis], fmt))[0])
+
+
+def _bound_with(bound: Callable, params: Mapping[str, float], x, fmt: Format):
+    """``bound(x, fmt, **params)``: a family's bound for one member (a named function, not a
+    lambda, so that bound members stay comparable and picklable)."""
+    return bound(x, fmt, **params)
 
 
 class KernelShapeError(ValueError):

@@ -9,11 +9,12 @@ branch has slope -1 and the truncation branch +1 (forward) or +2 (central) (Noce
 *Numerical Optimization*, 2nd ed. 2006, sec. 8.1; Higham 2002, sec. 1.14). For exp, where
 f = f' = f'' = f''', the optima are the textbook 2 sqrt(u) and (3 u)^(1/3).
 
-How h enters the framework: one variant per method and step, ``forward_h2^-k`` and
-``central_h2^-k`` with h = 2**-k (exact in every format down to its smallest subnormal;
-a step below that is 0 and the quotient is NaN, reported as such). Each declares its method
-as its family and h as a parameter (`sweep_variants`): the table's ``family`` and ``h``
-columns, by which it is grouped (format, family, h) and the V fitted per format.
+How h enters the framework: one variant family per method, ``forward`` and ``central``, with
+the step as its parameter ``h`` (`sweep_variants`), by default h = 2**-k for k = 1..40 (exact
+in every format down to its smallest subnormal; a step below that is 0 and the quotient is
+NaN, reported as such). A spec may give other steps (``[params.fd_exp] h = [...]``). The
+table's ``variant`` column holds the method and its ``h`` column the step, by which it is
+grouped (format, variant, h) and the V fitted per format.
 
 The variants are batch kernels (`precision.problems.base.Variant` with ``batched=True``): one
 input of shape (1,) gives shape (1,), a batch of shape (B, 1) gives (B, 1), every row with the
@@ -30,6 +31,7 @@ of its weight w. Their exact derivatives are the analytic ones evaluated in the 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -180,22 +182,28 @@ def estimator(name: str):
 # ---------------------------------------------------------------- problems
 
 
+STEPS = tuple(2.0**-k for k in STEP_EXPONENTS)
+"""The default grid of h: 2**-k for every k of `STEP_EXPONENTS`."""
+
+
 def sweep_variants(f) -> dict[str, Variant]:
-    """``forward_h2^-k`` and ``central_h2^-k`` for every k of `STEP_EXPONENTS`: family
-    ``forward`` or ``central``, parameter ``h`` = 2**-k; batch kernels (module docstring)."""
-    variants = {}
-    for method, difference in (("forward", forward_difference), ("central", central_difference)):
-        for k in STEP_EXPONENTS:
-            name, h = f"{method}_h2^-{k}", 2.0**-k
-            variants[name] = Variant(
-                name,
-                lambda x, d=difference, h=h: d(f, x, h),
-                description=f"{method} difference with h = 2^-{k}",
-                family=method,
-                params={"h": h},
-                batched=True,
-            )
-    return variants
+    """The families ``forward`` and ``central``, parameter ``h`` (default grid `STEPS`); batch
+    kernels ``kernel(X, h=...)`` (module docstring)."""
+    return {
+        method: Variant(
+            method,
+            functools.partial(_difference_kernel, difference, f),
+            description=f"{method} difference with step h",
+            grid={"h": STEPS},
+            batched=True,
+        )
+        for method, difference in (("forward", forward_difference), ("central", central_difference))
+    }
+
+
+def _difference_kernel(difference, f, x: np.ndarray, *, h: float) -> np.ndarray:
+    """``difference(f, x, h)`` with h as the keyword a family's kernel takes."""
+    return difference(f, x, h)
 
 
 def _scalar_problem(name: str, derivatives, description: str) -> Problem:

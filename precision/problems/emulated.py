@@ -172,22 +172,25 @@ def per_row_bound(
 
 
 def stochastic_sum_variants(name: str = "recursive_sr") -> dict[str, Variant]:
-    """``{name}_s0 .. {name}_s<SR_SEEDS-1>``: recursive sums with stochastic rounding, family
-    ``name``, parameter ``seed`` = k; batch kernels, each row seeded with `sr_seed` of the
-    row."""
+    """The family ``name``: recursive sums with stochastic rounding, parameter ``seed`` = k
+    (default 0 .. SR_SEEDS - 1); batch kernels, each row seeded with `sr_seed` of the row
+    and k."""
     return {
-        f"{name}_s{k}": Variant(
-            f"{name}_s{k}",
-            functools.partial(recursive_sum_emulated, seed=functools.partial(sr_seed, k=k)),
-            sr_bound,
-            description=f"recursive sum, format accumulator, stochastic rounding (seed {k})",
+        name: Variant(
+            name,
+            stochastic_recursive_sum,
+            lambda x, fmt, *, seed: sr_bound(x, fmt),
+            description="recursive sum, format accumulator, stochastic rounding (seed k)",
             compute_mode="stochastic",
-            family=name,
-            params={"seed": k},
+            grid={"seed": tuple(range(SR_SEEDS))},
             batched=True,
         )
-        for k in range(SR_SEEDS)
     }
+
+
+def stochastic_recursive_sum(x: np.ndarray, *, seed: float) -> np.ndarray:
+    """`recursive_sum_emulated` with stochastic rounding, stream k = ``seed`` of each row."""
+    return recursive_sum_emulated(x, seed=functools.partial(sr_seed, k=int(seed)))
 
 
 # ---------------------------------------------------------------- spread over seeds
@@ -205,22 +208,22 @@ def seed_spread(table: pd.DataFrame) -> pd.DataFrame:
     """Per problem x format x rounding: the error over seeds of stochastic rounding, next to
     round to nearest.
 
-    The `stochastic_rows` (``recursive_sr_s0`` ...) are grouped by their family
-    (``recursive_sr``), each input's errors over seeds are summarised, and those summaries are
+    The `stochastic_rows` (variant ``recursive_sr`` at each ``seed``) are grouped by variant,
+    each input's errors over seeds are summarised, and those summaries are
     averaged over inputs. ``rel_error`` is signed-free (the row's normwise relative error), in
     units of the format's u.
 
     Returns
     -------
     pandas.DataFrame
-        Columns problem, format, variant (the family, ``recursive_sr``), inputs, seeds,
+        Columns problem, format, variant (``recursive_sr``), inputs, seeds,
         mean_err_over_u (mean over inputs of the mean over seeds), spread_over_u (mean over
         inputs of max - min over seeds), max_err_over_u, and nearest_err_over_u: the mean
-        error of the round-to-nearest variant the family rounds stochastically (the family
+        error of the round-to-nearest variant it rounds stochastically (the variant's name
         without its ``_sr``: ``recursive``) on the same inputs, where the table has it.
     """
     rows = table[stochastic_rows(table)]
-    rows = rows[rows["outcome"] == "ok"].assign(stem=lambda t: t["family"])
+    rows = rows[rows["outcome"] == "ok"].assign(stem=lambda t: t["variant"])
     keys = ["problem", "format", "stem"]
     per_input = rows.groupby([*keys, "source", "n", "cell_log10_magnitude", "sample"]).agg(
         mean=("err_over_u", "mean"),

@@ -1,13 +1,14 @@
 """Jacobian and Hessian by finite differences, as matrices: the Hessian of log-sum-exp.
 
 f(x) = lse(x) = log sum_i e^(x_i) has gradient softmax(x) = s and Hessian (the Jacobian of
-softmax) H = diag(s) - s s^T, the curvature of the cross-entropy loss in its logits. Variants
-(h = 2**-k, every operation in the input's format):
+softmax) H = diag(s) - s s^T, the curvature of the cross-entropy loss in its logits. Variant
+families, each with the step ``h`` as its parameter (by default 2**-k, k = 1..30; every
+operation in the input's format):
 
-* ``jacobian_forward_h2^-k``: column j = (s(x + h e_j) - s(x)) / h, the Jacobian of the in-format
+* ``jacobian_forward``: column j = (s(x + h e_j) - s(x)) / h, the Jacobian of the in-format
   softmax by forward differences (truncation O(h), rounding O(u / h));
-* ``jacobian_central_h2^-k``: (s(x + h e_j) - s(x - h e_j)) / (2 h) (O(h^2), O(u / h));
-* ``values_h2^-k``: the Hessian from values of lse alone, H_ij = (f(x + h e_i + h e_j)
+* ``jacobian_central``: (s(x + h e_j) - s(x - h e_j)) / (2 h) (O(h^2), O(u / h));
+* ``values``: the Hessian from values of lse alone, H_ij = (f(x + h e_i + h e_j)
   - f(x + h e_i - h e_j) - f(x - h e_i + h e_j) + f(x - h e_i - h e_j)) / (4 h^2) (truncation
   O(h^2), rounding O(u |f| / h^2): its optimum step is near u^(1/4), larger than the others').
 
@@ -24,6 +25,8 @@ dH_ij / dx_k = H_ik delta_ij - H_ik s_j - s_i H_jk; magnitude max |x_i|.
 """
 
 from __future__ import annotations
+
+import functools
 
 import numpy as np
 
@@ -159,28 +162,34 @@ def propose_logits(rng, *, n: int, magnitude: float, cond: float, size: int) -> 
     return base * rng.uniform(-1.0, 1.0, size=(size, n))
 
 
+STEPS = tuple(2.0**-k for k in HESSIAN_STEPS)
+"""The default grid of h: 2**-k for every k of `HESSIAN_STEPS`."""
+
+
 def hessian_variants() -> dict[str, Variant]:
-    """``<method>_h2^-k`` for every method and k of `HESSIAN_STEPS`: family the method,
-    parameter ``h`` = 2**-k; batch kernels (module docstring)."""
+    """The families ``jacobian_forward``, ``jacobian_central`` and ``values``, parameter ``h``
+    (default grid `STEPS`); batch kernels ``kernel(X, h=...)`` (module docstring)."""
     methods = (
         ("jacobian_forward", jacobian_forward),
         ("jacobian_central", jacobian_central),
         ("values", hessian_from_values),
     )
-    variants = {}
-    for method, fd in methods:
-        for k in HESSIAN_STEPS:
-            name, h = f"{method}_h2^-{k}", 2.0**-k
-            variants[name] = Variant(
-                name,
-                lambda x, fd=fd, h=h: _flattened(fd(x, h)),
-                accumulator=numpy_sum_accumulator,
-                description=f"{method} with h = 2^-{k}",
-                family=method,
-                params={"h": h},
-                batched=True,
-            )
-    return variants
+    return {
+        method: Variant(
+            method,
+            functools.partial(_hessian_kernel, fd),
+            accumulator=numpy_sum_accumulator,
+            description=f"{method} with step h",
+            grid={"h": STEPS},
+            batched=True,
+        )
+        for method, fd in methods
+    }
+
+
+def _hessian_kernel(fd, x: np.ndarray, *, h: float) -> np.ndarray:
+    """The flattened Hessians ``fd(x, h)``, with h as the keyword a family's kernel takes."""
+    return _flattened(fd(x, h))
 
 
 FD_HESSIAN = Problem(

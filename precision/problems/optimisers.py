@@ -18,7 +18,12 @@ with limited numerical precision", ICML 2015, for stochastic rounding; Micikevic
   s = fl(theta + d) is obtained by TwoSum (exact in any binary format with round to nearest;
   numpy's float16/bfloat16 operations are correctly rounded), and s moves one ulp towards e with
   probability |e| / ulp. The random stream is seeded from a hash of the input's bytes and the
-  variant's name: the same input gives the same row on any executor.
+  variant's name with its learning rate (``gd_stochastic_lr0.1``): the same input gives the
+  same row on any executor.
+
+They are the variant families ``gd``, ``gd_master32``, ``gd_kahan`` and ``gd_stochastic``, each
+with the learning rate as its parameter ``lr`` (`GD_RULES`: plain descent at LEARNING_RATES by
+default, the remedies at REMEDY_RATE).
 
 Stopping test (in float64, on the in-format values: it decides when to stop, it is not part of
 the arithmetic): ||g||_inf <= TOLERANCE_IN_U * u * (||H||_inf ||theta||_inf + ||b||_inf),
@@ -35,6 +40,7 @@ its rows say compute_dtype float64) use the same test.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Callable
 from typing import NamedTuple
@@ -349,75 +355,56 @@ REMEDY_RATE = 0.1
 that float16 stagnates (the lost update alpha g < ulp(theta) / 2 sets the floor)."""
 
 
-def _rate(lr: float) -> str:
-    return f"{lr:g}"
-
-
 class GdRule(NamedTuple):
-    """A gradient-descent variant as it is built: its update rule, family (the update without
-    its learning rate: ``gd``, ``gd_master32`` ...), learning rate and description."""
+    """A gradient-descent family as it is built: its update rule ``rule(x, lr)``, default
+    learning rates and description."""
 
-    rule: Callable[[np.ndarray], Rule]
-    family: str
-    lr: float
+    rule: Callable[[np.ndarray, float], Rule]
+    rates: tuple[float, ...]
     description: str
 
 
-def _gd_rules() -> dict[str, GdRule]:
-    """Variant name (``<family>_lr<lr>``, plain ``gd_lr<lr>``) -> its `GdRule`."""
-    plain = {
-        f"gd_lr{_rate(lr)}": GdRule(
-            lambda x, lr=lr: plain_rule(x, lr),
-            "gd",
-            lr,
-            f"gradient descent, alpha = {lr:g} / lambda_max, plain update",
-        )
-        for lr in LEARNING_RATES
-    }
-    lr, stochastic = REMEDY_RATE, f"gd_stochastic_lr{_rate(REMEDY_RATE)}"
-    remedies = {
-        f"gd_master32_lr{_rate(lr)}": GdRule(
-            lambda x: master32_rule(x, lr),
-            "gd_master32",
-            lr,
-            "gradient descent, float32 master weights, in-format gradients",
-        ),
-        f"gd_kahan_lr{_rate(lr)}": GdRule(
-            lambda x: kahan_rule(x, lr),
-            "gd_kahan",
-            lr,
-            "gradient descent, Kahan-compensated update",
-        ),
-        # The stream is seeded by the variant's name (`seeded_rng`), kept as it was so that
-        # its rows do not change.
-        stochastic: GdRule(
-            lambda x: stochastic_rule(x, lr, stochastic),
-            "gd_stochastic",
-            lr,
-            "gradient descent, update rounded stochastically (seeded by the input)",
-        ),
-    }
-    return plain | remedies
+def stochastic_gd_rule(x: np.ndarray, lr: float) -> Rule:
+    """`stochastic_rule` with its stream seeded by the input and the name the variant had when
+    the learning rate was part of it (``gd_stochastic_lr0.1``), so that its rows do not
+    change."""
+    return stochastic_rule(x, lr, f"gd_stochastic_lr{lr:g}")
 
 
-GD_RULES: dict[str, Callable[[np.ndarray], Rule]] = {
-    name: gd.rule for name, gd in _gd_rules().items()
+GD_RULES: dict[str, GdRule] = {
+    "gd": GdRule(plain_rule, LEARNING_RATES, "gradient descent, alpha = lr / lambda_max"),
+    "gd_master32": GdRule(
+        master32_rule,
+        (REMEDY_RATE,),
+        "gradient descent, float32 master weights, in-format gradients",
+    ),
+    "gd_kahan": GdRule(kahan_rule, (REMEDY_RATE,), "gradient descent, Kahan-compensated update"),
+    "gd_stochastic": GdRule(
+        stochastic_gd_rule,
+        (REMEDY_RATE,),
+        "gradient descent, update rounded stochastically (seeded by the input)",
+    ),
 }
-"""Gradient-descent variant name -> ``rule(x)``: the update rule its variant runs (`descend`)
-and its convergence curve replays (`trajectory`)."""
+"""The gradient-descent families by name: the update rule ``rule(x, lr)`` its variant runs
+(`descend`) and its convergence curve replays (`trajectory`), and its default learning rates
+(parameter ``lr``: alpha lambda_max)."""
+
+
+def gd_kernel(x: np.ndarray, *, family: str, lr: float) -> Computed:
+    """Gradient descent of ``family`` at learning rate ``lr`` on one input."""
+    return descend(x, GD_RULES[family].rule(x, lr))
 
 
 def _gd_variants() -> dict[str, dict]:
     return {
         name: {
-            "kernel": lambda x, rule=gd.rule: descend(x, rule(x)),
+            "kernel": functools.partial(gd_kernel, family=name),
             "accumulator": dot_accumulator,
             "description": gd.description,
-            "compute_mode": "stochastic" if gd.family == "gd_stochastic" else "native",
-            "family": gd.family,
-            "params": {"lr": gd.lr},
+            "compute_mode": "stochastic" if name == "gd_stochastic" else "native",
+            "grid": {"lr": gd.rates},
         }
-        for name, gd in _gd_rules().items()
+        for name, gd in GD_RULES.items()
     }
 
 

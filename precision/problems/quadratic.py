@@ -181,7 +181,7 @@ def exact_split(theta: list[Fraction]) -> tuple[np.ndarray, np.ndarray]:
 
 def convergence_table(
     *,
-    variants: tuple[str, ...],
+    variants: tuple[tuple[str, float], ...],
     formats: tuple[str, ...],
     kappas: tuple[float, ...] = CURVE_KAPPAS,
     n: int = 8,
@@ -191,12 +191,13 @@ def convergence_table(
 ) -> pd.DataFrame:
     """Error versus iteration of gradient-descent variants: one input per kappa (drawn with
     `propose_quadratics` from ``seed``), rounded to each format, replayed by
-    `precision.problems.optimisers.trajectory` for ``iterations`` steps.
+    `precision.problems.optimisers.trajectory` for ``iterations`` steps. ``variants`` holds
+    (family of `GD_RULES`, learning rate) pairs.
 
     Returns
     -------
     pandas.DataFrame
-        Columns kappa (the target), cond (kappa_2 of the rounded H), format, variant,
+        Columns kappa (the target), cond (kappa_2 of the rounded H), format, variant, lr,
         iteration and rel_error = ||theta_k - theta*||_inf / ||theta*||_inf (theta* exact).
         Pure: nothing is written; the caller stores or plots it.
     """
@@ -211,11 +212,11 @@ def convergence_table(
             if theta is None:
                 continue
             hi, lo = exact_split(theta)
-            for name in variants:
+            for name, lr in variants:
                 # A learning rate past 2 / lambda_max diverges to inf by design: the curve
                 # shows it, numpy need not warn about it.
                 with np.errstate(invalid="ignore", over="ignore"):
-                    path = trajectory(x, GD_RULES[name](x), iterations=iterations)
+                    path = trajectory(x, GD_RULES[name].rule(x, lr), iterations=iterations)
                     error = np.abs((path - hi) - lo).max(axis=1) / np.abs(hi).max()
                 frames.append(
                     pd.DataFrame(
@@ -224,6 +225,7 @@ def convergence_table(
                             "cond": kappa64(H),
                             "format": fmt,
                             "variant": name,
+                            "lr": lr,
                             "iteration": np.arange(iterations + 1),
                             "rel_error": error,
                         }
@@ -237,10 +239,9 @@ def convergence_curves(table: pd.DataFrame) -> pd.DataFrame | None:
     the study has none): the rows hold final iterates only, so the curves are computed once
     with the study and stored beside it (``convergence.csv``), and figures and reports draw
     them from there."""
-    from precision.problems.optimisers import GD_RULES
-
     rows = table[table["problem"] == "quadratic"]
-    descent = tuple(v for v in dict.fromkeys(rows["variant"]) if v in GD_RULES)
+    rows = rows[rows["variant"].isin(list(GD_RULES))]
+    descent = tuple(dict.fromkeys(zip(rows["variant"], rows["lr"].astype(float), strict=True)))
     if not descent:
         return None
     return convergence_table(variants=descent, formats=tuple(dict.fromkeys(rows["format"])))

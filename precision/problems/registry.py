@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +26,7 @@ import numpy as np
 from precision.formats import Format
 from precision.problems import PROBLEMS
 from precision.problems.base import Problem, Variant, same_as_format
+from precision.schema import PARAMETERS
 
 BUILTIN_VARIANTS: dict[str, frozenset[str]] = {
     name: frozenset(problem.variants) for name, problem in PROBLEMS.items()
@@ -60,6 +61,7 @@ def kernel(
     accumulator: str | Callable[[Format], str] | None = None,
     library: str = "user",
     description: str = "",
+    params: Mapping[str, Sequence[float]] | None = None,
 ) -> Callable[[Callable], Callable]:
     """Register a batch kernel as a variant of ``problem``; returns the function unchanged.
 
@@ -79,6 +81,11 @@ def kernel(
     library : str, keyword-only
         The distribution whose version the rows record (default ``"user"``: none).
     description : str, keyword-only
+    params : mapping of str to sequence of float, keyword-only
+        The kernel's parameters and their default values (``{"eps": [1e-5, 1e-3]}``): it is
+        then a family, called as ``kernel(X, eps=...)`` (and ``bound(X, fmt, eps=...)``) once
+        per point of the grid, which a spec may replace (``[params.<problem>]``). Each name
+        must be a column of the table (`precision.schema.PARAMETERS`).
 
     Examples
     --------
@@ -101,6 +108,7 @@ def kernel(
             accumulate,
             library,
             description or (inspect.getdoc(fn) or "").split("\n")[0],
+            grid=_grid(variant_name, params),
             batched=True,
         )
         target = PROBLEMS[problem]
@@ -170,6 +178,23 @@ def _check_kernel_name(problem: str, name: str, fn: Callable) -> None:
             f"kernel {name} ({origin(fn)}): {problem}/{name} is already registered by "
             f"{known.origin}"
         )
+
+
+def _grid(name: str, params) -> dict[str, tuple[float, ...]]:
+    """A user kernel's parameter grid, checked: known parameter names, non-empty lists of
+    finite numbers."""
+    grid = {}
+    for key, values in (params or {}).items():
+        if key not in PARAMETERS:
+            raise RegistrationError(
+                f"kernel {name}: parameter {key!r} is not a column of the table "
+                f"(known: {', '.join(PARAMETERS)})"
+            )
+        values = np.atleast_1d(np.asarray(values, dtype=float)) if values is not None else []
+        if len(values) == 0 or not np.all(np.isfinite(values)):
+            raise RegistrationError(f"kernel {name}: params.{key} must list finite numbers")
+        grid[key] = tuple(float(v) for v in values)
+    return grid
 
 
 def _accumulator(accumulator) -> Callable[[Format], str]:
