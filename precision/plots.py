@@ -1,9 +1,13 @@
 """Heatmaps of error versus measured condition number and magnitude. The only seaborn user.
 
-One figure per problem; one facet per variant (rows) x format (columns). x = decade of the
-measured condition number, y = decade of the input magnitude, colour = median log10(error / u)
-over certified ok rows. A cell where some inputs failed (any failed outcome: the title names
-those present) carries the failed percentage as text; a cell with no inputs stays blank.
+One figure per problem (split when it would hold more than MAX_PANELS panels); one facet per
+variant (rows; each member of a family apart) x format (columns). x = decade of the measured
+condition number, y = decade of the input magnitude, colour = median log10(error / (kappa u))
+over certified ok rows, kappa floored at 1: the error over what the problem's conditioning
+forces on any algorithm, so that the colour shows the algorithm rather than re-encoding the x
+axis. Every heatmap of a study shares one colour scale (`colour_scale`), so panels and figures
+compare. A cell where some inputs failed (any failed outcome: the title names those present)
+carries the failed percentage as text; a cell with no inputs stays blank.
 
 Problems with known error bounds in closed form (`REFERENCE_LINES`) also get line plots: the
 median error versus n and versus the measured condition number, one line per variant, with the
@@ -16,11 +20,14 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only: no display is needed or wanted
 
+from typing import NamedTuple  # noqa: E402
+
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
+from matplotlib.ticker import LogLocator, NullFormatter  # noqa: E402
 
 from precision.formats import get_format  # noqa: E402
 from precision.problems import linalg, summation, variance  # noqa: E402
@@ -33,51 +40,129 @@ from precision.summary import (  # noqa: E402
 )
 
 CMAP = "viridis"
-FLOOR = -1.0
-"""Colour floor in log10(error / u): a result ten times more accurate than one rounding in the
-row's format was computed in a wider format (the row's compute_dtype says which)."""
+FLOOR = -4.0
+"""Lowest colour of the heatmaps in log10(error / (kappa u)): a result ten thousand times more
+accurate than its conditioning forces (a correctly rounded one, error 0) sits at the open end of
+the colour bar."""
+
+MAX_PANELS = 24
+"""Most panels in one heatmap figure: a problem with more variants x formats is split over
+several figures (``heatmap_<problem>``, ``heatmap_<problem>_2``, ...), each legible at 1400 px."""
+
+MAX_TICK_LABELS = 8
+"""Most labelled ticks on a heatmap axis: longer axes label every k-th decade."""
 
 
-def heatmap_figure(table: pd.DataFrame, problem: str) -> plt.Figure:
-    """The error heatmap facets of one problem (see module docstring)."""
-    table = labelled(table)
-    cells = summarize(table[table["problem"] == problem])
+class ColourScale(NamedTuple):
+    """The colour range of a study's heatmaps, in log10(error / (kappa u)): one scale for every
+    panel of every problem, so that colours compare across panels and figures."""
+
+    vmin: float
+    vmax: float
+
+
+def colour_scale(cells: pd.DataFrame) -> ColourScale:
+    """The range of the cells' ``log10_err_over_kappa_u`` (`heatmap_cells`): from the smallest
+    value (at least FLOOR) to the largest, widened to at least one decade, in whole decades."""
+    finite = cells["log10_err_over_kappa_u"].replace([np.inf, -np.inf], np.nan).dropna()
+    if finite.empty:
+        return ColourScale(FLOOR, 0.0)
+    vmin = max(FLOOR, float(np.floor(finite.min())))
+    vmax = float(np.ceil(finite.max()))
+    return ColourScale(vmin, max(vmax, vmin + 1.0))
+
+
+def heatmap_cells(table: pd.DataFrame) -> pd.DataFrame:
+    """Per problem x variant (each member of a family apart) x format x condition decade x
+    magnitude decade: `precision.summary.summarize` with ``log10_err_over_kappa_u``, the log10
+    of the median error over what conditioning forces (rel_error / (max(kappa, 1) u)), clipped
+    at FLOOR (an error of 0 would be -inf)."""
+    cells = summarize(labelled(table))
     cells = cells[cells["cond_decade"].notna() & cells["magnitude_decade"].notna()].copy()
-    variants = list(dict.fromkeys(table.loc[table["problem"] == problem, "variant"]))
+    forced = cells["median_err_over_kappa_u"].astype(float)
+    cells["log10_err_over_kappa_u"] = np.log10(forced.clip(lower=10.0**FLOOR))
+    return cells
+
+
+def heatmap_figures(
+    table: pd.DataFrame, problem: str, scale: ColourScale | None = None
+) -> dict[str, plt.Figure]:
+    """The heatmaps of one problem by file stem: ``heatmap_<problem>``, then
+    ``heatmap_<problem>_2`` ... when its variants x formats exceed MAX_PANELS (whole variants
+    per figure, every format of each)."""
+    rows = labelled(table[table["problem"] == problem])
+    variants = list(dict.fromkeys(rows["variant"]))
+    per_figure = max(1, MAX_PANELS // max(1, rows["format"].nunique()))
+    groups = [variants[i : i + per_figure] for i in range(0, len(variants), per_figure)]
+    return {
+        f"heatmap_{problem}" + (f"_{k + 1}" if k else ""): heatmap_figure(
+            table,
+            problem,
+            variants=group,
+            scale=scale,
+            part=(k + 1, len(groups)) if len(groups) > 1 else None,
+        )
+        for k, group in enumerate(groups)
+    }
+
+
+def heatmap_figure(
+    table: pd.DataFrame,
+    problem: str,
+    *,
+    variants: list[str] | None = None,
+    scale: ColourScale | None = None,
+    part: tuple[int, int] | None = None,
+) -> plt.Figure:
+    """The error heatmap facets of one problem (see module docstring): one row of panels per
+    variant (``variants``: labelled names, by default all), one column per format; colours on
+    ``scale`` (default: this problem's own range)."""
+    rows = labelled(table[table["problem"] == problem])
+    cells = heatmap_cells(rows)
+    variants = variants or list(dict.fromkeys(rows["variant"]))
     formats = list(dict.fromkeys(table["format"]))
-    # An error of exactly 0 (a correctly rounded result) sits at the colour floor with the
-    # other results far below one rounding; the colour bar's arrow marks that end as open.
-    median = cells["median_err_over_u"].astype(float)
-    cells["log10_err_over_u"] = np.log10(median.clip(lower=10.0**FLOOR))
-    xs = list(range(int(cells["cond_decade"].min()), int(cells["cond_decade"].max()) + 1))
-    ys = list(range(int(cells["magnitude_decade"].min()), int(cells["magnitude_decade"].max()) + 1))
-    finite = cells["log10_err_over_u"].dropna()
-    vmax = max(float(finite.max()), FLOOR + 1.0) if len(finite) else 1.0
-    vmin = FLOOR
+    vmin, vmax = scale or colour_scale(cells)
+    xs = _decades(cells["cond_decade"])
+    ys = _decades(cells["magnitude_decade"])
     fig, axes = plt.subplots(
         len(variants),
         len(formats),
-        figsize=(2.6 * len(formats) + 1.2, 2.2 * len(variants) + 0.8),
+        figsize=(2.6 * len(formats) + 1.4, 2.3 * len(variants) + 1.2),
         squeeze=False,
         sharex=True,
         sharey=True,
+        layout="constrained",
     )
     for i, variant in enumerate(variants):
         for j, fmt in enumerate(formats):
             facet = cells[(cells["variant"] == variant) & (cells["format"] == fmt)]
             _draw_facet(axes[i][j], facet, xs, ys, vmin, vmax)
-            axes[i][j].set_title(_facet_title(table, problem, variant, fmt), fontsize=9)
-            axes[i][j].set_xlabel("log10 cond" if i == len(variants) - 1 else "")
-            axes[i][j].set_ylabel("log10 max|x|" if j == 0 else "")
+            axes[i][j].set_title(_facet_title(rows, problem, variant, fmt), fontsize=8)
+            axes[i][j].set_xlabel("log10 cond" if i == len(variants) - 1 else "", fontsize=8)
+            axes[i][j].set_ylabel("log10 max|x|" if j == 0 else "", fontsize=8)
     mappable = plt.cm.ScalarMappable(norm=plt.Normalize(vmin, vmax), cmap=CMAP)
     fig.colorbar(
-        mappable, ax=axes, shrink=0.8, extend="min", label="median log10(rel. error / u) of ok rows"
+        mappable,
+        ax=axes,
+        shrink=0.8,
+        extend="min",
+        label="median log10(rel. error / (kappa u)) of ok rows",
     )
+    which = f" ({part[0]} of {part[1]})" if part else ""
     fig.suptitle(
-        f"{problem}: error vs measured condition number and magnitude\n"
-        + failure_legend(table[table["problem"] == problem])
+        f"{problem}{which}: error over what conditioning forces (kappa u, kappa >= 1)\n"
+        + failure_legend(rows),
+        fontsize=10,
     )
     return fig
+
+
+def _decades(values: pd.Series) -> list[int]:
+    """Every decade from the smallest to the largest of ``values`` (one at 0 if none)."""
+    values = values.dropna()
+    if values.empty:
+        return [0]
+    return list(range(int(values.min()), int(values.max()) + 1))
 
 
 def failure_legend(rows: pd.DataFrame) -> str:
@@ -101,20 +186,20 @@ def _facet_title(table: pd.DataFrame, problem: str, variant: str, fmt: str) -> s
         (table["problem"] == problem) & (table["variant"] == variant) & (table["format"] == fmt)
     ]
     if len(rows) and (rows["outcome"] == "unsupported").all():
-        return f"{variant} · {fmt} (unsupported: nothing computed)"
+        return f"{variant} · {fmt}\n(unsupported: nothing computed)"
     if len(rows) and (rows["outcome"] == "error").all():
         kind = str(rows["exception"].iloc[0]).split(":")[0]
-        return f"{variant} · {fmt} (raised {kind}: nothing computed)"
+        return f"{variant} · {fmt}\n(raised {kind}: nothing computed)"
     # "": unsupported or error rows, which returned nothing
     computed = sorted(set(rows["compute_dtype"].dropna()) - {fmt, ""})
-    return f"{variant} · {fmt}" + (f" (returns {', '.join(computed)})" if computed else "")
+    return f"{variant} · {fmt}" + (f"\n(returns {', '.join(computed)})" if computed else "")
 
 
 def _draw_facet(ax, facet: pd.DataFrame, xs, ys, vmin: float, vmax: float) -> None:
     values = np.full((len(ys), len(xs)), np.nan)
     grid = pd.DataFrame(values, index=ys[::-1], columns=xs)
     for row in facet.itertuples(index=False):
-        grid.loc[int(row.magnitude_decade), int(row.cond_decade)] = row.log10_err_over_u
+        grid.loc[int(row.magnitude_decade), int(row.cond_decade)] = row.log10_err_over_kappa_u
     # The heatmap is drawn with pcolormesh in seaborn's style: seaborn.heatmap redraws the
     # whole figure on every call to lay out its tick labels, which made a 16-facet figure
     # take seconds. Rows run top to bottom from the largest magnitude, as in seaborn.
@@ -128,10 +213,8 @@ def _draw_facet(ax, facet: pd.DataFrame, xs, ys, vmin: float, vmax: float) -> No
     )
     ax.set_xlim(0, len(xs))
     ax.set_ylim(len(ys), 0)
-    ax.set_xticks(np.arange(len(xs)) + 0.5, [str(x) for x in xs])
-    ax.set_yticks(
-        np.arange(len(ys)) + 0.5, [str(y) for y in ys[::-1]], rotation="vertical", va="center"
-    )
+    ax.set_xticks(np.arange(len(xs)) + 0.5, _thinned(xs))
+    ax.set_yticks(np.arange(len(ys)) + 0.5, _thinned(ys[::-1]), va="center")
     sns.despine(ax=ax, left=True, bottom=True)
     for row in facet.itertuples(index=False):
         col, line = xs.index(int(row.cond_decade)), ys[::-1].index(int(row.magnitude_decade))
@@ -150,6 +233,13 @@ def _draw_facet(ax, facet: pd.DataFrame, xs, ys, vmin: float, vmax: float) -> No
                 fontweight="bold",
             )
     ax.tick_params(labelsize=7)
+
+
+def _thinned(decades: list[int]) -> list[str]:
+    """Tick labels of a decade axis, every k-th one shown so that at most MAX_TICK_LABELS are
+    (labels of 2 or 3 characters run together otherwise: "9101112")."""
+    step = -(-len(decades) // MAX_TICK_LABELS)
+    return [str(d) if d % step == 0 else "" for d in decades]
 
 
 REFERENCE_LINES = {
@@ -176,7 +266,11 @@ def _pooled(table: pd.DataFrame) -> pd.DataFrame:
 def _format_axes(table: pd.DataFrame, rows: int = 1):
     formats = list(dict.fromkeys(table["format"]))
     fig, axes = plt.subplots(
-        rows, len(formats), figsize=(3.4 * len(formats) + 1.5, 3.0 * rows + 1.0), squeeze=False
+        rows,
+        len(formats),
+        figsize=(3.4 * len(formats) + 2.5, 3.0 * rows + 1.0),
+        squeeze=False,
+        layout="constrained",  # titles, labels and the legend never overlap
     )
     return fig, axes, formats
 
@@ -234,6 +328,11 @@ def lines_versus_condition(table: pd.DataFrame, problem: str) -> plt.Figure:
 def _log_axes(ax, title: str, xlabel: str, ylabel: str) -> None:
     ax.set_xscale("log")
     ax.set_yscale("log")
+    for axis in (ax.xaxis, ax.yaxis):
+        # Decades only: matplotlib labels minor ticks (6 x 10^0) on short log axes, where they
+        # run into the decade labels.
+        axis.set_major_locator(LogLocator(base=10, numticks=6))
+        axis.set_minor_formatter(NullFormatter())
     ax.set_title(title, fontsize=9)
     ax.set_xlabel(xlabel, fontsize=8)
     ax.set_ylabel(ylabel, fontsize=8)
@@ -242,8 +341,7 @@ def _log_axes(ax, title: str, xlabel: str, ylabel: str) -> None:
 
 def _legend(fig: plt.Figure, axes) -> None:
     handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="center right", fontsize=7)
-    fig.subplots_adjust(right=0.82, hspace=0.45, wspace=0.3)
+    fig.legend(handles, labels, loc="outside right center", fontsize=7)
 
 
 def study_figures(
@@ -252,7 +350,11 @@ def study_figures(
     """Every figure of a study, by file stem, from its rows and its stored companion tables
     (`precision.study.companion_tables`: the convergence curves)."""
     problems = list(dict.fromkeys(table["problem"]))
-    figures = {f"heatmap_{p}": heatmap_figure(table, p) for p in problems if p not in STEP_SWEEPS}
+    mapped = [p for p in problems if p not in STEP_SWEEPS]
+    scale = colour_scale(heatmap_cells(table[table["problem"].isin(mapped)]))
+    figures = {}
+    for p in mapped:
+        figures |= heatmap_figures(table, p, scale)
     figures |= optimisation_figures(table)
     if companions and "convergence" in companions:
         figures["convergence_quadratic"] = convergence_figure(companions["convergence"])
@@ -364,7 +466,9 @@ def step_sweep_figure(table: pd.DataFrame, problem: str) -> plt.Figure:
     medians = rows.groupby(["method", "format", "h"])["rel_error"].median()
     methods = list(dict.fromkeys(rows["method"]))
     formats = list(dict.fromkeys(rows["format"]))
-    fig, axes = plt.subplots(2, len(methods), figsize=(4.6 * len(methods), 7.5), squeeze=False)
+    fig, axes = plt.subplots(
+        2, len(methods), figsize=(4.6 * len(methods), 7.5), squeeze=False, layout="constrained"
+    )
     for j, method in enumerate(methods):
         ax = axes[0][j]
         for i, fmt in enumerate(formats):
@@ -388,7 +492,6 @@ def step_sweep_figure(table: pd.DataFrame, problem: str) -> plt.Figure:
         axes[1][j].set_xlabel("log2 h", fontsize=8)
         fig.colorbar(image, ax=axes[1][j], label="log10 median rel. error")
     fig.suptitle(f"{problem}: error versus step size (dotted: theoretical optimum)")
-    fig.tight_layout()
     return fig
 
 
@@ -401,8 +504,9 @@ def convergence_figure(curves: pd.DataFrame) -> plt.Figure:
     fig, axes = plt.subplots(
         len(kappas),
         len(formats),
-        figsize=(3.4 * len(formats) + 1.5, 3.0 * len(kappas) + 1),
+        figsize=(3.4 * len(formats) + 2.5, 3.0 * len(kappas) + 1),
         squeeze=False,
+        layout="constrained",
     )
     for i, kappa in enumerate(kappas):
         for j, fmt in enumerate(formats):
@@ -484,10 +588,11 @@ def misclassification_figure(table: pd.DataFrame, problem: str = "critical_point
     fig, axes = plt.subplots(
         len(variants),
         len(formats),
-        figsize=(2.6 * len(formats) + 1.2, 2.0 * len(variants) + 1),
+        figsize=(2.6 * len(formats) + 1.4, 2.1 * len(variants) + 1.2),
         squeeze=False,
         sharex=True,
         sharey=True,
+        layout="constrained",
     )
     for i, variant in enumerate(variants):
         for j, fmt in enumerate(formats):
@@ -503,7 +608,7 @@ def misclassification_figure(table: pd.DataFrame, problem: str = "critical_point
                 vmax=1,
                 shading="nearest",
             )
-            axes[i][j].set_title(f"{variant} · {fmt}", fontsize=9)
+            axes[i][j].set_title(f"{variant} · {fmt}", fontsize=8)
             axes[i][j].tick_params(labelsize=7)
     for ax in axes[-1]:
         ax.set_xlabel("log10 kappa", fontsize=8)
@@ -557,8 +662,7 @@ def linear_algebra_lines(table: pd.DataFrame, problem: str) -> plt.Figure:
         for v in variants
     ]
     handles += [h for h in axes[0][0].get_lines() if h.get_label() in ("kappa u", "kappa^2 u")]
-    fig.legend(handles=handles, loc="center right", fontsize=7)
-    fig.subplots_adjust(right=0.78, hspace=0.45, wspace=0.3)
+    fig.legend(handles=handles, loc="outside right center", fontsize=7)
     fig.suptitle(f"{problem}: error versus condition number (kappa u and kappa^2 u dashed)")
     return fig
 

@@ -72,8 +72,13 @@ def _flags(table: pd.DataFrame) -> pd.DataFrame:
     good = (table["outcome"] == "ok") & certified
     checked = good & table["bound"].notna()
     zero = table["outcome"] == EXACT_ZERO
+    cond = _column(table, "cond")
+    # What conditioning forces: a perturbation of the input by u moves the exact result by
+    # about kappa u, and rounding the result to the format costs u even when kappa < 1.
+    forced = np.maximum(cond, 1.0).where(np.isfinite(cond))
     return table.assign(
         _err=table["err_over_u"].where(good),
+        _err_forced=(table["err_over_u"] / forced).where(good),
         _bits=table["bits"].where(good),
         _zero=zero,
         _zero_abs=_column(table, "abs_error").where(zero),
@@ -92,6 +97,7 @@ def _aggregate(table: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
         .agg(
             count=("outcome", "size"),
             median_err_over_u=("_err", "median"),
+            median_err_over_kappa_u=("_err_forced", "median"),
             max_err_over_u=("_err", "max"),
             median_bits=("_bits", "median"),
             failure_fraction=("_failed", "mean"),
@@ -108,7 +114,10 @@ def _aggregate(table: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
 
 def summarize(table: pd.DataFrame) -> pd.DataFrame:
     """Per problem x variant x format x cond decade x magnitude decade: count, median and max
-    error in units of u and median bits (certified ok rows only), failure fraction, rows
+    error in units of u, median error over what conditioning forces (``median_err_over_kappa_u``:
+    rel_error / (max(kappa, 1) u), so that an algorithm that loses no more than its problem's
+    conditioning reads about 1 whatever kappa) and median bits (certified ok rows only),
+    failure fraction, rows
     whose exact result is 0 and their worst absolute error, bound checks and violations,
     uncertified rows."""
     return _aggregate(with_bins(table), KEYS + ["cond_decade", "magnitude_decade"])
