@@ -30,6 +30,7 @@ import flint
 import mpmath
 import numpy as np
 
+from precision import balls as balls_module
 from precision.formats import (
     Format,
     get_format,
@@ -239,36 +240,107 @@ def _arb_ground_truths(problem: Problem, x: np.ndarray, fmts, precisions) -> lis
 
     Arb's radii are rigorous bounds, so unlike the mpmath agreement test one evaluation
     suffices, and an output that is exactly 0 with radius 0 is exact (no ZERO_PREC rule).
+    The balls are certified and rounded by `_ArbOutputs`: in numpy where that is certain, by
+    `_ball` elsewhere, with the same result either way.
     """
     start = time.perf_counter()
     for prec in precisions:
         with ARB.workprec(prec):
             y, cond = problem.reference(x, ARB)
-        balls = [[_ball(b, fmt) for b in y] for fmt in fmts]
-        certified = _accurate_condition(cond) and all(
-            ball.certified for per_format in balls for ball in per_format
-        )
+        outputs = _ArbOutputs(list(y), fmts)
+        certified = _accurate_condition(cond) and outputs.certified()
         if certified:
             break
-    splits = [ball.split for ball in balls[0]]
-    hi, lo, exp = (np.array(part) for part in zip(*splits, strict=True))
+    hi, lo, exp, rounded = outputs.values()
     seconds = time.perf_counter() - start
     return [
         GroundTruth(
-            Exact(
-                hi,
-                lo,
-                exp.astype(np.int64),
-                np.array([ball.rounded for ball in per_format], dtype=fmt.dtype),
-            ),
+            Exact(hi, lo, exp, per_format),
             float(cond.mid()),
             prec,
             certified,
             seconds if i == 0 else 0.0,
             "arb",
         )
-        for i, (fmt, per_format) in enumerate(zip(fmts, balls, strict=True))
+        for i, per_format in enumerate(rounded)
     ]
+
+
+VECTORISED_MIN = 20
+"""Fewest output balls times formats certified in numpy (`balls.decide`). A cost decision only
+(both paths give the same result): numpy's fixed cost, about 150 microseconds per evaluation,
+exceeds that of `_ball` (about 8 per ball and format) below some 16-20 of them (measured)."""
+
+
+class _ArbOutputs:
+    """The output balls of one Arb evaluation, certified and rounded for every format.
+
+    `precision.balls` exports the balls once as float64 arrays and settles in numpy whatever
+    it can settle with certainty (nearly every ball: all but those within about 2**-48 of a
+    quantum of a rounding boundary, such as exact ties, NaN or infinite balls, and a few beyond
+    float64's normal range); the rest take the exact `_ball`, which remains the rule. The work
+    is done lazily: an evaluation whose condition number is too wide is never looked at, and
+    one with a certainly uncertified ball is given up without the others.
+    """
+
+    def __init__(self, balls: list, fmts: list[Format]):
+        self.balls = balls
+        self.fmts = fmts
+        self._decided: balls_module.Decisions | None = None
+        self._exact: dict[int, list[_Ball]] = {}
+
+    def _decisions(self) -> balls_module.Decisions | None:
+        """`balls.decide` on the exported balls, None for too few (all take `_ball`)."""
+        if self._decided is None and len(self.balls) * len(self.fmts) >= VECTORISED_MIN:
+            mids = balls_module.export(self.balls)
+            denominator = _denominator(AGREEMENT)
+            self._decided = balls_module.decide(mids, self.fmts, denominator)
+        return self._decided
+
+    def _exact_balls(self, i: int) -> list[_Ball]:
+        """`_ball` of ball i in every format (computed once)."""
+        if i not in self._exact:
+            self._exact[i] = [_ball(self.balls[i], fmt) for fmt in self.fmts]
+        return self._exact[i]
+
+    def certified(self) -> bool:
+        """Whether every ball certifies in every format (`_ball`'s rule)."""
+        decided = self._decisions()
+        if decided is None:
+            undecided = range(len(self.balls))
+        elif decided.refuted.any():
+            return False
+        else:
+            undecided = np.flatnonzero(~decided.certified).tolist()
+        return all(ball.certified for i in undecided for ball in self._exact_balls(i))
+
+    def values(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[np.ndarray]]:
+        """(hi, lo, exp) of the `Exact` split and the rounding to each format, per ball."""
+        decided = self._decisions()
+        if decided is None:
+            return self._exact_values()
+        unsettled = np.flatnonzero(~decided.settled).tolist()
+        hi, lo, exp = decided.hi.copy(), decided.lo.copy(), decided.exp.copy()
+        # Unsettled columns hold placeholders; zero them so that no cast overflows.
+        finite = np.where(decided.settled, decided.rounded, 0.0)
+        rounded = [finite[j].astype(fmt.dtype) for j, fmt in enumerate(self.fmts)]
+        for i in unsettled:
+            exact_balls = self._exact_balls(i)
+            hi[i], lo[i], exp[i] = exact_balls[0].split
+            for per_format, ball in zip(rounded, exact_balls, strict=True):
+                per_format[i] = ball.rounded
+        return hi, lo, exp, rounded
+
+    def _exact_values(self):
+        """`values` from `_ball` alone, assembled as the per-ball engine always did."""
+        per_ball = [self._exact_balls(i) for i in range(len(self.balls))]
+        splits = [balls[0].split for balls in per_ball]
+        hi, lo, exp = (np.array(part) for part in zip(*splits, strict=True))
+        rounded = [
+            np.array([balls[j].rounded for balls in per_ball], dtype=fmt.dtype)
+            for j, fmt in enumerate(self.fmts)
+        ]
+        return hi, lo, exp.astype(np.int64), rounded
 
 
 class _Ball(NamedTuple):
@@ -295,7 +367,7 @@ def _ball(b: flint.arb, fmt: Format) -> _Ball:
     split = _split_dyadic(mid, exp)
     if rad == 0:
         return _Ball(split, round_dyadic(mid, exp, fmt), True)
-    if rad * AGREEMENT_DENOMINATOR <= abs(mid):
+    if rad * _denominator(AGREEMENT) <= abs(mid):
         low = round_dyadic(mid - rad, exp, fmt)
         high = round_dyadic(mid + rad, exp, fmt)
         if _same_value(low, high):
@@ -318,13 +390,19 @@ def _accurate_condition(cond: flint.arb) -> bool:
     if not cond.is_finite():
         return False
     mid, rad, _ = _integers(cond)
-    return rad * COND_ACCURACY_DENOMINATOR <= abs(mid)
+    return rad * _denominator(COND_ACCURACY) <= abs(mid)
 
 
-# 1 / AGREEMENT and 1 / COND_ACCURACY as integers (both are powers of two), so that
-# rad <= tolerance * |mid| is decided exactly on integer numerators.
+def _denominator(tolerance: float) -> int:
+    """1 / tolerance as an integer (AGREEMENT and COND_ACCURACY are powers of two), so that
+    rad <= tolerance * |mid| is decided exactly on integer numerators. Read at each call, so
+    that a changed constant takes effect everywhere."""
+    return round(1 / tolerance)
+
+
 AGREEMENT_DENOMINATOR = round(1 / AGREEMENT)
 COND_ACCURACY_DENOMINATOR = round(1 / COND_ACCURACY)
+"""The denominators at import (kept for callers); the engine reads `_denominator` instead."""
 
 
 def _integers(b: flint.arb) -> tuple[int, int, int]:
@@ -396,7 +474,8 @@ def reference_fingerprint() -> str:
     other code is never reused."""
     package = Path(__file__).resolve().parent
     paths = sorted(package.glob("problems/*.py")) + [
-        package / name for name in ("exact.py", "numbers.py", "formats.py", "metrics.py")
+        package / name
+        for name in ("exact.py", "balls.py", "numbers.py", "formats.py", "metrics.py")
     ]
     digest = hashlib.sha256()
     for path in paths:

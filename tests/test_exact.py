@@ -27,7 +27,13 @@ from precision.exact import (
     truth_record,
     truths_from_record,
 )
-from precision.formats import cast, get_format, round_to_format
+from precision.formats import (
+    cast,
+    common_format,
+    get_format,
+    round_to_format,
+    round_to_format_array,
+)
 from precision.metrics import EXP_LIMIT
 from precision.problems import PROBLEMS, Problem
 from precision.problems.logsumexp import LOGSUMEXP
@@ -403,3 +409,75 @@ def test_engines_agree_on_extreme_inputs(problem, values):
         kept = np.abs(arb.exact.exp) < EXP_LIMIT
         arb_value, ref_value = (arb.exact.hi + arb.exact.lo), (ref.exact.hi + ref.exact.lo)
         assert np.allclose(arb_value[kept], ref_value[kept], rtol=2**-80, atol=0)
+
+
+# ------------------------------------------------------------------------ vectorised certification
+
+
+def _truth_bits(truth) -> tuple:
+    """Every field of a GroundTruth but its seconds, as bytes where it is an array."""
+    e = truth.exact
+    return (
+        e.hi.tobytes(),
+        e.lo.tobytes(),
+        e.exp.dtype.str,
+        e.exp.tobytes(),
+        e.rounded.dtype.str,
+        e.rounded.tobytes(),
+        np.float64(truth.cond).tobytes(),
+        truth.prec,
+        truth.certified,
+        truth.engine,
+    )
+
+
+def _vectorised_inputs(problem_name: str):
+    """Ordinary logits and ones whose outputs are extreme: softmax components below float64's
+    subnormals and across them, balls 1 +/- 2**-1.5e34, huge logits, exact ties, cancellation."""
+    rng = np.random.default_rng(14)
+    vectors = [
+        rng.standard_normal(40) * 3,
+        rng.standard_normal(40) * 1000,
+        np.linspace(-800.0, 0.0, 40),  # components from 1 down through the subnormals
+        np.concatenate([[1.0, 1.042515853627696e34], rng.standard_normal(30)]),
+        np.concatenate([[1.0, -1e300, 5.0], rng.standard_normal(30)]),
+        np.concatenate([np.full(20, 1e4), -np.full(20, 1e4)]),
+        np.concatenate([[1.0, 2.0**-11, 2.0**-24], np.zeros(30)]),  # sums on ties
+        np.round(rng.standard_normal(40) * 64) / 8,
+    ]
+    for x in vectors:
+        if problem_name == "cross_entropy":
+            target = np.zeros(x.size)
+            target[3] = 1.0
+            x = np.stack([x, target])
+        yield x
+
+
+@pytest.mark.parametrize(
+    "problem_name",
+    ["softmax", "log_softmax", "logsumexp", "cross_entropy", "summation", "batchnorm"],
+)
+def test_vectorised_certification_changes_no_bit(problem_name, monkeypatch):
+    """`precision.balls` settles the balls in numpy; forcing every ball through the exact
+    per-ball rule (`_ball`) gives the same ground truths bit for bit, alone and for several
+    formats at once."""
+    import precision.exact as exact_module
+
+    problem = PROBLEMS[problem_name]
+    every = [*FORMATS, "float8_e4m3fn", "float8_e5m2"]
+    groups = [[f] for f in every] + [FORMATS, every, ["float8_e4m3fn", "float32"]]
+    for x in _vectorised_inputs(problem_name):
+        for fmts in groups:
+            # One format: the input rounded to it; several: to the values common to all.
+            with np.errstate(over="ignore"):
+                x_fmt = round_to_format_array(x, common_format(fmts)).astype(np.float64)
+            if len(fmts) == 1:
+                x_fmt = x_fmt.astype(get_format(fmts[0]).dtype)
+            if not np.isfinite(x_fmt.astype(np.float64)).all():
+                continue
+            monkeypatch.setattr(exact_module, "VECTORISED_MIN", 1)
+            fast = ground_truths(problem, x_fmt, fmts, engine="arb")
+            monkeypatch.setattr(exact_module, "VECTORISED_MIN", 10**9)
+            slow = ground_truths(problem, x_fmt, fmts, engine="arb")
+            for name in fmts:
+                assert _truth_bits(fast[name]) == _truth_bits(slow[name]), (problem_name, fmts, x)
