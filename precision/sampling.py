@@ -6,6 +6,19 @@ candidates aimed at it, estimates their condition number and magnitude in float6
 the candidate nearest the target among those inside the cell. A cell that no candidate reaches
 (softmax's condition number cannot exceed 2 max|x|, for instance) yields nothing: it stays empty
 in the tables and heatmaps rather than being filled with inputs from elsewhere.
+
+Two optional attributes of a problem's ``estimate`` save work without changing what is drawn
+(`precision.problems.logits.estimate_with` sets both; they sit on the function so that a
+problem, built-in or a user's, carries them without the sampler knowing it by name):
+
+``estimate.reachable(n, cond_decade, mag_decade) -> bool``
+    False only where it is proven that no input of size n can have an estimate in the cell
+    (a bound on the condition number the estimate returns, float64 rounding included).
+    `sample_cell` then returns the cell's Nones without proposing anything.
+``estimate.magnitude(X) -> (batch,)``
+    The estimate's magnitude alone (``estimate(X)[1]``), for an estimate whose rows are
+    independent (``estimate(X[rows])`` equals ``estimate(X)`` at ``rows``, bit for bit): the
+    condition number is then estimated only for the candidates in the magnitude decade.
 """
 
 from __future__ import annotations
@@ -42,10 +55,7 @@ def sample_in_cell(
     log_cond = rng.uniform(cond_decade, cond_decade + 1)
     log_mag = rng.uniform(mag_decade, mag_decade + 1)
     X = problem.propose(rng, n=n, magnitude=10.0**log_mag, cond=10.0**log_cond, size=candidates)
-    with np.errstate(all="ignore"):
-        cond, mag = problem.estimate(X)
-        lc, lm = np.log10(cond), np.log10(mag)
-    inside = (np.floor(lc) == cond_decade) & (np.floor(lm) == mag_decade)
+    lc, lm, inside = _landing(problem, X, cond_decade, mag_decade)
     if not inside.any():
         return None
     distance = np.where(inside, (lc - log_cond) ** 2 + (lm - log_mag) ** 2, np.inf)
@@ -69,7 +79,13 @@ def sample_cell(
     candidate) every sample's targets are drawn first and all their candidates are proposed
     and estimated in one call; other problems propose each sample's candidates in turn. The
     two draw different (equally distributed) inputs from the same generator.
+
+    A cell that is not `reachable` gives ``samples`` Nones without drawing from ``rng`` (which
+    must then be the cell's own generator, `cell_rng`, as the study's is: other cells' inputs
+    do not depend on it).
     """
+    if not reachable(problem, n, cond_decade, mag_decade):
+        return [None] * samples
     if not problem.batched:
         return [
             sample_in_cell(
@@ -102,17 +118,42 @@ def _nearest_in_cell(
         cond=np.repeat(10.0**log_cond, candidates),
         size=samples * candidates,
     )
-    with np.errstate(all="ignore"):
-        cond, mag = problem.estimate(X)
-        lc = np.log10(cond).reshape(samples, candidates)
-        lm = np.log10(mag).reshape(samples, candidates)
-    inside = (np.floor(lc) == cond_decade) & (np.floor(lm) == mag_decade)
+    lc, lm, inside = _landing(problem, X, cond_decade, mag_decade)
+    lc, lm = lc.reshape(samples, candidates), lm.reshape(samples, candidates)
+    inside = inside.reshape(samples, candidates)
     distance = np.where(
         inside, (lc - log_cond[:, None]) ** 2 + (lm - log_mag[:, None]) ** 2, np.inf
     )
     best = np.argmin(distance, axis=1)
     X = X.reshape(samples, candidates, *X.shape[1:])
     return [X[s, best[s]] if inside[s].any() else None for s in range(samples)]
+
+
+def reachable(problem: Problem, n: int, cond_decade: int, mag_decade: int) -> bool:
+    """False where the problem's estimate proves the cell empty (``estimate.reachable``, module
+    docstring); True otherwise, and for problems without such a bound."""
+    check = getattr(problem.estimate, "reachable", None)
+    return True if check is None else bool(check(n, cond_decade, mag_decade))
+
+
+def _landing(problem, X, cond_decade, mag_decade):
+    """log10 of the estimated condition numbers and magnitudes of the candidates ``X``, and
+    which of them lie in the cell. With ``estimate.magnitude`` (module docstring) only the
+    candidates in the magnitude decade have their condition number estimated; the others'
+    stays NaN (they are not inside either way)."""
+    magnitude = getattr(problem.estimate, "magnitude", None)
+    with np.errstate(all="ignore"):
+        if magnitude is None:
+            cond, mag = problem.estimate(X)
+            lc, lm = np.log10(cond), np.log10(mag)
+        else:
+            lm = np.log10(magnitude(X))
+            rows = np.flatnonzero(np.floor(lm) == mag_decade)
+            lc = np.full(len(X), np.nan)
+            if len(rows):
+                lc[rows] = np.log10(problem.estimate(X[rows])[0])
+    inside = (np.floor(lc) == cond_decade) & (np.floor(lm) == mag_decade)
+    return lc, lm, inside
 
 
 def dataset_rows(data: np.ndarray, *, rows: int, seed: int) -> np.ndarray:

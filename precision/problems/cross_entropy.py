@@ -66,11 +66,18 @@ def ce_and_sensitivity64(x: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.n
     e = np.exp(z)
     np.put_along_axis(e, m, 0.0, axis=-1)
     r = e.sum(axis=-1, keepdims=True)
-    ce = (t * -z).sum(axis=-1) + t.sum(axis=-1) * np.log1p(r[..., 0])
-    g_minus_t = e / (1.0 + r) - t
+    # In place from here (the same operations as t * -z, e / (1 + r) - t, |x| |g - t|).
+    np.negative(z, out=z)
+    z *= t
+    ce = z.sum(axis=-1) + t.sum(axis=-1) * np.log1p(r[..., 0])
+    g_minus_t = e
+    g_minus_t /= 1.0 + r
+    g_minus_t -= t
     top = (1.0 - np.take_along_axis(t, m, axis=-1)) - r / (1.0 + r)
     np.put_along_axis(g_minus_t, m, top, axis=-1)
-    return ce, (np.abs(x) * np.abs(g_minus_t)).sum(axis=-1)
+    np.abs(g_minus_t, out=g_minus_t)
+    g_minus_t *= np.abs(x)
+    return ce, g_minus_t.sum(axis=-1)
 
 
 def _ce64(xt: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -120,15 +127,31 @@ def propose_logits_and_labels(rng, *, n: int, magnitude: float, cond: float, siz
     confident correct prediction, CE near 0 and ill-conditioned) or a random class."""
     x = logits.propose_logits(rng, n=n, magnitude=magnitude, cond=cond, size=size)
     labels = np.where(rng.random(size) < 0.5, x.argmax(axis=1), rng.integers(0, n, size))
-    t = np.zeros_like(x)
-    t[np.arange(size), labels] = 1.0
-    return np.stack([x, t], axis=1)
+    xt = np.zeros((size, 2, n))
+    xt[:, 0] = x
+    xt[np.arange(size), 1, labels] = 1.0
+    return xt
 
 
+def cross_entropy_max_cond(n: int, magnitude: float) -> float:
+    """The most `estimate_cross_entropy` returns for n logits with max|x| <= M and a one-hot
+    target at k (as `propose_logits_and_labels` makes): the sensitivity is
+    sum_{i != k} |x_i| g_i + |x_k| (1 - g_k) <= 2 M (1 - g_k) and CE = -log g_k >= 1 - g_k, so
+    kappa <= 2 M; times the float64 allowance (`logits.rounding`): the estimate forms 1 - g_k
+    without cancellation (r / (1 + r) at the argmax, g_k <= 1/2 elsewhere) and CE as
+    log1p(r) - z_k, a sum of two nonnegative terms."""
+    return 2.0 * magnitude * logits.rounding(n)
+
+
+def _logit_max_abs(XT: np.ndarray) -> np.ndarray:
+    return logits.row_max_abs(XT[:, 0])
+
+
+@logits.estimate_with(magnitude=_logit_max_abs, max_cond=cross_entropy_max_cond)
 def estimate_cross_entropy(XT: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     ce, sensitivity = ce_and_sensitivity64(XT[:, 0], XT[:, 1])
     with np.errstate(divide="ignore"):
-        return sensitivity / np.abs(ce), np.abs(XT[:, 0]).max(axis=1)
+        return sensitivity / np.abs(ce), _logit_max_abs(XT)
 
 
 CROSS_ENTROPY = Problem(

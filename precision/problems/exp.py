@@ -56,6 +56,16 @@ def estimate_scalars(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mag, mag
 
 
+def _same_decades(n: int, cond_decade: int, mag_decade: int) -> bool:
+    """The estimate's condition number is its magnitude, the same float: only the cells on the
+    diagonal (cond decade = magnitude decade) can be reached."""
+    return cond_decade == mag_decade
+
+
+# Lets the sampler skip the cells off the diagonal (see `precision.sampling.reachable`).
+estimate_scalars.reachable = _same_decades
+
+
 EXP = Problem(
     name="exp",
     description="exp(x) for scalar x: overflow and underflow thresholds per format",

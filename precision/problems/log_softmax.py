@@ -28,11 +28,37 @@ def log_softmax_reference(x: np.ndarray, ctx: NumberSystem = MPMATH) -> tuple[np
 
 
 def log_softmax_condition64(X: np.ndarray) -> np.ndarray:
-    g = logits.softmax64(X)
-    weighted = (np.abs(X) * g).sum(axis=-1, keepdims=True)
-    rows = np.abs(X) + weighted - 2 * np.abs(X) * g
-    y = X - logits.lse64(X)[:, None]
-    return rows.max(axis=-1) / np.abs(y).max(axis=-1)
+    """max_j (|x_j| + S - 2 |x_j| g_j) / max_j |y_j| (module docstring), in float64, in place:
+    softmax64 and lse64 at once (the same shifted exponentials and sum)."""
+    top = X.max(axis=-1, keepdims=True)
+    g = X - top
+    np.exp(g, out=g)
+    s = g.sum(axis=-1, keepdims=True)
+    g /= s
+    a = np.abs(X)
+    twice = a * g
+    weighted = twice.sum(axis=-1, keepdims=True)
+    np.multiply(2.0, a, out=twice)
+    twice *= g  # (2 |x_j|) g_j
+    a += weighted
+    a -= twice
+    y = X - (top + np.log(s))
+    np.abs(y, out=y)
+    return a.max(axis=-1) / y.max(axis=-1)
+
+
+def log_softmax_max_cond(n: int, magnitude: float) -> float:
+    """The most `estimate_log_softmax` returns for n logits with max|x| <= M: row j is at most
+    |x_j| + S <= 2 M, and max_j |y_j| = lse(x) - min x = -log g_min >= log n (g_min <= 1/n),
+    so kappa <= 2 M / log n; with the float64 allowances `logits.rounding` (the rows) and
+    `logits.lse_error` (y_j = x_j - lse64, then rounded once more). Unbounded for n = 1."""
+    floor = np.log(n) * (1 - 2.0**-50) - logits.lse_error(n, magnitude)
+    return 2.0 * magnitude * logits.rounding(n) / floor if floor > 0 else np.inf
+
+
+@logits.estimate_with(magnitude=logits.row_max_abs, max_cond=log_softmax_max_cond)
+def estimate_log_softmax(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return log_softmax_condition64(X), logits.row_max_abs(X)
 
 
 def log_softmax_naive(x: np.ndarray) -> np.ndarray:
@@ -87,7 +113,7 @@ LOG_SOFTMAX = Problem(
     reference=log_softmax_reference,
     magnitude=logits.max_abs,
     propose=logits.propose_logits,
-    estimate=lambda X: (log_softmax_condition64(X), np.abs(X).max(axis=1)),
+    estimate=estimate_log_softmax,
     variants={
         "naive": Variant(
             "naive", log_softmax_naive, naive_bound, numpy_sum_accumulator, batched=True

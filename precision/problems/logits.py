@@ -47,46 +47,71 @@ def propose_logits(
     magnitude = np.broadcast_to(np.asarray(magnitude, dtype=np.float64), (size,))[:, None]
     cond = np.broadcast_to(np.asarray(cond, dtype=np.float64), (size,))[:, None]
     spread = magnitude * 10.0 ** rng.uniform(-4, np.log10(2.0), size=(size, 1))
-    gaussian = rng.standard_normal((half, n))  # only the first half are Gaussian shapes
-    gaussian /= np.maximum(np.abs(gaussian).max(axis=1, keepdims=True), 1e-300)
+    # The arithmetic below works in place in y (the same operations on the same numbers as
+    # forming each array anew): candidates are drawn by the thousand for every grid cell.
     y = np.empty((size, n))
-    y[:half] = spread[:half] * gaussian
-    y[half:] = _clustered_shapes(rng, n=n, magnitude=magnitude[half:], size=size - half)
+    gaussian = rng.standard_normal(out=y[:half])  # only the first half are Gaussian shapes
+    gaussian /= np.maximum(np.abs(gaussian).max(axis=1, keepdims=True), 1e-300)
+    gaussian *= spread[:half]
+    _clustered_shapes(rng, n=n, magnitude=magnitude[half:], out=y[half:])
     low = np.log10(magnitude / (10.0 * cond))
     widest = np.maximum(2.0 * magnitude, np.log(n) + 2.0 * magnitude)
     high = np.log10(np.maximum(widest, 10.0 * magnitude / cond))
     level = 10.0 ** rng.uniform(low, high, size=(size, 1))
     sign = rng.choice([-1.0, 1.0], size=(size, 1))
-    return y - lse64(y)[:, None] + sign * level
+    y -= lse64(y)[:, None]
+    y += sign * level
+    return y
 
 
-def _clustered_shapes(rng: np.random.Generator, *, n: int, magnitude, size: int):
-    """k near-tied leading entries (jitter log-uniform) above a uniform tail, shuffled
-    (``magnitude``: a float or a (size, 1) column)."""
+def _clustered_shapes(rng: np.random.Generator, *, n: int, magnitude, out: np.ndarray):
+    """k near-tied leading entries (jitter log-uniform) above a uniform tail, shuffled, written
+    into ``out`` (shape (size, n), C-contiguous; ``magnitude``: a float or a (size, 1) column).
+
+    The draws are those of ``tail * uniform(0, 1, (size, n))`` for the tail and
+    ``jitter * uniform(-1, 1, (size, n))`` for the cluster, in that order, made with
+    ``random``: numpy's ``uniform(low, high)`` is ``low + (high - low) * random()``, so
+    uniform(0, 1) is random() itself and uniform(-1, 1) is 2 random() - 1 (2 r is exact: one
+    rounding either way). Only the cluster's entries of the second draw are used.
+    """
+    size = out.shape[0]
     k = np.minimum(np.floor(n ** rng.uniform(0, 1, size=size)).astype(int), n)
     jitter = magnitude * 10.0 ** rng.uniform(-6, 0, size=(size, 1))
     tail = -2.0 * magnitude * 10.0 ** rng.uniform(-3, 0, size=(size, 1))
-    y = tail * rng.uniform(0.0, 1.0, size=(size, n))
+    rng.random(out=out)
+    out *= tail
     cluster = np.arange(n)[None, :] < k[:, None]
-    y = np.where(cluster, jitter * rng.uniform(-1.0, 1.0, size=(size, n)), y)
-    return rng.permuted(y, axis=1)
+    spread = np.repeat(np.broadcast_to(jitter, (size, 1))[:, 0], k)  # row by row, as cluster
+    out[cluster] = spread * (2.0 * rng.random((size, n))[cluster] - 1.0)
+    rng.permuted(out, axis=1, out=out)
+
+
+# The float64 helpers work in place where they can: the estimates run on thousands of candidates
+# per grid cell, and a fresh temporary of that size costs more than the arithmetic done in it.
+# Each in-place step is the same operation on the same numbers as the expression it replaces.
 
 
 def lse64(x: np.ndarray) -> np.ndarray:
     """log-sum-exp along the last axis in float64 (shifted; for estimates only)."""
     a = x.max(axis=-1, keepdims=True)
-    return (a + np.log(np.exp(x - a).sum(axis=-1, keepdims=True)))[..., 0]
+    e = x - a
+    np.exp(e, out=e)
+    return (a + np.log(e.sum(axis=-1, keepdims=True)))[..., 0]
 
 
 def softmax64(x: np.ndarray) -> np.ndarray:
     """softmax along the last axis in float64 (shifted; for estimates only)."""
-    e = np.exp(x - x.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
+    e = x - x.max(axis=-1, keepdims=True)
+    np.exp(e, out=e)
+    e /= e.sum(axis=-1, keepdims=True)
+    return e
 
 
 def weighted_abs64(x: np.ndarray) -> np.ndarray:
     """S = sum_i |x_i| g_i with g = softmax(x), along the last axis."""
-    return (np.abs(x) * softmax64(x)).sum(axis=-1)
+    terms = softmax64(x)
+    terms *= np.abs(x)
+    return terms.sum(axis=-1)
 
 
 def max_abs(x: np.ndarray) -> float | np.ndarray:
@@ -100,6 +125,74 @@ def logit_extras(x: np.ndarray) -> dict[str, float | np.ndarray]:
     the last axis."""
     x64 = np.asarray(x, dtype=np.float64)
     return {"x_max": per_input(x64.max(axis=-1)), "lse": per_input(lse64(x64))}
+
+
+# ---------------------------------------------------------------- reachable cells (estimates)
+# The sampler (`precision.sampling`) skips a grid cell only where it is proven that no candidate
+# can land: it asks ``estimate.reachable(n, cond_decade, mag_decade)``, which the estimates
+# below answer from an upper bound on the condition number they can *return* (float64
+# rounding included) for vectors with max|x| in the magnitude decade.
+
+EDGE = 1e-9
+"""Relative slack at a decade's edges: numpy's float64 log10 is accurate to a few ulps, so a
+value v with floor(log10(v)) == d lies in [10**d (1 - EDGE), 10**(d + 1) (1 + EDGE)]."""
+
+
+def rounding(n: int) -> float:
+    """1 + an allowance for the float64 rounding of an estimate over n logits, as a factor.
+
+    The estimates below are sums of n nonnegative terms (relative error at most (n - 1) u
+    each, pairwise or not), a softmax (n + 1) u, and a few more roundings: about (4 n + 12) u
+    in all. The allowance 32 (n + 8) u is more than four times that.
+    """
+    return 1.0 + 32.0 * (n + 8) * 2.0**-53
+
+
+def lse_error(n: int, magnitude: float) -> float:
+    """An absolute bound on |lse64(x) - lse(x)| for n logits with max|x| <= magnitude, with
+    room for the rounding of log(n) and of the subtraction its callers form it into.
+
+    lse64 forms z_i = x_i - a (error at most 2 M u), e_i = exp(z_i) (relative 2 M u + 2 u),
+    s = sum e_i >= 1 ((n - 1) u more), log(s) (absolute (n + 2 + 2 M) u plus 2 u log n) and
+    a + log(s) (u |lse| <= u (M + log n)): at most (n + 3 + 3 M + 3 log n) u with log n < n.
+    The bound 8 (n + 8 M + 16) u is more than twice that.
+    """
+    return 8.0 * (n + 8.0 * magnitude + 16.0) * 2.0**-53
+
+
+def reachable_below(max_cond):
+    """``reachable(n, cond_decade, mag_decade)`` for an estimate whose condition number is at
+    most ``max_cond(n, M)`` for every vector of n logits with max|x| <= M: False when that
+    bound, at the top of the magnitude decade, lies below the condition-number decade."""
+
+    def reachable(n: int, cond_decade: int, mag_decade: int) -> bool:
+        top = 10.0 ** (mag_decade + 1) * (1 + EDGE)
+        return bool(max_cond(n, top) >= 10.0**cond_decade * (1 - EDGE))
+
+    reachable.max_cond = max_cond
+    return reachable
+
+
+def row_max_abs(X: np.ndarray) -> np.ndarray:
+    """max|x_i| of each row of a batch (n,) -> (batch,): the estimates' magnitude."""
+    return np.abs(X).max(axis=1)
+
+
+def estimate_with(*, magnitude, max_cond):
+    """Decorator: the estimate unchanged, carrying what lets the sampler skip work.
+
+    ``estimate.magnitude(X)`` is its magnitude alone (equal to ``estimate(X)[1]``), so that the
+    sampler estimates condition numbers only of candidates in the magnitude decade (rows are
+    independent: ``estimate(X[rows])`` is ``estimate(X)`` at those rows, bit for bit), and
+    ``estimate.reachable`` is `reachable_below` of ``max_cond``.
+    """
+
+    def mark(estimate):
+        estimate.magnitude = magnitude
+        estimate.reachable = reachable_below(max_cond)
+        return estimate
+
+    return mark
 
 
 # ---------------------------------------------------------------- exact helpers (any NumberSystem)

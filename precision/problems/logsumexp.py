@@ -94,13 +94,36 @@ def shifted_bound(x: np.ndarray, fmt: Format) -> float | np.ndarray:
         return logits.per_input((logits.shifted_log_sum_error(t, fmt) + t["u"] * abs(y)) / abs(y))
 
 
+def logsumexp_max_cond(n: int, magnitude: float) -> float:
+    """The most `estimate_logsumexp` returns for n logits with max|x| <= M: S <= M and
+    lse(x) >= log n + mean(x) >= log n - M (Jensen), so kappa <= M / (log n - M) while
+    M < log n (small logits of a long vector cannot bring lse near 0); unbounded otherwise.
+    With the float64 allowances `logits.rounding` (S) and `logits.lse_error` (lse64)."""
+    floor = np.log(n) - magnitude - logits.lse_error(n, magnitude)
+    return magnitude * logits.rounding(n) / floor if floor > 0 else np.inf
+
+
+@logits.estimate_with(magnitude=logits.row_max_abs, max_cond=logsumexp_max_cond)
+def estimate_logsumexp(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """weighted_abs64(X) / |lse64(X)| from one pass of shifted exponentials (the same numbers
+    both helpers form), in place."""
+    top = X.max(axis=-1, keepdims=True)
+    g = X - top
+    np.exp(g, out=g)
+    s = g.sum(axis=-1, keepdims=True)
+    lse = (top + np.log(s))[..., 0]
+    g /= s
+    g *= np.abs(X)
+    return g.sum(axis=-1) / np.abs(lse), logits.row_max_abs(X)
+
+
 LOGSUMEXP = Problem(
     name="logsumexp",
     description="log-sum-exp log(sum exp(x_i)) of a logit vector",
     reference=logsumexp_reference,
     magnitude=logits.max_abs,
     propose=logits.propose_logits,
-    estimate=lambda X: (logits.weighted_abs64(X) / np.abs(logits.lse64(X)), np.abs(X).max(axis=1)),
+    estimate=estimate_logsumexp,
     variants={
         "naive": Variant(
             "naive", logsumexp_naive, naive_bound, numpy_sum_accumulator, batched=True

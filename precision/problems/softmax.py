@@ -27,10 +27,30 @@ def softmax_reference(x: np.ndarray, ctx: NumberSystem = MPMATH) -> tuple[np.nda
 
 
 def softmax_condition64(X: np.ndarray) -> np.ndarray:
+    """max_j g_j (|x_j| + S - 2 |x_j| g_j) / max_j g_j (module docstring), in float64, in
+    place (the operations of that expression, in its order)."""
     g = logits.softmax64(X)
-    weighted = (np.abs(X) * g).sum(axis=-1, keepdims=True)
-    rows = g * (np.abs(X) + weighted - 2 * np.abs(X) * g)
-    return rows.max(axis=-1) / g.max(axis=-1)
+    a = np.abs(X)
+    twice = a * g
+    weighted = twice.sum(axis=-1, keepdims=True)
+    np.multiply(2.0, a, out=twice)
+    twice *= g  # (2 |x_j|) g_j
+    a += weighted
+    a -= twice
+    a *= g
+    return a.max(axis=-1) / g.max(axis=-1)
+
+
+def softmax_max_cond(n: int, magnitude: float) -> float:
+    """The most `estimate_softmax` returns for n logits with max|x| <= M: kappa <= 2 M, since
+    row j is g_j (|x_j| + S - 2 |x_j| g_j) <= g_j (|x_j| + S) <= 2 M g_max (S <= M sum g = M),
+    times the float64 rounding allowance (`logits.rounding`)."""
+    return 2.0 * magnitude * logits.rounding(n)
+
+
+@logits.estimate_with(magnitude=logits.row_max_abs, max_cond=softmax_max_cond)
+def estimate_softmax(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return softmax_condition64(X), logits.row_max_abs(X)
 
 
 def softmax_naive(x: np.ndarray) -> np.ndarray:
@@ -86,7 +106,7 @@ SOFTMAX = Problem(
     reference=softmax_reference,
     magnitude=logits.max_abs,
     propose=logits.propose_logits,
-    estimate=lambda X: (softmax_condition64(X), np.abs(X).max(axis=1)),
+    estimate=estimate_softmax,
     variants={
         "naive": Variant("naive", softmax_naive, naive_bound, numpy_sum_accumulator, batched=True),
         "shifted": Variant(
