@@ -79,7 +79,8 @@ COLUMNS = {
     "n": "input size",
     "cell_log10_cond": "targeted condition decade (synthetic inputs)",
     "cell_log10_magnitude": "targeted magnitude decade (synthetic inputs)",
-    "cond": "relative condition number measured in mpmath on the rounded input",
+    "cond": "relative condition number of the rounded input, certified to 2^-20 relative "
+    "(precision.exact.COND_ACCURACY; the mpmath engine: its value at the accepted precision)",
     "magnitude": "max |x_i| of the rounded input",
     "x_max": "max x_i of the rounded input",
     "lse": "log-sum-exp of the rounded input's logits (float64), where defined",

@@ -17,12 +17,14 @@ from fractions import Fraction
 from pathlib import Path
 
 import flint
+import mpmath
 import numpy as np
 import pandas as pd
 import pytest
 
-from precision.exact import ground_truth
+from precision.exact import UndefinedResult, ground_truth
 from precision.formats import STUDY_FORMATS, cast, get_format, round_to_format
+from precision.numbers import ARB, MPMATH
 from precision.problems.least_squares import (
     LEAST_SQUARES,
     RIDGE,
@@ -77,6 +79,41 @@ def test_condition_is_wedins():
     assert ground_truth(LEAST_SQUARES, x, "float64", engine="arb").cond == pytest.approx(
         expected, rel=1e-9
     )
+
+
+@pytest.mark.parametrize("engine", ["arb", "mpmath"])
+def test_rank_deficient_data_is_undefined(engine):
+    """X with a repeated column (exact in every format): beta is not unique, kappa_2(X) is
+    infinite, the engine says UndefinedResult; for ridge lambda > 0 keeps it defined."""
+    rng = np.random.default_rng(6)
+    x = propose_least_squares(1.0)(rng, n=4, magnitude=1.0, cond=10.0, size=1)[0]
+    x[:, 1] = cast(x[:, 0], "bfloat16")
+    x[:, 2] = x[:, 1]
+    for fmt in ("bfloat16", "float64"):
+        with pytest.raises(UndefinedResult):
+            ground_truth(LEAST_SQUARES, cast(x, fmt), fmt, engine=engine)
+    ridge = np.concatenate([x, np.zeros((1, x.shape[1]))])
+    ridge[-1, 0] = 0.25
+    assert ground_truth(RIDGE, ridge, "float64", engine=engine).certified
+
+
+@pytest.mark.parametrize("residual", [0.0, 1.0])
+@pytest.mark.parametrize("cond", [10.0, 1e5, 1e10])
+def test_wedin_condition_ball_contains_the_high_precision_value(residual, cond):
+    """The Arb reference's condition number contains the same formula evaluated by mpmath at
+    1500 bits (kappa from an SVD of X there), within 2**-20 relative. At 256 bits: at 113 a
+    zero residual computed from beta of kappa 1e10 (the normal equations, kappa^2 2**-113 ~
+    1e-14) is far wider than the true one, a width the engine climbs past for beta anyway."""
+    x = propose_least_squares(residual)(
+        np.random.default_rng(9), n=8, magnitude=3.0, cond=cond, size=1
+    )[0]
+    with ARB.workprec(256):
+        _, ball = LEAST_SQUARES.reference(x, ARB)
+    with mpmath.workprec(1500):
+        _, expected = LEAST_SQUARES.reference(x, MPMATH)
+        mid = mpmath.mpf(ball.mid().str(400, radius=False))
+        assert abs(mid - expected) <= mpmath.mpf(float(ball.rad())) * (1 + 2.0**-20)
+    assert float(ball.rad()) <= 2.0**-20 * float(ball.mid())
 
 
 @pytest.mark.parametrize("residual", [0.0, 1.0])

@@ -5,17 +5,20 @@ Algorithms* (2nd ed.) met componentwise, in units of each format's u.
 Residuals of low-precision results are evaluated in float64, where they are exact or nearly so:
 a product of two float16/bfloat16/float32 numbers is exact in float64, and the sums of the
 tested sizes add at most n u_64 relative, far below the bounds' gamma_n u of those formats.
-float64 results are checked in exact rational arithmetic.
+float64 results are checked in exact rational arithmetic. kappa_2 of the exact references
+(`linalg.spectral_condition`) is checked on a matrix whose singular values are known exactly.
 """
 
 from __future__ import annotations
 
 from fractions import Fraction
 
+import mpmath
 import numpy as np
 import pytest
 
 from precision.formats import STUDY_FORMATS, cast, get_format
+from precision.numbers import ARB, MPMATH
 from precision.problems import linalg
 
 LOW = ("float16", "bfloat16", "float32")
@@ -240,3 +243,42 @@ def test_randsvd_hits_condition_and_norm():
     kappa, norm = linalg.spectral_estimates(a)
     assert kappa == pytest.approx([1e3, 10.0], rel=1e-10)
     assert norm == pytest.approx([5.0, 0.1], rel=1e-12)
+
+
+# ---------------------------------------------------------------- kappa_2 of exact matrices
+
+
+def _known_spectrum() -> np.ndarray:
+    """Q diag(8, 4, 2, 1) Q with Q = H / 2 (H the 4 x 4 Hadamard matrix: Q is orthogonal and
+    symmetric, entries +-1/2): the entries are exact multiples of 1/4 and the singular values
+    are exactly 8, 4, 2, 1, so kappa_2 = 8 and ||A||_2 = 8."""
+    h = np.array([[1, 1, 1, 1], [1, -1, 1, -1], [1, 1, -1, -1], [1, -1, -1, 1]]) / 2.0
+    return h @ np.diag([8.0, 4.0, 2.0, 1.0]) @ h
+
+
+@pytest.mark.parametrize("tight", [False, True])
+def test_spectral_condition_in_arb_contains_the_exact_value(tight):
+    """kappa_2 = 8 inside the ball, which is within 2**-30 relative (a condition number) or
+    2**-84 (an output, ``tight``) at 113 bits."""
+    a = _known_spectrum()
+    with ARB.workprec(113):
+        kappa, norm = linalg.spectral_condition(linalg.exact_matrix(a, ARB), ARB, tight=tight)
+    for ball in (kappa, norm):
+        assert ball.contains(8)
+        assert ball.rad() <= (2.0**-84 if tight else 2.0**-30) * 8
+
+
+def test_spectral_condition_in_mpmath_is_the_working_precision_value():
+    a = _known_spectrum()
+    with mpmath.workprec(113):
+        kappa, norm = linalg.spectral_condition(linalg.exact_matrix(a, MPMATH), MPMATH)
+        assert abs(kappa - 8) <= 2.0**-100 and abs(norm - 8) <= 2.0**-100
+
+
+@pytest.mark.parametrize("system", ["mpmath", "arb"])
+def test_spectral_condition_of_a_rank_deficient_matrix_raises(system):
+    """A repeated column: kappa_2 is infinite, decided exactly, in both number systems."""
+    ctx = {"mpmath": MPMATH, "arb": ARB}[system]
+    a = np.array([[1.0, 2.0, 1.0], [3.0, -1.0, 3.0], [0.5, 4.0, 0.5], [1.0, 1.0, 1.0]])
+    with ctx.workprec(113), pytest.raises(ZeroDivisionError, match="rank deficient"):
+        linalg.spectral_condition(linalg.exact_matrix(a, ctx), ctx)

@@ -14,15 +14,21 @@ from fractions import Fraction
 from pathlib import Path
 
 import flint
+import mpmath
 import numpy as np
 import pandas as pd
 import pytest
 
-from precision.exact import ground_truth
+from precision.exact import UndefinedResult, ground_truth
 from precision.formats import STUDY_FORMATS, cast, get_format, round_to_format
 from precision.measure import measure_variant
-from precision.problems.linear_systems import LINEAR_SYSTEM, propose_systems
-from precision.problems.matrix_condition import MATRIX_CONDITION
+from precision.numbers import ARB, MPMATH
+from precision.problems.linear_systems import (
+    LINEAR_SYSTEM,
+    linear_system_reference,
+    propose_systems,
+)
+from precision.problems.matrix_condition import MATRIX_CONDITION, condition_reference
 from precision.spec import load_spec, parse_spec
 from precision.study import run
 
@@ -60,6 +66,47 @@ def test_condition_reference_is_one_plus_kappa():
     kappa = np.linalg.cond(a)
     assert float(truth.exact.rounded[0]) == pytest.approx(kappa, rel=1e-11)
     assert truth.cond == pytest.approx(1 + kappa, rel=1e-11)
+
+
+# [[1, 1], [1, 1 + 2**-12]] is nonsingular (kappa ~ 2**14); float16 rounds 1 + 2**-12 to 1.
+NEARLY_SINGULAR = np.array([[1.0, 1.0, 1.0], [1.0, 1.0 + 2.0**-12, 2.0]])
+
+
+@pytest.mark.parametrize("engine", ["arb", "mpmath"])
+def test_system_singular_once_rounded_is_undefined(engine):
+    """float16 makes A exactly singular: no unique solution, UndefinedResult (a row says
+    "undefined"); float32 keeps it and the truth is certified, kappa ~ 2**14."""
+    with pytest.raises(UndefinedResult):
+        ground_truth(LINEAR_SYSTEM, cast(NEARLY_SINGULAR, "float16"), "float16", engine=engine)
+    truth = ground_truth(LINEAR_SYSTEM, cast(NEARLY_SINGULAR, "float32"), "float32", engine=engine)
+    assert truth.certified
+    assert truth.cond == pytest.approx(np.linalg.cond(NEARLY_SINGULAR[:, :-1]), rel=1e-9)
+
+
+@pytest.mark.parametrize("ctx", [MPMATH, ARB], ids=["mpmath", "arb"])
+def test_condition_of_a_singular_matrix_is_infinite(ctx):
+    """kappa_2 of an exactly singular A (decided in exact arithmetic) is inf, output and
+    condition number alike."""
+    a = cast(NEARLY_SINGULAR[:, :-1], "float16")
+    with ctx.workprec(113):
+        y, cond = condition_reference(a, ctx)
+    assert y[0] == ctx.inf and cond == ctx.inf
+
+
+@pytest.mark.parametrize("kappa", [10.0, 1e6, 1e12, 1e15])
+def test_condition_number_ball_contains_kappa_and_is_as_narrow_as_binning_needs(kappa):
+    """The reference's kappa_2 ball at 113 bits contains mpmath's 2000-bit value and is
+    within 2**-20 relative (what binning by decade and plotting need; it is ~2**-45 unless
+    kappa is large). Its solution part is unchanged: the exact solution, rounded."""
+    x = propose_systems(np.random.default_rng(7), n=12, magnitude=2.0, cond=kappa, size=1)[0]
+    with ARB.workprec(113):
+        _, ball = linear_system_reference(x, ARB)
+    with mpmath.workprec(2000):
+        sigma = mpmath.svd_r(mpmath.matrix(x[:, :-1].tolist()), compute_uv=False)
+        expected = max(sigma) / min(sigma)
+        mid = mpmath.mpf(ball.mid().str(700, radius=False))
+        assert abs(mid - expected) <= mpmath.mpf(float(ball.rad())) * (1 + 2.0**-20)
+    assert float(ball.rad()) <= 2.0**-20 * float(ball.mid())
 
 
 @pytest.mark.parametrize("fmt", STUDY_FORMATS)

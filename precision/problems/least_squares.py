@@ -57,19 +57,18 @@ def split(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def least_squares_reference(x: np.ndarray, ctx: NumberSystem = MPMATH) -> tuple[np.ndarray, Number]:
     """beta from the normal equations solved at the working precision (exact data, so only
     the working precision limits it; the engine certifies it), and the Wedin condition number
-    kappa + kappa^2 ||r|| / (||X|| ||beta||) with kappa and ||X|| from the eigenvalues of
-    X^T X."""
+    kappa + kappa^2 ||r|| / (||X|| ||beta||) with kappa = kappa_2(X) and ||X||_2 from X's
+    extreme singular values, to the accuracy a condition number needs
+    (`linalg.spectral_condition`). An exactly rank-deficient X raises ZeroDivisionError (the
+    engine's UndefinedResult: beta is not unique)."""
     rows = linalg.exact_matrix(x, ctx)
     a, y = [r[:-1] for r in rows], [r[-1] for r in rows]
+    kappa, norm = linalg.spectral_condition(a, ctx)
     at = linalg.transpose(a)
     gram = ctx.matmul(at, a)
     beta = ctx.solve(gram, [row[0] for row in ctx.matmul(at, linalg.column(y))])
     fitted = [row[0] for row in ctx.matmul(a, linalg.column(beta))]
     residual = linalg.two_norm([yi - fi for yi, fi in zip(y, fitted, strict=True)], ctx)
-    eigenvalues = ctx.symmetric_eigenvalues(gram)
-    lam_max, lam_min = ctx.max(eigenvalues), ctx.min(eigenvalues)
-    kappa = linalg.kappa_from_gram(lam_max, lam_min, ctx)
-    norm = ctx.sqrt(lam_max)
     cond = kappa + kappa * kappa * residual / (norm * linalg.two_norm(beta, ctx))
     return np.array(beta, dtype=object), cond
 
@@ -224,16 +223,18 @@ def split_ridge(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.generic]:
 def ridge_reference(x: np.ndarray, ctx: NumberSystem = MPMATH) -> tuple[np.ndarray, Number]:
     """beta solving (X^T X + lambda I) beta = X^T y at the working precision, and
     kappa_2(X^T X + lambda I) = lambda_max / lambda_min of that symmetric positive definite
-    matrix."""
+    matrix: its singular values are its eigenvalues (`linalg.spectral_condition`, to the
+    accuracy a condition number needs). A singular X^T X + lambda I (lambda rounded to 0 and
+    X rank deficient) raises ZeroDivisionError (the engine's UndefinedResult)."""
     rows = linalg.exact_matrix(x, ctx)
     a, y, lam = [r[:-1] for r in rows[:-1]], [r[-1] for r in rows[:-1]], rows[-1][0]
     at = linalg.transpose(a)
     gram = ctx.matmul(at, a)
     for i in range(len(gram)):
         gram[i][i] = gram[i][i] + lam
+    kappa, _ = linalg.spectral_condition(gram, ctx)
     beta = ctx.solve(gram, [row[0] for row in ctx.matmul(at, linalg.column(y))])
-    eigenvalues = ctx.symmetric_eigenvalues(gram)
-    return np.array(beta, dtype=object), ctx.max(eigenvalues) / ctx.min(eigenvalues)
+    return np.array(beta, dtype=object), kappa
 
 
 def _regularised_normal_equations(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

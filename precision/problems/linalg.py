@@ -426,15 +426,30 @@ def two_norm(values: list[Number], ctx: NumberSystem) -> Number:
     return ctx.sqrt(ctx.fsum(v * v for v in values))
 
 
-def gram_extremes(a_rows: list[list[Number]], ctx: NumberSystem) -> tuple[Number, Number]:
-    """(lambda_max, lambda_min) of A^T A, i.e. sigma_max^2 and sigma_min^2 of A."""
-    eigenvalues = ctx.symmetric_eigenvalues(ctx.matmul(transpose(a_rows), a_rows))
-    return ctx.max(eigenvalues), ctx.min(eigenvalues)
+def spectral_condition(
+    a_rows: list[list[Number]], ctx: NumberSystem, *, tight: bool = False
+) -> tuple[Number, Number]:
+    """(kappa_2(A), ||A||_2) = (sigma_max / sigma_min, sigma_max) of an m x n matrix, m >= n.
 
+    The extreme singular values come from ``ctx.extreme_singular_values``: in Arb, enclosures
+    built from float64 singular vectors and a float64 inverse, checked in ball arithmetic
+    (Weyl's and Ostrowski's theorems, a Newton-refined left inverse; see
+    `precision.numbers._arb_extreme_singular_values`), to a relative accuracy of 2**-30 when
+    they only feed a condition number, to the working precision with ``tight`` (the value is
+    an output, as in `precision.problems.matrix_condition`). For a symmetric positive
+    definite A (the ridge matrix X^T X + lambda I) the singular values are the eigenvalues, and
+    kappa_2(A) = lambda_max / lambda_min.
 
-def kappa_from_gram(lam_max: Number, lam_min: Number, ctx: NumberSystem) -> Number:
-    """kappa_2 = sqrt(lambda_max / lambda_min) of A^T A's extreme eigenvalues."""
-    return ctx.sqrt(lam_max / lam_min)
+    Raises
+    ------
+    ZeroDivisionError
+        When A is exactly rank deficient (sigma_min exactly 0): kappa_2 is infinite and a
+        system with A has no unique solution; the engine reports the input as undefined.
+    """
+    sigma_max, sigma_min = ctx.extreme_singular_values(a_rows, tight=tight)
+    if sigma_min == 0:  # exactly 0 (a ball that merely contains 0 compares False)
+        raise ZeroDivisionError("the matrix is exactly rank deficient")
+    return sigma_max / sigma_min, sigma_max
 
 
 def _integer_matrix(x: np.ndarray) -> tuple[np.ndarray, int]:

@@ -37,13 +37,14 @@ def split(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def linear_system_reference(x: np.ndarray, ctx: NumberSystem = MPMATH) -> tuple[np.ndarray, Number]:
-    """The exact solution of the rounded system and kappa_2(A) = sqrt(lambda_max / lambda_min)
-    of A^T A, both at the working precision of ``ctx`` (certified by the engine)."""
+    """The exact solution of the rounded system at the working precision of ``ctx``, and
+    kappa_2(A) = sigma_max / sigma_min to the accuracy a condition number needs
+    (`linalg.spectral_condition`); both certified by the engine. A rounded A that is exactly
+    singular raises ZeroDivisionError (the engine's UndefinedResult: no unique solution)."""
     rows = linalg.exact_matrix(x, ctx)
     a, b = [r[:-1] for r in rows], [r[-1] for r in rows]
-    solution = ctx.solve(a, b)
-    lam_max, lam_min = linalg.gram_extremes(a, ctx)
-    return np.array(solution, dtype=object), linalg.kappa_from_gram(lam_max, lam_min, ctx)
+    kappa, _ = linalg.spectral_condition(a, ctx)
+    return np.array(ctx.solve(a, b), dtype=object), kappa
 
 
 def lu_solve(x: np.ndarray) -> np.ndarray:

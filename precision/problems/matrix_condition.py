@@ -26,14 +26,13 @@ from precision.problems.linear_systems import float64_accumulator, in_numpy_lina
 
 
 def condition_reference(x: np.ndarray, ctx: NumberSystem = MPMATH) -> tuple[np.ndarray, Number]:
-    """kappa_2(A) = sqrt(lambda_max / lambda_min) of A^T A, and its condition number
-    1 + kappa_2(A) (module docstring)."""
-    lam_max, lam_min = linalg.gram_extremes(linalg.exact_matrix(x, ctx), ctx)
-    # A singular A has lambda_min = 0, which the eigenvalue solver may return as a tiny
-    # negative number: its square root would be complex. kappa_2 of a singular A is infinite.
-    if lam_min <= 0:
+    """kappa_2(A) = sigma_max / sigma_min, an output, so computed to the working precision
+    (``tight``; `linalg.spectral_condition`), and its condition number 1 + kappa_2(A)
+    (module docstring). kappa_2 of an exactly singular A is infinite."""
+    try:
+        kappa, _ = linalg.spectral_condition(linalg.exact_matrix(x, ctx), ctx, tight=True)
+    except ZeroDivisionError:
         return np.array([ctx.inf], dtype=object), ctx.inf
-    kappa = linalg.kappa_from_gram(lam_max, lam_min, ctx)
     return np.array([kappa], dtype=object), 1 + kappa
 
 
