@@ -276,8 +276,21 @@ def _format_axes(table: pd.DataFrame, rows: int = 1):
 
 
 def _draw_lines(ax, data: pd.DataFrame, x: str, y: str) -> None:
+    """One line per variant through the medians ``y`` (``median_<measure>``), over a band from
+    the 10% to the 90% quantile of the rows (``low_<measure>``, ``high_<measure>``) where the
+    data has them: a median alone hides how widely the rows spread."""
+    measure = y.removeprefix("median_")
     for variant, line in data.groupby("variant", sort=False):
-        ax.plot(line[x], line[y], marker="o", markersize=3, linewidth=1, label=variant)
+        (drawn,) = ax.plot(line[x], line[y], marker="o", markersize=3, linewidth=1, label=variant)
+        if f"low_{measure}" in line and len(line) > 1:
+            ax.fill_between(
+                line[x].astype(float),
+                line[f"low_{measure}"].astype(float),
+                line[f"high_{measure}"].astype(float),
+                color=drawn.get_color(),
+                alpha=0.15,
+                linewidth=0,
+            )
 
 
 def _draw_references(ax, points: list[tuple[float, dict[str, float]]]) -> None:
@@ -301,7 +314,10 @@ def lines_versus_n(table: pd.DataFrame, problem: str) -> plt.Figure:
         _draw_references(ax, [(n, lines(n, 1.0, f)) for n in sizes])
         _log_axes(ax, fmt, "n", "median rel. error / (u kappa)")
     _legend(fig, axes)
-    fig.suptitle(f"{problem}: error / (u kappa) versus n, inputs with kappa < 10 (bounds dashed)")
+    fig.suptitle(
+        f"{problem}: error / (u kappa) versus n, inputs with kappa < 10 (medians; bands: 10-90% "
+        "of the rows; bounds dashed)"
+    )
     return fig
 
 
@@ -321,7 +337,10 @@ def lines_versus_condition(table: pd.DataFrame, problem: str) -> plt.Figure:
             _draw_references(ax, [(k, lines(n, k, f)) for k in kappas])
             _log_axes(ax, f"{fmt}, n = {n}", "measured condition number", "median rel. error / u")
     _legend(fig, axes)
-    fig.suptitle(f"{problem}: error versus condition number (reference lines dashed)")
+    fig.suptitle(
+        f"{problem}: error versus condition number (medians; bands: 10-90% of the rows; "
+        "reference lines dashed)"
+    )
     return fig
 
 

@@ -200,20 +200,30 @@ def overflow_thresholds(table: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+BAND = (0.1, 0.9)
+"""Quantiles of the band drawn around a median line: 80% of the rows lie between them."""
+
+
 def error_lines(table: pd.DataFrame, by: str) -> pd.DataFrame:
     """Line-plot data: per problem x variant x format x n x ``by`` ("n" or "cond_decade"), the
     median of err_over_u and of err_over_u / cond (the error per unit of condition, which a
-    bound gamma * kappa turns into gamma / u), the median measured cond and the row count, over
-    certified ok rows with a finite condition number."""
+    bound gamma * kappa turns into gamma / u) with their `BAND` quantiles (``low_*``,
+    ``high_*``: 10% and 90%), the median measured cond and the row count, over certified ok
+    rows with a finite condition number."""
     rows = with_bins(table)
     certified = rows["certified"].fillna(False).astype(bool)
     cond = rows["cond"].astype("float64")
     rows = rows[(rows["outcome"] == "ok") & certified & np.isfinite(cond) & (cond > 0)]
     rows = rows.assign(_per_cond=rows["err_over_u"] / rows["cond"])
     keys = list(dict.fromkeys([*KEYS, "n", by]))
+    low, high = BAND
     stats = rows.groupby(keys, dropna=False, observed=True, sort=True).agg(
         median_err_over_u=("err_over_u", "median"),
+        low_err_over_u=("err_over_u", lambda v: v.quantile(low)),
+        high_err_over_u=("err_over_u", lambda v: v.quantile(high)),
         median_err_per_cond=("_per_cond", "median"),
+        low_err_per_cond=("_per_cond", lambda v: v.quantile(low)),
+        high_err_per_cond=("_per_cond", lambda v: v.quantile(high)),
         median_cond=("cond", "median"),
         count=("outcome", "size"),
     )

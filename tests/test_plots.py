@@ -144,3 +144,28 @@ def test_long_decade_axes_label_every_kth_tick(decades):
     else:
         assert 2 <= len(shown) <= plots.MAX_TICK_LABELS and 0 in shown
         assert len(set(np.diff(shown))) == 1
+
+
+def test_line_plots_draw_the_spread_of_the_rows_around_each_median(table, figures):
+    """error_lines' band holds the 10% and 90% quantiles of the rows it summarises, and the
+    figure fills it (one band per line with more than one point)."""
+    from matplotlib.collections import PolyCollection
+
+    from precision.summary import error_lines
+
+    lines = error_lines(table[table["problem"] == "summation"], "cond_decade")
+    assert (lines["low_err_over_u"] <= lines["median_err_over_u"]).all()
+    assert (lines["median_err_over_u"] <= lines["high_err_over_u"]).all()
+    rows = table[(table["problem"] == "summation") & (table["outcome"] == "ok")]
+    one = lines.iloc[0]
+    mine = rows[
+        (rows["variant"] == one["variant"])
+        & (rows["format"] == one["format"])
+        & (rows["n"] == one["n"])
+        & (np.floor(np.log10(rows["cond"])) == one["cond_decade"])
+    ]
+    if not pd.isna(one["seed"]):
+        mine = mine[mine["seed"] == one["seed"]]
+    assert one["high_err_over_u"] == pytest.approx(mine["err_over_u"].quantile(0.9))
+    bands = [c for ax in figures["lines_summation_kappa"].axes for c in ax.collections]
+    assert any(isinstance(c, PolyCollection) for c in bands)
