@@ -9,6 +9,8 @@ targets are exact): kappa = sum_i |x_i| |g_i - t_i| / |CE|.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from precision.formats import Format
@@ -26,14 +28,70 @@ def cross_entropy_reference(
     docstring); the log1p form keeps CE ~ e**-40 of a confident prediction (see exp_terms)."""
     xt = np.asarray(xt)
     terms = logits.exp_terms(xt[0], ctx)
-    x, a, s, r, m = terms.x, terms.a, terms.s, terms.r, terms.m
-    t = ctx.exact_list(xt[1])
-    ce = ctx.fsum(ti * (a - xi) for xi, ti in zip(x, t, strict=True)) + ctx.fsum(t) * ctx.log1p(r)
-    # g_i - t_i; at the maximum as (1 - t_m) - r / s, since 1 - g_m cancels when g_m ~ 1.
+    if terms.floats is None:
+        t = ctx.exact_list(xt[1])
+        x, a = terms.x, terms.a
+        products = [ti * (a - xi) for xi, ti in zip(x, t, strict=True)]
+    else:
+        # Finite logits: a target of exactly 0 contributes an exact 0 to both sums, and adding
+        # an exact 0 leaves a sum's ball as it is, so only the nonzero targets are formed.
+        with np.errstate(invalid="ignore"):  # casting a signalling NaN raises the flag
+            targets = xt[1].astype(np.float64)
+        nonzero = np.flatnonzero(targets).tolist()  # NaN targets count as nonzero
+        t = ctx.exact_list(targets[nonzero])
+        products = [
+            ti * (terms.a - ctx.exact(terms.floats[i])) for i, ti in zip(nonzero, t, strict=True)
+        ]
+    ce = ctx.fsum(products) + ctx.fsum(t) * ctx.log1p(terms.r)
+    return np.array([ce], dtype=object), cross_entropy_condition(terms, xt[1], ce, ctx)
+
+
+def cross_entropy_condition(
+    terms: logits.ExpTerms, targets: np.ndarray, ce: Number, ctx: NumberSystem
+) -> Number:
+    """sum_i |x_i| |g_i - t_i| / |CE| (module docstring), with g_m - t_m formed as
+    (1 - t_m) - r / s, since 1 - g_m cancels when g_m ~ 1. In float64 bounds where ``ctx``
+    encloses (`logits.enclose`), else in ``ctx``; a CE whose ball contains 0 gives inf."""
+    enclosure = logits.enclose(terms, ctx)
+    if enclosure is not None:
+        cond = _enclosed_condition(enclosure, targets, ce)
+        if cond is not None:
+            return cond
+    x, s, r, m = terms.x, terms.s, terms.r, terms.m
+    t = ctx.exact_list(targets)
     g_minus_t = [ei / s - ti for ei, ti in zip(terms.e, t, strict=True)]
     g_minus_t[m] = (1 - t[m]) - r / s
     sensitivity = ctx.fsum(ctx.abs(xi) * ctx.abs(d) for xi, d in zip(x, g_minus_t, strict=True))
-    return np.array([ce], dtype=object), (sensitivity / ctx.abs(ce) if ce != 0 else ctx.inf)
+    return sensitivity / ctx.abs(ce) if ce != 0 else ctx.inf
+
+
+def _enclosed_condition(enclosure: logits.Enclosure, targets: np.ndarray, ce: Number):
+    """`cross_entropy_condition` in float64 bounds; None where they are too wide (the caller
+    then forms it in balls)."""
+    ce_bounds = enclosure.bound(ce)
+    ce_abs = None if ce_bounds is None else logits.magnitude_bounds(*ce_bounds)
+    t = logits.finite_floats(np.asarray(targets))
+    if ce_abs is None or t is None:
+        return None
+    m, (s_lo, s_hi), (r_lo, r_hi) = enclosure.m, enclosure.s, enclosure.r
+    g_lo, g_hi = enclosure.softmax()
+    d_lo, d_hi = logits.signed_down(g_lo - t), logits.signed_up(g_hi - t)
+    # At m: (1 - t_m) - r / s, each operation rounded once and its result moved outward.
+    ones_lo, ones_hi = _outward(1.0 - t[m])
+    d_lo[m] = _outward(ones_lo - _outward(r_hi / s_lo)[1])[0]
+    d_hi[m] = _outward(ones_hi - _outward(r_lo / s_hi)[0])[1]
+    # |d| over [d_lo, d_hi]: 0 where the interval contains 0
+    d_abs_lo = np.where(d_lo > 0, d_lo, np.where(d_hi < 0, -d_hi, 0.0))
+    d_abs_hi = np.maximum(np.abs(d_lo), np.abs(d_hi))
+    ax = enclosure.ax
+    sens_lo, sens_hi = logits.sum_bounds(logits.down(ax * d_abs_lo), logits.up(ax * d_abs_hi))
+    return enclosure.ball(logits.down(sens_lo / ce_abs[1]), logits.up(sens_hi / ce_abs[0]))
+
+
+def _outward(v: float) -> tuple[float, float]:
+    """The floats on either side of a result rounded to nearest once: its exact value lies
+    between them (``math.nextafter``, subnormal range included)."""
+    return math.nextafter(v, -math.inf), math.nextafter(v, math.inf)
 
 
 def cross_entropy_from_probabilities(xt: np.ndarray) -> np.ndarray:

@@ -20,11 +20,36 @@ def log_softmax_reference(x: np.ndarray, ctx: NumberSystem = MPMATH) -> tuple[np
     """Exact log_softmax (x_i - a) - log1p(r) and its mixed condition number."""
     terms = logits.exp_terms(x, ctx)
     log_s = ctx.log1p(terms.r)
-    y = [(xi - terms.a) - log_s for xi in terms.x]
+    y = [zi - log_s for zi in terms.z]
+    return np.array(y, dtype=object), log_softmax_condition(terms, log_s, y, ctx)
+
+
+def log_softmax_condition(
+    terms: logits.ExpTerms, log_s: Number, y: list, ctx: NumberSystem
+) -> Number:
+    """max_j R_j / max_j |y_j| with the rows R_j of `logits.row_sensitivities`.
+
+    In float64 bounds where ``ctx`` encloses (`logits.enclose`): every y_j <= 0, so
+    max_j |y_j| = (a - min x) + log1p(r). Otherwise in ``ctx``; a largest |y_j| whose ball
+    contains 0 gives inf (such an output never certifies).
+    """
+    enclosure = logits.enclose(terms, ctx)
+    log_s_bounds = None if enclosure is None else enclosure.bound(log_s)
+    if log_s_bounds is not None:
+        spread = terms.floats[terms.m] - terms.floats.min()  # a - min x >= 0, rounded once
+        top_lo = logits.down(logits.down(spread) + log_s_bounds[0])
+        top_hi = logits.up(logits.up(spread) + log_s_bounds[1])
+        if top_lo > 0:
+            rows_lo, rows_hi = enclosure.rows()
+            cond = enclosure.ball(
+                logits.down(np.max(rows_lo) / top_hi), logits.up(np.max(rows_hi) / top_lo)
+            )
+            if cond is not None:
+                return cond
     g = [ei / terms.s for ei in terms.e]
     rows = logits.row_sensitivities(terms, g, ctx)
     top = ctx.max(ctx.abs(v) for v in y)
-    return np.array(y, dtype=object), (ctx.max(rows) / top if top != 0 else ctx.inf)
+    return ctx.max(rows) / top if top != 0 else ctx.inf
 
 
 def log_softmax_condition64(X: np.ndarray) -> np.ndarray:

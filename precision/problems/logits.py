@@ -4,16 +4,20 @@ Softmax, log-sum-exp, log_softmax and cross-entropy all take a vector x of logit
 condition numbers differ, so each problem picks candidates with its own estimate; the
 candidates come from one generator that can aim a vector at a chosen log-sum-exp value with a
 chosen spread, which is what moves all four condition numbers.
+
+The exact helpers evaluate the references' common parts in any number system; where the system
+encloses (Arb), the condition numbers, which need only COND_ACCURACY, are bounded in float64
+interval arithmetic instead (`enclose`), while the outputs keep their ball arithmetic bit for bit.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
+import math
 
 import numpy as np
 
 from precision.formats import Format
-from precision.numbers import Number, NumberSystem
+from precision.numbers import Number, NumberSystem, gradual_underflow
 from precision.problems.base import kernel_error
 
 # ---------------------------------------------------------------- candidates (float64)
@@ -198,15 +202,36 @@ def estimate_with(*, magnitude, max_cond):
 # ---------------------------------------------------------------- exact helpers (any NumberSystem)
 
 
-class ExpTerms(NamedTuple):
-    """The shifted exponentials of a logit vector (see `exp_terms`)."""
+class ExpTerms:
+    """The shifted exponentials of a logit vector (see `exp_terms`).
 
-    x: list
-    a: Number
-    e: list
-    s: Number
-    r: Number
-    m: int
+    Attributes
+    ----------
+    m : int
+        Index of the maximum (the first of ties).
+    a : Number
+        x_m, exact.
+    z, e : list
+        z_i = x_i - a and e_i = exp(z_i) (e_m = 1 exactly).
+    r, s : Number
+        r = sum_{i != m} e_i and s = 1 + r.
+    floats : numpy.ndarray or None
+        The logits in float64 where the condition numbers are bounded in float64 (`enclose`):
+        a system that encloses (Arb), at least ENCLOSED_MIN logits, all finite; None where the
+        references form everything in ``ctx`` itself.
+    x : list
+        The exact logits, formed on first use (the float64 bounds do without them).
+    """
+
+    def __init__(self, logits, ctx, m, a, z, e, r, floats, x=None):
+        self.logits, self.ctx, self.m, self.a, self.z, self.e = logits, ctx, m, a, z, e
+        self.r, self.s, self.floats, self._x = r, 1 + r, floats, x
+
+    @property
+    def x(self) -> list:
+        if self._x is None:
+            self._x = self.ctx.exact_list(self.logits)
+        return self._x
 
 
 def exp_terms(x: np.ndarray, ctx: NumberSystem) -> ExpTerms:
@@ -220,6 +245,11 @@ def exp_terms(x: np.ndarray, ctx: NumberSystem) -> ExpTerms:
     The maximum is found among the input floats themselves (``np.argmax``, exact, the first
     of ties): comparing Arb balls is three-valued and cannot choose.
 
+    In a system that encloses (Arb), from ENCLOSED_MIN finite logits up, z_i = x_i - a is
+    converted from its float64 difference wherever that subtraction is exact
+    (`shifted_exactly`): the same exact ball as the subtraction of the exact logits, without
+    forming them.
+
     Parameters
     ----------
     x : numpy.ndarray
@@ -227,12 +257,50 @@ def exp_terms(x: np.ndarray, ctx: NumberSystem) -> ExpTerms:
     ctx : NumberSystem
         The number system (`precision.numbers`), at the caller's working precision.
     """
-    m = int(np.argmax(np.asarray(x)))
-    xs = ctx.exact_list(x)
-    a = xs[m]
-    e = [ctx.exp(v - a) for v in xs]
-    r = ctx.fsum(v for i, v in enumerate(e) if i != m)
-    return ExpTerms(xs, a, e, 1 + r, r, m)
+    values = np.asarray(x)
+    m = int(np.argmax(values))
+    floats = finite_floats(values) if ctx.encloses and values.size >= ENCLOSED_MIN else None
+    if floats is None:
+        xs = ctx.exact_list(values)
+        a = xs[m]
+        z = [v - a for v in xs]
+    else:
+        xs = None
+        a = ctx.exact(floats[m])
+        z = shifted_exactly(floats, m, a, ctx)
+    e = ctx.exp_list(z)
+    r = ctx.fsum(e[:m] + e[m + 1 :])
+    return ExpTerms(values, ctx, m, a, z, e, r, floats, xs)
+
+
+def finite_floats(values: np.ndarray) -> np.ndarray | None:
+    """A float array as float64 (exact: every format is a subset), None for an object array or
+    one with an infinity or a NaN."""
+    if values.dtype == object:
+        return None
+    with np.errstate(invalid="ignore"):  # casting a signalling NaN raises the flag
+        floats = values.astype(np.float64).ravel()
+    return floats if np.isfinite(floats).all() else None
+
+
+def shifted_exactly(floats: np.ndarray, m: int, a: Number, ctx: NumberSystem) -> list:
+    """x_i - a for every i, in ``ctx``: the exact float64 difference d_i where it is exact,
+    else the subtraction ``ctx.exact(x_i) - a`` at the working precision.
+
+    Exactness is decided by Knuth's TwoSum, whose error term x_i + (-x_m) - d_i is exact in
+    float64 (no overflow: d_i finite): it is 0 exactly when d_i is the exact difference. An
+    exact difference converts to the exact number the subtraction gives (at any working
+    precision >= 53 bits), so the result is that of the subtraction for every i.
+    """
+    top = floats[m]
+    with np.errstate(over="ignore", invalid="ignore"):
+        d = floats - top
+        back = d - floats
+        error = (floats - (d - back)) - (top + back)
+    z = ctx.exact_list(d)
+    for i in np.flatnonzero(~(np.isfinite(d) & (error == 0))).tolist():
+        z[i] = ctx.exact(floats[i]) - a
+    return z
 
 
 def weighted_abs(x: list, g: list, ctx: NumberSystem) -> Number:
@@ -257,6 +325,168 @@ def row_sensitivities(terms: ExpTerms, g: list, ctx: NumberSystem) -> list:
     )
     rows[m] = ctx.abs(x[m]) * (terms.r / terms.s) + others
     return rows
+
+
+# ---------------------------------------------------------------- condition numbers in float64
+# A condition number is needed to COND_ACCURACY (2**-20, `precision.exact`), the outputs to
+# 2**-80: where the system encloses (Arb), the condition numbers are bounded in float64
+# interval arithmetic from float64 bounds of the balls e_i, s, r (`Enclosure`), in a few numpy
+# passes instead of some ten ball operations per logit, and returned as a ball around the
+# interval. Every float64 operation rounds to nearest; each result is moved outward by a
+# margin that covers that rounding (`up`, `down`), and sums get Higham's bound (`sum_bounds`).
+# Where the interval is wider than ENCLOSED_ACCURACY (an exponent range float64 cannot hold, a
+# condition number of 0, a ball that is too wide), the formulas are evaluated in the system
+# itself, as for mpmath.
+
+ENCLOSED_MIN = 16
+"""Fewest logits for which float64 and numpy take part (`exp_terms`, `enclose`): below, numpy's
+fixed cost per call exceeds that of the ball operations it saves (a cost decision only)."""
+
+ENCLOSED_ACCURACY = 2.0**-30
+"""Widest relative width of a float64 interval taken as the condition number (the engine asks
+COND_ACCURACY = 2**-20 of the ball); a wider one gives way to the formulas in balls."""
+
+_UP, _DOWN, _TINY = 1.0 + 2.0**-50, 1.0 - 2.0**-50, 2.0**-1070
+_RELATIVE = 2.0**-50
+
+
+def up(v):
+    """An upper bound of the exact result of the float64 operation that gave v >= 0 (rounded
+    to nearest: within 2**-53 |v| above 2**-1022, 2**-1075 below): RN(v (1 + 2**-50)) is at
+    least the next float above a normal v, and adding 2**-1070 is exact where v is subnormal.
+    An infinity stays infinite."""
+    return v * _UP + _TINY
+
+
+def down(v):
+    """A lower bound, clamped at 0, of a quantity known to be >= 0 whose float64 value v came
+    from one operation rounded to nearest (the mirror of `up`). Where the operation's exact
+    result is below 0 (a difference of bounds), 0 is the bound. An infinite v is not a bound:
+    every result built on one is rejected (it is not finite, `Enclosure.ball`)."""
+    return np.maximum(v * _DOWN - _TINY, 0.0)
+
+
+def signed_down(v):
+    """`down` for a result of either sign: v - (2**-50 |v| + 2**-1070), rounded to nearest, is
+    below every exact value within half a float of v (or exactly v, subnormal)."""
+    return v - (np.abs(v) * _RELATIVE + _TINY)
+
+
+def signed_up(v):
+    """The mirror of `signed_down`."""
+    return v + (np.abs(v) * _RELATIVE + _TINY)
+
+
+def sum_bounds(lo: np.ndarray, hi: np.ndarray) -> tuple[float, float]:
+    """Bounds of sum_i v_i for nonnegative v_i in [lo_i, hi_i].
+
+    ``np.sum`` adds n terms with n - 1 roundings in some order (pairwise); whatever the order,
+    the computed sum of nonnegative terms is within gamma_{n-1} = (n - 1) u / (1 - (n - 1) u)
+    of the exact one (Higham, *Accuracy and Stability of Numerical Algorithms*, 2nd ed.,
+    sec. 4.2; additions with subnormal results are exact), and gamma_{n-1} <= n 2**-52 =: g.
+    So the exact sum lies in [RN-sum (1 - g), RN-sum (1 + 2 g)] (g <= 1/2); 1 - g and 1 + 2 g
+    are floats, and the products are moved outward by `down` and `up`.
+    """
+    g = lo.size * 2.0**-52
+    return down(np.sum(lo) * (1.0 - g)), up(np.sum(hi) * (1.0 + 2.0 * g))
+
+
+def magnitude_bounds(lo: float, hi: float) -> tuple[float, float] | None:
+    """Bounds of |v| for v in [lo, hi]; None when the interval contains 0 (or is not finite)."""
+    if lo > 0 and math.isfinite(hi):
+        return lo, hi
+    if hi < 0 and math.isfinite(lo):
+        return -hi, -lo
+    return None
+
+
+class Enclosure:
+    """float64 bounds of the ingredients of the softmax family's condition numbers.
+
+    Attributes
+    ----------
+    ax : numpy.ndarray
+        |x_i|, exact.
+    e_lo, e_hi : numpy.ndarray
+        Bounds of e_i = exp(x_i - a) (exactly 1 at m).
+    s, r : tuple of float
+        Bounds of s = sum e_i (>= 1) and r = s - 1 (>= 0).
+    m : int
+    """
+
+    def __init__(self, ax, e_lo, e_hi, s, r, m, ctx):
+        self.ax, self.e_lo, self.e_hi, self.s, self.r, self.m = ax, e_lo, e_hi, s, r, m
+        self.ctx = ctx
+
+    def bound(self, v: Number) -> tuple[float, float] | None:
+        """Float bounds of a number of the system (`NumberSystem.bound`)."""
+        return self.ctx.bound(v)
+
+    def softmax(self) -> tuple[np.ndarray, np.ndarray]:
+        """Bounds of g_i = e_i / s."""
+        s_lo, s_hi = self.s
+        return down(self.e_lo / s_hi), up(self.e_hi / s_lo)
+
+    def weighted(self) -> tuple[tuple[float, float], tuple[float, float]]:
+        """Bounds of W_{-m} = sum_{i != m} |x_i| e_i and of W = W_{-m} + |x_m| (e_m = 1): the
+        sum S = sum_i |x_i| g_i of BHH21 is W / s."""
+        ax, m = self.ax, self.m
+        w_lo, w_hi = down(ax * self.e_lo), up(ax * self.e_hi)
+        w_lo[m] = w_hi[m] = 0.0
+        rest = sum_bounds(w_lo, w_hi)
+        return rest, (down(rest[0] + ax[m]), up(rest[1] + ax[m]))
+
+    def rows(self) -> tuple[np.ndarray, np.ndarray]:
+        """Bounds of the rows R_j = |x_j| (1 - g_j) + sum_{i != j} |x_i| g_i of
+        `row_sensitivities`, formed without cancellation.
+
+        For j != m, g_j <= 1/2 (g_j <= g_m and g_j + g_m <= 1), so R_j = |x_j| (1 - 2 g_j) + S
+        is a sum of nonnegative terms (1 - 2 g_j >= 0 is clamped at 0 where its bounds reach
+        below). At m, 1 - g_m = r / s: R_m = (|x_m| r + W_{-m}) / s.
+        """
+        ax, m = self.ax, self.m
+        (s_lo, s_hi), (r_lo, r_hi) = self.s, self.r
+        (rest_lo, rest_hi), (w_lo, w_hi) = self.weighted()
+        g_lo, g_hi = self.softmax()
+        weighted_lo, weighted_hi = down(w_lo / s_hi), up(w_hi / s_lo)
+        # 2 g is exact; 1 - 2 g_lo >= 1 - 2 g_j >= 0 for j != m (row m is replaced below).
+        rows_lo = down(down(ax * down(1.0 - 2.0 * g_hi)) + weighted_lo)
+        rows_hi = up(up(ax * up(1.0 - 2.0 * g_lo)) + weighted_hi)
+        rows_lo[m] = down(down(down(ax[m] * r_lo) + rest_lo) / s_hi)
+        rows_hi[m] = up(up(up(ax[m] * r_hi) + rest_hi) / s_lo)
+        return rows_lo, rows_hi
+
+    def ball(self, lo, hi) -> Number | None:
+        """The number enclosing [lo, hi] (`NumberSystem.from_bounds`) when 0 < lo, hi is finite
+        and hi - lo <= ENCLOSED_ACCURACY lo; else None (the caller uses its ball formulas)."""
+        lo, hi = float(lo), float(hi)
+        if not (lo > 0 and math.isfinite(hi) and hi - lo <= ENCLOSED_ACCURACY * lo):
+            return None
+        return self.ctx.from_bounds(lo, hi)
+
+
+def enclose(terms: ExpTerms, ctx: NumberSystem) -> Enclosure | None:
+    """The float64 bounds of `Enclosure` from the balls of ``terms``; None where the condition
+    numbers are formed in ``ctx`` instead: no ``terms.floats`` (a system that does not
+    enclose, fewer than ENCLOSED_MIN logits, or one that is not finite), or balls that are not
+    finite or too wide."""
+    floats = terms.floats
+    if floats is None or not gradual_underflow():  # the margins of `up` and `down` need it
+        return None
+    s, r, radius = ctx.bound(terms.s), ctx.bound(terms.r), ctx.radius(terms.r)
+    if s is None or r is None or radius is None:
+        return None
+    # The ball r = sum_{i != m} e_i contains every sum of points of the balls e_i, so its
+    # radius is at least the sum of theirs: a bound of each one's radius.
+    e = ctx.float_bounds(terms.e, radius=radius)
+    if e is None:
+        return None
+    e_lo, e_hi = e
+    np.maximum(e_lo, 0.0, out=e_lo)  # e_i > 0
+    e_lo[terms.m] = e_hi[terms.m] = 1.0  # exp(0), exactly
+    s = (max(s[0], 1.0), s[1])
+    r = (max(r[0], 0.0), r[1])
+    return Enclosure(np.abs(floats), e_lo, e_hi, s, r, terms.m, ctx)
 
 
 # ---------------------------------------------------------------- bound ingredients (float64)

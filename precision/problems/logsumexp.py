@@ -18,12 +18,29 @@ from precision.problems.base import Problem, Variant, kernel_error, numpy_sum_ac
 
 def logsumexp_reference(x: np.ndarray, ctx: NumberSystem = MPMATH) -> tuple[np.ndarray, Number]:
     """Exact lse(x) = a + log1p(r) with a = max x, and kappa_lse = sum |x_i| g_i / |lse(x)|."""
-    xs, a, e, s, r, _ = logits.exp_terms(x, ctx)
-    y = a + ctx.log1p(r)
-    weighted = logits.weighted_abs(xs, [ei / s for ei in e], ctx)
+    terms = logits.exp_terms(x, ctx)
+    y = terms.a + ctx.log1p(terms.r)
+    return np.array([y], dtype=object), logsumexp_condition(terms, y, ctx)
+
+
+def logsumexp_condition(terms: logits.ExpTerms, y: Number, ctx: NumberSystem) -> Number:
+    """kappa_lse = S / |y| with S = sum |x_i| g_i = W / s (`logits.Enclosure.weighted`), in
+    float64 bounds where ``ctx`` encloses (`logits.enclose`), else in ``ctx``."""
+    enclosure = logits.enclose(terms, ctx)
+    if enclosure is not None:
+        y_bounds = enclosure.bound(y)
+        size = None if y_bounds is None else logits.magnitude_bounds(*y_bounds)
+        if size is not None:
+            (s_lo, s_hi), (_, (w_lo, w_hi)) = enclosure.s, enclosure.weighted()
+            cond = enclosure.ball(
+                logits.down(logits.down(w_lo / s_hi) / size[1]),
+                logits.up(logits.up(w_hi / s_lo) / size[0]),
+            )
+            if cond is not None:
+                return cond
+    weighted = logits.weighted_abs(terms.x, [ei / terms.s for ei in terms.e], ctx)
     # A ball that contains 0 is not != 0: its cond is inf, and such an output never certifies.
-    cond = weighted / ctx.abs(y) if y != 0 else ctx.inf
-    return np.array([y], dtype=object), cond
+    return weighted / ctx.abs(y) if y != 0 else ctx.inf
 
 
 def logsumexp_naive(x: np.ndarray) -> np.ndarray:

@@ -21,9 +21,27 @@ def softmax_reference(x: np.ndarray, ctx: NumberSystem = MPMATH) -> tuple[np.nda
     """Exact softmax and its mixed condition number (module docstring)."""
     terms = logits.exp_terms(x, ctx)
     g = [ei / terms.s for ei in terms.e]
+    return np.array(g, dtype=object), softmax_condition(terms, g, ctx)
+
+
+def softmax_condition(terms: logits.ExpTerms, g: list, ctx: NumberSystem) -> Number:
+    """max_j g_j R_j / max_j g_j with the rows R_j of `logits.row_sensitivities`.
+
+    In float64 bounds where ``ctx`` encloses (`logits.enclose`): g_m = 1 / s is the largest
+    g_j (e_j <= 1), so the quotient is max_j e_j R_j. Otherwise in ``ctx``.
+    """
+    enclosure = logits.enclose(terms, ctx)
+    if enclosure is not None:
+        rows_lo, rows_hi = enclosure.rows()
+        cond = enclosure.ball(
+            np.max(logits.down(enclosure.e_lo * rows_lo)),
+            np.max(logits.up(enclosure.e_hi * rows_hi)),
+        )
+        if cond is not None:
+            return cond
     sensitivities = logits.row_sensitivities(terms, g, ctx)
     rows = [gj * rj for gj, rj in zip(g, sensitivities, strict=True)]
-    return np.array(g, dtype=object), ctx.max(rows) / ctx.max(g)
+    return ctx.max(rows) / ctx.max(g)
 
 
 def softmax_condition64(X: np.ndarray) -> np.ndarray:
