@@ -2,6 +2,7 @@
 
     precision list                      problems, variants, formats and studies
     precision run STUDY [--quick] [--out DIR] [--no-plots] [--executor E] [--workers N]
+                        [--dry-run] [--force]
     precision eval PROBLEM VALUES [--format F] [--variant V] [--target K] [--json]
     precision report [--results DIR] [--out DIR] [--no-figures]
     precision reproduce RESULTS_DIR... [--executor E] [--workers N]
@@ -23,7 +24,7 @@ import traceback
 from pathlib import Path
 
 from precision import __version__
-from precision.execute import EXECUTORS, ExecutorError, Interrupted
+from precision.execute import EXECUTORS, ExecutorError, Interrupted, check_size, limits
 from precision.formats import FORMATS
 from precision.problems import PROBLEMS
 from precision.results import ResultsError
@@ -141,7 +142,13 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--force",
         action="store_true",
-        help="replace results (or an unfinished run) of a different spec in --out",
+        help="replace results (or an unfinished run) of a different spec in --out; run "
+        "past the estimated size limits and with more workers than cores",
+    )
+    run.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the run's estimated rows, memory and time, and run nothing",
     )
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.set_defaults(handler=_run)
@@ -406,7 +413,17 @@ def _values_text(values: tuple[float, ...]) -> str:
 def _run(args) -> int:
     spec = load_spec(args.study, quick=args.quick)  # before the heavy imports: fail fast
     out_dir = args.out or Path("results") / spec.name
+    _check_out(out_dir)
     _check_executor_flags(args, force=args.force)
+    found = _check_size(args, spec)
+    if args.dry_run:
+        workers, here = _parallel(args)
+        print(
+            f"{spec.name}: {found.line(workers, here=here)} in {found.chunks:,} "
+            f"chunk{'s' if found.chunks != 1 else ''} "
+            f"({limits()}); nothing was run"
+        )
+        return 0
 
     from precision import store
 
@@ -501,6 +518,33 @@ def _check_executor_flags(args, *, force: bool) -> None:
         raise ExecutorError(
             f"--workers {args.workers} is more than the {cores} cores of this machine{insist}"
         )
+
+
+def _check_out(out_dir: Path) -> None:
+    """Refuse an --out that is the current folder or holds it (``--out .``, ``--out ''``,
+    ``--out ..``): a run swaps its results folder whole, which would pull the working folder
+    from under the shell that started it."""
+    here = Path.cwd().resolve()
+    where = Path(out_dir).resolve()
+    if where == here or where in here.parents:
+        raise InputError(
+            f"--out {_shorten(str(out_dir)) or repr('')}: the results folder cannot be the "
+            "current folder or hold it (a run replaces its folder whole); name a folder "
+            "inside it, e.g. --out results/STUDY"
+        )
+
+
+def _parallel(args) -> tuple[int, bool]:
+    """(chunks run at once, whether on this machine) for a run's executor flags."""
+    if args.executor == "serial":
+        return 1, True
+    return args.workers or os.cpu_count() or 1, not (args.executor == "dask" and args.scheduler)
+
+
+def _check_size(args, spec):
+    """The run's `Estimate`, refused (`TooLarge`, one line) past the limits unless --force."""
+    workers, here = _parallel(args)
+    return check_size(spec, workers=workers, here=here, force=args.force)
 
 
 @contextlib.contextmanager

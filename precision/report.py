@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import html
 import math
+import re
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -206,6 +208,8 @@ def _study_blocks(study: StoredStudy, report: Report, *, figures: bool) -> list[
         blocks.append(Block("p", str(spec["description"])))
     if report.stale.get(study.key):
         blocks.append(Block("warning", "Stale: " + "; ".join(report.stale[study.key]) + "."))
+    if table.empty:  # no cell of its grid could be reached: nothing to summarise or draw
+        return [*blocks, Block("p", f"{source} holds no rows: nothing was measured.")]
     blocks += [
         Block("h3", "What was measured"),
         Block("p", _measured_text(study)),
@@ -471,7 +475,7 @@ def _provenance_blocks(studies: list[StoredStudy]) -> list[Block]:
     now = store.provenance_environment()
     versions["this report"] = now["versions"]
     commands = [rerun_command(s.meta, s.folder) for s in studies]
-    commands += [f"precision reproduce {s.folder}" for s in studies]
+    commands += [f"precision reproduce {shlex.quote(str(s.folder))}" for s in studies]
     return [
         Block("h2", "Provenance"),
         Block("table", pd.DataFrame(rows), "Runs"),
@@ -508,8 +512,18 @@ def _cell(value) -> str:
     return str(value)
 
 
+_MD_HTML = re.compile(r"<(?=[A-Za-z/!?])|&(?=#?\w+;)")
+"""What a Markdown renderer would take for raw HTML (a tag, a comment) or an entity."""
+
+
+def _md_text(text) -> str:
+    """Text as Markdown shows it, never as HTML: ``<script>`` from a spec's description (or a
+    folder's name) becomes ``\\<script>``, which renderers print instead of running."""
+    return _MD_HTML.sub(lambda m: "\\" + m.group(0), str(text))
+
+
 def _md_escape(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+    return _md_text(text).replace("|", "\\|").replace("\n", " ")
 
 
 def _md_table(frame: pd.DataFrame) -> list[str]:
@@ -527,26 +541,27 @@ def to_markdown(blocks: list[Block]) -> str:
     lines: list[str] = []
     for block in blocks:
         if block.kind in ("h1", "h2", "h3"):
-            lines += ["#" * int(block.kind[1]) + " " + str(block.content), ""]
+            lines += ["#" * int(block.kind[1]) + " " + _md_text(block.content), ""]
         elif block.kind == "p":
-            lines += [str(block.content), ""]
+            lines += [_md_text(block.content), ""]
         elif block.kind == "warning":
-            lines += [f"> **Warning.** {block.content}", ""]
+            lines += [f"> **Warning.** {_md_text(block.content)}", ""]
         elif block.kind == "table" or (block.kind == "details" and len(block.content) <= 16):
             if len(block.content):
-                lines += [f"*{block.caption}*", "", *_md_table(block.content), ""]
+                lines += [f"*{_md_text(block.caption)}*", "", *_md_table(block.content), ""]
         elif block.kind == "img":
-            lines += [f"![{_md_escape(block.caption)}]({block.content})", "", block.caption, ""]
+            caption = _md_escape(block.caption)
+            lines += [f"![{caption}]({block.content})", "", _md_text(block.caption), ""]
         elif block.kind == "code":
             lines += ["```sh", str(block.content), "```", ""]
         elif block.kind == "claim":
             row = block.content
             lines += [
-                f"### {row.title}",
+                f"### {_md_text(row.title)}",
                 "",
-                f"*Tutorial:* {row.statement}",
+                f"*Tutorial:* {_md_text(row.statement)}",
                 "",
-                f"**Verdict: {row.verdict}.** {row.measured}",
+                f"**Verdict: {row.verdict}.** {_md_text(row.measured)}",
                 "",
             ]
     return "\n".join(lines)

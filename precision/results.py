@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -238,4 +239,4 @@ def rerun_command(meta: dict, folder: Path) -> str:
                 quick = " --quick"
         except SpecError:
             pass
-    return f"precision run {path}{quick} --out {folder}"
+    return f"precision run {shlex.quote(str(path))}{quick} --out {shlex.quote(str(folder))}"

@@ -15,6 +15,7 @@ import json
 import os
 import platform
 import random
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -111,7 +112,9 @@ def _stage(path: Path, data: bytes) -> str:
     """Write ``data`` to a synced temporary file beside ``path``; returns the temporary name."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        # The writer's PID in the name: a later writer removes the files of dead ones only.
+        prefix = f".{path.name}.{os.getpid()}-"
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=".tmp")
     except OSError as exc:
         raise _write_error(exc, path) from exc
     try:
@@ -127,6 +130,33 @@ def _stage(path: Path, data: bytes) -> str:
             raise _write_error(exc, path) from exc
         raise
     return tmp
+
+
+_TEMPORARY = re.compile(r"\.(?P<pid>\d+)-[^.]*\.tmp$")
+
+
+def remove_dead_temporaries(folder: Path) -> None:
+    """Remove the temporary files (`_stage`'s ``.<name>.<pid>-*.tmp``) that writers killed
+    mid-write left in ``folder``: those whose process is gone, and those of older names
+    without a PID. A live writer's are left alone."""
+    with contextlib.suppress(OSError):
+        for path in Path(folder).glob(".*.tmp"):
+            found = _TEMPORARY.search(path.name)
+            if found is None or not _alive(int(found["pid"])):
+                with contextlib.suppress(OSError):
+                    path.unlink()
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):  # another user's; an absurd number
+        return pid < 2**22
+    return True
 
 
 def _write_error(exc: OSError, path: Path) -> WriteError:
@@ -431,6 +461,8 @@ def write_report(
         files[out_dir / name] = table.to_csv(index=False, float_format="%.17g").encode()
     for name, data in images.items():
         files[out_dir / name] = data
+    for folder in {path.parent for path in files}:  # left by a report killed mid-write
+        remove_dead_temporaries(folder)
     write_all_or_nothing(files)
     return list(files)
 
@@ -644,6 +676,7 @@ class Parts:
         }
         self.discarded = 0
         self.damaged = 0
+        self._made = _missing_folders(self.folder)  # deepest first: removed if left empty
         self._remove_temporaries()
         manifest = self.folder / "manifest.json"
         if manifest.is_file():
@@ -693,6 +726,16 @@ class Parts:
 
     def read(self, chunk_id: str) -> pd.DataFrame:
         return pd.read_parquet(self.folder / f"{chunk_id}.parquet")
+
+    def remove_if_empty(self) -> None:
+        """Remove the manifest (and the folders this object made) when no part is finished: a
+        run that failed before its first chunk (an unreachable Dask scheduler) leaves nothing."""
+        if not self.folder.is_dir() or any(self.folder.glob("*.parquet")):
+            return
+        for path in [self.folder / "manifest.json", *self.folder.glob("*.json")]:
+            with contextlib.suppress(OSError):
+                path.unlink(missing_ok=True)
+        _remove_empty([self.folder, *self._made])
 
     def clear(self) -> None:
         clear_parts(self.folder.parent)

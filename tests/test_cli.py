@@ -288,3 +288,39 @@ def test_problem_rows_do_not_depend_on_other_problems():
     together = run(parse_spec(base | {"problems": ["logsumexp", "softmax"]}))
     together = together[together["problem"] == "softmax"].reset_index(drop=True)
     pd.testing.assert_frame_equal(alone, together)
+
+
+# ------------------------------------------------------------------ size estimate
+
+
+def test_dry_run_prints_the_estimate_and_writes_nothing(tmp_path: Path):
+    spec = tiny_spec(tmp_path)
+    code, out, err = call(["run", str(spec), "--out", str(tmp_path / "out"), "--dry-run"])
+    assert (code, err) == (0, "")
+    line = re.fullmatch(
+        r"tiny: about 56 rows, .* of memory and \d+ s on \d workers? in 8 chunks "
+        r"\(limits: .* and 24 h\); nothing was run\n",
+        out,
+    )
+    assert line, out
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.toml"]
+
+
+def test_a_spec_too_large_for_the_machine_runs_only_with_force(tmp_path: Path):
+    """One cell of five 1,000 x 1,000 linear systems: refused in one line (naming the
+    estimate and --force) before anything is written; --force lets it past the check."""
+    big = TINY.replace('["softmax", "logsumexp"]', '["linear_system"]').replace("[10]", "[1000]")
+    big = big.replace("[0, 2]", "[0, 1]").replace("samples_per_cell = 1", "samples_per_cell = 5")
+    spec = tmp_path / "tiny.toml"
+    spec.write_text(big)
+    argv = ["run", str(spec), "--out", str(tmp_path / "out"), "--dry-run"]
+    code, out, err = call(argv[:-1])
+    assert (code, out) == (2, "")
+    assert re.fullmatch(
+        r"precision: error: tiny is too large to run here: about 50 rows, .* "
+        r"days on 1 worker \(limits: .*\); .*or use --force to insist\n",
+        err,
+    ), err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.toml"]
+    code, out, err = call([*argv, "--force"])
+    assert (code, err) == (0, "") and "about 50 rows" in out

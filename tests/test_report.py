@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import json
 import re
+import shlex
 import shutil
 from html.parser import HTMLParser
 from pathlib import Path
@@ -338,3 +339,62 @@ def test_condition_slopes_recover_the_power_of_kappa():
     slopes = condition_slopes(pd.DataFrame(rows)).set_index("variant")["slope"]
     assert slopes["qr"] == pytest.approx(1.0, abs=0.02)
     assert slopes["normal"] == pytest.approx(2.0, abs=0.02)
+
+
+# ---------------------------------------------------------------- hostile studies (issue 16)
+
+HOSTILE_FOLDER = "x; touch PWNED; #"
+UNREACHABLE = """\
+name = "tiny"
+description = "evil <script>alert(1)</script> <img src=x onerror=alert(2)> &amp; a < b"
+seed = 3
+formats = ["float16", "float64"]
+problems = ["softmax"]
+
+[grid]
+log10_cond = [-60, -59]               # no input is this well conditioned: 0 rows
+log10_magnitude = [0, 1]
+sizes = [10]
+samples_per_cell = 1
+"""
+
+
+@pytest.fixture(scope="module")
+def hostile_report(tmp_path_factory) -> tuple[Path, Path]:
+    """``precision report`` (with figures) over one study of 0 rows, a description holding
+    markup and a folder whose name is a shell command."""
+    folder = tmp_path_factory.mktemp("hostile")
+    spec = folder / "s.toml"
+    spec.write_text(UNREACHABLE)
+    study = folder / "results" / HOSTILE_FOLDER
+    code, _, err = call(["run", str(spec), "--out", str(study), "--no-progress"])
+    assert code == 0, err
+    code, _, err = call(["report", "--results", str(folder / "results")])
+    assert (code, err) == (0, "")  # was: internal error (TypeError) on 0 rows
+    return folder / "results" / "report", study
+
+
+def test_a_study_of_no_rows_is_reported(hostile_report):
+    text = (hostile_report[0] / "index.md").read_text()
+    assert "errors.parquet holds no rows: nothing was measured." in text
+
+
+def test_markdown_shows_markup_from_a_spec_as_text(hostile_report):
+    text = (hostile_report[0] / "index.md").read_text()
+    assert not re.search(r"(?<!\\)<(script|img)", text)  # every tag's < escaped
+    assert "evil \\<script>alert(1)\\</script> \\<img src=x" in text
+    markdown_it = pytest.importorskip("markdown_it")
+    rendered = markdown_it.MarkdownIt("commonmark").enable("table").render(text)
+    assert "<script" not in rendered and "<img" not in rendered
+    assert "evil &lt;script&gt;alert(1)&lt;/script&gt; &lt;img" in rendered
+    assert "&amp;amp; a &lt; b" in rendered  # shown as typed, not as an entity
+
+
+def test_rerun_commands_are_shell_quoted(hostile_report):
+    report, study = hostile_report
+    text = (report / "index.md").read_text()
+    commands = [line for line in text.splitlines() if line.startswith("precision ")]
+    assert len(commands) == 2
+    run_line, reproduce_line = (shlex.split(line) for line in commands)
+    assert run_line[-2:] == ["--out", str(study)]
+    assert reproduce_line == ["precision", "reproduce", str(study)]

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -312,3 +314,38 @@ def test_companion_tables_are_written_beside_the_rows_and_read_back_exactly(tmp_
     back = read_companions(tmp_path)["convergence"]
     assert back["rel_error"].tolist() == curves["rel_error"].tolist()  # every bit
     assert read_companions(tmp_path / "missing") == {}
+
+
+def test_a_report_removes_the_temporaries_of_dead_writers_only(tmp_path: Path):
+    """A report killed while writing leaves ``.<name>.<pid>-*.tmp`` files; the next one
+    removes those of dead processes (and of older names without a PID), not a live one's."""
+    out = tmp_path / "report"
+    (out / "claims").mkdir(parents=True)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        stale = [
+            out / f".index.html.{dead.pid}-k3j2x9.tmp",
+            out / "claims" / f".a.csv.{dead.pid}-a8b7c6.tmp",
+            out / ".index.md.k3j2x9.tmp",  # written before temporaries named their writer
+        ]
+        kept = out / f".index.html.{live.pid}-x1y2z3.tmp"
+        for path in [*stale, kept]:
+            path.write_bytes(b"half a file")
+        store.write_report(
+            out,
+            texts={"index.html": "<p>x</p>"},
+            tables={"claims/a.csv": pd.DataFrame()},
+            images={},
+        )
+    finally:
+        live.kill()
+        live.wait()
+    assert not any(path.exists() for path in stale)
+    assert kept.exists()
+    assert sorted(p.name for p in out.rglob("*") if p.is_file()) == [
+        f".index.html.{live.pid}-x1y2z3.tmp",
+        "a.csv",
+        "index.html",
+    ]
