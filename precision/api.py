@@ -9,6 +9,7 @@ stops the study at once with one line, instead of filling it with ``error`` rows
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ def run_study(
     quick: bool = False,
     executor: str = "serial",
     workers: int | None = None,
+    force: bool = False,
 ) -> pd.DataFrame:
     """Run a study and return its table (one row per input x variant x format; the columns of
     `precision.study.COLUMNS`).
@@ -47,18 +49,25 @@ def run_study(
         ``process`` and ``dask`` workers see the built-in kernels and the spec's plugins only.
     workers : int, keyword-only
         Worker processes for ``process`` and a local Dask cluster (default: all cores).
+    force : bool, keyword-only
+        Run even when the study's estimate exceeds what this machine can give it.
 
     Raises
     ------
     precision.spec.SpecError
         For a bad spec, a plugin that cannot be imported, or a user kernel that breaks the
         batch contract (`check_kernels`).
+    precision.execute.TooLarge
+        The estimated memory or time is beyond this machine's limits (`check_size`), as
+        ``precision run`` refuses it; ``force=True`` insists.
     """
     from precision import store
-    from precision.execute import execute
+    from precision.execute import check_size, execute
     from precision.study import run
 
     spec = as_spec(spec, quick=quick)
+    parallel = 1 if executor == "serial" else workers or os.cpu_count() or 1
+    check_size(spec, workers=parallel, force=force)
     check_kernels(spec)
     if executor != "serial":
         check_workers_see_kernels(spec)

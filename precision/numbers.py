@@ -861,7 +861,8 @@ def _scaled(b: flint.arb_mat) -> tuple[int, np.ndarray] | None:
     largest = float(np.max(np.abs(mids))) if np.isfinite(mids).all() else math.inf
     if 2.0**-1000 < largest < math.inf:
         shift = math.frexp(largest)[1]
-        return shift, mids / 2.0**shift
+        # ldexp, not / 2.0**shift: a shift past 1023 overflows the power of two itself.
+        return shift, np.ldexp(mids, -shift)
     shift = _scale_exponent(b)
     if shift is None:
         return None

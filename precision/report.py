@@ -417,9 +417,11 @@ def _figure_caption(stem: str, source: Path) -> str:
     drawn = f" Drawn from {source}."
     if kind == "heatmap":
         return (
-            f"{rest}: median log10(error / u) per measured condition decade (x) and magnitude "
-            "decade (y), one panel per variant and format; red numbers: percent of the cell's "
-            "inputs that failed; hatched: all failed; blank: no input." + drawn
+            f"{rest}: median log10(error / (kappa u)), the error over what conditioning "
+            "forces (kappa floored at 1), per measured condition decade (x) and magnitude "
+            "decade (y), one panel per variant and format, one colour scale for the study; "
+            "red numbers: percent of the cell's inputs that failed; hatched: all failed; "
+            "blank: no input." + drawn
         )
     if kind == "bounds":
         return (

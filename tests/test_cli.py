@@ -324,3 +324,29 @@ def test_a_spec_too_large_for_the_machine_runs_only_with_force(tmp_path: Path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.toml"]
     code, out, err = call([*argv, "--force"])
     assert (code, err) == (0, "") and "about 50 rows" in out
+
+
+def test_eval_of_a_matrix_near_the_float64_limit_is_measured_not_an_internal_error():
+    """Entries of 1e308 made the scaled midpoints' power of two overflow (2.0**1024)."""
+    code, stdout, stderr = run_captured(
+        ["eval", "linear_system", "[[1e308,1e308,1],[1e308,-1e308,2]]", "--format", "float64"]
+    )
+    assert code == 0, stderr
+    assert "float64: exact" in stdout and "internal error" not in stderr
+
+
+def test_run_study_refuses_what_the_machine_cannot_hold_as_the_cli_does():
+    from precision import run_study
+    from precision.execute import TooLarge
+
+    raw = tomllib_loads(TINY)
+    # About 56,000 rows of n = 100,000: hundreds of GiB by the estimate, refused at once.
+    raw["grid"] |= {"sizes": [100_000], "samples_per_cell": 1000}
+    with pytest.raises(TooLarge, match="too large to run here.*--force"):
+        run_study(raw)
+
+
+def tomllib_loads(text: str) -> dict:
+    import tomllib
+
+    return tomllib.loads(text)
