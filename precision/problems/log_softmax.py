@@ -60,13 +60,7 @@ def log_softmax_condition64(X: np.ndarray) -> np.ndarray:
     np.exp(g, out=g)
     s = g.sum(axis=-1, keepdims=True)
     g /= s
-    a = np.abs(X)
-    twice = a * g
-    weighted = twice.sum(axis=-1, keepdims=True)
-    np.multiply(2.0, a, out=twice)
-    twice *= g  # (2 |x_j|) g_j
-    a += weighted
-    a -= twice
+    a = logits.row_sensitivities64(X, g)
     y = X - (top + np.log(s))
     np.abs(y, out=y)
     return a.max(axis=-1) / y.max(axis=-1)

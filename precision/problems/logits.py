@@ -118,6 +118,20 @@ def weighted_abs64(x: np.ndarray) -> np.ndarray:
     return terms.sum(axis=-1)
 
 
+def row_sensitivities64(x: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """|x_j| + S - 2 |x_j| g_j with S = sum_i |x_i| g_i, along the last axis, in float64 (the
+    estimate of `row_sensitivities`; ``g`` = softmax(x)). A new array, formed in place in the
+    order of that expression."""
+    a = np.abs(x)
+    twice = a * g
+    weighted = twice.sum(axis=-1, keepdims=True)
+    np.multiply(2.0, a, out=twice)
+    twice *= g  # (2 |x_j|) g_j
+    a += weighted
+    a -= twice
+    return a
+
+
 def max_abs(x: np.ndarray) -> float | np.ndarray:
     """Magnitude of a logit vector: max_i |x_i| (exact), along the last axis (a float for one
     vector, an array for a batch)."""

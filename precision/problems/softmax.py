@@ -48,13 +48,7 @@ def softmax_condition64(X: np.ndarray) -> np.ndarray:
     """max_j g_j (|x_j| + S - 2 |x_j| g_j) / max_j g_j (module docstring), in float64, in
     place (the operations of that expression, in its order)."""
     g = logits.softmax64(X)
-    a = np.abs(X)
-    twice = a * g
-    weighted = twice.sum(axis=-1, keepdims=True)
-    np.multiply(2.0, a, out=twice)
-    twice *= g  # (2 |x_j|) g_j
-    a += weighted
-    a -= twice
+    a = logits.row_sensitivities64(X, g)
     a *= g
     return a.max(axis=-1) / g.max(axis=-1)
 
