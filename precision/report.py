@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import html
 import math
-import re
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -514,14 +513,12 @@ def _cell(value) -> str:
     return str(value)
 
 
-_MD_HTML = re.compile(r"<(?=[A-Za-z/!?])|&(?=#?\w+;)")
-"""What a Markdown renderer would take for raw HTML (a tag, a comment) or an entity."""
-
-
 def _md_text(text) -> str:
-    """Text as Markdown shows it, never as HTML: ``<script>`` from a spec's description (or a
-    folder's name) becomes ``\\<script>``, which renderers print instead of running."""
-    return _MD_HTML.sub(lambda m: "\\" + m.group(0), str(text))
+    """Text as Markdown shows it, never as HTML: every ``<`` and ``&`` is backslash-escaped
+    (CommonMark prints an escaped punctuation character as itself), so ``<script>`` from a
+    spec's description (or a folder's name) becomes ``\\<script>`` and an entity stays as
+    typed; renderers print them instead of running them."""
+    return str(text).replace("&", "\\&").replace("<", "\\<")
 
 
 def _md_escape(text: str) -> str:
