@@ -34,11 +34,7 @@ FAMILY = ["softmax", "logsumexp", "log_softmax", "cross_entropy"]
 HIGH = 1000  # bits of the mpmath evaluations
 
 
-@pytest.fixture(autouse=True)
-def _precision_unchanged():
-    assert mpmath.mp.prec == 53 and flint.ctx.prec == 53
-    yield
-    assert mpmath.mp.prec == 53 and flint.ctx.prec == 53
+pytestmark = pytest.mark.usefixtures("global_precision_unchanged")
 
 
 def _exact(v) -> Fraction:

@@ -51,11 +51,7 @@ SYSTEMS = {"mpmath": MPMATH, "arb": ARB}
 HIGH = 400  # bits of the independent evaluations
 
 
-@pytest.fixture(autouse=True)
-def _precision_unchanged():
-    assert mpmath.mp.prec == 53 and flint.ctx.prec == 53
-    yield
-    assert mpmath.mp.prec == 53 and flint.ctx.prec == 53
+pytestmark = pytest.mark.usefixtures("global_precision_unchanged")
 
 
 def _fraction(v) -> Fraction:
