@@ -130,10 +130,10 @@ bench: $(STAMP)  ## benchmarks into results/bench/ (about 20 min; BENCH_QUICK=1:
 	$(BIN)/python -m benchmarks $(if $(filter-out 0,$(BENCH_QUICK)),--quick) --out results/bench
 
 docs-image: $(STAMP)  ## regenerate docs/heatmap_logsumexp.png (the README picture) from a quick run
-	$(BIN)/python -m precision.docs_image docs/heatmap_logsumexp.png
+	$(BIN)/python -m tools.docs_image docs/heatmap_logsumexp.png
 
 docs-errors: $(STAMP)  ## regenerate the README's "Common errors" from the messages the CLI prints
-	$(BIN)/python -m precision.docs_errors README.md
+	$(BIN)/python -m tools.docs_errors README.md
 
 clean:  ## remove generated results (keeps results/README.md)
 	find results -mindepth 1 -maxdepth 1 ! -name README.md -exec rm -rf {} +

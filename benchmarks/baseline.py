@@ -4,7 +4,7 @@ The baseline makes the study's rows the way a first implementation would: for ev
 (input x variant x format) it evaluates the problem's mpmath reference once at a fixed 256 bits
 on the input as that format received it, rounds it to the format, and measures the variant
 against it. Nothing is shared between variants or formats, nothing is cached, nothing is
-certified. Inputs, row fields and error measures are the study's own (`precision.study`'s
+certified. Inputs, row fields and error measures are the study's own (`precision.run.study`'s
 `_chunk_inputs`, `_inputs_per_format`, `_base_row` and `measure_variant`), so the two sides
 differ only in how the ground truth is made.
 """
@@ -16,13 +16,14 @@ import time
 import numpy as np
 import pandas as pd
 
-from precision import measure, study
-from precision.exact import AGREEMENT
-from precision.formats import get_format
-from precision.metrics import Exact
-from precision.numbers import MPMATH
+from precision.core.formats import get_format
+from precision.core.metrics import Exact
+from precision.core.numbers import MPMATH
+from precision.core.schema import typed_table
 from precision.problems import PROBLEMS
-from precision.spec import StudySpec
+from precision.run import measure, study
+from precision.run.spec import StudySpec
+from precision.truth.exact import AGREEMENT
 
 BASELINE_PREC = 256
 """The baseline's one working precision (bits)."""
@@ -35,7 +36,7 @@ REL_TOLERANCE = 1e-9
 
 
 ACCURACY = AGREEMENT
-"""The certified truths' relative accuracy (2**-80, `precision.exact.AGREEMENT`): rel_error
+"""The certified truths' relative accuracy (2**-80, `precision.truth.exact.AGREEMENT`): rel_error
 values differing by less are the same error, whatever REL_TOLERANCE says."""
 
 
@@ -86,7 +87,7 @@ def baseline_chunk(spec: StudySpec, chunk: study.Chunk) -> study.ChunkResult:
                 gt_seconds += time.perf_counter() - t0
                 row = base | {"cond": cond, "gt_prec": BASELINE_PREC, "certified": False}
                 rows.append(row | measure.measure_variant(problem, variant, x_fmt, fmt, exact)[1])
-    table = study._typed(pd.DataFrame(rows, columns=list(study.COLUMNS)))
+    table = typed_table(pd.DataFrame(rows, columns=list(study.COLUMNS)))
     return study.ChunkResult(table, chunk.inputs(spec), time.perf_counter() - start, gt_seconds)
 
 

@@ -40,15 +40,16 @@ from benchmarks.baseline import (
 )
 from benchmarks.child import EXP_CELLS, ROWS_PER_INPUT
 from benchmarks.versus_script import RATIO_GOAL, SHARE_GOAL, measure_sizes
-from precision import store, study
-from precision.exact import ground_truths
-from precision.execute import execute
-from precision.formats import cast, get_format
-from precision.numbers import ARB
+from precision import store
+from precision.core.formats import cast, get_format
+from precision.core.numbers import ARB
 from precision.problems import PROBLEMS
-from precision.sampling import cell_rng, sample_in_cell
-from precision.spec import StudySpec, load_spec
-from precision.study import Chunk, chunks, concat_tables, run_chunk
+from precision.run import study
+from precision.run.execute import execute
+from precision.run.sampling import cell_rng, sample_in_cell
+from precision.run.spec import StudySpec, load_spec
+from precision.run.study import Chunk, chunks, concat_tables, run_chunk
+from precision.truth.exact import ground_truths
 
 ROOT = Path(__file__).resolve().parents[1]
 STUDY = ROOT / "studies" / "softmax.toml"
@@ -265,7 +266,7 @@ def study_vs_baseline(res: Results, spec: StudySpec, *, every: int = 1) -> dict:
         "",
         f"Baseline: for every row (input x variant x format) the mpmath reference at a fixed "
         f"{BASELINE_PREC} bits, rounded to the format; nothing shared or cached. Both sides "
-        "draw the same inputs and measure with the same code (`precision.study`); chunks run "
+        "draw the same inputs and measure with the same code (`precision.run.study`); chunks run "
         "in turn on each side (cold, warm, baseline), so the ratio is side by side.",
         "",
         _md_table(
@@ -364,7 +365,7 @@ PHASES = study.PHASES
 
 def anatomy(spec: StudySpec, plan: list[Chunk]) -> dict[str, float]:
     """Seconds per step of `run_chunk` (no cache) over ``plan``, as the runner books them
-    itself (`precision.study.Clock`): drawing and rounding the inputs, ground truth, the
+    itself (`precision.run.study.Clock`): drawing and rounding the inputs, ground truth, the
     per-input row fields (magnitude and extras per format), the kernels (one call per chunk,
     format and batched variant), the error measures, outcomes and bounds over the batch, and
     the typed table."""
@@ -491,7 +492,7 @@ def gt_throughput(
                 "does not count (wall-clock rates are in the CSV). Inputs are drawn by the "
                 "study's generator over the default grid, in every format; the engines take "
                 "turns on the same inputs. *arb* and *mpmath* are the certified engines "
-                "(`precision.exact.ground_truths`); *mpmath 256* is one plain evaluation at "
+                "(`precision.truth.exact.ground_truths`); *mpmath 256* is one plain evaluation at "
                 "256 bits rounded to the format (uncertified, the baseline's); *arb eval 113* "
                 "is the Arb evaluation alone at 113 bits (no certification, no rounding).",
                 "",
@@ -562,7 +563,7 @@ def scaling(
     memory_seconds: float = 300.0,
     limit_seconds: float = 600.0,
 ) -> pd.DataFrame:
-    """Part 3: rows per second of `precision.study.run` (serial, no cache) on the exp study of
+    """Part 3: rows per second of `precision.run.study.run` (serial, no cache) on the exp study of
     `benchmarks.child.exp_spec` at each size in ``inputs``, and the peak memory of an
     `execute(..., executor="serial")` run of about ``memory_rows`` rows, each in its own
     subprocess (ru_maxrss). The memory run is shrunk to what fits in ``memory_seconds`` when
@@ -626,7 +627,7 @@ def scaling(
                 "",
                 "An exp-only study (4 x 4 decade grid, 4 reachable diagonal cells, every format, "
                 "one row per input and format), each size in a fresh subprocess: "
-                "`precision.study.run` (serial, no cache) at growing sizes, then "
+                "`precision.run.study.run` (serial, no cache) at growing sizes, then "
                 '`execute(..., executor="serial")` streaming chunks to a temporary folder for '
                 "the peak-memory run. Memory is the subprocess's ru_maxrss; per row: above the "
                 "memory after imports." + scale,
@@ -784,7 +785,7 @@ def study_vs_script(res: Results, *, sizes=((10, 1), (100, 1), (1000, 1)), grid=
         share_ok = "met" if r.outside_share <= SHARE_GOAL else "not met"
         add("inputs", r.inputs, "inputs", f"{r.samples_per_cell} per reachable cell")
         add("rows", r.study_rows, "rows", f"script: {r.script_rows}")
-        add("study, cold serial", r.study_seconds, "s", "precision.study.run, cache=None")
+        add("study, cold serial", r.study_seconds, "s", "precision.run.study.run, cache=None")
         add("study: ground truth", r.ground_truth_seconds, "s", "the runner's own timing")
         add("script", r.script_seconds, "s", "benchmarks/script.py, mpmath 256 bits per row")
         add("study rows per second", r.study_rows_per_s, "1/s")
@@ -818,8 +819,8 @@ def study_vs_script(res: Results, *, sizes=((10, 1), (100, 1), (1000, 1)), grid=
                 "",
                 "Softmax, log-sum-exp, log_softmax and cross-entropy (naive and shifted forms), "
                 "four formats, one size n at a time: a cold serial study "
-                "(`precision.study.run`, cache=None) and `benchmarks/script.py` (for every row: "
-                "round the input, run the kernel, mpmath reference at 256 bits, normwise "
+                "(`precision.run.study.run`, cache=None) and `benchmarks/script.py` (for every "
+                "row: round the input, run the kernel, mpmath reference at 256 bits, normwise "
                 "relative error; nothing shared or cached) on the same inputs, one after the "
                 "other in this process. Ratio: the study's rows per second over the script's. "
                 "Outside ground truth: the share of the runner's own time not spent on ground "
@@ -835,7 +836,7 @@ def study_vs_script(res: Results, *, sizes=((10, 1), (100, 1), (1000, 1)), grid=
                 ),
                 "",
                 "Where a cold study's time goes (shares of the runner's time, as it books them: "
-                "`precision.study.PHASES`):",
+                "`precision.run.study.PHASES`):",
                 "",
                 _md_table(["n", *study.PHASES], spent),
             ]

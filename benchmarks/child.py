@@ -1,7 +1,7 @@
 """One scaling measurement in a fresh process, so that its peak memory is its own.
 
 ``python -m benchmarks.child '{"mode": "run", "samples": 250}'`` runs the exp study of
-`exp_spec` (``run``: `precision.study.run`, serial, no cache; ``execute``: `execute` with the
+`exp_spec` (``run``: `precision.run.study.run`, serial, no cache; ``execute``: `execute` with the
 serial executor, streaming chunks to a temporary folder) and prints one JSON line: rows, inputs,
 seconds (wall and CPU), rows per second, and ru_maxrss after the imports and at the end (MiB).
 """
@@ -15,9 +15,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from precision.execute import execute
-from precision.spec import StudySpec, parse_spec
-from precision.study import run
+from precision.run.execute import execute
+from precision.run.spec import StudySpec, parse_spec
+from precision.run.study import run
 
 FORMATS = ["float16", "bfloat16", "float32", "float64"]
 

@@ -5,7 +5,7 @@ numpy, a plain mpmath reference at 256 bits, and the normwise relative error, ro
 (input x variant x format), nothing shared between rows, nothing cached, nothing certified.
 Two things come from the package, only so that the script and the study measure the same rows:
 the inputs (the study's generator, `sample_cell` seeded by `cell_rng`, as the study draws
-them) and the rounding of each input to its format (`precision.formats.cast`: one correct
+them) and the rounding of each input to its format (`precision.core.formats.cast`: one correct
 rounding; a user's ``x.astype(bfloat16)`` is the same with ml_dtypes 0.7, but rounds twice
 with 0.6). The kernels are the package's naive and shifted forms, written out again here.
 """
@@ -15,9 +15,9 @@ from __future__ import annotations
 import mpmath
 import numpy as np
 
-from precision.formats import cast
+from precision.core.formats import cast
 from precision.problems import PROBLEMS
-from precision.sampling import cell_rng, sample_cell
+from precision.run.sampling import cell_rng, sample_cell
 
 # ---- the script, as a user writes it ----------------------------------------------------
 

@@ -2,7 +2,7 @@
 
 Issue 13's comparison: on the softmax family (softmax, log-sum-exp, log_softmax,
 cross-entropy) in four formats, at one vector size n at a time, a cold serial study
-(`precision.study.run`, cache=None) and the script take the same inputs (the study's
+(`precision.run.study.run`, cache=None) and the script take the same inputs (the study's
 generator, the same seed, cells and samples) and make the same rows (input x variant x format);
 both are timed in this process, one after the other. `measure` also checks that the two made
 the same rows with the same normwise relative errors, so the rates compare like with like.
@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 
 from benchmarks.script import KERNELS, run_script
-from precision import study
-from precision.spec import StudySpec, parse_spec
+from precision.run import study
+from precision.run.spec import StudySpec, parse_spec
 
 PROBLEM_NAMES = ("softmax", "logsumexp", "log_softmax", "cross_entropy")
 FORMATS = ("float16", "bfloat16", "float32", "float64")
@@ -32,7 +32,7 @@ REL_TOLERANCE = 1e-9
 """Largest relative difference of two rel_error values counted as the same error."""
 ACCURACY = 2.0**-80
 """Errors closer than this are the same (the study's certified truths are accurate to 2**-80
-relative, `precision.exact.AGREEMENT`; a result equal to the rounded truth reads 0 there)."""
+relative, `precision.truth.exact.AGREEMENT`; a result equal to the rounded truth reads 0 there)."""
 
 
 def spec_for(n: int, samples: int, grid: dict = GRID) -> StudySpec:

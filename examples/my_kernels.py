@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 import precision as pr
-from precision.numbers import MPMATH
+from precision.core.numbers import MPMATH
 
 LOG2_E = 1.4426950408889634  # log2(e), rounded to float64; rounded again to the format
 

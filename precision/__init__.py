@@ -6,24 +6,32 @@ compared with certified ground truth. The public face:
 - `evaluate` (one input, every variant and format, as a DataFrame) and `run_study` (a spec's
   whole table);
 - `kernel` (register a batch kernel of your own as a variant of a problem) and
-  `register_problem` (a new `Problem`, its reference written over `precision.numbers`);
-- `precision.metrics` (error measures on numpy arrays) and `precision.formats`.
+  `register_problem` (a new `Problem`, its reference written over `precision.core.numbers`);
+- `metrics` (error measures on numpy arrays, batched along a first axis) and `formats` (the
+  format registry and exact rounding).
+
+The package is laid out by pipeline stage, each importing only the floors below it: `core`
+(formats, number systems, metrics, emulated arithmetic, the table schema), `store` (the only
+writer of files), `problems`, `truth` (certified ground truth), `run` (specs, chunks,
+executors) and `report` (summaries, figures, claims, the report); the `precision` command
+(`precision.cli`) sits on top.
 """
 
 __version__ = "0.1.0"
 
 # The functions, not their modules: ``precision.evaluate("softmax", [1000, 1000, 1000])``.
-from precision import metrics  # noqa: E402
-from precision.api import run_study  # noqa: E402
-from precision.evaluate import evaluate  # noqa: E402
+from precision.core import formats, metrics  # noqa: E402
 from precision.problems.base import Problem, Variant  # noqa: E402
 from precision.problems.registry import kernel, register_problem  # noqa: E402
+from precision.run.api import run_study  # noqa: E402
+from precision.run.evaluate import evaluate  # noqa: E402
 
 __all__ = [
     "Problem",
     "Variant",
     "__version__",
     "evaluate",
+    "formats",
     "kernel",
     "metrics",
     "register_problem",

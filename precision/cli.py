@@ -24,14 +24,14 @@ import traceback
 from pathlib import Path
 
 from precision import __version__
-from precision.execute import EXECUTORS, ExecutorError, Interrupted, check_size, limits
-from precision.formats import FORMATS
+from precision.core.formats import FORMATS
+from precision.core.schema import format_parameter
+from precision.core.values import InputError
 from precision.problems import PROBLEMS
-from precision.results import ResultsError
-from precision.schema import format_parameter
-from precision.spec import SpecError, load_spec
+from precision.run.execute import EXECUTORS, ExecutorError, Interrupted, check_size, limits
+from precision.run.spec import SpecError, load_spec
 from precision.store import OutputConflict, WriteError
-from precision.values import InputError
+from precision.store.results import ResultsError
 
 EXIT_BAD_INPUT = 2
 EXIT_DIFFERS = 3  # precision reproduce: the rerun's table differs from the stored one
@@ -285,7 +285,7 @@ def _add_cache_parser(commands) -> None:
 
 
 def _cache_verify(args) -> int:
-    from precision.verify import CacheUnreadable, verify_cache
+    from precision.truth.verify import CacheUnreadable, verify_cache
 
     try:
         result = verify_cache(_cache_file(args, Path()), sample=args.sample, seed=args.seed)
@@ -436,10 +436,11 @@ def _run_locked(args, spec, out_dir: Path) -> int:
     """`_run` once the output folder is locked and checked: execute, write, report."""
     from tqdm import tqdm
 
-    from precision import plots, store, summary
-    from precision.api import check_kernels
-    from precision.execute import execute
-    from precision.study import chunks, companion_tables
+    from precision import store
+    from precision.report import plots, summary
+    from precision.run.api import check_kernels
+    from precision.run.execute import execute
+    from precision.run.study import chunks, companion_tables
 
     check_kernels(spec)  # a user kernel that breaks the batch contract: one line, before work
     total = sum(chunk.inputs(spec) for chunk in chunks(spec))
@@ -602,8 +603,8 @@ def _raised_text(raised) -> str:
 
 def _report(args) -> int:
     from precision import store
-    from precision.claims.micro import measure
-    from precision.report import REPORT_FOLDER, build_report
+    from precision.report.claims.micro import measure
+    from precision.report.document import REPORT_FOLDER, build_report
 
     out_dir = args.out or Path(args.results) / REPORT_FOLDER
     # The claims no study holds are measured here, in one place, and handed in: the report
@@ -626,8 +627,8 @@ def _report(args) -> int:
 
 
 def _reproduce(args) -> int:
-    from precision.reproduce import reproduce
-    from precision.results import read_meta
+    from precision.run.reproduce import reproduce
+    from precision.store.results import read_meta
 
     _check_executor_flags(argparse.Namespace(scheduler=None, **vars(args)), force=False)
     for folder in args.folders:  # check them all before the first (long) rerun
@@ -647,8 +648,8 @@ def _reproduce(args) -> int:
 
 
 def _eval(args) -> int:
-    from precision.evaluate import evaluate, get_problem, render_json, render_text
-    from precision.values import parse_values
+    from precision.core.values import parse_values
+    from precision.run.evaluate import evaluate, get_problem, render_json, render_text
 
     problem = get_problem(args.problem)
     x = _eval_input(problem, parse_values(" ".join(args.values)), args.target)
@@ -659,8 +660,8 @@ def _eval(args) -> int:
 
 def _eval_input(problem, x, target: str | None):
     """The input of a (logits, target) problem from logits and ``--target K``; else ``x``."""
-    from precision.evaluate import input_pattern
-    from precision.values import logits_with_target
+    from precision.core.values import logits_with_target
+    from precision.run.evaluate import input_pattern
 
     takes_target = input_pattern(problem) == ("2", "n")
     if target is not None and not takes_target:

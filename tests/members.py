@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from precision.core.schema import variant_label
 from precision.problems.base import Variant
-from precision.schema import variant_label
 
 
 def members(variants: Mapping[str, Variant]) -> dict[str, Variant]:

@@ -27,7 +27,7 @@ def check_batch_contract(variant, X: np.ndarray, fmt: str) -> None:
     """The batch contract of a variant whose result per input is one value: ``kernel(X)`` is
     ``(B, 1)`` in X's dtype, row i is the kernel on ``X[i:i+1]`` and on ``X[i]`` alone (NaNs
     alike, `nan_blind`), and ``bound(X)`` is the ``(B,)`` array of each row's float bound."""
-    from precision.formats import get_format
+    from precision.core.formats import get_format
 
     f = get_format(fmt)
     Y = variant.kernel(X)

@@ -15,8 +15,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from precision.spec import load_spec, parse_spec
-from precision.study import chunks, run_chunk
+from precision.run.spec import load_spec, parse_spec
+from precision.run.study import chunks, run_chunk
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # benchmarks/ is beside the package, not in it

@@ -19,10 +19,10 @@ from tiny_specs import TINY
 
 from precision import store
 from precision.cli import main, run_captured
-from precision.formats import FORMATS
+from precision.core.formats import FORMATS
 from precision.problems import PROBLEMS
-from precision.spec import parse_spec
-from precision.study import run
+from precision.run.spec import parse_spec
+from precision.run.study import run
 
 ROOT = Path(__file__).resolve().parents[1]
 STUDIES = ROOT / "studies"
@@ -337,7 +337,7 @@ def test_eval_of_a_matrix_near_the_float64_limit_is_measured_not_an_internal_err
 
 def test_run_study_refuses_what_the_machine_cannot_hold_as_the_cli_does():
     from precision import run_study
-    from precision.execute import TooLarge
+    from precision.run.execute import TooLarge
 
     raw = tomllib_loads(TINY)
     # About 56,000 rows of n = 100,000: hundreds of GiB by the estimate, refused at once.

@@ -26,11 +26,12 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from precision import docs_errors, store
+from precision import store
 from precision.cli import run_captured
-from precision.formats import STUDY_FORMATS
+from precision.core.formats import STUDY_FORMATS
 from precision.problems import DEFAULT_VARIANTS, PROBLEMS
-from precision.spec import SpecError, StudySpec, load_spec, parse_spec
+from precision.run.spec import SpecError, StudySpec, load_spec, parse_spec
+from tools import docs_errors
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -499,9 +500,9 @@ def test_debug_shows_the_traceback(tmp_path: Path, monkeypatch, argv):
 
 
 def test_internal_error_is_one_line_and_exit_1(monkeypatch):
-    import precision.evaluate  # noqa: F401  (the module, for monkeypatching)
+    import precision.run.evaluate  # noqa: F401  (the module, for monkeypatching)
 
-    module = sys.modules["precision.evaluate"]
+    module = sys.modules["precision.run.evaluate"]
 
     def broken(*args, **kwargs):
         raise RuntimeError("boom\nsecond line")
@@ -519,7 +520,7 @@ def test_internal_error_is_one_line_and_exit_1(monkeypatch):
 
 
 def test_interrupt_exits_130(monkeypatch):
-    module = sys.modules["precision.evaluate"]
+    module = sys.modules["precision.run.evaluate"]
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
@@ -531,7 +532,7 @@ def test_interrupt_exits_130(monkeypatch):
 
 def test_a_closed_pipe_is_not_an_error(monkeypatch):
     """``precision eval ... | head -1``: the reader went away; no message, SIGPIPE's status."""
-    module = sys.modules["precision.evaluate"]
+    module = sys.modules["precision.run.evaluate"]
 
     def reader_gone(*args, **kwargs):
         raise BrokenPipeError(errno.EPIPE, "Broken pipe")
@@ -586,7 +587,7 @@ def test_full_disk_leaves_earlier_results_intact(earlier_results, monkeypatch):
     """ENOSPC while the rerun writes its summary: nothing is replaced, no temporary file."""
     spec, out, before = earlier_results
     staging: list[str] = []
-    real_mkstemp, real_fsync = store.tempfile.mkstemp, os.fsync
+    real_mkstemp, real_fsync = store.files.tempfile.mkstemp, os.fsync
 
     def mkstemp(*args, **kwargs):
         staging.append(kwargs.get("prefix", ""))
@@ -597,7 +598,7 @@ def test_full_disk_leaves_earlier_results_intact(earlier_results, monkeypatch):
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         real_fsync(fd)
 
-    monkeypatch.setattr(store.tempfile, "mkstemp", mkstemp)
+    monkeypatch.setattr(store.files.tempfile, "mkstemp", mkstemp)
     monkeypatch.setattr(os, "fsync", fsync)
     code, out_text, err = call(["run", str(spec), "--out", str(out), *QUIET])
     monkeypatch.undo()
@@ -820,7 +821,7 @@ def test_random_values_give_a_result_or_a_clear_error(problem, text, fmt, target
 def _shaped(problem, values: np.ndarray) -> np.ndarray:
     """The values as an input of ``problem``: its first values in its shape (logits get a
     one-hot target row); unchanged when there are too few."""
-    from precision.evaluate import input_pattern
+    from precision.run.evaluate import input_pattern
 
     if input_pattern(problem) == ("2", "n"):
         return np.stack([values, np.eye(values.size)[0]])
@@ -837,8 +838,8 @@ def _shaped(problem, values: np.ndarray) -> np.ndarray:
 def test_random_floats_through_evaluate(problem, values):
     """Any float64 values (any magnitude, NaN, inf) in the problem's shape give rows; too few
     values an InputError; nothing else may come out."""
-    from precision.evaluate import evaluate
-    from precision.values import InputError
+    from precision.core.values import InputError
+    from precision.run.evaluate import evaluate
 
     x = _shaped(PROBLEMS[problem], np.array(values))
     fits = x.shape == tuple(PROBLEMS[problem].input_shape(x.shape[-1]))

@@ -28,8 +28,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from precision import execute, store
+from precision import store
 from precision.cli import run_captured
+from precision.run import execute
 
 SPEC = """\
 name = "tiny"

@@ -14,7 +14,7 @@ from precision.problems import (
     variance,
     weight_update,
 )
-from precision.problems.base import Problem, Variant
+from precision.problems.base import MeasureOne, Problem, Variant
 from precision.problems.batchnorm import BATCHNORM, BATCHNORM_FINFO_EPS
 from precision.problems.cancellation import CANCELLATION
 from precision.problems.constrained import CONSTRAINED_LS
@@ -87,19 +87,29 @@ def unavailable_variant(problem: str, variant: str) -> str | None:
     return frameworks.unavailable_variant(problem, variant)
 
 
+def _unmeasured(examples):
+    """Worked examples that the problem's own code computes alone (no ground truth needed)."""
+
+    def worked_examples(measure: MeasureOne) -> list:
+        return examples()
+
+    return worked_examples
+
+
 WORKED_EXAMPLES = {
-    "summation": summation.worked_examples,
-    "cancellation": cancellation.worked_examples,
-    "variance": variance.worked_examples,
-    "batchnorm": batchnorm.worked_examples,
-    "weight_update": weight_update.worked_examples,
+    "summation": _unmeasured(summation.worked_examples),
+    "cancellation": _unmeasured(cancellation.worked_examples),
+    "variance": _unmeasured(variance.worked_examples),
+    "batchnorm": _unmeasured(batchnorm.worked_examples),
+    "weight_update": _unmeasured(weight_update.worked_examples),
     "least_squares": least_squares.worked_examples,
-    "constrained_ls": constrained.worked_examples,
-    "fd_exp": derivatives.worked_examples,
+    "constrained_ls": _unmeasured(constrained.worked_examples),
+    "fd_exp": _unmeasured(derivatives.worked_examples),
 }
-"""Problem name -> ``worked_examples() -> [(title, explanation, DataFrame)]``: examples computed
-during the run of a study that includes the problem (`precision.study.worked_example_tables`) and
-stored with it, which its summary.md and the report then read."""
+"""Problem name -> ``worked_examples(measure) -> [(title, explanation, DataFrame)]``: examples
+computed during the run of a study that includes the problem
+(`precision.run.study.worked_example_tables`, which passes its `MeasureOne`) and stored with it,
+which its summary.md and the report then read."""
 
 __all__ = [
     "DEFAULT_VARIANTS",

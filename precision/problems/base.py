@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from precision.formats import Format
+from precision.core.formats import Format
 
 
 def same_as_format(fmt: Format) -> str:
@@ -89,7 +89,7 @@ class Variant:
         installed version goes into the row).
     compute_mode : str
         ``"native"``: the operations run as numpy/ml_dtypes (or the library) execute them;
-        ``"emulated"``: every operation is rounded to the format (`precision.emulate`);
+        ``"emulated"``: every operation is rounded to the format (`precision.core.emulate`);
         ``"stochastic"``: emulated with stochastic rounding.
     device : str
         Where the library computed (``"cpu"``, ``"cuda"``).
@@ -102,7 +102,7 @@ class Variant:
     params : mapping of str to float
         The parameter values a variant bound from a family runs with (``{"h": 2**-12}``,
         ``{"lr": 0.1}``, ``{"seed": 3}``; `with_params`). Each is a numeric column of the
-        table (`precision.schema.PARAMETERS`) and ``name`` stays the family's name: a
+        table (`precision.core.schema.PARAMETERS`) and ``name`` stays the family's name: a
         parameter is never a suffix in a name.
     batched : bool
         Whether ``kernel`` (and ``bound``) take a batch; see ``kernel``.
@@ -227,8 +227,8 @@ class Problem:
     reference : callable
         ``reference(x, ctx=MPMATH) -> (y, cond)``: the exact output (object array of ``ctx``
         numbers) and the relative condition number (one ``ctx`` number) for the input ``x`` as
-        the algorithm receives it (a float array; `precision.numbers.MPMATH` also takes an
-        object array of mpf). Written once against the `precision.numbers.NumberSystem`
+        the algorithm receives it (a float array; `precision.core.numbers.MPMATH` also takes an
+        object array of mpf). Written once against the `precision.core.numbers.NumberSystem`
         interface and evaluated at the caller's working precision (``ctx.workprec``), so the
         same formula runs in mpmath and in Arb balls; decisions (the argmax) are taken from
         the input floats, never by comparing balls. Output and condition number are computed
@@ -306,3 +306,10 @@ def kernel_error(function: str, fmt: Format) -> float:
     if fmt.name == "float64":
         return 2.0 * fmt.u
     return fmt.u + float32_error
+
+
+MeasureOne = Callable[[Problem, str, np.ndarray, str], dict]
+"""How a worked example measures one variant on one input in one format, as a study does:
+``measure(problem, variant, x, format_name) -> {"rel_error", "outcome", "cond", "certified"}``
+with ``x`` already in the format's dtype. The runner passes its own
+(`precision.run.study.measure_one`): ground truth and measurement sit above the problems."""

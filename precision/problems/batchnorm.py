@@ -27,8 +27,8 @@ from fractions import Fraction
 import numpy as np
 import pandas as pd
 
-from precision.formats import STUDY_FORMATS, Format, cast, get_format
-from precision.numbers import MPMATH, Number, NumberSystem
+from precision.core.formats import STUDY_FORMATS, Format, cast, get_format
+from precision.core.numbers import MPMATH, Number, NumberSystem
 from precision.problems.base import Problem, Variant
 from precision.problems.summation import dyadic
 from precision.problems.variance import (

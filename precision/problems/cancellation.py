@@ -26,8 +26,8 @@ from fractions import Fraction
 import numpy as np
 import pandas as pd
 
-from precision.formats import STUDY_FORMATS, Format, get_format, round_to_format
-from precision.numbers import MPMATH, Number, NumberSystem
+from precision.core.formats import STUDY_FORMATS, Format, get_format, round_to_format
+from precision.core.numbers import MPMATH, Number, NumberSystem
 from precision.problems.base import Problem, Variant
 from precision.problems.summation import dyadic, exact_decimal, float_abs_sum, float_sum
 

@@ -32,7 +32,7 @@ from fractions import Fraction
 import numpy as np
 import pandas as pd
 
-from precision.formats import STUDY_FORMATS, cast
+from precision.core.formats import STUDY_FORMATS, cast
 from precision.problems.base import Unsupported
 from precision.problems.least_squares import RIDGE, propose_ridge
 from precision.problems.quadratic import exact_solve, to_fractions

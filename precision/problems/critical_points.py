@@ -31,8 +31,8 @@ from fractions import Fraction
 
 import numpy as np
 
-from precision.formats import get_format
-from precision.numbers import MPMATH, NumberSystem
+from precision.core.formats import get_format
+from precision.core.numbers import MPMATH, NumberSystem
 from precision.problems.base import Computed, Problem, Unsupported, Variant, square_matrix
 from precision.problems.quadratic import to_fractions
 

@@ -13,8 +13,8 @@ import math
 
 import numpy as np
 
-from precision.formats import Format
-from precision.numbers import MPMATH, Number, NumberSystem
+from precision.core.formats import Format
+from precision.core.numbers import MPMATH, Number, NumberSystem
 from precision.problems import logits
 from precision.problems.base import Problem, Variant, kernel_error, numpy_sum_accumulator
 from precision.problems.log_softmax import log_softmax_shifted

@@ -25,7 +25,7 @@ Three scalar functions (inputs of shape (1,)): ``fd_exp``; ``fd_softplus``,
 softplus(x) = log(1 + e^x) with f' = sigmoid; and ``fd_network``, the loss of a one-unit
 network L(w) = mean_i softplus(-t_i a tanh(w z_i)) on four fixed data points, as a function
 of its weight w. Their exact derivatives are the analytic ones evaluated in the reference
-`precision.numbers.NumberSystem`. Condition number: that of the derivative map,
+`precision.core.numbers.NumberSystem`. Condition number: that of the derivative map,
 |x f''(x) / f'(x)| (relative change of f' per relative change of x); magnitude |x|.
 """
 
@@ -39,7 +39,7 @@ import mpmath
 import numpy as np
 import pandas as pd
 
-from precision.numbers import MPMATH, Number, NumberSystem
+from precision.core.numbers import MPMATH, Number, NumberSystem
 from precision.problems.base import Problem, Variant
 
 STEP_EXPONENTS = tuple(range(1, 41))
@@ -287,7 +287,7 @@ def v_curve_example(*, points: int = 16) -> pd.DataFrame:
     """The V of d/dx exp(x) at ``points`` fixed x in [0.1, 1] per format and method: median
     relative error against the exact exp(x) (mpmath, 60 digits) at each step, fitted by
     `fit_v_curve`, next to the textbook optimum."""
-    from precision.formats import STUDY_FORMATS, cast, get_format
+    from precision.core.formats import STUDY_FORMATS, cast, get_format
 
     x64 = np.geomspace(0.1, 1.0, points)
     rows = []

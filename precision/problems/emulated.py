@@ -3,7 +3,7 @@
 Three ways of computing that the textbook variants (which run as numpy runs them) do not show:
 
 - ``*_emulated`` (``compute_mode = "emulated"``): every operation rounded to the format,
-  reductions included, with `precision.emulate.Emulator`: pure float16 accumulation, where
+  reductions included, with `precision.core.emulate.Emulator`: pure float16 accumulation, where
   numpy's ``np.sum`` would accumulate float16 in float32.
 - ``*_sr_s<k>`` (``compute_mode = "stochastic"``): the same with stochastic rounding, seed k
   (`SR_SEEDS` seeds per input: the spread over seeds is the rounding's own variability,
@@ -26,8 +26,8 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from precision.emulate import Emulator, row_draws
-from precision.formats import FORMATS, Format, cast, get_format
+from precision.core.emulate import Emulator, row_draws
+from precision.core.formats import FORMATS, Format, cast, get_format
 from precision.problems import cross_entropy, log_softmax, logsumexp, softmax, summation
 from precision.problems.base import Variant
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from precision.formats import Format
-from precision.numbers import MPMATH, Number, NumberSystem
+from precision.core.formats import Format
+from precision.core.numbers import MPMATH, Number, NumberSystem
 from precision.problems.base import Problem, Variant, kernel_error
 
 
@@ -62,7 +62,7 @@ def _same_decades(n: int, cond_decade: int, mag_decade: int) -> bool:
     return cond_decade == mag_decade
 
 
-# Lets the sampler skip the cells off the diagonal (see `precision.sampling.reachable`).
+# Lets the sampler skip the cells off the diagonal (see `precision.run.sampling.reachable`).
 estimate_scalars.reachable = _same_decades
 
 

@@ -13,7 +13,7 @@ the library really computed in).
   axis (``dim=-1``, ``axis=-1``), as a training step calls it. torch's rows come out as they
   do alone, bit for bit; JAX's and TensorFlow's float32 and float64 rows can differ from
   their one-row calls in the last bits, because the library reduces a batch in another order
-  (measured: tests/test_frameworks.py, ``BATCH_DEPENDENT``), and the rows measure the batch as
+  (measured: tests/problems/test_frameworks.py, ``BATCH_DEPENDENT``), and the rows measure the batch as
   the library computed it. torch's cross-entropy is taken per row (``reduction="none"``): a
   loss that is exactly 0 comes out as -0 (the mean over one row gave +0). The other problems'
   kernels (linear algebra) take one input at a time.
@@ -35,7 +35,7 @@ the library really computed in).
   CPU kernels accumulate float16/bfloat16 in float32 (``at::opmath_type``); JAX's reductions
   upcast float16/bfloat16 to float32 (``jax.numpy`` reductions' ``upcast_f16_for_computation``)
   but not float8; TensorFlow's Eigen reductions of half and bfloat16 accumulate in float32.
-  tests/test_frameworks.py checks each claim with a probe (a softmax of many equal logits,
+  tests/problems/test_frameworks.py checks each claim with a probe (a softmax of many equal logits,
   which a format accumulator visibly gets wrong).
 """
 
@@ -52,7 +52,7 @@ from dataclasses import dataclass
 import ml_dtypes
 import numpy as np
 
-from precision.formats import Format
+from precision.core.formats import Format
 from precision.problems import cross_entropy, log_softmax, logsumexp, softmax
 from precision.problems.base import Unsupported, Variant
 

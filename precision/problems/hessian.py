@@ -18,7 +18,7 @@ row with the operations, order and dtype it meets alone (max and sum run along t
 C-contiguous arrays, which numpy reduces row by row as it reduces one vector).
 
 The output is the n x n matrix; rows compare it normwise (max-norm over the entries,
-`precision.metrics.normwise_relative_error` of the flattened matrix). Condition number: the
+`precision.core.metrics.normwise_relative_error` of the flattened matrix). Condition number: the
 componentwise-in-x, normwise-in-H relative condition number
 kappa = ||x||_inf max_ij sum_k |dH_ij / dx_k| / max_ij |H_ij|, with
 dH_ij / dx_k = H_ik delta_ij - H_ik s_j - s_i H_jk; magnitude max |x_i|.
@@ -30,7 +30,7 @@ import functools
 
 import numpy as np
 
-from precision.numbers import MPMATH, Number, NumberSystem
+from precision.core.numbers import MPMATH, Number, NumberSystem
 from precision.problems.base import Problem, Variant, numpy_sum_accumulator
 from precision.problems.derivatives import propose_points
 

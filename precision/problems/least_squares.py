@@ -36,10 +36,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from precision.formats import STUDY_FORMATS, cast, get_format
-from precision.numbers import MPMATH, Number, NumberSystem
+from precision.core.formats import STUDY_FORMATS, cast
+from precision.core.numbers import MPMATH, Number, NumberSystem
 from precision.problems import linalg
-from precision.problems.base import Problem, Variant
+from precision.problems.base import MeasureOne, Problem, Variant
 from precision.problems.linear_systems import (
     float64_accumulator,
     in_numpy_linalg_precision,
@@ -335,37 +335,35 @@ def vandermonde_fit_input(*, points: int = 100, degree: int = 14) -> np.ndarray:
     )
 
 
-def vandermonde_example(*, engine: str = "arb") -> pd.DataFrame:
+def vandermonde_example(measure: MeasureOne) -> pd.DataFrame:
     """Relative forward error of every least-squares variant on `vandermonde_fit_input` in every
     format, against the exact least-squares solution of the data as rounded to that format;
-    with kappa_2(X) and the Wedin condition number of each rounded problem."""
-    from precision.exact import ground_truth
-    from precision.measure import measure_variant
-
+    with kappa_2(X) and the Wedin condition number of each rounded problem. ``measure`` is the
+    runner's (`precision.run.study.measure_one`): ground truth and measurement sit above the
+    problems."""
     rows = []
     for name in STUDY_FORMATS:
         x = cast(vandermonde_fit_input(), name)
-        truth = ground_truth(LEAST_SQUARES, x, name, engine=engine)
         kappa = np.linalg.cond(split(x)[0].astype(np.float64))
         for variant in LEAST_SQUARES_VARIANTS:
-            _, row = measure_variant(LEAST_SQUARES, variant, x, get_format(name), truth.exact)
+            row = measure(LEAST_SQUARES, variant, x, name)
             rows.append(
                 {
                     "format": name,
                     "variant": variant,
-                    "rel_error": row.get("rel_error", np.nan),
+                    "rel_error": row["rel_error"],
                     "outcome": row["outcome"],
                     "kappa(X)": kappa,
-                    "cond": truth.cond,
-                    "certified": truth.certified,
+                    "cond": row["cond"],
+                    "certified": row["certified"],
                 }
             )
     return pd.DataFrame(rows)
 
 
-def worked_examples() -> list[tuple[str, str, pd.DataFrame]]:
+def worked_examples(measure: MeasureOne) -> list[tuple[str, str, pd.DataFrame]]:
     """The Vandermonde fit as a summary example (title, explanation, table)."""
-    table = vandermonde_example()
+    table = vandermonde_example(measure)
     shown = table.assign(
         shown=[
             f"{e:.3g}" if outcome == "ok" else outcome

@@ -31,8 +31,8 @@ from fractions import Fraction
 
 import numpy as np
 
-from precision.formats import get_format
-from precision.numbers import MPMATH, Number, NumberSystem
+from precision.core.formats import get_format
+from precision.core.numbers import MPMATH, Number, NumberSystem
 from precision.problems.summation import dyadic_parts
 
 # ---------------------------------------------------------------- reductions in the format
@@ -434,7 +434,7 @@ def spectral_condition(
     The extreme singular values come from ``ctx.extreme_singular_values``: in Arb, enclosures
     built from float64 singular vectors and a float64 inverse, checked in ball arithmetic
     (Weyl's and Ostrowski's theorems, a Newton-refined left inverse; see
-    `precision.numbers._arb_extreme_singular_values`), to a relative accuracy of 2**-30 when
+    `precision.core.numbers._arb_extreme_singular_values`), to a relative accuracy of 2**-30 when
     they only feed a condition number, to the working precision with ``tight`` (the value is
     an output, as in `precision.problems.matrix_condition`). For a symmetric positive
     definite A (the ridge matrix X^T X + lambda I) the singular values are the eigenvalues, and
@@ -491,7 +491,7 @@ LINEAR_ALGEBRA_PROBLEMS = (
     "least_squares_residual",
     "ridge",
 )
-"""The problems whose line plots (`precision.plots.lines_versus_condition`) carry
+"""The problems whose line plots (`precision.report.plots.lines_versus_condition`) carry
 `reference_lines`."""
 
 

@@ -25,8 +25,8 @@ import warnings
 import numpy as np
 import scipy.linalg
 
-from precision.formats import Format
-from precision.numbers import MPMATH, Number, NumberSystem
+from precision.core.formats import Format
+from precision.core.numbers import MPMATH, Number, NumberSystem
 from precision.problems import linalg
 from precision.problems.base import Problem, Unsupported, Variant
 

@@ -16,8 +16,8 @@ import math
 
 import numpy as np
 
-from precision.formats import Format
-from precision.numbers import Number, NumberSystem, gradual_underflow
+from precision.core.formats import Format
+from precision.core.numbers import Number, NumberSystem, gradual_underflow
 from precision.problems.base import kernel_error
 
 # ---------------------------------------------------------------- candidates (float64)
@@ -146,7 +146,7 @@ def logit_extras(x: np.ndarray) -> dict[str, float | np.ndarray]:
 
 
 # ---------------------------------------------------------------- reachable cells (estimates)
-# The sampler (`precision.sampling`) skips a grid cell only where it is proven that no candidate
+# The sampler (`precision.run.sampling`) skips a grid cell only where it is proven that no candidate
 # can land: it asks ``estimate.reachable(n, cond_decade, mag_decade)``, which the estimates
 # below answer from an upper bound on the condition number they can *return* (float64
 # rounding included) for vectors with max|x| in the magnitude decade.
@@ -269,7 +269,7 @@ def exp_terms(x: np.ndarray, ctx: NumberSystem) -> ExpTerms:
     x : numpy.ndarray
         One logit vector as the algorithm received it (or an object array of mpf, `MPMATH`).
     ctx : NumberSystem
-        The number system (`precision.numbers`), at the caller's working precision.
+        The number system (`precision.core.numbers`), at the caller's working precision.
     """
     values = np.asarray(x)
     m = int(np.argmax(values))
@@ -342,7 +342,7 @@ def row_sensitivities(terms: ExpTerms, g: list, ctx: NumberSystem) -> list:
 
 
 # ---------------------------------------------------------------- condition numbers in float64
-# A condition number is needed to COND_ACCURACY (2**-20, `precision.exact`), the outputs to
+# A condition number is needed to COND_ACCURACY (2**-20, `precision.truth.exact`), the outputs to
 # 2**-80: where the system encloses (Arb), the condition numbers are bounded in float64
 # interval arithmetic from float64 bounds of the balls e_i, s, r (`Enclosure`), in a few numpy
 # passes instead of some ten ball operations per logit, and returned as a ball around the

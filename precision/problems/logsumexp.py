@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.special
 
-from precision.formats import Format
-from precision.numbers import MPMATH, Number, NumberSystem
+from precision.core.formats import Format
+from precision.core.numbers import MPMATH, Number, NumberSystem
 from precision.problems import logits
 from precision.problems.base import Problem, Variant, kernel_error, numpy_sum_accumulator
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from precision.numbers import MPMATH, Number, NumberSystem
+from precision.core.numbers import MPMATH, Number, NumberSystem
 from precision.problems import linalg
 from precision.problems.base import Computed, Problem, Variant, square_matrix
 from precision.problems.linear_systems import float64_accumulator, in_numpy_linalg_precision

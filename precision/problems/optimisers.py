@@ -47,7 +47,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from precision.formats import Format, get_format
+from precision.core.formats import Format, get_format
 from precision.problems.base import Computed
 
 GD_MAX_ITER = 20_000

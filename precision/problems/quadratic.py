@@ -23,8 +23,8 @@ from fractions import Fraction
 import numpy as np
 import pandas as pd
 
-from precision.formats import cast
-from precision.numbers import MPMATH, Number, NumberSystem
+from precision.core.formats import cast
+from precision.core.numbers import MPMATH, Number, NumberSystem
 from precision.problems.base import Problem, Variant
 from precision.problems.optimisers import GD_RULES, OPTIMISERS, trajectory
 from precision.problems.summation import dyadic

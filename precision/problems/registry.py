@@ -3,13 +3,13 @@
 A user's kernel is a *batch* kernel, as deep-learning code calls kernels: ``kernel(X) -> Y``
 with ``X`` of shape ``(batch, *input_shape)`` in the format's dtype and each row computed
 independently. ``@precision.kernel("softmax", name="fused_exp2")`` adds it to the problem's
-variants (it runs where a spec or `precision.evaluate` names it) and returns the function
+variants (it runs where a spec or `precision.run.evaluate` names it) and returns the function
 unchanged. ``precision.register_problem(problem)`` adds a new `Problem`. Built-in names are
 never replaced; registering the same function again (a plugin module imported twice, in a
 notebook and by a study) is a no-op.
 
 The runner calls a batch kernel once per chunk and format, on all of the chunk's inputs
-(`precision.measure`); ``Variant.compute`` calls it on a batch of one row for one input.
+(`precision.run.measure`); ``Variant.compute`` calls it on a batch of one row for one input.
 """
 
 from __future__ import annotations
@@ -23,10 +23,10 @@ from pathlib import Path
 
 import numpy as np
 
-from precision.formats import Format
+from precision.core.formats import Format
+from precision.core.schema import PARAMETERS
 from precision.problems import PROBLEMS
 from precision.problems.base import Problem, Variant, same_as_format
-from precision.schema import PARAMETERS
 
 BUILTIN_VARIANTS: dict[str, frozenset[str]] = {
     name: frozenset(problem.variants) for name, problem in PROBLEMS.items()
@@ -85,7 +85,7 @@ def kernel(
         The kernel's parameters and their default values (``{"eps": [1e-5, 1e-3]}``): it is
         then a family, called as ``kernel(X, eps=...)`` (and ``bound(X, fmt, eps=...)``) once
         per point of the grid, which a spec may replace (``[params.<problem>]``). Each name
-        must be a column of the table (`precision.schema.PARAMETERS`).
+        must be a column of the table (`precision.core.schema.PARAMETERS`).
 
     Examples
     --------
@@ -125,7 +125,7 @@ def kernel(
 
 
 def register_problem(problem: Problem) -> Problem:
-    """Add a new `Problem` (its reference written against `precision.numbers.NumberSystem`,
+    """Add a new `Problem` (its reference written against `precision.core.numbers.NumberSystem`,
     as the built-in ones are); returns it. Its own variants are its default ones."""
     if not isinstance(problem, Problem):
         raise RegistrationError(f"register_problem: expected a Problem, got {type(problem)}")

@@ -27,8 +27,8 @@ from fractions import Fraction
 import numpy as np
 import pandas as pd
 
-from precision.formats import FORMATS, STUDY_FORMATS, Format, get_format, round_to_format
-from precision.numbers import MPMATH, Number, NumberSystem
+from precision.core.formats import FORMATS, STUDY_FORMATS, Format, get_format, round_to_format
+from precision.core.numbers import MPMATH, Number, NumberSystem
 from precision.problems.base import Problem, Variant, numpy_sum_accumulator, same_as_format
 
 # ---------------------------------------------------------------- exact sums of floats
@@ -39,7 +39,7 @@ def dyadic_parts(x) -> tuple[np.ndarray, np.ndarray]:
 
     ``frexp`` splits each float64 (every registry format is a subset) into a significand in
     [0.5, 1) and an exponent; 2**53 times the significand is an integer. An object array of
-    mpf (`precision.exact.to_mpf_array`) is taken through ``float``, which must be exact.
+    mpf (`precision.truth.exact.to_mpf_array`) is taken through ``float``, which must be exact.
     """
     values = np.asarray(x)
     if values.dtype == object:
@@ -102,7 +102,7 @@ def dyadic(man: int, exp: int, ctx: NumberSystem) -> Number:
     The pieces are added by ``ctx.fsum``: a rigorous ball in Arb; in mpmath one rounding at the
     working precision, except that a piece more than 2 * prec bits below the others (after a
     run of zero pieces) is dropped. That can only move a value lying exactly on a rounding tie
-    of the working precision, and a tie is re-evaluated at `precision.exact.ZERO_PREC` bits.
+    of the working precision, and a tie is re-evaluated at `precision.truth.exact.ZERO_PREC` bits.
     """
     sign, man = (-1 if man < 0 else 1), abs(man)
     pieces, shift = [], 0
@@ -298,7 +298,7 @@ def recursive_sum(x: np.ndarray) -> np.ndarray:
     """Left to right, every partial sum rounded to the format, along the last axis.
 
     ``np.add.accumulate`` is a sequential loop in the input's dtype for float16, bfloat16,
-    float32 and float64 alike (checked against a Python loop in tests/test_summation.py), along
+    float32 and float64 alike (checked against a Python loop in tests/problems/test_summation.py), along
     the last axis of a batch as along a vector, unlike ``np.sum``, which is pairwise with a
     float32 accumulator for float16.
     """
@@ -611,8 +611,8 @@ def associativity_example() -> pd.DataFrame:
 def order_spread(n: int, kappa: float, fmt: Format, *, orders: int = 200, seed: int = 0):
     """Distinct results and their spread in ulps over ``orders`` random orders of one seeded
     input (`propose_sums` at kappa, magnitude 1, rounded to ``fmt``), summed left to right."""
-    from precision.formats import cast
-    from precision.metrics import ordinal
+    from precision.core.formats import cast
+    from precision.core.metrics import ordinal
 
     rng = np.random.default_rng([seed, n])
     x = cast(propose_sums(rng, n=n, magnitude=1.0, cond=kappa, size=1)[0], fmt)

@@ -38,8 +38,8 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from precision.formats import FORMATS, STUDY_FORMATS, Format, cast
-from precision.numbers import MPMATH, Number, NumberSystem
+from precision.core.formats import FORMATS, STUDY_FORMATS, Format, cast
+from precision.core.numbers import MPMATH, Number, NumberSystem
 from precision.problems.base import Problem, Variant, numpy_sum_accumulator, same_as_format
 from precision.problems.summation import (
     dyadic,

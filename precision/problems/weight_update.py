@@ -27,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from precision.formats import STUDY_FORMATS, get_format
+from precision.core.formats import STUDY_FORMATS, get_format
 from precision.problems import emulated, summation
 from precision.problems.base import Problem, Variant
 

@@ -1,0 +1,674 @@
+"""Run a study's chunks on an executor, stream each finished chunk to disk, resume after a kill.
+
+Executors: ``serial`` (this process, for debugging), ``process`` (a local process pool, all
+cores by default) and ``dask`` (a Dask distributed cluster at ``scheduler``, or a local one).
+Every chunk's rows depend only on the spec and the chunk, and the table is assembled in chunk
+order, so the result is the same table whatever the executor, the number of workers, or how
+often the run was interrupted and resumed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import multiprocessing
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from precision import store
+from precision.run.spec import StudySpec
+from precision.run.study import CHUNK_ELEMENTS, Chunk, ChunkResult, chunks, concat_tables, run_chunk
+
+EXECUTORS = ("serial", "process", "dask")
+
+
+class ExecutorError(Exception):
+    """The executor could not be started (e.g. no Dask scheduler at the given address)."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """A run stopped by Ctrl-C or SIGTERM after its workers were stopped; the message says
+    how many chunks are kept in ``.parts/`` for a rerun to resume from."""
+
+    def __init__(self, kept: int, total: int):
+        super().__init__(f"{kept} of {total} chunks kept; rerun the same command to resume")
+        self.kept, self.total = kept, total
+
+
+SCHEDULER_TIMEOUT = 15.0
+"""Seconds to wait for a Dask scheduler to answer before giving up (a hard deadline: the
+connection is attempted in a thread that is abandoned when it passes)."""
+
+
+@dataclass(frozen=True)
+class RunReport:
+    """How a run went: rows, chunks computed and resumed, where the time went, and what was
+    found wrong on the way (and recomputed, or done without)."""
+
+    rows: int
+    chunks: int
+    resumed: int
+    discarded: int  # parts of older code or an unreadable manifest, recomputed
+    seconds: float
+    ground_truth_seconds: float
+    compute_seconds: float
+    first_traceback: str | None = None  # of the first variant that raised, in chunk order
+    damaged: int = 0  # parts that failed their check (see store.Parts.finished), recomputed
+    cache_rejected: int = 0  # cache records that failed their checksum, recomputed
+    cache_problem: str | None = None  # why the run went on without its cache (None: it did not)
+
+
+@dataclass(frozen=True)
+class CacheUse:
+    """What one chunk met in the ground-truth cache: records that failed their checksum (and
+    were recomputed), and why the cache became unusable (None: it did not)."""
+
+    rejected: int = 0
+    failure: str | None = None
+
+
+def execute(
+    spec: StudySpec,
+    out_dir: Path,
+    *,
+    executor: str = "process",
+    workers: int | None = None,
+    scheduler: str | None = None,
+    force: bool = False,
+    cache: store.GroundTruthCache | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[pd.DataFrame, RunReport]:
+    """Run every chunk not already finished under ``out_dir`` and return the whole table.
+
+    Parameters
+    ----------
+    spec : StudySpec
+    out_dir : Path
+        The study's output folder; finished chunks stream to ``out_dir/.parts/``.
+    executor : {"serial", "process", "dask"}, keyword-only
+    workers : int, keyword-only
+        Worker processes (default: all cores) for ``process`` and a local Dask cluster.
+    scheduler : str, keyword-only
+        Address of a running Dask scheduler (``tcp://host:8786``); None starts a local cluster.
+    force : bool, keyword-only
+        Discard an unfinished run of a different spec instead of refusing.
+    cache : precision.store.GroundTruthCache, keyword-only
+        Persistent ground-truth cache shared by the workers (None: no cache). One that
+        cannot be used is done without (``RunReport.cache_problem`` says why); records that
+        fail their checksum are recomputed (``RunReport.cache_rejected``).
+    progress : callable, keyword-only
+        Called with a number of inputs finished (resumed chunks are reported first).
+
+    Returns
+    -------
+    (pandas.DataFrame, RunReport)
+        The table (identical to `precision.run.study.run`'s) and the run's accounting. Parts that
+        fail their check are recomputed (``RunReport.damaged``).
+    """
+    if executor not in EXECUTORS:
+        raise ExecutorError(f"unknown executor {executor!r}; choose one of {', '.join(EXECUTORS)}")
+    start = time.perf_counter()
+    check_datasets(spec)
+    plan = chunks(spec)
+    parts = store.Parts(out_dir, spec, force=force)
+    try:
+        finished, todo, rejected, cache_problem = _run_todo(
+            spec, plan, parts, executor, workers, scheduler, cache, progress
+        )
+    except BaseException:  # failed before its first chunk: no manifest left behind
+        parts.remove_if_empty()
+        raise
+    table = concat_tables([parts.read(chunk.id) for chunk in plan])
+    report = RunReport(
+        rows=len(table),
+        chunks=len(plan),
+        resumed=len(plan) - len(todo),
+        discarded=parts.discarded,
+        seconds=time.perf_counter() - start,
+        ground_truth_seconds=sum(t.get("ground_truth_seconds", 0.0) for t in finished.values()),
+        compute_seconds=sum(t.get("seconds", 0.0) for t in finished.values()),
+        first_traceback=_first_traceback(plan, finished),
+        damaged=parts.damaged,
+        cache_rejected=rejected,
+        cache_problem=cache_problem,
+    )
+    return table, report
+
+
+def check_datasets(spec: StudySpec) -> None:
+    """Refuse data-set rows holding NaN or inf before any work: they have no exact result,
+    and would be measured as inputs beyond the format (``input_overflow``) with numpy's
+    RuntimeWarnings on the way.
+
+    Raises
+    ------
+    precision.run.spec.SpecError
+        Naming the spec, the data set and how many of its drawn rows are not finite.
+    """
+    from precision.run.sampling import dataset_rows
+    from precision.run.spec import SpecError
+
+    for dataset in spec.datasets:
+        data = np.load(dataset.path, mmap_mode="r", allow_pickle=False)
+        drawn = dataset_rows(data, rows=dataset.rows, seed=spec.seed)
+        bad = int((~np.isfinite(drawn).all(axis=1)).sum())
+        if bad:
+            raise SpecError(
+                f"{spec.source or '<spec>'}: datasets.{dataset.name}.path: {bad} of the "
+                f"{len(drawn)} rows drawn from {dataset.path.name} hold NaN or inf; a data set "
+                "must be finite (remove those rows)"
+            )
+
+
+def _run_todo(spec, plan, parts, executor, workers, scheduler, cache, progress):
+    """Run the chunks of ``plan`` that ``parts`` does not hold, writing each as it finishes.
+
+    Returns (chunk id -> timing of every finished chunk, the chunks run, cache records
+    rejected, why the cache was done without).
+    """
+    finished = parts.finished()
+    todo = [chunk for chunk in plan if chunk.id not in finished]
+    if progress:
+        progress(sum(chunk.inputs(spec) for chunk in plan if chunk.id in finished))
+    cache, cache_problem = _prepared(cache) if todo else (None, None)
+    rejected = 0
+    results = _results(spec, todo, executor, workers, scheduler, cache)
+    try:
+        for chunk, (result, use) in results:
+            rejected += use.rejected
+            cache_problem = cache_problem or use.failure
+            finished[chunk.id] = _timing(result)
+            parts.write(chunk.id, result.table, finished[chunk.id])
+            if progress:
+                progress(result.inputs)
+    except KeyboardInterrupt:  # the workers are stopped (see _process_pool); parts stay
+        raise Interrupted(len(finished), len(plan)) from None
+    finally:
+        results.close()  # stops the pool now, wherever the interrupt met this loop
+    return finished, todo, rejected, cache_problem
+
+
+def _timing(result: ChunkResult) -> dict:
+    """What a part records of its chunk's run besides its rows."""
+    timing = {"seconds": result.seconds, "ground_truth_seconds": result.ground_truth_seconds}
+    if result.first_traceback:  # kept with the part, so a resumed run can still show it
+        timing["first_traceback"] = result.first_traceback
+    return timing
+
+
+def _prepared(cache: store.GroundTruthCache | None):
+    """The cache to hand the workers (None: none, or unusable) and why it is unusable.
+
+    Prepared once, here: workers switching a new file to WAL together can collide, and a
+    cache that cannot be written is then found once instead of by every worker.
+    """
+    if cache is None or cache.prepare():
+        return cache, None
+    return None, cache.failure
+
+
+def _run_chunk(spec: StudySpec, chunk: Chunk, cache) -> tuple[ChunkResult, CacheUse]:
+    """`run_chunk` and what it met in the cache.
+
+    Process and Dask workers each use an unpickled copy of the cache that dies with the task,
+    so its count of rejected records and its failure travel back with the chunk's result (the
+    serial executor shares the parent's cache, hence the difference of counts).
+    """
+    if cache is None:
+        return run_chunk(spec, chunk), CacheUse()
+    before = cache.rejected
+    result = run_chunk(spec, chunk, cache=cache)
+    return result, CacheUse(cache.rejected - before, cache.failure)
+
+
+def _first_traceback(plan: list[Chunk], finished: dict[str, dict]) -> str | None:
+    """The traceback of the first variant that raised, in chunk order (resumed parts too)."""
+    tracebacks = (finished.get(chunk.id, {}).get("first_traceback") for chunk in plan)
+    return next((t for t in tracebacks if t), None)
+
+
+def _results(
+    spec: StudySpec,
+    todo: list[Chunk],
+    executor: str,
+    workers: int | None,
+    scheduler: str | None,
+    cache: store.GroundTruthCache | None,
+) -> Iterator[tuple[Chunk, tuple[ChunkResult, CacheUse]]]:
+    """Yield each chunk with its result and cache use (`_run_chunk`), in completion order."""
+    if not todo:
+        return
+    if executor == "serial":
+        for chunk in todo:
+            yield chunk, _run_chunk(spec, chunk, cache)
+    elif executor == "process":
+        yield from _process_pool(spec, todo, workers or os.cpu_count() or 1, cache)
+    else:
+        yield from _dask(spec, todo, workers or os.cpu_count() or 1, scheduler, cache)
+
+
+def _process_pool(spec, todo, workers: int, cache):
+    # spawn, not fork: a forked child inherits the parent's threads (pyarrow, BLAS) mid-state.
+    context = multiprocessing.get_context("spawn")
+    pool = ProcessPoolExecutor(
+        max_workers=min(workers, len(todo)),
+        mp_context=context,
+        initializer=_worker_started,
+        initargs=(os.getpid(),),
+    )
+    try:
+        futures = {pool.submit(_run_chunk, spec, chunk, cache): chunk for chunk in todo}
+        for future in as_completed(futures):
+            yield futures[future], future.result()
+    except BaseException:
+        _stop(pool)  # Ctrl-C, SIGTERM or a failed chunk: the chunks still running are lost
+        raise
+    pool.shutdown()
+
+
+def _stop(pool: ProcessPoolExecutor) -> None:
+    """Stop a pool now: cancel what has not started and terminate the workers (waiting for
+    them would wait for their chunks)."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            process.terminate()
+    for process in processes:
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            process.join(timeout=5)
+
+
+def _worker_started(parent: int) -> None:
+    """A pool worker's first step: leave Ctrl-C to the parent (which stops the pool, so no
+    worker prints a traceback), and exit on its own once the parent is gone (killed with -9,
+    it cannot stop its workers)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
+
+
+def _watch_parent(parent: int, every: float = 1.0) -> None:
+    while os.getppid() == parent:
+        time.sleep(every)
+    os._exit(1)  # an orphan: nobody waits for its chunk
+
+
+def _dask(spec, todo, workers: int, scheduler: str | None, cache):
+    try:
+        from dask.distributed import Client, LocalCluster, wait
+    except ImportError:
+        raise ExecutorError(
+            "the dask executor needs dask.distributed: pip install 'precision[dask]'"
+        ) from None
+    cluster = None
+    if scheduler:
+        client = _connect(Client, scheduler)
+    else:
+        with _sigint_ignored(), _quiet_workers():  # Ctrl-C is the parent's: one line
+            cluster = LocalCluster(
+                n_workers=min(workers, len(todo)),
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=None,
+            )
+        client = Client(cluster)
+    stopped = False
+    try:
+        futures = {
+            client.submit(
+                _run_chunk, spec, chunk, cache, pure=False, key=f"{spec.name}-{chunk.id}"
+            ): chunk
+            for chunk in todo
+        }
+        pending = set(futures)
+        with _interrupts_noted() as interrupted:
+            while pending:
+                if interrupted.is_set():  # an interrupt Python dropped (see _interrupts_noted)
+                    raise KeyboardInterrupt
+                try:
+                    done = wait(pending, timeout=0.25, return_when="FIRST_COMPLETED").done
+                except TimeoutError:
+                    continue
+                for future in done:
+                    pending.discard(future)
+                    yield futures[future], future.result()
+    except BaseException:  # Ctrl-C, SIGTERM, a failed chunk: the tasks running are lost
+        stopped = True
+        raise
+    finally:
+        # Closing a cluster whose tasks are cut short logs warnings and tracebacks ("worker
+        # process still alive after 4.0 seconds, killing"): the run says it in one line.
+        with _logs_silenced("distributed") if stopped else contextlib.nullcontext():
+            client.close()
+            if cluster is not None:
+                cluster.close(timeout=10)
+
+
+@contextlib.contextmanager
+def _sigint_ignored():
+    """SIGINT ignored while processes are started, which keep it ignored (an ignored signal
+    survives exec, and Python then installs no KeyboardInterrupt handler): Ctrl-C, which a
+    terminal sends to every process of the group, then reaches only this one."""
+    try:
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except ValueError:  # not the main thread: signals are not ours to change
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+@contextlib.contextmanager
+def _interrupts_noted():
+    """An event that SIGINT (and SIGTERM, where a Python handler takes it) sets besides
+    raising as their handlers do.
+
+    Python drops an exception raised while the main thread runs a gc callback (printing
+    "Exception ignored in: <GCDiagnosis._gc_callback>", which distributed installs), so a
+    Ctrl-C can be lost and the run go on; the caller checks the event instead, and such a
+    dropped KeyboardInterrupt is not printed.
+    """
+    noted = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield noted
+        return
+    previous = {}
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        handler = signal.getsignal(signum)
+        if callable(handler):
+
+            def note(number, frame, handler=handler):
+                noted.set()
+                handler(number, frame)
+
+            previous[signum] = signal.signal(signum, note)
+    hook = sys.unraisablehook
+
+    def unraisable(what):
+        if not isinstance(what.exc_value, KeyboardInterrupt):
+            hook(what)
+
+    sys.unraisablehook = unraisable
+    try:
+        yield noted
+    finally:
+        sys.unraisablehook = hook
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+@contextlib.contextmanager
+def _quiet_workers():
+    """Worker processes started inside log only critical events (read from the environment
+    when they import distributed): cut short by Ctrl-C, they would print a warning for each
+    task cancelled and tracebacks of closed connections. A chunk that fails still fails the
+    run (its exception comes back with its result), and the parent's own logs stay."""
+    key = "DASK_LOGGING__DISTRIBUTED"
+    previous = os.environ.get(key)
+    os.environ[key] = "critical"
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = previous
+
+
+@contextlib.contextmanager
+def _logs_silenced(name: str):
+    logger = logging.getLogger(name)
+    level = logger.level
+    logger.setLevel(logging.CRITICAL + 1)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _connect(client_class, scheduler: str):
+    """A Dask client of ``scheduler``, or ExecutorError within ``timeout`` seconds.
+
+    Dask's own timeout covers the TCP connection but not every handshake (a server that
+    accepts and never speaks held it for minutes), so the attempt runs in a daemon thread and
+    is abandoned after `SCHEDULER_TIMEOUT` seconds.
+    """
+    timeout = SCHEDULER_TIMEOUT  # read at the call: a test may shorten it
+    outcome: dict = {}
+
+    def attempt():
+        try:
+            outcome["client"] = client_class(scheduler, timeout=f"{int(timeout)}s")
+        except BaseException as exc:  # handed to the caller's thread
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=attempt, daemon=True)
+    thread.start()
+    thread.join(timeout + 1.0)
+    if "client" in outcome:
+        return outcome["client"]
+    error = outcome.get("error")
+    why = f"{type(error).__name__}: {error}" if error else f"no answer in {timeout:.0f} s"
+    raise ExecutorError(f"cannot reach the Dask scheduler at {scheduler}: {why}")
+
+
+# ---------------------------------------------------------------- size estimate
+#
+# What a spec will cost is estimated from its sizes alone, before any work, so that a spec
+# far beyond the machine (1,000 x 1,000 linear systems, a million-element vector drawn 10,000
+# times per cell) is refused in one line instead of running for days or dying of MemoryError.
+# The constants are rough values measured on a 2-core x86-64 machine (python 3.11, 23 GiB) by
+# running one study of each problem and size (4 formats, 2 x 1 cells, 2 samples, no cache)
+# with `precision.run.study.run_chunk` and reading ChunkResult.ground_truth_seconds, and
+# ru_maxrss before and after one chunk, as in
+#
+#   spec = parse_spec({"name": "m", "seed": 1, "problems": [P], "formats": [all four],
+#                      "grid": {"log10_cond": [0, 2], "log10_magnitude": [0, 1],
+#                               "sizes": [N], "samples_per_cell": 2}})
+#   results = [run_chunk(spec, c) for c in chunks(spec)]  # time, ground_truth_seconds, rows
+#
+#   ground truth, seconds per input, per element of a vector input (n = 1e4 .. 1e5):
+#     softmax 37 us, variance 2.4 us, summation 0.9 us (cross_entropy, n = 1e3: 6 us);
+#   ground truth, seconds per input, per n^3 of a matrix input (n = 40):
+#     linear_system 20 us, least_squares 37 us, quadratic 36 us, matrix_condition 3 us;
+#     critical_point 1.2 ms at n = 20 (certified eigenvalues: 30 times the model's value);
+#   everything else (rounding, kernels, metrics, table), seconds per row: 0.3 to 1 ms, plus
+#     per element 0.45 us (summation), 1.2 us (softmax) to 2.2 us (variance), or per n^3
+#     0.15 us (linear_system) to 0.5 us (matrix_condition); an iterative kernel (quadratic's
+#     gd) takes ~0.1 s a row whatever n;
+#   memory: a stored table holds 404 to 413 bytes a row in pandas (memory_usage(deep=True)
+#     of the shipped studies' results/*/errors.parquet); a worker's peak grows by 2 KiB
+#     (n = 1e5) to 4 KiB (n = 1e3) per input element of its chunk (its ground truths are held
+#     for the whole chunk), and by ~0.4 KiB per row (summation, n = 10: 440,000 rows).
+#
+# Against the shipped studies' own runs (results/*/meta.json, compute_seconds, 2 cores) the
+# model is rough, as intended: from 24 times too high (derivatives: 48 s for 2 s; its rows are
+# cheap in large batches) to 40 times too low (descent: 2 s for 94 s, iterative gd); the
+# matrix studies come out 3 to 6 times high (linear_systems 1,553 s for 547 s). It is meant to
+# tell minutes from weeks, and terabytes from gigabytes, before any work.
+
+GROUND_TRUTH_SECONDS = 1e-3
+"""Ground truth of one input: this much, plus `WORK_SECONDS` per unit of its work."""
+WORK_SECONDS = {"ground truth": 40e-6, "vector row": 2e-6, "matrix row": 0.5e-6}
+"""Seconds per unit of work (an input element; n^3 for a matrix problem): its ground truth,
+and each of its rows (one variant in one format)."""
+ROW_SECONDS = 0.5e-3
+"""Seconds of each row besides its work: rounding, the kernel call, the metrics, the table."""
+TABLE_BYTES_PER_ROW = 1024
+"""The run's process holds the table once read from the parts and once concatenated (about
+410 bytes a row each), and summaries beside it."""
+CHUNK_BYTES_PER_ELEMENT = 4 * 1024
+CHUNK_BYTES_PER_ROW = 1024
+"""A worker's memory for the chunk it runs: per input element and per row of the chunk."""
+MEMORY_SHARE = 0.5
+"""A run is refused when its estimated memory passes this share of the machine's memory."""
+MAX_HOURS = 24
+"""... or when its estimated time, spread over its workers, passes this many hours."""
+
+
+class TooLarge(ExecutorError):
+    """The spec's estimated memory or time is beyond what this machine can give it."""
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """What a run of a spec will cost (see the constants above): the rows, inputs and chunks
+    of its plan (rows and inputs at most: cells the generator cannot reach give fewer), CPU
+    seconds, the bytes of the table in the run's process, and of the largest chunk in a
+    worker."""
+
+    rows: int
+    inputs: int
+    chunks: int
+    cpu_seconds: float
+    table_bytes: int
+    chunk_bytes: int
+
+    def seconds(self, workers: int) -> float:
+        return self.cpu_seconds / max(1, min(workers, self.chunks))
+
+    def memory(self, workers: int, *, here: bool = True) -> int:
+        """Bytes at the peak on this machine: the table, and ``workers`` chunks at once
+        unless they run on other machines (``here`` False: a Dask cluster)."""
+        return self.table_bytes + (min(workers, self.chunks) * self.chunk_bytes if here else 0)
+
+    def line(self, workers: int, *, here: bool = True) -> str:
+        """``about 50 rows, 19.1 GiB of memory and 2.6 days on 1 worker`` (the workers that
+        have a chunk to run)."""
+        used = max(1, min(workers, self.chunks))
+        return (
+            f"about {self.rows:,} rows, {_bytes(self.memory(workers, here=here))} of memory "
+            f"and {_duration(self.seconds(workers))} on {used} worker{'s' if used != 1 else ''}"
+        )
+
+
+def estimate(spec: StudySpec) -> Estimate:
+    """The cost of running ``spec`` (from its sizes alone: no input is drawn, no data set is
+    loaded, so it is quick however large the spec)."""
+    from precision.problems import PROBLEMS
+    from precision.run.spec import _is_matrix
+
+    limit = spec.chunk_elements or CHUNK_ELEMENTS
+    rows = inputs = count = 0
+    seconds, largest = 0.0, 0
+    for name in spec.problems:
+        problem, per_input = PROBLEMS[name], len(spec.formats) * len(spec.runs_of(name))
+        matrix = _is_matrix(problem)
+        row = WORK_SECONDS["matrix row" if matrix else "vector row"]
+        for n, drawn, cell, cells, step in _batches(spec, problem, limit):
+            elements = math.prod(problem.input_shape(n))
+            work = n**3 if matrix else elements
+            inputs += drawn
+            rows += drawn * per_input
+            count += -(-cells // step)
+            seconds += drawn * (GROUND_TRUTH_SECONDS + WORK_SECONDS["ground truth"] * work)
+            seconds += drawn * per_input * (ROW_SECONDS + row * work)
+            chunk = min(step, cells) * cell  # inputs of the largest chunk of this batch
+            largest = max(
+                largest,
+                chunk * (elements * CHUNK_BYTES_PER_ELEMENT + per_input * CHUNK_BYTES_PER_ROW),
+            )
+    return Estimate(rows, inputs, count, seconds, rows * TABLE_BYTES_PER_ROW, largest)
+
+
+def _batches(spec: StudySpec, problem, limit: int):
+    """(n, inputs, inputs per cell or row, cells or rows, cells or rows per chunk) of each
+    size of ``problem`` and each data set it reads, as `precision.run.study.chunks` cuts them."""
+    sizes = spec.grid.sizes if problem.takes_sizes else (1,)
+    cells = len(spec.grid.cells())
+    samples = spec.grid.samples_for(problem.name)
+    for n in sizes:
+        per_cell = samples * math.prod(problem.input_shape(n))
+        yield n, samples * cells, samples, cells, max(1, limit // max(1, per_cell))
+    if problem.from_logits is None:
+        return
+    for dataset in spec.datasets:
+        from precision.core.values import npy_header
+
+        (count, n), _ = npy_header(dataset.path, dataset.path.stat().st_size)
+        count = min(count, dataset.rows)
+        yield n, count, 1, count, max(1, limit // max(1, n))
+
+
+def check_size(
+    spec: StudySpec,
+    *,
+    workers: int,
+    here: bool = True,
+    memory: int | None = None,
+    force: bool = False,
+) -> Estimate:
+    """The spec's `Estimate`, or `TooLarge` (one line, naming the estimate and ``--force``)
+    when it needs more than `MEMORY_SHARE` of ``memory`` (default: this machine's) or more
+    than `MAX_HOURS` with ``workers`` chunks at a time (``here`` False: the workers are on
+    other machines, and only the table counts against this one's memory). ``force`` skips
+    the refusal."""
+    found = estimate(spec)
+    memory = _machine_memory() if memory is None else memory
+    too_much = found.memory(workers, here=here) > MEMORY_SHARE * memory if memory else False
+    too_long = found.seconds(workers) > MAX_HOURS * 3600
+    if (too_much or too_long) and not force:
+        fewer = _workers_that_fit(found, memory) if too_much and not too_long and here else 0
+        instead = f"run with --workers {fewer}, " if 0 < fewer < workers else ""
+        raise TooLarge(
+            f"{spec.name} is too large to run here: {found.line(workers, here=here)} "
+            f"({limits(memory)}); {instead}shrink its grid, sizes or samples, or use --force "
+            "to insist"
+        )
+    return found
+
+
+def limits(memory: int | None = None) -> str:
+    """``limits: 11.5 GiB, 50% of this machine's memory, and 24 h``."""
+    memory = _machine_memory() if memory is None else memory
+    if not memory:
+        return f"limit: {MAX_HOURS} h"
+    return (
+        f"limits: {_bytes(int(MEMORY_SHARE * memory))}, {MEMORY_SHARE:.0%} of this machine's "
+        f"memory, and {MAX_HOURS} h"
+    )
+
+
+def _workers_that_fit(found: Estimate, memory: int) -> int:
+    """The most workers whose chunks fit in memory beside the table (0: not even one)."""
+    room = MEMORY_SHARE * memory - found.table_bytes
+    return int(room // found.chunk_bytes) if room > 0 and found.chunk_bytes else 0
+
+
+def _machine_memory() -> int:
+    """Bytes of physical memory (0 when the system does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 0
+
+
+def _bytes(count: float) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if count < 1024 or unit == "PiB":
+            return f"{count:,.0f} {unit}" if unit == "bytes" else f"{count:.1f} {unit}"
+        count /= 1024
+    raise AssertionError  # not reached
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 2 * 3600:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 2 * 86400:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:,.1f} days"

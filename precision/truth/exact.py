@@ -1,0 +1,596 @@
+"""Certified ground truth for an input exactly as an algorithm received it.
+
+The input is the array after rounding to the format; its floats convert to mpmath exactly
+(through Python floats, never through decimal strings). The problem's reference is evaluated at
+increasing working precision until two consecutive precisions agree after rounding to the output
+format and to about 2**-80 relative (an output of exactly 0 must also persist to ZERO_PREC
+bits), so that both the ulp measures and the relative errors built on the reference are
+trustworthy. Agreement can still be fooled by a reference formula that loses a term at every
+precision (1 + 1e-100 is 1 below ~330 bits), so references avoid such forms (log1p, not
+log(1 + r)). A point that does not settle by the precision cap is returned with
+``certified=False``; the runner flags it instead of using it silently.
+
+That is the reference engine (``engine="mpmath"``). ``engine="arb"`` evaluates the same
+reference formulas (written once against `precision.core.numbers.NumberSystem`) in python-flint's
+Arb ball arithmetic, whose radii are rigorous: one evaluation certifies itself when its balls
+are tight enough, which with Arb's faster elementary functions makes it several times cheaper.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+import flint
+import mpmath
+import numpy as np
+
+from precision.core.formats import (
+    Format,
+    get_format,
+    is_rounding_tie,
+    round_dyadic,
+    round_to_format,
+)
+from precision.core.metrics import EXP_LIMIT, Exact
+from precision.core.numbers import ARB, MPMATH
+from precision.problems.base import Problem
+from precision.truth import balls as balls_module
+
+PRECISIONS = (113, 160, 256, 512, 1024, 2048, 4096)
+"""Working precisions (bits) tried in turn; consecutive pairs are compared."""
+
+AGREEMENT = 2.0**-80
+"""Largest relative difference between consecutive evaluations accepted as agreement."""
+
+COND_ACCURACY = 2.0**-20
+"""Largest relative radius of the condition number's ball the arb engine accepts; a wider ball
+is re-evaluated at the next precision. The condition number is used to bin rows by decade and
+to draw them against kappa: 2**-20 (six significant digits) is far more than either needs, and
+certifying it to float64's 2**-53 cost up to twenty times the output's own evaluation (the
+eigenvalues of A^T A for a matrix's kappa_2). The output itself is still certified to
+AGREEMENT and correct rounding in every format."""
+
+ZERO_PREC = 4096
+"""Lowest precision at which the mpmath engine accepts an output of exactly 0 or one exactly on
+a rounding tie (the top of PRECISIONS): two lower precisions can agree on such a value after
+both lost the same tiny term. Measured: log_softmax of float64 logits whose output is
+(x_0 - a) - e**-748 with x_0 - a a float64 tie was certified at 1024 bits on the tie's even
+neighbour; the arb engine's ball straddled the tie until 2048 bits and rounded correctly."""
+
+
+@dataclass(frozen=True)
+class GroundTruth:
+    """The exact output of one input in one format, with its certification.
+
+    Attributes
+    ----------
+    exact : Exact
+        The output, split for error arithmetic, with its correct rounding to the format.
+    cond : float
+        The problem's relative condition number at this input (measured, not the target).
+    prec : int
+        Working precision (bits) of the accepted evaluation.
+    certified : bool
+        Whether two consecutive precisions agreed (mpmath), or the output balls were tight
+        enough and the condition number accurate to COND_ACCURACY (arb; see `ground_truth`).
+    seconds : float
+        Time spent, for cost accounting.
+    engine : str
+        The engine that computed it: ``"mpmath"`` or ``"arb"`` (see `ground_truth`).
+    """
+
+    exact: Exact
+    cond: float
+    prec: int
+    certified: bool
+    seconds: float
+    engine: str = "mpmath"
+
+
+def to_mpf_array(x: np.ndarray) -> np.ndarray:
+    """Exact conversion of a float array of any registry format to an object array of mpf.
+
+    ``tolist()`` on the float64 view gives Python floats, which mpmath takes exactly at 53 bits
+    or more (``mpmath.mpf`` rounds to the working precision, so it is fixed at 53 here, also
+    inside a caller's lower ``workprec``); numpy float16/float32/bfloat16 scalars would be
+    rejected by ``mpmath.mpf``.
+    """
+    with np.errstate(invalid="ignore"):  # casting a signalling NaN raises the invalid flag
+        x64 = np.asarray(x).astype(np.float64)
+    out = np.empty(x64.shape, dtype=object)
+    with mpmath.workprec(53):
+        out.ravel()[:] = [mpmath.mpf(v) for v in x64.ravel().tolist()]
+    return out
+
+
+ENGINES = ("mpmath", "arb")
+"""Ground-truth engines: mpmath certified by agreement (the reference), Arb balls certified
+by their own radius."""
+
+
+def ground_truth(
+    problem: Problem,
+    x: np.ndarray,
+    fmt: Format | str,
+    *,
+    precisions=PRECISIONS,
+    engine: str = "mpmath",
+) -> GroundTruth:
+    """Certified reference output and condition number for input ``x`` (already in ``fmt``).
+
+    Parameters
+    ----------
+    problem : Problem
+    x : numpy.ndarray
+        The input as the algorithm receives it (dtype of ``fmt``).
+    fmt : Format or str
+        The output format the reference is rounded to.
+    precisions : sequence of int, keyword-only
+        Working precisions to try, increasing; the last one is the cap.
+    engine : {"mpmath", "arb"}, keyword-only
+        ``"mpmath"`` certifies by agreement of two consecutive precisions (module docstring).
+        ``"arb"`` evaluates the same reference formula in python-flint's Arb balls and
+        certifies from one evaluation when every ball is finite, its two endpoints round to
+        the same value of ``fmt`` and its radius is at most ``AGREEMENT * |midpoint|``, and the
+        condition number's ball is within COND_ACCURACY; usually at the first precision, where
+        mpmath needs two evaluations (see `_arb_ground_truths`).
+    """
+    fmt = get_format(fmt)
+    return ground_truths(problem, x, [fmt], precisions=precisions, engine=engine)[fmt.name]
+
+
+def ground_truths(
+    problem: Problem,
+    x: np.ndarray,
+    fmts,
+    *,
+    precisions=PRECISIONS,
+    engine: str = "mpmath",
+) -> dict[str, GroundTruth]:
+    """One reference evaluation certified for several output formats at once.
+
+    When formats receive the same input (a value representable in all of them), the exact
+    output is the same and only its rounding differs: one evaluation, climbing until the
+    rounding to *every* format is certified, serves them all. The seconds are booked on the
+    first format, so that totals count the work once.
+
+    Returns
+    -------
+    dict
+        Format name -> GroundTruth, in the order of ``fmts``.
+    """
+    fmts = [get_format(f) for f in fmts]
+    if engine not in ENGINES:
+        raise ValueError(f"ground_truth: engine must be one of {ENGINES}, got {engine!r}")
+    evaluate = _mpmath_ground_truths if engine == "mpmath" else _arb_ground_truths
+    try:
+        truths = evaluate(problem, x, fmts, precisions)
+    except ZeroDivisionError as exc:  # mpmath divides by an exact 0; Arb balls turn NaN
+        raise UndefinedResult(
+            f"{problem.name}: the exact result is undefined for this input (a division by "
+            "exactly zero: a singular matrix, a zero norm)"
+        ) from exc
+    return dict(zip([f.name for f in fmts], truths, strict=True))
+
+
+class UndefinedResult(ValueError):
+    """The problem has no exact result at this input (e.g. an exactly singular matrix, which
+    a low format's rounding can produce from a nonsingular one). Rows say ``undefined``."""
+
+
+def _mpmath_ground_truths(problem: Problem, x: np.ndarray, fmts, precisions) -> list:
+    """Evaluate at each precision until two consecutive ones agree (module docstring)."""
+    start = time.perf_counter()
+    previous = None
+    for prec in precisions:
+        with MPMATH.workprec(prec):
+            y, cond = problem.reference(x, MPMATH)
+            rounded = [[round_to_format(v, fmt) for v in y] for fmt in fmts]
+        certified = previous is not None and all(
+            _agree((previous[0], r0), (y, r1), prec, fmt)
+            for fmt, r0, r1 in zip(fmts, previous[1], rounded, strict=True)
+        )
+        if certified:
+            break
+        previous = (y, rounded)
+    with mpmath.workprec(prec):
+        exact = Exact.from_mpf(list(y))
+        cond_value = float(cond)
+    seconds = time.perf_counter() - start
+    return [
+        GroundTruth(
+            dataclasses.replace(exact, rounded=np.array(r, dtype=fmt.dtype)),
+            cond_value,
+            prec,
+            certified,
+            seconds if i == 0 else 0.0,
+            "mpmath",
+        )
+        for i, (fmt, r) in enumerate(zip(fmts, rounded, strict=True))
+    ]
+
+
+def _agree(previous, current, prec: int, fmt: Format) -> bool:
+    (y0, r0), (y1, r1) = previous, current
+    same_rounding = all(_same_value(a, b) for a, b in zip(r0, r1, strict=True))
+    if not same_rounding:
+        return False
+    if prec < ZERO_PREC and any(b == 0 or is_rounding_tie(b, fmt) for b in y1):
+        # Two precisions that both cancel to exactly 0, or both land exactly on a rounding tie
+        # (666 + e**-666 computed as 666), agree without being right: such a value is believed
+        # only once it survives an evaluation at ZERO_PREC bits.
+        return False
+    with mpmath.workprec(prec):
+        return all(a == b or abs(a - b) <= AGREEMENT * abs(b) for a, b in zip(y0, y1, strict=True))
+
+
+def _same_value(a: np.generic, b: np.generic) -> bool:
+    """Equal rounded values, NaN counting as equal to NaN (formats without infinities)."""
+    return bool(a == b) or bool(np.isnan(a) and np.isnan(b))
+
+
+# ------------------------------------------------------------------------ Arb engine
+
+
+def _arb_ground_truths(problem: Problem, x: np.ndarray, fmts, precisions) -> list:
+    """Evaluate in Arb balls at each precision until every output ball certifies in every
+    format (`_ball`) and the condition number is accurate (`_accurate_condition`).
+
+    Arb's radii are rigorous bounds, so unlike the mpmath agreement test one evaluation
+    suffices, and an output that is exactly 0 with radius 0 is exact (no ZERO_PREC rule).
+    The balls are certified and rounded by `_ArbOutputs`: in numpy where that is certain, by
+    `_ball` elsewhere, with the same result either way.
+    """
+    start = time.perf_counter()
+    for prec in precisions:
+        with ARB.workprec(prec):
+            y, cond = problem.reference(x, ARB)
+        outputs = _ArbOutputs(list(y), fmts)
+        certified = _accurate_condition(cond) and outputs.certified()
+        if certified:
+            break
+    hi, lo, exp, rounded = outputs.values()
+    seconds = time.perf_counter() - start
+    return [
+        GroundTruth(
+            Exact(hi, lo, exp, per_format),
+            float(cond.mid()),
+            prec,
+            certified,
+            seconds if i == 0 else 0.0,
+            "arb",
+        )
+        for i, per_format in enumerate(rounded)
+    ]
+
+
+VECTORISED_MIN = 20
+"""Fewest output balls times formats certified in numpy (`balls.decide`). A cost decision only
+(both paths give the same result): numpy's fixed cost, about 150 microseconds per evaluation,
+exceeds that of `_ball` (about 8 per ball and format) below some 16-20 of them (measured)."""
+
+
+class _ArbOutputs:
+    """The output balls of one Arb evaluation, certified and rounded for every format.
+
+    `precision.truth.balls` exports the balls once as float64 arrays and settles in numpy whatever
+    it can settle with certainty (nearly every ball: all but those within about 2**-48 of a
+    quantum of a rounding boundary, such as exact ties, NaN or infinite balls, and a few beyond
+    float64's normal range); the rest take the exact `_ball`, which remains the rule. The work
+    is done lazily: an evaluation whose condition number is too wide is never looked at, and
+    one with a certainly uncertified ball is given up without the others.
+    """
+
+    def __init__(self, balls: list, fmts: list[Format]):
+        self.balls = balls
+        self.fmts = fmts
+        self._decided: balls_module.Decisions | None = None
+        self._exact: dict[int, list[_Ball]] = {}
+
+    def _decisions(self) -> balls_module.Decisions | None:
+        """`balls.decide` on the exported balls, None for too few (all take `_ball`)."""
+        if self._decided is None and len(self.balls) * len(self.fmts) >= VECTORISED_MIN:
+            mids = balls_module.export(self.balls)
+            denominator = _denominator(AGREEMENT)
+            self._decided = balls_module.decide(mids, self.fmts, denominator)
+        return self._decided
+
+    def _exact_balls(self, i: int) -> list[_Ball]:
+        """`_ball` of ball i in every format (computed once)."""
+        if i not in self._exact:
+            self._exact[i] = [_ball(self.balls[i], fmt) for fmt in self.fmts]
+        return self._exact[i]
+
+    def certified(self) -> bool:
+        """Whether every ball certifies in every format (`_ball`'s rule)."""
+        decided = self._decisions()
+        if decided is None:
+            undecided = range(len(self.balls))
+        elif decided.refuted.any():
+            return False
+        else:
+            undecided = np.flatnonzero(~decided.certified).tolist()
+        return all(ball.certified for i in undecided for ball in self._exact_balls(i))
+
+    def values(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[np.ndarray]]:
+        """(hi, lo, exp) of the `Exact` split and the rounding to each format, per ball."""
+        decided = self._decisions()
+        if decided is None:
+            return self._exact_values()
+        unsettled = np.flatnonzero(~decided.settled).tolist()
+        hi, lo, exp = decided.hi.copy(), decided.lo.copy(), decided.exp.copy()
+        # Unsettled columns hold placeholders; zero them so that no cast overflows.
+        finite = np.where(decided.settled, decided.rounded, 0.0)
+        rounded = [finite[j].astype(fmt.dtype) for j, fmt in enumerate(self.fmts)]
+        for i in unsettled:
+            exact_balls = self._exact_balls(i)
+            hi[i], lo[i], exp[i] = exact_balls[0].split
+            for per_format, ball in zip(rounded, exact_balls, strict=True):
+                per_format[i] = ball.rounded
+        return hi, lo, exp, rounded
+
+    def _exact_values(self):
+        """`values` from `_ball` alone, assembled as the per-ball engine always did."""
+        per_ball = [self._exact_balls(i) for i in range(len(self.balls))]
+        splits = [balls[0].split for balls in per_ball]
+        hi, lo, exp = (np.array(part) for part in zip(*splits, strict=True))
+        rounded = [
+            np.array([balls[j].rounded for balls in per_ball], dtype=fmt.dtype)
+            for j, fmt in enumerate(self.fmts)
+        ]
+        return hi, lo, exp.astype(np.int64), rounded
+
+
+class _Ball(NamedTuple):
+    split: tuple[float, float, int]  # the midpoint as `Exact` holds it: (hi, lo, exp)
+    rounded: np.generic  # the rounding of the ball (of its midpoint if not certified)
+    certified: bool
+
+
+def _ball(b: flint.arb, fmt: Format) -> _Ball:
+    """The midpoint, its rounding to ``fmt`` and the certification of one output ball.
+
+    Certified when the ball is finite, rad <= AGREEMENT * |mid| (the accuracy the mpmath
+    engine asks of its hi/lo split and relative errors), and its endpoints mid -/+ rad round
+    to the same value of ``fmt`` (then every point of the ball, the exact value included,
+    rounds to it). A ball of radius 0 is exact, 0 included. Everything is done on the exact
+    integer mantissas and exponents of midpoint and radius: ``arb.lower()`` would round the
+    endpoint to the ambient flint precision, and going through mpmath costs more than the
+    evaluation itself for vector outputs.
+    """
+    if not b.is_finite():
+        mid = float(b.mid())  # inf or nan: the split and the rounding of that value
+        return _Ball((mid, 0.0, 0), fmt.dtype.type(mid), False)
+    mid, rad, exp = _integers(b)
+    split = _split_dyadic(mid, exp)
+    if rad == 0:
+        return _Ball(split, round_dyadic(mid, exp, fmt), True)
+    if rad * _denominator(AGREEMENT) <= abs(mid):
+        low = round_dyadic(mid - rad, exp, fmt)
+        high = round_dyadic(mid + rad, exp, fmt)
+        if _same_value(low, high):
+            return _Ball(split, low, True)
+    return _Ball(split, round_dyadic(mid, exp, fmt), False)
+
+
+def _accurate_condition(cond: flint.arb) -> bool:
+    """Whether the condition number's ball is exact (0 and inf included) or has a radius of
+    at most COND_ACCURACY times its midpoint.
+
+    A condition number can cancel where the output does not: cross-entropy's |g_k - t_k| for
+    the target k of a confident prediction is 1 - g_k ~ r formed from g_k ~ 1, so at 113 bits
+    it keeps only 113 - log2(1/r) bits (x = [100, 1], class 0: r = e**-99 leaves none), while
+    the output is formed without cancellation. The ball shows it; mpmath's agreement test
+    never looks at the condition number.
+    """
+    if cond.rad() == 0:
+        return True
+    if not cond.is_finite():
+        return False
+    mid, rad, _ = _integers(cond)
+    return rad * _denominator(COND_ACCURACY) <= abs(mid)
+
+
+def _denominator(tolerance: float) -> int:
+    """1 / tolerance as an integer (AGREEMENT and COND_ACCURACY are powers of two), so that
+    rad <= tolerance * |mid| is decided exactly on integer numerators. Read at each call, so
+    that a changed constant takes effect everywhere."""
+    return round(1 / tolerance)
+
+
+AGREEMENT_DENOMINATOR = round(1 / AGREEMENT)
+COND_ACCURACY_DENOMINATOR = round(1 / COND_ACCURACY)
+"""The denominators at import (kept for callers); the engine reads `_denominator` instead."""
+
+
+def _integers(b: flint.arb) -> tuple[int, int, int]:
+    """(mid, rad, exp): a finite ball's midpoint mid * 2**exp and radius rad * 2**exp as
+    integers on their common exponent, exactly (``man_exp`` of the exact midpoint and
+    radius)."""
+    mid_man, mid_exp = (int(v) for v in b.mid().man_exp())
+    rad_man, rad_exp = (int(v) for v in b.rad().man_exp())
+    rad_man, rad_exp = _stand_in_radius(mid_man, mid_exp, rad_man, rad_exp)
+    exp = min(mid_exp, rad_exp)
+    return mid_man << (mid_exp - exp), rad_man << (rad_exp - exp), exp
+
+
+TIE_FLOOR = -1200
+"""Below 2**-1200 lies no rounding boundary of any format (float64's finest, half its smallest
+subnormal, is 2**-1075)."""
+
+
+def _stand_in_radius(mid_man: int, mid_exp: int, rad_man: int, rad_exp: int) -> tuple[int, int]:
+    """A radius that gives every decision `_ball` and `_accurate_condition` take the same
+    answer as the true one, without shifting integers by astronomically many bits.
+
+    A radius whose exponents are far from the midpoint's (softmax of [1, 1e34] gives balls
+    1 +/- 2**-1.5e34) would make the common-exponent integers of `_integers` too large to
+    form. Every decision is constant for radii in (0, 2**(min(mid_exp, TIE_FLOOR) - 2)): the
+    agreement test holds, and mid -/+ rad cannot cross a rounding boundary that mid is not on
+    (mid is a multiple of 2**mid_exp and boundaries of 2**TIE_FLOOR or coarser), so such a
+    radius is replaced by the largest power of two in that range. A radius far larger than the
+    midpoint fails the agreement test whatever its size, so it is capped at 2**(top + 100).
+    """
+    if rad_man == 0:
+        return rad_man, rad_exp
+    rad_top = rad_exp + rad_man.bit_length()
+    floor = min(mid_exp, TIE_FLOOR) - 2
+    if rad_top < floor:
+        return 1, floor
+    mid_top = mid_exp + abs(mid_man).bit_length()
+    if mid_man != 0 and rad_exp > mid_top + 100:
+        return 1, mid_top + 100
+    return rad_man, rad_exp
+
+
+def _split_dyadic(man: int, exp: int) -> tuple[float, float, int]:
+    """The `Exact` split (hi, lo, e) of man * 2**exp, as ``metrics._split_mpf`` makes it.
+
+    With L the bit length of |man|, the value is (man / 2**L) * 2**(exp + L) and
+    0.5 <= |man / 2**L| < 1. Python's int / int is correctly rounded (to nearest, ties to
+    even) at any size, so hi = man / 2**L and lo = (man - hi * 2**L) / 2**L, with hi * 2**L
+    formed exactly as an integer from hi's 53-bit significand.
+    """
+    if man == 0:
+        return 0.0, 0.0, 0
+    length = abs(man).bit_length()
+    hi = man / (1 << length)
+    hi_53 = int(hi * 2.0**53)  # exact: |hi| <= 1 has at most 53 significant bits
+    lo = ((man << 53) - (hi_53 << length)) / (1 << (length + 53))
+    # Saturate as metrics._split_mpf does: only values beyond about 10**(3e17), such as
+    # exp(1e308), reach the limit, and every format rounds them to inf or 0 all the same.
+    return hi, lo, max(-EXP_LIMIT, min(EXP_LIMIT, exp + length))
+
+
+# ------------------------------------------------------------------------ cache records
+
+
+@functools.lru_cache(maxsize=1)
+def reference_fingerprint() -> str:
+    """sha256 of the code a ground truth depends on: the problems' references, the number
+    systems, the engines, exact rounding and the `Exact` split. A cached ground truth made by
+    other code is never reused."""
+    package = Path(__file__).resolve().parents[1]
+    paths = sorted(package.glob("problems/*.py")) + [
+        package / name
+        for name in (
+            "truth/exact.py",
+            "truth/balls.py",
+            "core/numbers.py",
+            "core/formats.py",
+            "core/metrics.py",
+        )
+    ]
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+@functools.lru_cache(maxsize=64)
+def outside_reference_fingerprint(reference) -> str:
+    """sha256 of the source file of a reference defined outside the package (a user's problem),
+    "" for the package's own: an edited user reference never reuses stale truths."""
+    import inspect
+
+    try:
+        path = Path(inspect.getsourcefile(reference) or "").resolve()
+    except TypeError:  # not Python code: nothing to fingerprint beyond the package
+        return ""
+    if not path.is_file() or Path(__file__).resolve().parents[1] in path.parents:
+        return ""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def truth_code_fingerprint(problem: Problem) -> str:
+    """The code a ground truth of ``problem`` depends on: `reference_fingerprint` and, for a
+    user's problem, `outside_reference_fingerprint`."""
+    return reference_fingerprint() + outside_reference_fingerprint(problem.reference)
+
+
+def cache_key(problem: Problem, x: np.ndarray, fmts, *, engine: str, precisions=PRECISIONS) -> str:
+    """The key of a ground truth: problem, the input's exact bits and shape, output formats,
+    engine, precision rule (ladder and tolerances) and `truth_code_fingerprint`."""
+    x64 = np.ascontiguousarray(np.asarray(x, dtype=np.float64))
+    rule = (tuple(precisions), AGREEMENT, COND_ACCURACY, ZERO_PREC)
+    head = repr((problem.name, x64.shape, [get_format(f).name for f in fmts], engine, rule))
+    code = truth_code_fingerprint(problem)
+    digest = hashlib.sha256(head.encode() + code.encode())
+    digest.update(x64.tobytes())
+    return digest.hexdigest()
+
+
+INPUT_FIELDS = ("problem", "input", "shape", "formats", "code")
+"""What a record holds besides the truth so that it can be recomputed (`truth_record`): a key
+is a hash, and the input cannot be recovered from it. Older records lack these fields."""
+
+
+def truth_record(
+    truths: dict[str, GroundTruth],
+    *,
+    problem: Problem | None = None,
+    x: np.ndarray | None = None,
+) -> dict:
+    """A JSON-able record of `ground_truths`' result (floats keep every bit through JSON).
+
+    Parameters
+    ----------
+    truths : dict
+        Format name -> GroundTruth, as `ground_truths` returns it.
+    problem : Problem, optional, keyword-only
+    x : numpy.ndarray, optional, keyword-only
+        The input the truths were computed from. With ``problem``, the record also holds
+        INPUT_FIELDS (the problem's name, the input's float64 values and shape, the formats and
+        the `truth_code_fingerprint`), so that ``precision cache verify`` can recompute the record
+        and its key.
+    """
+    record = _truth_fields(truths)
+    if problem is not None and x is not None:
+        x64 = np.asarray(x, dtype=np.float64)
+        record |= {
+            "problem": problem.name,
+            "input": x64.ravel().tolist(),
+            "shape": list(x64.shape),
+            "formats": list(truths),
+            "code": truth_code_fingerprint(problem),
+        }
+    return record
+
+
+def _truth_fields(truths: dict[str, GroundTruth]) -> dict:
+    first = next(iter(truths.values()))
+    return {
+        "hi": first.exact.hi.tolist(),
+        "lo": first.exact.lo.tolist(),
+        "exp": first.exact.exp.tolist(),
+        "rounded": {
+            name: t.exact.rounded.astype(np.float64).tolist() for name, t in truths.items()
+        },
+        "cond": first.cond,
+        "prec": first.prec,
+        "certified": first.certified,
+        "engine": first.engine,
+    }
+
+
+def truths_from_record(record: dict) -> dict[str, GroundTruth]:
+    """The inverse of `truth_record` (seconds are 0: nothing was computed)."""
+    hi, lo = np.array(record["hi"], dtype=np.float64), np.array(record["lo"], dtype=np.float64)
+    exp = np.array(record["exp"], dtype=np.int64)
+    return {
+        name: GroundTruth(
+            Exact(hi, lo, exp, np.array(values, dtype=np.float64).astype(get_format(name).dtype)),
+            float(record["cond"]),
+            int(record["prec"]),
+            bool(record["certified"]),
+            0.0,
+            record["engine"],
+        )
+        for name, values in record["rounded"].items()
+    }

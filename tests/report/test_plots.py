@@ -1,0 +1,171 @@
+"""Figures: what the heatmap colour means, one colour scale per study, panels per figure, and
+no text drawn over other text (the report is read at 1400 px)."""
+
+from __future__ import annotations
+
+import itertools
+import warnings
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import pytest
+
+from precision.report import plots
+from precision.run.spec import parse_spec
+from precision.run.study import run
+
+TINY = {
+    "name": "figures",
+    "seed": 11,
+    "formats": ["float16", "bfloat16", "float64"],
+    "problems": ["summation", "logsumexp"],
+    "variants": {
+        "summation": ["recursive", "pairwise", "kahan", "random_order"],
+        "logsumexp": ["naive", "shifted", "log1p"],
+    },
+    "params": {"summation": {"seed": [0, 1]}},
+    "grid": {
+        "log10_cond": [0, 3],
+        "log10_magnitude": [0, 2],
+        "sizes": [10, 300],
+        "samples_per_cell": 2,
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def table() -> pd.DataFrame:
+    return run(parse_spec(TINY))
+
+
+@pytest.fixture(scope="module")
+def figures(table):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # an empty log panel cannot autoscale
+        drawn = plots.report_figures(table)
+    yield drawn
+    plt.close("all")
+
+
+def _drawn_texts(fig: plt.Figure) -> list:
+    """Every piece of text the figure draws: titles, axis labels, tick labels of ticks inside
+    the view (matplotlib keeps label objects for ticks it does not draw), cell annotations,
+    legends."""
+    texts = list(fig.texts)
+    for ax in fig.axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            low, high = sorted(axis.get_view_interval())
+            for tick in axis.get_major_ticks() + axis.get_minor_ticks():
+                if low <= tick.get_loc() <= high:
+                    texts += [tick.label1, tick.label2]
+            texts.append(axis.label)
+        texts += [ax.title, ax._left_title, ax._right_title, *ax.texts]
+        if ax.get_legend() is not None:
+            texts += ax.get_legend().get_texts()
+    for legend in fig.legends:
+        texts += legend.get_texts()
+    return [t for t in texts if t.get_visible() and t.get_text().strip()]
+
+
+def overlapping_texts(fig: plt.Figure) -> list[tuple[str, str]]:
+    """Pairs of drawn texts whose bounding boxes overlap."""
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    boxes = [(t.get_text(), t.get_window_extent(renderer)) for t in _drawn_texts(fig)]
+    return [
+        (a, b)
+        for (a, box_a), (b, box_b) in itertools.combinations(boxes, 2)
+        if box_a.overlaps(box_b)
+    ]
+
+
+def test_no_figure_draws_text_over_text(figures):
+    assert {"heatmap_summation", "heatmap_logsumexp", "lines_summation_kappa"} <= set(figures)
+    for stem, fig in figures.items():
+        assert not overlapping_texts(fig), (stem, overlapping_texts(fig)[:5])
+
+
+def test_the_overlap_check_sees_an_overlap():
+    fig, ax = plt.subplots()
+    ax.text(0.5, 0.5, "one label")
+    ax.text(0.52, 0.5, "another label")
+    assert overlapping_texts(fig)
+    plt.close(fig)
+
+
+def test_the_colour_is_the_error_over_what_conditioning_forces(table):
+    """log10(median of rel_error / (max(kappa, 1) u)) per cell, from the rows themselves."""
+    cells = plots.heatmap_cells(table)
+    rows = table[(table["outcome"] == "ok") & table["certified"].astype(bool)]
+    rows = rows[(rows["problem"] == "summation") & (rows["variant"] == "pairwise")]
+    rows = rows.assign(
+        cond_decade=np.floor(np.log10(rows["cond"])),
+        magnitude_decade=np.floor(np.log10(rows["magnitude"])),
+        forced=rows["err_over_u"] / np.maximum(rows["cond"], 1.0),
+    )
+    expected = rows.groupby(["format", "cond_decade", "magnitude_decade"])["forced"].median()
+    mine = cells[(cells["problem"] == "summation") & (cells["variant"] == "pairwise")]
+    mine = mine.set_index(["format", "cond_decade", "magnitude_decade"])
+    for key, value in expected.items():
+        shown = mine.loc[(key[0], int(key[1]), int(key[2])), "log10_err_over_kappa_u"]
+        assert shown == pytest.approx(np.log10(max(value, 10.0**plots.FLOOR)))
+
+
+def test_every_heatmap_of_a_study_shares_one_colour_scale(figures):
+    limits = {
+        stem: fig.axes[-1].get_ylim()  # the colour bar's axis spans the scale
+        for stem, fig in figures.items()
+        if stem.startswith("heatmap")
+    }
+    assert len(limits) >= 2 and len(set(limits.values())) == 1, limits
+
+
+def test_a_problem_with_many_panels_is_split(table, monkeypatch):
+    monkeypatch.setattr(plots, "MAX_PANELS", 6)  # two variants of three formats per figure
+    drawn = plots.heatmap_figures(table, "summation")
+    # recursive, pairwise, kahan and random_order at seeds 0 and 1: five rows of panels.
+    assert list(drawn) == ["heatmap_summation", "heatmap_summation_2", "heatmap_summation_3"]
+    panels = [len([ax for ax in fig.axes if ax.get_title()]) for fig in drawn.values()]
+    assert panels == [6, 6, 3]
+    plt.close("all")
+
+
+@pytest.mark.parametrize("decades", [1, 5, 8, 9, 17, 20, 30, 201])
+def test_long_decade_axes_label_every_kth_tick(decades):
+    """All decades up to MAX_TICK_LABELS; beyond, at most that many, evenly spaced, 0 among
+    them."""
+    axis = list(range(-3, -3 + decades))
+    labels = plots._thinned(axis)
+    shown = [d for d, label in zip(axis, labels, strict=True) if label]
+    assert all(label in ("", str(d)) for d, label in zip(axis, labels, strict=True))
+    if decades <= plots.MAX_TICK_LABELS:
+        assert shown == axis
+    else:
+        assert 2 <= len(shown) <= plots.MAX_TICK_LABELS and 0 in shown
+        assert len(set(np.diff(shown))) == 1
+
+
+def test_line_plots_draw_the_spread_of_the_rows_around_each_median(table, figures):
+    """error_lines' band holds the 10% and 90% quantiles of the rows it summarises, and the
+    figure fills it (one band per line with more than one point)."""
+    from matplotlib.collections import PolyCollection
+
+    from precision.report.summary import error_lines
+
+    lines = error_lines(table[table["problem"] == "summation"], "cond_decade")
+    assert (lines["low_err_over_u"] <= lines["median_err_over_u"]).all()
+    assert (lines["median_err_over_u"] <= lines["high_err_over_u"]).all()
+    rows = table[(table["problem"] == "summation") & (table["outcome"] == "ok")]
+    one = lines.iloc[0]
+    mine = rows[
+        (rows["variant"] == one["variant"])
+        & (rows["format"] == one["format"])
+        & (rows["n"] == one["n"])
+        & (np.floor(np.log10(rows["cond"])) == one["cond_decade"])
+    ]
+    if not pd.isna(one["seed"]):
+        mine = mine[mine["seed"] == one["seed"]]
+    assert one["high_err_over_u"] == pytest.approx(mine["err_over_u"].quantile(0.9))
+    bands = [c for ax in figures["lines_summation_kappa"].axes for c in ax.collections]
+    assert any(isinstance(c, PolyCollection) for c in bands)

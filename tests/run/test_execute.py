@@ -1,0 +1,280 @@
+"""Executors give identical tables; a killed run resumes to the same table; outputs are guarded."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from precision import store
+from precision.cli import main
+from precision.run.execute import ExecutorError, TooLarge, check_size, estimate, execute
+from precision.run.spec import load_spec, parse_spec
+from precision.run.study import chunks, run, run_chunk
+
+TINY = {
+    "name": "tiny",
+    "seed": 7,
+    "formats": ["float16", "bfloat16", "float32", "float64"],
+    "problems": ["softmax", "logsumexp"],
+    "grid": {"log10_cond": [0, 2], "log10_magnitude": [0, 2], "sizes": [10], "samples_per_cell": 2},
+    "chunk_elements": 1,  # one grid cell per chunk: eight chunks to resume
+}
+
+# Slow enough (about 12 chunks of a few tenths of a second each) to be killed in the middle.
+KILLABLE = """
+name = "killable"
+seed = 11
+formats = ["float16", "float32", "float64"]
+problems = ["softmax", "log_softmax"]
+chunk_elements = 1
+[grid]
+log10_cond = [0, 2]
+log10_magnitude = [0, 3]
+sizes = [300]
+samples_per_cell = 3
+"""
+
+
+def tiny_spec():
+    return parse_spec(json.loads(json.dumps(TINY)))
+
+
+@pytest.fixture(scope="module")
+def reference_bytes() -> bytes:
+    return store.table_bytes(run(tiny_spec()))
+
+
+@pytest.mark.parametrize(
+    ("executor", "workers"), [("serial", None), ("process", 1), ("process", 2), ("dask", 2)]
+)
+def test_every_executor_gives_the_same_table(tmp_path, reference_bytes, executor, workers):
+    table, report = execute(tiny_spec(), tmp_path, executor=executor, workers=workers)
+    assert store.table_bytes(table) == reference_bytes
+    assert report.rows == len(table) and report.resumed == 0
+    assert 0 < report.ground_truth_seconds <= report.compute_seconds
+
+
+def test_unknown_executor_and_unreachable_scheduler(tmp_path):
+    with pytest.raises(ExecutorError, match="unknown executor"):
+        execute(tiny_spec(), tmp_path, executor="threads")
+    with pytest.raises(ExecutorError, match="cannot reach the Dask scheduler"):
+        execute(tiny_spec(), tmp_path, executor="dask", scheduler="tcp://127.0.0.1:9")
+
+
+def test_resume_skips_finished_chunks(tmp_path, reference_bytes):
+    spec = tiny_spec()
+    plan = chunks(spec)
+    parts = store.Parts(tmp_path, spec)
+    first = run(spec)
+    for chunk in plan[:3]:  # as if an earlier run had finished these three chunks
+        result = run_chunk(spec, chunk)
+        parts.write(chunk.id, result.table, {"seconds": 1.0, "ground_truth_seconds": 0.5})
+    table, report = execute(spec, tmp_path, executor="serial")
+    assert report.resumed == 3
+    assert store.table_bytes(table) == reference_bytes == store.table_bytes(first)
+
+
+def test_parts_of_other_code_are_discarded(tmp_path, reference_bytes):
+    spec = tiny_spec()
+    parts = store.Parts(tmp_path, spec)
+    parts.write("softmax-n10-c0-m0", run(spec).head(3), {})  # rows that are not this chunk's
+    manifest = tmp_path / ".parts" / "manifest.json"
+    stale = json.loads(manifest.read_text()) | {"code_sha256": "older code"}
+    manifest.write_text(json.dumps(stale))
+    table, report = execute(spec, tmp_path, executor="serial")
+    assert report.discarded == 1 and report.resumed == 0
+    assert store.table_bytes(table) == reference_bytes
+
+
+def test_parts_of_another_spec_are_refused_unless_forced(tmp_path):
+    store.Parts(tmp_path, tiny_spec())
+    other = parse_spec(json.loads(json.dumps(TINY)) | {"seed": 8})
+    with pytest.raises(store.OutputConflict, match="different spec"):
+        execute(other, tmp_path, executor="serial")
+    table, _ = execute(other, tmp_path, executor="serial", force=True)
+    assert len(table) > 0
+
+
+def test_results_of_another_spec_are_not_overwritten(tmp_path, capsys):
+    spec_file = tmp_path / "tiny.toml"
+    spec_file.write_text(KILLABLE.replace("sizes = [300]", "sizes = [10]"))
+    out = tmp_path / "out"
+    assert (
+        main(
+            [
+                "run",
+                str(spec_file),
+                "--out",
+                str(out),
+                "--no-plots",
+                "--no-progress",
+                "--executor",
+                "serial",
+            ]
+        )
+        == 0
+    )
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    spec_file.write_text(spec_file.read_text().replace("seed = 11", "seed = 12"))
+    code = main(["run", str(spec_file), "--out", str(out), "--no-plots", "--no-progress"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "different spec" in err[0] and "--force" in err[0]
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert (
+        main(
+            [
+                "run",
+                str(spec_file),
+                "--out",
+                str(out),
+                "--no-plots",
+                "--no-progress",
+                "--executor",
+                "serial",
+                "--force",
+            ]
+        )
+        == 0
+    )
+
+
+def _cli(spec_file: Path, out: Path) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "precision",
+        "run",
+        str(spec_file),
+        "--out",
+        str(out),
+        "--executor",
+        "serial",
+        "--no-plots",
+        "--no-progress",
+    ]
+
+
+def test_a_killed_run_resumes_to_the_uninterrupted_table(tmp_path):
+    spec_file = tmp_path / "killable.toml"
+    spec_file.write_text(KILLABLE)
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    subprocess.run(_cli(spec_file, whole), check=True, capture_output=True, timeout=600)
+
+    victim = subprocess.Popen(
+        _cli(spec_file, killed), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.monotonic() + 300
+    while len(list((killed / ".parts").glob("*.parquet"))) < 2:
+        assert victim.poll() is None, "the run finished before it could be killed"
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    os.kill(victim.pid, signal.SIGKILL)
+    victim.wait()
+    finished = len(list((killed / ".parts").glob("*.parquet")))
+    total = len(chunks(load_spec(spec_file)))
+    assert 2 <= finished < total
+    assert not (killed / "errors.parquet").exists()
+    # Every visible part is complete: it reads back with the chunk's rows.
+    for part in (killed / ".parts").glob("*.parquet"):
+        assert len(pd.read_parquet(part)) > 0
+
+    resumed = subprocess.run(
+        _cli(spec_file, killed), check=True, capture_output=True, text=True, timeout=600
+    )
+    assert f"resumed {finished} of {total} chunks" in resumed.stdout
+    assert (killed / "errors.parquet").read_bytes() == (whole / "errors.parquet").read_bytes()
+    assert not (killed / ".parts").exists()
+
+
+def test_cached_ground_truth_gives_the_same_table(tmp_path, reference_bytes):
+    cache = store.GroundTruthCache(tmp_path / "gt.sqlite")
+    first, report_first = execute(tiny_spec(), tmp_path / "a", executor="serial", cache=cache)
+    filled = len(cache)
+    second, report_second = execute(tiny_spec(), tmp_path / "b", executor="process", cache=cache)
+    assert filled > 0 and len(cache) == filled  # the second run added nothing
+    assert report_first.ground_truth_seconds > 0 and report_second.ground_truth_seconds == 0
+    assert store.table_bytes(first) == store.table_bytes(second) == reference_bytes
+
+
+def test_shared_inputs_give_every_format_the_same_input_and_one_ground_truth(tmp_path):
+    raw = json.loads(json.dumps(TINY)) | {"shared_inputs": True}
+    spec = parse_spec(raw)
+    cache = store.GroundTruthCache(tmp_path / "gt.sqlite")
+    table, _ = execute(spec, tmp_path / "out", executor="serial", cache=cache)
+    per_input = table.groupby(["problem", "n", "cell_log10_cond", "cell_log10_magnitude", "sample"])
+    # every format saw the same input: same magnitude and condition number in every row
+    assert (per_input["magnitude"].nunique() == 1).all()
+    assert (per_input["cond"].nunique() == 1).all()
+    inputs = per_input.ngroups
+    assert len(cache) == inputs  # one ground truth per input, serving four formats
+    unshared, _ = execute(tiny_spec(), tmp_path / "unshared", executor="serial")
+    assert len(unshared) == len(table)
+
+
+# ------------------------------------------------------------------ size estimate
+
+SHIPPED = sorted(Path(__file__).resolve().parents[2].glob("studies/*.toml"))
+GIB = 2**30
+
+
+def test_the_estimate_counts_the_rows_chunks_and_inputs_of_the_plan():
+    spec = parse_spec(TINY)
+    found = estimate(spec)
+    assert found.chunks == len(chunks(spec)) == 8
+    assert found.inputs == sum(chunk.inputs(spec) for chunk in chunks(spec)) == 16
+    # Each problem: 8 inputs in 4 formats; softmax runs 3 variants, logsumexp 4 (an upper
+    # bound: a cell the generator cannot reach gives fewer).
+    assert found.rows == 8 * 4 * (3 + 4) >= len(run(spec))
+
+
+@pytest.mark.parametrize("quick", [False, True], ids=["full", "quick"])
+@pytest.mark.parametrize("path", SHIPPED, ids=[p.stem for p in SHIPPED])
+def test_every_shipped_study_passes_the_size_check(path: Path, quick: bool):
+    """On this machine, and on a small one (2 cores, 4 GiB) and a wide one (16 cores, 16 GiB),
+    none needs --force; the estimate's chunks are the plan's."""
+    spec = load_spec(path, quick=quick)
+    check_size(spec, workers=os.cpu_count() or 1)
+    check_size(spec, workers=2, memory=4 * GIB)
+    found = check_size(spec, workers=16, memory=16 * GIB)
+    assert found.chunks == len(chunks(spec))
+    assert found.inputs == sum(chunk.inputs(spec) for chunk in chunks(spec))
+
+
+def one_cell(problem: str, n: int, samples: int) -> dict:
+    grid = {"log10_cond": [0, 1], "log10_magnitude": [0, 1], "sizes": [n]}
+    return TINY | {"problems": [problem], "grid": grid | {"samples_per_cell": samples}}
+
+
+def test_a_spec_beyond_the_time_limit_is_refused_unless_forced():
+    """Ten 1,000 x 1,000 linear systems in one cell (one chunk: no worker helps): days of
+    certified ground truth (issue 16: it ran silently)."""
+    spec = parse_spec(one_cell("linear_system", 1000, 10))
+    with pytest.raises(
+        TooLarge,
+        match=r"tiny is too large to run here: about 200 rows, .* and "
+        r"[0-9.]+ days on 1 worker .* or use --force to insist$",
+    ):
+        check_size(spec, workers=64, memory=1024 * GIB)
+    assert check_size(spec, workers=64, memory=1024 * GIB, force=True).cpu_seconds > 86400 * 4
+
+
+def test_a_spec_beyond_the_memory_limit_is_refused_naming_the_workers_that_fit():
+    """Eight cells of one million-element vector each: about 4 GiB per worker at once."""
+    grid = {"log10_cond": [0, 8], "log10_magnitude": [0, 1], "sizes": [1_000_000]}
+    spec = parse_spec(TINY | {"problems": ["summation"], "grid": grid | {"samples_per_cell": 1}})
+    found = estimate(spec)
+    assert found.chunks == 8 and 3 * GIB < found.chunk_bytes < 5 * GIB
+    with pytest.raises(TooLarge, match=r"of memory .* run with --workers [1-3], shrink"):
+        check_size(spec, workers=8, memory=16 * GIB)
+    check_size(spec, workers=1, memory=16 * GIB)
+    check_size(spec, workers=8, memory=16 * GIB, here=False)  # a Dask cluster's memory
+    with pytest.raises(TooLarge, match="limits: 512.0 MiB, 50% of this machine's memory"):
+        check_size(spec, workers=1, memory=GIB)  # not even one worker fits: no --workers
