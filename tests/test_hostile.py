@@ -533,7 +533,7 @@ def test_a_scheduler_that_does_not_answer_fails_within_the_timeout(
         listener.listen(8)
     else:
         listener.close()
-    before = tree(case_folder / "out")
+    before = tree(case_folder)
     argv = ["run", "study.toml", "--out", "out", "--executor", "dask", "--no-progress"]
     argv += ["--no-plots", "--scheduler", f"tcp://127.0.0.1:{port}"]
     try:
@@ -545,7 +545,8 @@ def test_a_scheduler_that_does_not_answer_fails_within_the_timeout(
         listener.close()
     case = Hostile(server, argv, "cannot reach the Dask scheduler at tcp://127.0.0.1")
     assert_one_error_line(code, out, err, case)
-    assert tree(case_folder / "out") == before  # no .parts/manifest.json left behind
+    # Nothing left behind: no .parts/manifest.json, no ground-truth cache beside --out.
+    assert tree(case_folder) == before
 
 
 def test_a_run_that_fails_before_its_first_chunk_leaves_no_parts(case_folder: Path, monkeypatch):

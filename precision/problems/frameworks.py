@@ -9,14 +9,14 @@ back exactly, keeping the dtype the library returned (so the row's ``compute_dty
 the library really computed in).
 
 - The softmax family's kernels (softmax, logsumexp, log_softmax, cross-entropy) are batch
-  kernels (`BATCHED`): the library routine is called once on the whole batch along the last
-  axis (``dim=-1``, ``axis=-1``), as a training step calls it. torch's rows come out as they
-  do alone, bit for bit; JAX's and TensorFlow's float32 and float64 rows can differ from
-  their one-row calls in the last bits, because the library reduces a batch in another order
-  (measured: tests/problems/test_frameworks.py, ``BATCH_DEPENDENT``), and the rows measure the batch as
-  the library computed it. torch's cross-entropy is taken per row (``reduction="none"``): a
-  loss that is exactly 0 comes out as -0 (the mean over one row gave +0). The other problems'
-  kernels (linear algebra) take one input at a time.
+  kernels (`BATCHED`): the library routine is called once on the whole batch along the last axis
+  (``dim=-1``, ``axis=-1``), as a training step calls it. torch's rows come out as they do alone,
+  bit for bit; JAX's and TensorFlow's float32 and float64 rows can differ from their one-row calls
+  in the last bits, because the library reduces a batch in another order (measured:
+  tests/problems/test_frameworks.py, ``BATCH_DEPENDENT``), and the rows measure the batch as the
+  library computed it. torch's cross-entropy is taken per row (``reduction="none"``): a loss that is
+  exactly 0 comes out as -0 (the mean over one row gave +0). The other problems' kernels (linear
+  algebra) take one input at a time.
 
 - A library is used only where it is installed (``importlib.util.find_spec``, no import) and is
   imported on the first call, so ``import precision`` stays fast. A spec naming a variant of a

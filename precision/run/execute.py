@@ -23,7 +23,6 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from precision import store
@@ -119,16 +118,22 @@ def execute(
     if executor not in EXECUTORS:
         raise ExecutorError(f"unknown executor {executor!r}; choose one of {', '.join(EXECUTORS)}")
     start = time.perf_counter()
-    check_datasets(spec)
-    plan = chunks(spec)
-    parts = store.Parts(out_dir, spec, force=force)
+    # Reach a named scheduler before touching the disk: an unreachable one leaves nothing
+    # behind (no parts, no ground-truth cache beside the output folder).
+    client = _scheduler_client(scheduler) if executor == "dask" and scheduler else None
     try:
-        finished, todo, rejected, cache_problem = _run_todo(
-            spec, plan, parts, executor, workers, scheduler, cache, progress
-        )
-    except BaseException:  # failed before its first chunk: no manifest left behind
-        parts.remove_if_empty()
-        raise
+        plan = chunks(spec)
+        parts = store.Parts(out_dir, spec, force=force)
+        try:
+            finished, todo, rejected, cache_problem = _run_todo(
+                spec, plan, parts, executor, workers, client, cache, progress
+            )
+        except BaseException:  # failed before its first chunk: no manifest left behind
+            parts.remove_if_empty()
+            raise
+    finally:
+        if client is not None:
+            client.close()
     table = concat_tables([parts.read(chunk.id) for chunk in plan])
     report = RunReport(
         rows=len(table),
@@ -146,32 +151,7 @@ def execute(
     return table, report
 
 
-def check_datasets(spec: StudySpec) -> None:
-    """Refuse data-set rows holding NaN or inf before any work: they have no exact result,
-    and would be measured as inputs beyond the format (``input_overflow``) with numpy's
-    RuntimeWarnings on the way.
-
-    Raises
-    ------
-    precision.run.spec.SpecError
-        Naming the spec, the data set and how many of its drawn rows are not finite.
-    """
-    from precision.run.sampling import dataset_rows
-    from precision.run.spec import SpecError
-
-    for dataset in spec.datasets:
-        data = np.load(dataset.path, mmap_mode="r", allow_pickle=False)
-        drawn = dataset_rows(data, rows=dataset.rows, seed=spec.seed)
-        bad = int((~np.isfinite(drawn).all(axis=1)).sum())
-        if bad:
-            raise SpecError(
-                f"{spec.source or '<spec>'}: datasets.{dataset.name}.path: {bad} of the "
-                f"{len(drawn)} rows drawn from {dataset.path.name} hold NaN or inf; a data set "
-                "must be finite (remove those rows)"
-            )
-
-
-def _run_todo(spec, plan, parts, executor, workers, scheduler, cache, progress):
+def _run_todo(spec, plan, parts, executor, workers, client, cache, progress):
     """Run the chunks of ``plan`` that ``parts`` does not hold, writing each as it finishes.
 
     Returns (chunk id -> timing of every finished chunk, the chunks run, cache records
@@ -183,7 +163,7 @@ def _run_todo(spec, plan, parts, executor, workers, scheduler, cache, progress):
         progress(sum(chunk.inputs(spec) for chunk in plan if chunk.id in finished))
     cache, cache_problem = _prepared(cache) if todo else (None, None)
     rejected = 0
-    results = _results(spec, todo, executor, workers, scheduler, cache)
+    results = _results(spec, todo, executor, workers, client, cache)
     try:
         for chunk, (result, use) in results:
             rejected += use.rejected
@@ -243,10 +223,11 @@ def _results(
     todo: list[Chunk],
     executor: str,
     workers: int | None,
-    scheduler: str | None,
+    client,
     cache: store.GroundTruthCache | None,
 ) -> Iterator[tuple[Chunk, tuple[ChunkResult, CacheUse]]]:
-    """Yield each chunk with its result and cache use (`_run_chunk`), in completion order."""
+    """Yield each chunk with its result and cache use (`_run_chunk`), in completion order.
+    ``client``: a Dask client of a named scheduler, already connected (else a local cluster)."""
     if not todo:
         return
     if executor == "serial":
@@ -255,7 +236,7 @@ def _results(
     elif executor == "process":
         yield from _process_pool(spec, todo, workers or os.cpu_count() or 1, cache)
     else:
-        yield from _dask(spec, todo, workers or os.cpu_count() or 1, scheduler, cache)
+        yield from _dask(spec, todo, workers or os.cpu_count() or 1, client, cache)
 
 
 def _process_pool(spec, todo, workers: int, cache):
@@ -304,17 +285,26 @@ def _watch_parent(parent: int, every: float = 1.0) -> None:
     os._exit(1)  # an orphan: nobody waits for its chunk
 
 
-def _dask(spec, todo, workers: int, scheduler: str | None, cache):
+def _dask_distributed():
     try:
-        from dask.distributed import Client, LocalCluster, wait
+        import dask.distributed
     except ImportError:
         raise ExecutorError(
             "the dask executor needs dask.distributed: pip install 'precision[dask]'"
         ) from None
+    return dask.distributed
+
+
+def _scheduler_client(scheduler: str):
+    """A client connected to the Dask scheduler at ``scheduler`` (`_connect`)."""
+    return _connect(_dask_distributed().Client, scheduler)
+
+
+def _dask(spec, todo, workers: int, client, cache):
+    distributed = _dask_distributed()
+    Client, LocalCluster, wait = distributed.Client, distributed.LocalCluster, distributed.wait
     cluster = None
-    if scheduler:
-        client = _connect(Client, scheduler)
-    else:
+    if client is None:
         with _sigint_ignored(), _quiet_workers():  # Ctrl-C is the parent's: one line
             cluster = LocalCluster(
                 n_workers=min(workers, len(todo)),
@@ -350,8 +340,8 @@ def _dask(spec, todo, workers: int, scheduler: str | None, cache):
         # Closing a cluster whose tasks are cut short logs warnings and tracebacks ("worker
         # process still alive after 4.0 seconds, killing"): the run says it in one line.
         with _logs_silenced("distributed") if stopped else contextlib.nullcontext():
-            client.close()
-            if cluster is not None:
+            if cluster is not None:  # a named scheduler's client is closed by `run`
+                client.close()
                 cluster.close(timeout=10)
 
 

@@ -10,10 +10,10 @@ What a row records stays a property of that row alone:
 
 * IEEE exceptions (``fp_exceptions``) are collected per kernel call. When a batched call raises
   none, no row did. When it raises some, the batch is split in halves and each half that still
-  raises is called again, down to single rows, so that every row records exactly the
-  exceptions its own computation raises (rows are independent by contract, tested in
-  ``tests/problems/test_row_independence.py``). An overflow that a row raised makes that row's outcome
-  ``overflow``, as before.
+  raises is called again, down to single rows, so that every row records exactly the exceptions its
+  own computation raises (rows are independent by contract, tested in
+  ``tests/problems/test_row_independence.py``). An overflow that a row raised makes that row's
+  outcome ``overflow``, as before.
 * A batched call that raises an exception is repeated row by row: the rows that raise record
   ``error`` (or ``unsupported``), the others are measured from their one-row call, and their
   ``batch`` column says 1.
@@ -247,8 +247,8 @@ def _flags_of(kernel, X, start: int, stop: int, enclosing: set[str]) -> set[str]
         return _call(kernel, X[start:stop])[1]
     except Exception:
         # The kernel raised on part of a batch it computed whole: it breaks the row contract
-        # (tests/problems/test_row_independence.py checks every registered kernel). Keep the flags of
-        # the enclosing call rather than inventing a finer attribution.
+        # (tests/problems/test_row_independence.py checks every registered kernel). Keep the
+        # flags of the enclosing call rather than inventing a finer attribution.
         return set(enclosing)
 
 

@@ -204,6 +204,7 @@ def parse_spec(
     params = _params(raw.get("params", {}), problems, variants, fail)
     grid = _grid(raw.get("grid"), problems, fail)
     datasets = _datasets(raw.get("datasets", {}), base, fail)
+    _check_finite_rows(datasets, seed, fail)
     engine = raw.get("engine", DEFAULT_ENGINE)
     if engine not in ENGINES:
         raise fail(
@@ -536,6 +537,25 @@ def _datasets(table, base: Path, fail) -> tuple[Dataset, ...]:
         rows = _positive_int(entry.get("rows"), f"datasets.{name}.rows", fail)
         out.append(Dataset(name, path, rows))
     return tuple(out)
+
+
+def _check_finite_rows(datasets: tuple[Dataset, ...], seed: int, fail) -> None:
+    """Refuse a data set whose drawn rows hold NaN or inf, when the spec is read and before any
+    work: such a row has no exact result and would be measured as an input beyond the format
+    (``input_overflow``), with numpy's RuntimeWarnings on the way. Only the rows the study
+    draws (``rows`` of them, from the spec's seed) matter."""
+    from precision.run.sampling import dataset_rows
+
+    for dataset in datasets:
+        data = np.load(dataset.path, mmap_mode="r", allow_pickle=False)
+        drawn = dataset_rows(data, rows=dataset.rows, seed=seed)
+        bad = int((~np.isfinite(drawn).all(axis=1)).sum())
+        if bad:
+            raise fail(
+                f"datasets.{dataset.name}.path",
+                f"{bad} of the {len(drawn)} rows drawn from {dataset.path.name} hold NaN or inf;"
+                " a data set must be finite (remove those rows)",
+            )
 
 
 def _resolved(path: Path) -> Path:

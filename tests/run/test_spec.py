@@ -271,6 +271,12 @@ BAD_SPECS = [
     ("dataset-rows-missing", _set("datasets", {"logits": {"path": "logits.npy"}}), "rows", []),
     ("dataset-unknown-key", _dataset(row=5), "datasets.logits.row", ["did you mean 'rows'"]),
     ("dataset-one-dimensional", _dataset(path="vector.npy"), "datasets.logits.path", ["2-D"]),
+    (
+        "dataset-nan-rows",  # refused when the spec is read, not when the run starts
+        _dataset(path="holes.npy", rows=20),
+        "datasets.logits.path",
+        ["2 of the 20 rows drawn from holes.npy hold NaN or inf"],
+    ),
     ("dataset-not-a-table", _set("datasets", {"logits": "logits.npy"}), "datasets.logits", []),
     (
         "dataset-named-synthetic",
@@ -309,6 +315,9 @@ def spec_dir(tmp_path: Path) -> Path:
     rng = np.random.default_rng(0)
     np.save(tmp_path / "logits.npy", rng.standard_normal((20, 4)))
     np.save(tmp_path / "vector.npy", rng.standard_normal(20))
+    holes = rng.standard_normal((20, 4))
+    holes[3, 1], holes[11, 0] = np.nan, -np.inf
+    np.save(tmp_path / "holes.npy", holes)
     (tmp_path / "logits.csv").write_text("1,2,3\n")
     return tmp_path
 
