@@ -49,6 +49,7 @@ from precision.run.execute import execute
 from precision.run.sampling import cell_rng, sample_in_cell
 from precision.run.spec import StudySpec, load_spec
 from precision.run.study import Chunk, chunks, concat_tables, run_chunk
+from precision.truth import shortcuts
 from precision.truth.exact import ground_truths
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -74,6 +75,8 @@ class Config:
     gt_sizes: tuple[int, ...]  # part 2: vector sizes
     gt_seconds: float  # part 2: time per problem and size, all engines together
     gt_inputs: int  # part 2: distinct inputs per problem and size (each in every format)
+    rate_inputs: int  # part 2: inputs per problem for the rates against issue 14's goals
+    solve_n: int  # part 2: size of the linear system timed against its goal
     scaling_inputs: tuple[int, ...]  # part 3: exp study sizes, in inputs
     memory_rows: int  # part 3: rows of the peak-memory run
     memory_seconds: float  # part 3: the memory run is shrunk to fit this when it would not
@@ -91,6 +94,8 @@ FULL = Config(
     gt_sizes=(10, 100, 1000),
     gt_seconds=4.0,
     gt_inputs=12,
+    rate_inputs=8,
+    solve_n=200,
     scaling_inputs=(1_000, 10_000, 100_000),
     memory_rows=1_000_000,
     memory_seconds=300.0,
@@ -104,6 +109,8 @@ QUICK = Config(
     gt_sizes=(10, 100),
     gt_seconds=0.5,
     gt_inputs=6,
+    rate_inputs=2,
+    solve_n=200,
     scaling_inputs=(200, 800, 3_200),
     memory_rows=20_000,
     memory_seconds=60.0,
@@ -516,6 +523,119 @@ def gt_throughput(
     return table
 
 
+RATE_GOALS = {"elementwise": 1_000_000.0, "sums": 10_000_000.0}
+"""Issue 14: certified ground-truth elements per CPU second (one core), counting certification
+and the rounding to every format: exp and the softmax family at n = 1000; sums and dots."""
+SOLVE_GOAL = 0.3
+"""Issue 14: seconds for one certified n = 200 linear system (solution and condition number)."""
+
+
+def gt_rates(
+    res: Results,
+    *,
+    problems=PROBLEM_NAMES,
+    n: int = 1000,
+    inputs: int = 3,
+    solve_n: int = 200,
+    seed: int = 20261125,
+) -> pd.DataFrame:
+    """Part 2: certified ground-truth rates beside the goals of issue 14.
+
+    Each input, from the study's generator, is rounded to every format and certified in each
+    (`ground_truths(..., engine="arb")`, exact shortcuts included): elements per CPU second is
+    n times the (input, format) truths over the CPU seconds. Sums (``summation``) go through
+    the exact shortcut; dot products through `shortcuts.exact_dot` of float32 vectors, split
+    and rounded to every format. The linear system is one n = ``solve_n`` input in float64.
+    """
+    grid = load_spec(STUDY).grid
+    rng = np.random.default_rng(seed)
+    cases = {
+        name: ("elementwise", _arb_rate(PROBLEMS[name], n, grid, inputs, seed)) for name in problems
+    }
+    cases["summation"] = ("sums", _arb_rate(PROBLEMS["summation"], n, grid, inputs, seed))
+    cases["dot product"] = ("sums", _dot_rate(rng, n, inputs * len(FORMATS)))
+    rows = [
+        {"problem": k, "n": n, "kind": kind, "elements_per_s": rate, "goal": RATE_GOALS[kind]}
+        for k, (kind, rate) in cases.items()
+    ]
+    solve = _solve_seconds(solve_n, grid, seed)
+    table = pd.DataFrame(rows)
+    lines = []
+    for r in table.itertuples(index=False):
+        met = "met" if r.elements_per_s >= r.goal else "not met"
+        note = f"GOAL {_fmt(r.goal)} el/s: {met}"
+        res.add(
+            "2",
+            "ground-truth rate",
+            f"{r.problem} n={r.n}",
+            "elements per CPU second",
+            r.elements_per_s,
+            "1/s",
+            note,
+        )
+        lines.append([r.problem, r.n, _fmt(r.elements_per_s), _fmt(r.goal), met])
+    met = "met" if solve <= SOLVE_GOAL else "not met"
+    res.add(
+        "2",
+        "ground-truth rate",
+        f"linear_system n={solve_n}",
+        "CPU seconds per input",
+        solve,
+        "s",
+        f"GOAL {SOLVE_GOAL} s: {met}",
+    )
+    lines.append(["linear_system (s per input)", solve_n, _fmt(solve), SOLVE_GOAL, met])
+    res.section(
+        "\n".join(
+            [
+                "### Certified ground-truth rates against the goals (issue 14)",
+                "",
+                "Elements per CPU second of one process, certification and rounding to every "
+                "format counted; the linear system in CPU seconds per input (float64).",
+                "",
+                _md_table(["problem", "n", "el/s (s)", "goal", "goal met"], lines),
+            ]
+        )
+    )
+    return table
+
+
+def _arb_rate(problem, n: int, grid, inputs: int, seed: int) -> float:
+    """n * (input, format) truths per CPU second of the arb engine (shortcuts included)."""
+    xs = _generated_inputs(problem, n, grid, inputs, seed)
+    tasks = [(cast(x, f), f) for x in xs for f in FORMATS]
+    tasks = [(x, f) for x, f in tasks if np.isfinite(x.astype(np.float64)).all()]
+    start = time.process_time()
+    for x_fmt, fmt in tasks:
+        ground_truths(problem, x_fmt, [fmt], engine="arb")
+    return n * len(tasks) / max(time.process_time() - start, 1e-9)
+
+
+def _dot_rate(rng: np.random.Generator, n: int, count: int) -> float:
+    """Elements per CPU second of exact float32 dot products, split and rounded to every
+    format with the engine's own rounding (`round_dyadic`), kappa included."""
+    from precision.core.formats import round_dyadic
+    from precision.truth.exact import _split_dyadic
+
+    pairs = [rng.standard_normal((2, n)).astype(np.float32) for _ in range(count)]
+    start = time.process_time()
+    for x, y in pairs:
+        total, absolute = shortcuts.exact_dot(x, y)
+        _split_dyadic(total.man, total.exp)
+        [round_dyadic(total.man, total.exp, f) for f in FORMATS]
+        shortcuts.arb_quotient(absolute, total, 113) if total.man else None
+    return n * count / max(time.process_time() - start, 1e-9)
+
+
+def _solve_seconds(n: int, grid, seed: int) -> float:
+    """CPU seconds of one certified linear system of size n in float64 (arb engine)."""
+    problem = PROBLEMS["linear_system"]
+    x = _generated_inputs(problem, n, grid, 1, seed)[0]
+    start = time.process_time()
+    ground_truths(problem, cast(x, "float64"), ["float64"], engine="arb")
+    return time.process_time() - start
+
+
 def _engines(problem) -> dict[str, Callable]:
     def arb(x, fmt):
         t = ground_truths(problem, x, [fmt], engine="arb")[fmt]
@@ -922,8 +1042,11 @@ def run_benchmarks(config: Config, out_dir: Path, parts=PARTS, command: str = ""
     wall0 = time.perf_counter()
     steps = {
         "1": lambda: study_vs_baseline(res, spec, every=config.every),
-        "2": lambda: gt_throughput(
-            res, sizes=config.gt_sizes, seconds=config.gt_seconds, inputs=config.gt_inputs
+        "2": lambda: (
+            gt_throughput(
+                res, sizes=config.gt_sizes, seconds=config.gt_seconds, inputs=config.gt_inputs
+            ),
+            gt_rates(res, inputs=config.rate_inputs, solve_n=config.solve_n),
         ),
         "3": lambda: scaling(
             res,

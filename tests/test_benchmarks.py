@@ -106,3 +106,15 @@ def test_study_vs_script_records_well_formed_lines():
     assert value["rows"] > 0 and 0 <= value["study time outside ground truth"] <= 1
     assert "GOAL" in lines.loc[lines["metric"] == "ratio", "note"].item()
     assert "## 5." in res.markdown()
+
+
+def test_ground_truth_rates_record_the_goals():
+    """Issue 14's rates at toy sizes: every rate positive, each beside its goal."""
+    res = bench.Results([])
+    table = bench.gt_rates(res, problems=("exp",), n=10, inputs=1, solve_n=3)
+    assert list(table["problem"]) == ["exp", "summation", "dot product"]
+    assert (table["elements_per_s"] > 0).all()
+    lines = res.frame()
+    notes = lines.loc[lines["benchmark"] == "ground-truth rate", "note"]
+    assert len(notes) == 4 and notes.str.startswith("GOAL").all()
+    assert "issue 14" in res.markdown()

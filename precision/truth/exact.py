@@ -14,6 +14,8 @@ That is the reference engine (``engine="mpmath"``). ``engine="arb"`` evaluates t
 reference formulas (written once against `precision.core.numbers.NumberSystem`) in python-flint's
 Arb ball arithmetic, whose radii are rigorous: one evaluation certifies itself when its balls
 are tight enough, which with Arb's faster elementary functions makes it several times cheaper.
+For sums, differences and variances of floats the arb engine takes an exact shortcut
+(`precision.truth.shortcuts`): the same stored values without evaluating a single ball.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from precision.core.metrics import EXP_LIMIT, Exact
 from precision.core.numbers import ARB, MPMATH
 from precision.problems.base import Problem
 from precision.truth import balls as balls_module
+from precision.truth import shortcuts
 
 PRECISIONS = (113, 160, 256, 512, 1024, 2048, 4096)
 """Working precisions (bits) tried in turn; consecutive pairs are compared."""
@@ -121,6 +124,7 @@ def ground_truth(
     *,
     precisions=PRECISIONS,
     engine: str = "mpmath",
+    shortcut: bool = True,
 ) -> GroundTruth:
     """Certified reference output and condition number for input ``x`` (already in ``fmt``).
 
@@ -140,9 +144,15 @@ def ground_truth(
         the same value of ``fmt`` and its radius is at most ``AGREEMENT * |midpoint|``, and the
         condition number's ball is within COND_ACCURACY; usually at the first precision, where
         mpmath needs two evaluations (see `_arb_ground_truths`).
+    shortcut : bool, keyword-only
+        With ``engine="arb"``, take the problem's exact shortcut where it has one
+        (`precision.truth.shortcuts`; the same values); False forces the ball evaluation.
     """
     fmt = get_format(fmt)
-    return ground_truths(problem, x, [fmt], precisions=precisions, engine=engine)[fmt.name]
+    found = ground_truths(
+        problem, x, [fmt], precisions=precisions, engine=engine, shortcut=shortcut
+    )
+    return found[fmt.name]
 
 
 def ground_truths(
@@ -152,6 +162,7 @@ def ground_truths(
     *,
     precisions=PRECISIONS,
     engine: str = "mpmath",
+    shortcut: bool = True,
 ) -> dict[str, GroundTruth]:
     """One reference evaluation certified for several output formats at once.
 
@@ -168,6 +179,10 @@ def ground_truths(
     fmts = [get_format(f) for f in fmts]
     if engine not in ENGINES:
         raise ValueError(f"ground_truth: engine must be one of {ENGINES}, got {engine!r}")
+    if engine == "arb" and shortcut:
+        found = _shortcut_ground_truths(problem, x, fmts, precisions)
+        if found is not None:
+            return dict(zip([f.name for f in fmts], found, strict=True))
     evaluate = _mpmath_ground_truths if engine == "mpmath" else _arb_ground_truths
     try:
         truths = evaluate(problem, x, fmts, precisions)
@@ -468,6 +483,66 @@ def _split_dyadic(man: int, exp: int) -> tuple[float, float, int]:
     return hi, lo, max(-EXP_LIMIT, min(EXP_LIMIT, exp + length))
 
 
+# ------------------------------------------------------------------------ exact shortcuts
+
+
+def _shortcut_ground_truths(problem: Problem, x: np.ndarray, fmts, precisions) -> list | None:
+    """The arb engine's ground truths from the problem's exact shortcut, or None (no shortcut,
+    or an input it leaves to the balls).
+
+    The shortcut replays Arb's evaluation at the first precision in integers
+    (`precision.truth.shortcuts`): each output's midpoint with a bound on its radius. The
+    midpoint is split and rounded as `_ball` does it, and certified by `_ball`'s rule with the
+    bound in place of the radius: a larger radius certifies less, so a bound that certifies
+    implies that Arb's own ball certifies at that precision, with the same values. Where the
+    bound does not certify (a value within about 2**-100 relative of a rounding boundary of a
+    format), None sends the input to the Arb engine, which decides with its true radius.
+    """
+    start = time.perf_counter()
+    evaluate = shortcuts.shortcut_for(problem)
+    prec = precisions[0]
+    result = evaluate(x, prec) if evaluate is not None else None
+    if result is None:
+        return None
+    balls = [_certified_dyadic(mid, radius_exp, fmts) for mid, radius_exp in result.outputs]
+    if any(b is None for b in balls):
+        return None
+    hi, lo, exp = (np.array(part) for part in zip(*(b[0] for b in balls), strict=True))
+    seconds = time.perf_counter() - start
+    return [
+        GroundTruth(
+            Exact(hi, lo, exp.astype(np.int64), np.array([b[1][j] for b in balls], fmt.dtype)),
+            result.cond,
+            prec,
+            True,
+            seconds if j == 0 else 0.0,
+            "arb",
+        )
+        for j, fmt in enumerate(fmts)
+    ]
+
+
+def _certified_dyadic(
+    mid: shortcuts.Dyadic, radius_exp: int | None, fmts
+) -> tuple[tuple[float, float, int], list] | None:
+    """(`Exact` split, rounding per format) of a ball mid +/- 2**radius_exp (None: exact) by
+    `_ball`'s rule, or None where that rule does not certify it."""
+    split = _split_dyadic(mid.man, mid.exp)
+    if radius_exp is None:
+        return split, [round_dyadic(mid.man, mid.exp, fmt) for fmt in fmts]
+    exp = min(mid.exp, radius_exp)
+    man, rad = mid.man << (mid.exp - exp), 1 << (radius_exp - exp)
+    if rad * _denominator(AGREEMENT) > abs(man):
+        return None
+    rounded = []
+    for fmt in fmts:
+        low, high = round_dyadic(man - rad, exp, fmt), round_dyadic(man + rad, exp, fmt)
+        if not _same_value(low, high):
+            return None
+        rounded.append(low)
+    return split, rounded
+
+
 # ------------------------------------------------------------------------ cache records
 
 
@@ -482,6 +557,7 @@ def reference_fingerprint() -> str:
         for name in (
             "truth/exact.py",
             "truth/balls.py",
+            "truth/shortcuts.py",
             "core/numbers.py",
             "core/formats.py",
             "core/metrics.py",
