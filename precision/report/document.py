@@ -1,18 +1,20 @@
-"""The report: every stored study and the tutorial's claims, as Markdown and self-contained HTML.
+"""The report: every stored study and the tutorial's claims, as a small static site and one
+Markdown document.
 
 `build_report` reads the results folders (`precision.store.results`), computes every number from the
-stored tables (`precision.report.summary`, `precision.report.claims`) and draws every figure from
-them (`precision.report.plots`). It returns a `Report`: the documents, the claims tables and the
-figures as PNG bytes, which the store writes (``index.html``, ``index.md``, ``claims.csv``,
-``claims/<id>.csv``, ``<study>/<figure>.png``). Nothing in the templates is a number: prose around a
-value is formatted from a table computed here. Both documents come from one list of blocks, so they
-say the same thing.
+stored tables (`precision.report.summary`, `precision.report.claims`, `precision.report.pages`) and
+draws every figure from them (`precision.report.plots`). It returns a `Report`: the pages, the
+claims tables and the figures as PNG bytes, which the store writes: ``index.html`` (scoreboard,
+studies with their headline, claims, contents), ``claims.html``, ``study-<name>.html`` (one per
+study), ``glossary.html``, ``benchmarks.html``, ``provenance.html``, ``index.md`` (every page in
+one document), ``claims.csv``, ``claims/<id>.csv``, ``<name>/<figure>.png``. Nothing in the
+templates is a number: prose around a value is formatted from a table computed here. The HTML
+pages (`precision.report.site`) and the Markdown (`precision.report.markdown`) render the same
+blocks, so they say the same thing.
 """
 
 from __future__ import annotations
 
-import html
-import math
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +25,10 @@ import pandas as pd
 from precision.core.schema import PARAMETERS, format_parameter
 from precision.problems import PROBLEMS
 from precision.report import claims as claims_module
+from precision.report import pages as site_pages
+from precision.report.blocks import Block, Link, Page, safe_name
+from precision.report.markdown import to_markdown
+from precision.report.site import render_site
 from precision.report.summary import KEYS as SUMMARY_KEYS
 from precision.report.summary import first_failures, labelled, overview, raised, with_parameters
 from precision.run.staleness import rerun_command, staleness
@@ -35,17 +41,10 @@ from precision.store.results import (
 )
 
 REPORT_FOLDER = "report"
-
-
-@dataclass(frozen=True)
-class Block:
-    """One piece of a document: a heading (``h1``-``h3``), a paragraph (``p``), a warning,
-    a table (``content`` a DataFrame), an image (``content`` its relative path), a code line,
-    or a claim (``content`` one row of the claims table)."""
-
-    kind: str
-    content: object
-    caption: str = ""
+TITLE = "precision: measured claims and studies"
+EVIDENCE_SHOWN_ROWS = 200
+"""Evidence tables up to this many rows are also shown (folded) on the claims page; longer ones
+only through their CSV."""
 
 
 @dataclass
@@ -64,8 +63,9 @@ def build_report(
 ) -> Report:
     """Read every study under ``results_dir`` and build the report that goes to ``out_dir``.
 
-    Reads only: the studies' stored tables and the ``micro`` tables it is handed. Nothing
-    here runs a kernel, a ground truth or a worked example.
+    Reads only: the studies' stored tables, the benchmark results of ``make bench`` where
+    there are some (``<results_dir>/bench/benchmarks.csv``) and the ``micro`` tables it is
+    handed. Nothing here runs a kernel, a ground truth or a worked example.
 
     Parameters
     ----------
@@ -74,7 +74,7 @@ def build_report(
     out_dir : Path
         Where the report will be written (skipped when it lies inside ``results_dir``).
     figures : bool, keyword-only
-        Draw the figures (the slow part); without them the documents show none.
+        Draw the figures (the slow part); without them the pages show none.
     micro : dict, keyword-only, optional
         The measurements no study holds (`precision.report.claims.micro.measure`, which
         ``precision report`` runs first), stored as ``micro/<name>.csv``; without them the
@@ -87,9 +87,8 @@ def build_report(
     """
     studies = [load_study(f) for f in find_studies(results_dir, skip=(Path(out_dir),))]
     report = Report()
-    blocks = _header(studies)
     report.stale = {s.key: staleness(s) for s in studies}
-    blocks += _stale_blocks(report.stale)
+    pages = study_pages([s.key for s in studies])
     by_study = {s.key: _tables_by_problem(s) for s in studies}
     claims, evidence = claims_module.measure_claims(by_study, micro)
     report.claims = claims
@@ -99,13 +98,59 @@ def build_report(
     for claim_id, table in evidence.items():
         if len(table):
             report.tables[f"claims/{claim_id}.csv"] = _csv_ready(table)
-    blocks += _claim_blocks(claims, evidence, studies)
-    for study in studies:
-        blocks += _study_blocks(study, report, figures=figures)
-    blocks += _provenance_blocks(studies)
-    report.texts["index.md"] = to_markdown(blocks)
-    report.texts["index.html"] = to_html(blocks, title="precision: measured claims and studies")
+    numbers = {s.key: key_numbers(s.table) for s in studies if not s.table.empty}
+    study_blocks = {
+        s.key: _study_blocks(s, report, page=pages[s.key], claims=claims, figures=figures)
+        for s in studies
+    }
+    bench, bench_header = site_pages.read_benchmarks(results_dir)
+    if bench is not None:
+        report.tables["benchmarks.csv"] = bench
+    site = [
+        Page(
+            "index.html",
+            TITLE,
+            "Overview",
+            _index_blocks(studies, report, pages, numbers, evidence),
+        ),
+        Page(
+            "claims.html",
+            "Claims",
+            "Claims",
+            _claim_blocks(claims, evidence, studies, pages, report),
+        ),
+        *[Page(pages[s.key], f"Study {s.key}", s.key, study_blocks[s.key]) for s in studies],
+        Page("glossary.html", "Glossary of variants", "Glossary", _glossary_blocks(studies)),
+        Page("benchmarks.html", "Benchmarks", "Benchmarks", _bench_blocks(bench, bench_header)),
+        Page("provenance.html", "Provenance", "Provenance", _provenance_blocks(studies)),
+    ]
+    report.texts.update(render_site(site))
+    # One document: the index's title on top, every other page a section under it.
+    report.texts["index.md"] = "\n".join(
+        to_markdown(page.blocks, shift=0 if page.path == "index.html" else 1) for page in site
+    )
     return report
+
+
+def study_pages(keys: list[str]) -> dict[str, str]:
+    """Each study's page, ``study-<name>.html``, its name made safe for a file name
+    (`precision.report.blocks.safe_name`) and numbered where two names would collide; the
+    study's figures go to the folder ``<name>/``."""
+    pages: dict[str, str] = {}
+    taken: set[str] = set()
+    for key in keys:
+        stem, number = safe_name(key), 1
+        while stem in taken:
+            number += 1
+            stem = f"{safe_name(key)}-{number}"
+        taken.add(stem)
+        pages[key] = f"study-{stem}.html"
+    return pages
+
+
+def _folder(page: str) -> str:
+    """The figure folder of a study page (`study_pages`)."""
+    return page.removeprefix("study-").removesuffix(".html")
 
 
 def _tables_by_problem(study: StoredStudy) -> dict[str, pd.DataFrame]:
@@ -116,6 +161,82 @@ def _tables_by_problem(study: StoredStudy) -> dict[str, pd.DataFrame]:
 def _csv_ready(table: pd.DataFrame) -> pd.DataFrame:
     """A table whose object cells (arrays, exact numbers) are text, for CSV."""
     return table.map(lambda v: str(v) if isinstance(v, np.ndarray | list) else v)
+
+
+# ---------------------------------------------------------------- the index
+
+
+def _index_blocks(
+    studies: list[StoredStudy],
+    report: Report,
+    pages: dict[str, str],
+    numbers: dict[str, pd.DataFrame],
+    evidence: dict[str, pd.DataFrame],
+) -> list[Block]:
+    rows = {claim_id: len(table) for claim_id, table in evidence.items()}
+    return [
+        *_header(studies),
+        *_stale_blocks(report.stale),
+        Block("h2", "Contents"),
+        Block("links", _contents(studies, pages, numbers), "toc"),
+        Block("h2", "Scoreboard"),
+        site_pages.scoreboard(report.claims, href="claims.html"),
+        Block("p", VERDICTS_TEXT),
+        Block("h2", "Studies"),
+        _studies_table(studies, pages, numbers, report.claims),
+        Block("h2", "Claims"),
+        site_pages.claims_table(report.claims, pages, rows),
+    ]
+
+
+VERDICTS_TEXT = (
+    "'holds': true in every format and case measured; 'qualified': true in some formats or "
+    "cases and false in others, as the claim's text says; 'fails': false where measured; 'not "
+    "measured': the study that measures it has not been run. Each verdict prints its "
+    "criterion; each claim links to its study and its evidence rows (claims/<id>.csv)."
+)
+
+
+def _contents(
+    studies: list[StoredStudy], pages: dict[str, str], numbers: dict[str, pd.DataFrame]
+) -> list[Link]:
+    links = [Link("Claims", "claims.html", "every claim with its verdict and evidence")]
+    links += [Link(f"Study {s.key}", pages[s.key]) for s in studies]
+    return links + [
+        Link("Glossary", "glossary.html", "the variants and their parameters"),
+        Link("Benchmarks", "benchmarks.html"),
+        Link("Provenance", "provenance.html", "versions, devices, commands to rerun"),
+    ]
+
+
+def _studies_table(
+    studies: list[StoredStudy],
+    pages: dict[str, str],
+    numbers: dict[str, pd.DataFrame],
+    claims: pd.DataFrame,
+) -> Block:
+    """One line per study: its headline (`precision.report.pages.headline`), rows and the
+    verdicts of the claims it measures."""
+    rows = []
+    for study in studies:
+        read = claims[
+            claims["read_from"].str.split(", ").map(lambda names, k=study.key: k in names)
+        ]
+        counts = read["verdict"].value_counts()
+        rows.append(
+            {
+                "study": study.key,
+                "headline": (
+                    site_pages.headline(numbers[study.key])
+                    if study.key in numbers
+                    else "no rows: nothing was measured"
+                ),
+                "rows": len(study.table),
+                "claims": ", ".join(f"{int(n)} {v}" for v, n in counts.items()),
+            }
+        )
+    links = {"study": [pages[s.key] for s in studies]}
+    return Block("table", pd.DataFrame(rows), "Studies", links=links)
 
 
 # ---------------------------------------------------------------- sections
@@ -158,29 +279,31 @@ def _stale_blocks(stale: dict[str, list[str]]) -> list[Block]:
 
 
 def _claim_blocks(
-    claims: pd.DataFrame, evidence: dict[str, pd.DataFrame], studies: list[StoredStudy]
+    claims: pd.DataFrame,
+    evidence: dict[str, pd.DataFrame],
+    studies: list[StoredStudy],
+    pages: dict[str, str],
+    report: Report,
 ) -> list[Block]:
     counts = claims["verdict"].value_counts()
     summary = ", ".join(f"{int(n)} {verdict}" for verdict, n in counts.items())
     blocks = [
-        Block("h2", "Claims of the tutorial, measured"),
-        Block(
-            "p",
-            f"{len(claims)} claims: {summary}. 'qualified' means true in some formats or "
-            "cases and false in others, as the text says; 'not measured' means the study that "
-            "measures it has not been run.",
-        ),
-        Block("table", claims[["title", "verdict", "study", "problems"]], "Overview"),
+        Block("h1", "Claims of the tutorial, measured"),
+        Block("p", f"{len(claims)} claims: {summary}. " + VERDICTS_TEXT),
     ]
     folders = {s.key: s.folder for s in studies}
+    images = list(report.images)
     for row in claims.itertuples(index=False):
-        blocks.append(Block("claim", row))
-        source = _claim_source(row, folders)
         table = evidence[row.id]
-        if len(table):
-            source += f" Evidence: claims/{row.id}.csv."
-        blocks.append(Block("p", source))
-        if len(table):
+        card = site_pages.claim_card(
+            row,
+            source=_claim_source(row, folders),
+            pages=pages,
+            evidence_rows=len(table),
+            images=images,
+        )
+        blocks.append(Block("claim", card))
+        if 0 < len(table) <= EVIDENCE_SHOWN_ROWS:
             blocks.append(Block("details", table, f"Evidence for '{row.title}'"))
     return blocks
 
@@ -197,22 +320,29 @@ def _claim_source(row, folders: dict[str, Path]) -> str:
     return f"Source: rows of {row.problems} in {tables}."
 
 
-def _study_blocks(study: StoredStudy, report: Report, *, figures: bool) -> list[Block]:
+def _study_blocks(
+    study: StoredStudy, report: Report, *, page: str, claims: pd.DataFrame, figures: bool
+) -> list[Block]:
+    """A study's page: what it measured, which variant to trust, the claims it measures, its
+    key numbers, worked examples and figures (drawn into ``report.images``)."""
     table, spec = study.table, study.spec
     source = study.folder / "errors.parquet"
     renamed = f" (a study named {study.name})" if study.name != study.key else ""
-    blocks = [Block("h2", f"Study {study.key}{renamed}")]
+    blocks = [Block("h1", f"Study {study.key}{renamed}")]
     if spec.get("description"):
         blocks.append(Block("p", str(spec["description"])))
     if report.stale.get(study.key):
         blocks.append(Block("warning", "Stale: " + "; ".join(report.stale[study.key]) + "."))
     if table.empty:  # no cell of its grid could be reached: nothing to summarise or draw
         return [*blocks, Block("p", f"{source} holds no rows: nothing was measured.")]
-    blocks += [
-        Block("h3", "What was measured"),
+    numbers = key_numbers(table)
+    sections = [
+        *_trust_blocks(numbers),
+        *_study_claim_blocks(study.key, claims),
+        Block("h2", "What was measured"),
         Block("p", _measured_text(study)),
-        Block("table", _problems_table(table, spec), "Problems and variants"),
-        Block("h3", "Key numbers"),
+        _problems_block(table, spec),
+        Block("h2", "Key numbers"),
         Block(
             "p",
             f"From {source}. Per variant and format: rows, median and worst relative error in "
@@ -228,11 +358,11 @@ def _study_blocks(study: StoredStudy, report: Report, *, figures: bool) -> list[
             "under 'exact result 0', with their worst absolute error, and left out of the "
             "error columns and the failures.",
         ),
-        Block("table", key_numbers(table), "Key numbers"),
+        Block("table", numbers, "Key numbers"),
     ]
     errors = raised(table)
     if len(errors):
-        blocks += [
+        sections += [
             Block(
                 "p",
                 "Variants that raised an exception instead of returning a result (outcome "
@@ -242,7 +372,7 @@ def _study_blocks(study: StoredStudy, report: Report, *, figures: bool) -> list[
         ]
     upcast = _upcasts(table)
     if len(upcast):
-        blocks += [
+        sections += [
             Block(
                 "p",
                 "Rows whose library returned another dtype than the format asked for (their "
@@ -250,10 +380,47 @@ def _study_blocks(study: StoredStudy, report: Report, *, figures: bool) -> list[
             ),
             Block("table", upcast, "Upcasting variants"),
         ]
-    blocks += _worked_example_blocks(study)
+    sections += _worked_example_blocks(study)
     if figures:
-        blocks += _figure_blocks(study, report)
-    return blocks
+        sections += _figure_blocks(study, report, folder=_folder(page))
+    contents = [Link(b.content, f"#{b.anchor}") for b in sections if b.kind == "h2"]
+    return [*blocks, Block("links", contents, "toc"), *sections]
+
+
+def _trust_blocks(numbers: pd.DataFrame) -> list[Block]:
+    trust = site_pages.trust_table(numbers)
+    if trust.empty:
+        return []
+    return [
+        Block("h2", "Which variant to trust"),
+        Block(
+            "p",
+            "Per problem and format, from the key numbers below: the variants ranked by the "
+            "share of their rows that failed, then by their median error / u (certified ok "
+            "rows); 'trust' is the first, 'avoid' the last. Variants that a library refused "
+            "in every row never ran and are not ranked. A median says nothing of the worst "
+            "case: see the key numbers and the figures.",
+        ),
+        Block("table", trust, "Which variant to trust"),
+    ]
+
+
+def _study_claim_blocks(key: str, claims: pd.DataFrame) -> list[Block]:
+    read = claims[claims["read_from"].str.split(", ").map(lambda names: key in names)]
+    if read.empty:
+        return []
+    links = [
+        Link(row.title, f"claims.html#claim-{row.id}", row.verdict)
+        for row in read.itertuples(index=False)
+    ]
+    return [Block("h2", "Claims measured here"), Block("links", links, "claims")]
+
+
+def _problems_block(table: pd.DataFrame, spec: dict) -> Block:
+    """The problems table, each problem linking to its variants in the glossary."""
+    frame = _problems_table(table, spec)
+    links = {"problem": [f"glossary.html#problem-{p}" for p in frame["problem"]]}
+    return Block("table", frame, "Problems and variants", links=links)
 
 
 def _worked_example_blocks(study: StoredStudy) -> list[Block]:
@@ -263,7 +430,7 @@ def _worked_example_blocks(study: StoredStudy) -> list[Block]:
     if not examples:
         return []
     blocks = [
-        Block("h3", "Worked examples"),
+        Block("h2", "Worked examples"),
         Block("p", f"Computed during the run and stored in {study.folder}/worked_*.csv."),
     ]
     for problem, title, text, table in examples:
@@ -389,13 +556,13 @@ def _upcasts(table: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def _figure_blocks(study: StoredStudy, report: Report) -> list[Block]:
+def _figure_blocks(study: StoredStudy, report: Report, *, folder: str) -> list[Block]:
     import warnings
 
     from precision import store
     from precision.report.plots import report_figures
 
-    blocks = [Block("h3", "Figures")]
+    blocks = [Block("h2", "Figures")]
     source = study.folder / "errors.parquet"
     with warnings.catch_warnings():
         # A panel without usable rows (a format where every row failed) is drawn empty, and
@@ -403,9 +570,10 @@ def _figure_blocks(study: StoredStudy, report: Report) -> list[Block]:
         warnings.simplefilter("ignore", UserWarning)
         figures = report_figures(study.table, read_companions(study.folder))
         for stem, fig in figures.items():
-            path = f"{_safe(study.key)}/{stem}.png"
+            path = f"{folder}/{stem}.png"
             report.images[path] = store.png_bytes(fig)  # closes the figure
-            blocks.append(Block("img", path, _figure_caption(stem, source)))
+            caption = _figure_caption(stem, source)
+            blocks.append(Block("img", path, caption, anchor=f"figure-{stem}"))
     return blocks
 
 
@@ -446,10 +614,6 @@ def _figure_caption(stem: str, source: Path) -> str:
     return stem.replace("_", " ") + "." + drawn
 
 
-def _safe(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name) or "study"
-
-
 def _provenance_blocks(studies: list[StoredStudy]) -> list[Block]:
     from precision import store
 
@@ -477,9 +641,11 @@ def _provenance_blocks(studies: list[StoredStudy]) -> list[Block]:
     versions["this report"] = now["versions"]
     commands = [rerun_command(s.meta, s.folder) for s in studies]
     commands += [f"precision reproduce {shlex.quote(str(s.folder))}" for s in studies]
+    devices = site_pages.devices_table({s.key: s.table for s in studies})
     return [
-        Block("h2", "Provenance"),
+        Block("h1", "Provenance"),
         Block("table", pd.DataFrame(rows), "Runs"),
+        Block("table", devices, "Libraries and devices the variants ran on"),
         Block("table", pd.DataFrame(versions).rename_axis("package").reset_index(), "Versions"),
         Block(
             "p",
@@ -493,146 +659,51 @@ def _provenance_blocks(studies: list[StoredStudy]) -> list[Block]:
     ]
 
 
-# ---------------------------------------------------------------- rendering
-
-
 def _g(value) -> str:
     return claims_module.number(value)
 
 
-def _cell(value) -> str:
-    """A table cell as text: floats to 4 significant digits, missing values empty."""
-    if value is None or value is pd.NA:
-        return ""
-    if isinstance(value, float | np.floating):
-        if math.isnan(value):
-            return ""
-        return f"{value:.4g}"
-    if isinstance(value, np.ndarray):
-        return np.array2string(value, precision=6, threshold=8)
-    return str(value)
+# ---------------------------------------------------------------- glossary and benchmarks
 
 
-def _md_text(text) -> str:
-    """Text as Markdown shows it, never as HTML: every ``<`` and ``&`` is backslash-escaped
-    (CommonMark prints an escaped punctuation character as itself), so ``<script>`` from a
-    spec's description (or a folder's name) becomes ``\\<script>`` and an entity stays as
-    typed; renderers print them instead of running them."""
-    return str(text).replace("&", "\\&").replace("<", "\\<")
-
-
-def _md_escape(text: str) -> str:
-    return _md_text(text).replace("|", "\\|").replace("\n", " ")
-
-
-def _md_table(frame: pd.DataFrame) -> list[str]:
-    header = "| " + " | ".join(_md_escape(str(c)) for c in frame.columns) + " |"
-    rule = "|" + "---|" * len(frame.columns)
-    body = [
-        "| " + " | ".join(_md_escape(_cell(v)) for v in row) + " |"
-        for row in frame.itertuples(index=False)
+def _glossary_blocks(studies: list[StoredStudy]) -> list[Block]:
+    """Every problem the report holds, with every variant the registry describes for it."""
+    ran: dict[str, dict[str, list[str]]] = {}
+    for study in studies:
+        pairs = study.table[["problem", "variant"]].drop_duplicates()
+        for problem, variant in pairs.itertuples(index=False):
+            ran.setdefault(str(problem), {}).setdefault(str(variant), []).append(study.key)
+    contents = [Link(p, f"#problem-{p}") for p in ran]
+    return [
+        Block("h1", "Glossary of variants"),
+        Block(
+            "p",
+            "The problems of this report and every variant the registry "
+            "(precision.problems.PROBLEMS) holds for them, in the registry's own words (a "
+            "variant's description, else its kernel's docstring), with the library it calls, "
+            "how it computes (native, emulated: rounded to the format after every operation, "
+            "stochastic: emulated with stochastic rounding) and, for a family, its parameters "
+            "and their default values; 'run in' names the studies whose rows hold it.",
+        ),
+        Block("links", contents, "toc"),
+        *site_pages.glossary_blocks(ran),
     ]
-    return [header, rule, *body]
 
 
-def to_markdown(blocks: list[Block]) -> str:
-    """The report as Markdown (images by relative path)."""
-    lines: list[str] = []
-    for block in blocks:
-        if block.kind in ("h1", "h2", "h3"):
-            lines += ["#" * int(block.kind[1]) + " " + _md_text(block.content), ""]
-        elif block.kind == "p":
-            lines += [_md_text(block.content), ""]
-        elif block.kind == "warning":
-            lines += [f"> **Warning.** {_md_text(block.content)}", ""]
-        elif block.kind == "table" or (block.kind == "details" and len(block.content) <= 16):
-            if len(block.content):
-                lines += [f"*{_md_text(block.caption)}*", "", *_md_table(block.content), ""]
-        elif block.kind == "img":
-            caption = _md_escape(block.caption)
-            lines += [f"![{caption}]({block.content})", "", _md_text(block.caption), ""]
-        elif block.kind == "code":
-            lines += ["```sh", str(block.content), "```", ""]
-        elif block.kind == "claim":
-            row = block.content
-            lines += [
-                f"### {_md_text(row.title)}",
-                "",
-                f"*Tutorial:* {_md_text(row.statement)}",
-                "",
-                f"**Verdict: {row.verdict}.** {_md_text(row.measured)}",
-                "",
-            ]
-    return "\n".join(lines)
-
-
-STYLE = """
-body { font-family: sans-serif; max-width: 70em; margin: 2em auto; line-height: 1.4; }
-table { border-collapse: collapse; margin: 0.5em 0 1em; font-size: 0.85em; }
-th, td { border: 1px solid #ccc; padding: 0.2em 0.5em; text-align: left; }
-th { background: #f0f0f0; }
-img { max-width: 100%; }
-figure { margin: 1em 0; }
-.warning { background: #fff3cd; padding: 0.5em; border-left: 4px solid #e0a800; }
-.verdict { font-weight: bold; padding: 0.1em 0.4em; }
-.holds { background: #d4edda; } .fails { background: #f8d7da; }
-.qualified { background: #fff3cd; } .not-measured { background: #e2e3e5; }
-pre { background: #f6f6f6; padding: 0.5em; overflow-x: auto; }
-"""
-
-
-def _html_table(frame: pd.DataFrame, caption: str) -> str:
-    esc = html.escape
-    head = "".join(f"<th>{esc(str(c))}</th>" for c in frame.columns)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{esc(_cell(v))}</td>" for v in row) + "</tr>"
-        for row in frame.itertuples(index=False)
-    )
-    return (
-        f"<table><caption>{esc(caption)}</caption><thead><tr>{head}</tr></thead>"
-        f"<tbody>{body}</tbody></table>"
-    )
-
-
-def _html_block(block: Block) -> str:
-    esc = html.escape
-    if block.kind in ("h1", "h2", "h3"):
-        return f"<{block.kind}>{esc(str(block.content))}</{block.kind}>"
-    if block.kind == "p":
-        return f"<p>{esc(str(block.content))}</p>"
-    if block.kind == "warning":
-        return f'<p class="warning"><strong>Warning.</strong> {esc(str(block.content))}</p>'
-    if block.kind == "table":
-        return _html_table(block.content, block.caption) if len(block.content) else ""
-    if block.kind == "details":
-        table = _html_table(block.content, block.caption)
-        return f"<details><summary>{esc(block.caption)}</summary>{table}</details>"
-    if block.kind == "img":
-        return (
-            f'<figure><img src="{esc(str(block.content), quote=True)}" '
-            f'alt="{esc(block.caption, quote=True)}"><figcaption>{esc(block.caption)}'
-            "</figcaption></figure>"
-        )
-    if block.kind == "code":
-        return f"<pre><code>{esc(str(block.content))}</code></pre>"
-    if block.kind == "claim":
-        row = block.content
-        css = row.verdict.replace(" ", "-")
-        return (
-            f'<h3 id="claim-{esc(row.id, quote=True)}">{esc(row.title)}</h3>'
-            f"<p><em>Tutorial:</em> {esc(row.statement)}</p>"
-            f'<p><span class="verdict {esc(css, quote=True)}">Verdict: {esc(row.verdict)}'
-            f"</span> {esc(row.measured)}</p>"
-        )
-    raise ValueError(f"unknown block kind {block.kind!r}")
-
-
-def to_html(blocks: list[Block], *, title: str) -> str:
-    """The report as one HTML page (images by relative path, beside it; no scripts, no
-    external resources); every string is escaped."""
-    body = "\n".join(_html_block(b) for b in blocks)
-    return (
-        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-        f"<title>{html.escape(title)}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n"
-        f"{body}\n</body>\n</html>\n"
-    )
+def _bench_blocks(bench: pd.DataFrame | None, header: list[str]) -> list[Block]:
+    blocks = [Block("h1", "Benchmarks")]
+    if bench is None:
+        return [
+            *blocks,
+            Block(
+                "p",
+                "not measured: no benchmark results beside the studies (make bench writes "
+                "results/bench/benchmarks.csv).",
+            ),
+        ]
+    return [
+        *blocks,
+        Block("p", "From make bench: " + "; ".join(header) + "." if header else "From make bench."),
+        Block("links", [Link("benchmarks.csv", "benchmarks.csv", "every measurement")], "files"),
+        Block("table", bench, "Benchmarks"),
+    ]

@@ -132,30 +132,38 @@ class TagChecker(HTMLParser):
             self.stack.pop()
 
 
+PAGES = ("index.html", "claims.html", "glossary.html", "benchmarks.html", "provenance.html")
+"""The pages every report has, beside one ``study-<name>.html`` per study."""
+
+
 def test_report_command_writes_the_documents(cli_report):
     folder, code, out, err = cli_report
     assert code == 0, err
     lines = out.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("report: 2 studies, ")
-    for name in ("index.html", "index.md", "claims.csv"):
-        assert (folder / name).is_file()
+    for name in (*PAGES, "study-softmax.html", "study-summation.html", "index.md", "claims.csv"):
+        assert (folder / name).is_file(), name
     assert len(pd.read_csv(folder / "claims.csv")) == len(CLAIMS)
 
 
 def test_html_is_well_formed_and_references_only_files_beside_it(cli_report):
     folder = cli_report[0]
-    checker = TagChecker()
-    checker.feed((folder / "index.html").read_text(encoding="utf-8"))
-    checker.close()
-    assert checker.errors == [] and checker.stack == []
-    images = [r for r in checker.references if r.endswith(".png")]
-    assert len(images) >= 5  # a heatmap per problem of the study run with figures
-    for reference in checker.references:
-        assert not re.match(r"^[a-z]+:", reference), reference  # no URL, no data from elsewhere
-        assert (folder / reference).is_file(), reference
-    # The spec's description holds markup: it must arrive as text, never as a tag.
-    assert "b" not in checker.tags
-    assert "tiny softmax family &lt;b&gt;&amp;amp; co" in (folder / "index.html").read_text()
+    images = []
+    for page in sorted(folder.glob("*.html")):
+        checker = TagChecker()
+        checker.feed(page.read_text(encoding="utf-8"))
+        checker.close()
+        assert checker.errors == [] and checker.stack == [], page.name
+        images += [r for r in checker.references if r.endswith(".png")]
+        for reference in checker.references:
+            assert not re.match(r"^[a-z]+:", reference), reference  # no URL, nothing remote
+            target = reference.split("#")[0]
+            assert not target or (folder / target).is_file(), (page.name, reference)
+        # The spec's description holds markup: it must arrive as text, never as a tag.
+        assert "b" not in checker.tags, page.name
+    assert len(set(images)) >= 5  # a heatmap per problem of the study run with figures
+    study = (folder / "study-softmax.html").read_text()
+    assert "tiny softmax family &lt;b&gt;&amp;amp; co" in study
 
 
 def test_markdown_images_exist(cli_report):
@@ -215,6 +223,7 @@ def test_key_numbers_follow_the_stored_errors(results, tmp_path):
     assert f"| {2 * worst:.4g} |" in edited.texts["index.md"]
     assert edited.stale["summation"] == ["errors.parquet was modified after the run"]
     assert "errors.parquet was modified after the run" in edited.texts["index.html"]
+    assert "errors.parquet was modified after the run" in edited.texts["study-summation.html"]
 
 
 def test_report_time_claims_match_independent_arithmetic(results, tmp_path):
