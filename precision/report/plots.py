@@ -34,6 +34,8 @@ from precision.problems import linalg, summation, variance  # noqa: E402
 from precision.report.summary import (  # noqa: E402
     EXACT_ZERO,
     FAILURES,
+    accumulator_errors,
+    accumulator_label,
     error_lines,
     labelled,
     summarize,
@@ -363,6 +365,49 @@ def _legend(fig: plt.Figure, axes) -> None:
     fig.legend(handles, labels, loc="outside right center", fontsize=7)
 
 
+DEEPSEEK_ERROR = 0.02
+"""DeepSeek-V3's "maximum relative error of nearly 2%" at K = 4096 (technical report, sec.
+3.3.2), drawn as a reference, never fitted."""
+
+
+def accumulator_figure(table: pd.DataFrame) -> plt.Figure:
+    """The dot product's largest relative error versus K over well-conditioned inputs
+    (kappa < 10, `precision.report.summary.accumulator_errors`): one column of panels per
+    format; top row the accumulators without promotion, bottom row the limited accumulators
+    promoted to float32 every ``promote_every`` products (the float32 and in-format
+    accumulators, grey, in both rows); the published 2% in red. An error of exactly 0 has no
+    place on a log axis and is not drawn (the title says so)."""
+    errors = accumulator_errors(table)
+    errors = errors.assign(
+        model=errors.apply(accumulator_label, axis=1) if len(errors) else [],
+        shown=errors["max_rel_error"].where(errors["max_rel_error"] > 0),
+    )
+    limited = errors["acc_bits"].notna()
+    promoted = errors["promote_every"].fillna(0) > 0
+    fig, axes, formats = _format_axes(table[table["problem"] == "dot"], rows=2)  # table order
+    every = sorted(set(errors.loc[promoted, "promote_every"].astype(int)))
+    titles = ("no promotion", f"promoted every {', '.join(map(str, every))}")
+    for row, chosen in enumerate((limited & ~promoted, limited & promoted)):
+        for ax, fmt in zip(axes[row], formats, strict=True):
+            panel = errors[errors["format"] == fmt]
+            for model, line in panel[chosen[panel.index]].groupby("model", sort=False):
+                ax.plot(line["n"], line["shown"], marker="o", markersize=3, linewidth=1,
+                        label=model)  # fmt: skip
+            wide = panel[~limited[panel.index]].groupby("model", sort=False)
+            for style, (model, line) in zip(("--", "-."), wide, strict=False):
+                ax.plot(line["n"], line["shown"], style, color="0.35", linewidth=1,
+                        label=model)  # fmt: skip
+            ax.axhline(DEEPSEEK_ERROR, color="tab:red", linestyle=":", linewidth=1.2,
+                       label="2% (DeepSeek-V3, K = 4096)")  # fmt: skip
+            _log_axes(ax, f"{fmt}: {titles[row]}", "K", "largest rel. error")
+            ax.set_xscale("log", base=2)
+    _legend(fig, axes)
+    fig.suptitle(
+        "dot: largest relative error versus K over inputs with kappa < 10 (errors of 0 not drawn)"
+    )
+    return fig
+
+
 def study_figures(
     table: pd.DataFrame, companions: dict[str, pd.DataFrame] | None = None
 ) -> dict[str, plt.Figure]:
@@ -377,6 +422,8 @@ def study_figures(
     figures |= optimisation_figures(table)
     if companions and "convergence" in companions:
         figures["convergence_quadratic"] = convergence_figure(companions["convergence"])
+    if "dot" in problems:
+        figures["lines_dot_n"] = accumulator_figure(table)
     for p in problems:
         if p in VERSUS_N:
             figures[f"lines_{p}_n"] = lines_versus_n(table, p)

@@ -317,3 +317,41 @@ def _to_markdown(frame: pd.DataFrame) -> str:
     rule = "|" + "---|" * len(frame.columns)
     body = ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
     return "\n".join([header, rule, *body])
+
+
+ACCUMULATOR_MODEL = ["variant", "acc_bits", "acc_truncate", "promote_every"]
+"""What names one dot-product accumulator model (`precision.problems.dot`): the variant and the
+limited accumulator's parameters (NaN for the float32 and in-format accumulators)."""
+
+
+def accumulator_errors(table: pd.DataFrame, *, max_cond: float = 10.0) -> pd.DataFrame:
+    """Per dot-product accumulator model x format x K (``n``): the largest and the median
+    relative error over the certified ``ok`` rows whose condition number
+    kappa = sum|x_i y_i| / |sum x_i y_i| is below ``max_cond``, and their count.
+
+    A "maximum relative error at K" (DeepSeek-V3, sec. 3.3.2) means something only for
+    well-conditioned sums: over every kappa the largest error follows the worst kappa drawn
+    (the error bound is proportional to kappa). Columns: ``ACCUMULATOR_MODEL``, format, n,
+    max_rel_error, median_rel_error, count (float64 model parameters, NaN where they do not
+    apply)."""
+    rows = with_parameters(table[table["problem"] == "dot"])
+    certified = rows["certified"].fillna(False).astype(bool)
+    cond = pd.to_numeric(rows["cond"], errors="coerce")
+    good = rows[(rows["outcome"] == "ok") & certified & (cond < max_cond)]
+    keys = [*ACCUMULATOR_MODEL, "format", "n"]
+    if good.empty:
+        return pd.DataFrame(columns=[*keys, "max_rel_error", "median_rel_error", "count"])
+    grouped = good.assign(rel_error=good["rel_error"].astype(float)).groupby(
+        keys, dropna=False, observed=True, sort=True
+    )["rel_error"]
+    out = grouped.agg(max_rel_error="max", median_rel_error="median", count="size")
+    return out.reset_index()
+
+
+def accumulator_label(row) -> str:
+    """A model's name for legends and prose: ``14-bit nearest``, ``14-bit truncated``, or the
+    variant's name for the float32 and in-format accumulators."""
+    if pd.isna(row["acc_bits"]):
+        return str(row["variant"])
+    rounding = "truncated" if row["acc_truncate"] == 1 else "nearest"
+    return f"{int(row['acc_bits'])}-bit {rounding}"

@@ -15,7 +15,14 @@ from __future__ import annotations
 
 import pandas as pd
 
-from precision.report.claims import accumulation, calculus, conditioning, micro, softmax
+from precision.report.claims import (
+    accumulation,
+    calculus,
+    conditioning,
+    gemm,
+    micro,
+    softmax,
+)
 from precision.report.claims.base import (
     BATCHNORMS,
     CRITICAL_POINTS,
@@ -131,6 +138,25 @@ CLAIMS: tuple[Claim, ...] = (
         "summation",
         ("summation",),
         accumulation.summation_finding,
+    ),
+    Claim(
+        "fp8-gemm-accumulator",
+        "A 14-bit accumulator gives nearly 2% error at K = 4096",
+        "FP8 GEMM on H800 GPUs keeps around 14 bits in its accumulator, which gives a maximum "
+        "relative error of nearly 2% at K = 4096 (DeepSeek-V3 technical report, sec. 3.3.2).",
+        "dot",
+        ("dot",),
+        gemm.accumulator_figure_finding,
+    ),
+    Claim(
+        "fp8-gemm-promotion",
+        "Promotion to float32 every 128 products",
+        "Promoting the limited accumulator's partial sum to a float32 accumulator every "
+        "N_C = 128 products removes most of its error (DeepSeek-V3 technical report, sec. "
+        "3.3.2).",
+        "dot",
+        ("dot",),
+        gemm.promotion_finding,
     ),
     Claim(
         "variance-textbook",
