@@ -53,6 +53,12 @@ PARAMETERS = {
     "gd_kahan, gd_stochastic), unitless (the stability limit is 2); NaN elsewhere",
     "seed": "index k of a reproducible random stream, seeded by the input and k: the summation "
     "order of random_order, the stochastic rounding of recursive_sr; NaN elsewhere",
+    "acc_bits": "significand bits of the limited accumulator (implicit bit included; float32 "
+    "has 24) of the dot product's limited_accumulator family; NaN elsewhere",
+    "acc_truncate": "rounding of the limited accumulator: 0 to nearest (ties to even), 1 by "
+    "truncating the aligned addend toward zero (limited_accumulator); NaN elsewhere",
+    "promote_every": "products summed in the limited accumulator before its value is added "
+    "to a float32 accumulator and cleared (0: never; DeepSeek-V3's N_C = 128); NaN elsewhere",
 }
 """The parameters a variant may declare (`precision.problems.base.Variant.params`), each a
 float64 column of the table (NaN where it does not apply)."""
@@ -60,6 +66,11 @@ float64 column of the table (NaN where it does not apply)."""
 VARIANT_KEYS: tuple[str, ...] = ("variant", *PARAMETERS)
 """The columns that identify the variant of a row: its name and its parameters (NaN where one
 does not apply; group with ``dropna=False``)."""
+
+QUANTISATION_KEYS: tuple[str, ...] = ("quantised", "block_size", "scale_rule")
+"""The columns that say how an input was quantised before the variant received it (missing
+where it was only rounded to the row's format): with ``format`` they identify what the variant
+was given."""
 
 COLUMNS = {
     "study": "study name",
@@ -69,13 +80,25 @@ COLUMNS = {
     "variant is identified by its name and those columns together (`VARIANT_KEYS`)",
     **PARAMETERS,
     "format": "the format the input was rounded to and the variant asked to compute in",
+    "quantised": "the scaled format (precision.core.quantise.SCHEMES: mxfp8_e4m3, nvfp4, "
+    "...) the input was quantised to before the variant received it in format (the "
+    "dequantised tensor, then rounded to format); missing where the input was only rounded "
+    "to format",
+    "block_size": "values sharing one scale in the quantised input (MX, NVFP4); NaN elsewhere",
+    "scale_rule": "how an MX block's power-of-two scale was chosen: ocp (OCP MX v1.0) or "
+    "round_up (no element saturates); missing elsewhere",
+    "quant_error": "normwise (inf-norm) relative error of the input the variant received "
+    "against the drawn float64 input, unitless: the quantisation (or rounding) error, kept "
+    "apart from rel_error, which is measured against the exact result of the received input",
     "compute_dtype": "dtype of the result the variant returned (differs when a library upcasts)",
     "accumulator": "precision its reductions accumulate in",
     "library": "numpy for code written here, else the library called",
     "library_version": "installed version of that library",
     "device": "where the library computed (cpu, cuda)",
-    "compute_mode": "native (as numpy or the library executes it), emulated (rounded to the "
-    "format after every operation) or stochastic (emulated with stochastic rounding)",
+    "compute_mode": "native (as numpy or the library executes it), emulated (every rounding "
+    "modelled explicitly: to the format after every operation, or to the accumulator the "
+    "variant's parameters name, e.g. acc_bits) or stochastic (emulated with stochastic "
+    "rounding)",
     "source": "synthetic (grid cell) or the data set's name",
     "sample": "index of the input within its cell (or data-set row index)",
     "n": "input size",
@@ -116,6 +139,8 @@ COLUMNS = {
 
 _FLOATS = (
     *PARAMETERS,
+    "block_size",
+    "quant_error",
     "cond",
     "magnitude",
     "x_max",

@@ -12,13 +12,20 @@ import numpy as np
 import pandas as pd
 
 from precision.core.formats import get_format
-from precision.core.schema import FAILURES, PARAMETERS, VARIANT_KEYS, format_parameter
+from precision.core.schema import (
+    FAILURES,
+    PARAMETERS,
+    QUANTISATION_KEYS,
+    VARIANT_KEYS,
+    format_parameter,
+)
 from precision.problems.emulated import seed_spread, stochastic_rows
 from precision.store.results import worked_examples
 
-KEYS = ["problem", *VARIANT_KEYS, "format"]
+KEYS = ["problem", *VARIANT_KEYS, "format", *QUANTISATION_KEYS]
 """What the statistics are per: problem, variant with its parameters (NaN where none applies:
-every groupby keeps NaN keys), format."""
+every groupby keeps NaN keys), format, and how the input was quantised before it (missing
+where it was not)."""
 EXACT_ZERO = "exact_zero"
 """The outcome of a row whose exact result is 0 (`precision.core.metrics.result_outcome`)."""
 
@@ -57,12 +64,30 @@ def labelled(table: pd.DataFrame) -> pd.DataFrame:
         values = table[key].astype(float)
         shown = {v: f" {key}={format_parameter(v)}" for v in values.dropna().unique()}
         label = label + values.map(shown).fillna("")
+    if "quantised" in table.columns and table["quantised"].notna().any():
+        label = label + _quantisation_labels(table)
     return table.assign(variant=label)
 
 
+def _quantisation_labels(table: pd.DataFrame) -> pd.Series:
+    """`` on mxfp8_e4m3 block_size=32 ocp`` for a quantised row, "" for the others."""
+    parts = [" on " + table["quantised"].astype("string")]
+    if "block_size" in table.columns:
+        block = table["block_size"].astype(float)
+        shown = {v: f" block_size={format_parameter(v)}" for v in block.dropna().unique()}
+        parts.append(block.map(shown).fillna("").astype("string"))
+    if "scale_rule" in table.columns:
+        parts.append((" " + table["scale_rule"].astype("string")).fillna(""))
+    joined = parts[0]
+    for part in parts[1:]:
+        joined = joined + part
+    return joined.fillna("").astype(str)
+
+
 def with_parameters(table: pd.DataFrame) -> pd.DataFrame:
-    """The table with every parameter column (NaN where a hand-made table has none)."""
-    missing = {key: np.nan for key in PARAMETERS if key not in table.columns}
+    """The table with every parameter and quantisation column (missing where a hand-made
+    table, or one written before the column existed, has none)."""
+    missing = {key: np.nan for key in (*PARAMETERS, *QUANTISATION_KEYS) if key not in table}
     return table.assign(**missing) if missing else table
 
 
@@ -304,11 +329,14 @@ def _worked_examples(examples: list) -> list[str]:
 
 
 def _to_markdown(frame: pd.DataFrame) -> str:
-    # A parameter no row of the frame takes is an empty column: left out.
-    unused = [key for key in PARAMETERS if key in frame and frame[key].isna().all()]
+    # A parameter (or quantisation) no row of the frame takes is an empty column: left out.
+    optional = (*PARAMETERS, *QUANTISATION_KEYS)
+    unused = [key for key in optional if key in frame and frame[key].isna().all()]
     frame = frame.drop(columns=unused)
 
     def cell(value) -> str:
+        if value is pd.NA or value is None:
+            return ""
         if isinstance(value, float | np.floating):
             return "" if np.isnan(value) else f"{value:.4g}"
         return str(value)

@@ -555,7 +555,7 @@ def estimate(spec: StudySpec) -> Estimate:
     rows = inputs = count = 0
     seconds, largest = 0.0, 0
     for name in spec.problems:
-        problem, per_input = PROBLEMS[name], len(spec.formats) * len(spec.runs_of(name))
+        problem, per_input = PROBLEMS[name], len(spec.received()) * len(spec.runs_of(name))
         matrix = _is_matrix(problem)
         row = WORK_SECONDS["matrix row" if matrix else "vector row"]
         for n, drawn, cell, cells, step in _batches(spec, problem, limit):

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from precision.core.formats import FORMATS
+from precision.core.quantise import SCHEMES, quantise
 from precision.core.schema import DEFAULT_ENGINE
 from precision.core.values import npy_header, regular_file_size
 from precision.problems import DEFAULT_VARIANTS, PROBLEMS, unavailable_variant
@@ -65,6 +66,46 @@ class Dataset:
 
 
 @dataclass(frozen=True)
+class Quantisation:
+    """How an input is quantised before a variant receives it: a scaled format of
+    `precision.core.quantise.SCHEMES` with its block size (None: the scheme's own; per-tensor
+    schemes have none) and, for MX, its scale rule."""
+
+    scheme: str
+    block_size: int | None = None
+    scale_rule: str | None = None
+
+    def columns(self) -> dict:
+        """The row's ``QUANTISATION_KEYS`` columns (`precision.core.schema`)."""
+        block = np.nan if self.block_size is None else float(self.block_size)
+        return {"quantised": self.scheme, "block_size": block, "scale_rule": self.scale_rule}
+
+    def apply(self, x: np.ndarray) -> np.ndarray:
+        """The dequantised float64 tensor (exact: element x scales), rows independent."""
+        options = {} if self.block_size is None else {"block_size": self.block_size}
+        if self.scale_rule is not None:
+            options["scale_rule"] = self.scale_rule
+        return quantise(np.asarray(x, dtype=np.float64), self.scheme, **options).dequantised
+
+
+@dataclass(frozen=True)
+class Received:
+    """What a variant receives in one of a study's table blocks: the input rounded to
+    ``format``, after quantising it (``quantisation``) or not. ``key`` names it within a chunk
+    (the format's name for a plain rounding)."""
+
+    format: str
+    quantisation: Quantisation | None = None
+
+    @property
+    def key(self) -> str:
+        if self.quantisation is None:
+            return self.format
+        q = self.quantisation
+        return f"{self.format}/{q.scheme}/{q.block_size}/{q.scale_rule}"
+
+
+@dataclass(frozen=True)
 class StudySpec:
     name: str
     description: str
@@ -84,6 +125,14 @@ class StudySpec:
     params: dict[str, dict[str, dict[str, tuple[float, ...]]]] = field(default_factory=dict)
     """problem -> variant -> parameter -> values: the grids the spec gives (`_params`); a
     family's other parameters keep their default values."""
+    quantise: tuple[Quantisation, ...] = ()
+    """The quantisations of ``[quantise]`` (`_quantise`), each run in every format beside the
+    plain rounding."""
+
+    def received(self) -> tuple[Received, ...]:
+        """Every way a variant receives its input, format by format: rounded to the format,
+        then each quantisation (dequantised, rounded to the format)."""
+        return tuple(Received(name, q) for name in self.formats for q in (None, *self.quantise))
 
     def variants_of(self, problem: str) -> tuple[str, ...]:
         """The names of the variants (families included) the study runs for ``problem``."""
@@ -120,6 +169,7 @@ TOP_KEYS = {
     "plugins",
     "chunk_elements",
     "params",
+    "quantise",
     "quick",
 }
 GRID_KEYS = {"log10_cond", "log10_magnitude", "sizes", "samples_per_cell", "problem_samples"}
@@ -213,6 +263,9 @@ def parse_spec(
     shared_inputs = raw.get("shared_inputs", False)
     if not isinstance(shared_inputs, bool):
         raise fail("shared_inputs", f"must be true or false, got {shared_inputs!r}")
+    quantisations = _quantise(raw.get("quantise"), fail)
+    if quantisations and shared_inputs:
+        raise fail("quantise", "cannot be combined with shared_inputs (one common rounding)")
     chunk_elements = raw.get("chunk_elements")
     if chunk_elements is not None:
         chunk_elements = _positive_int(chunk_elements, "chunk_elements", fail)
@@ -237,6 +290,7 @@ def parse_spec(
         plugins_sha256=plugins_sha256,
         chunk_elements=chunk_elements,
         params=params,
+        quantise=quantisations,
     )
 
 
@@ -506,6 +560,48 @@ def _check_matrix_sizes(sizes: list[int], problems: tuple[str, ...], fail) -> No
 def _is_matrix(problem) -> bool:
     small, large = problem.input_shape(7), problem.input_shape(11)
     return sum(a != b for a, b in zip(small, large, strict=True)) >= 2
+
+
+QUANTISE_KEYS = {"schemes", "block_size", "scale_rule"}
+SCALE_RULES = ("ocp", "round_up")
+
+
+def _quantise(table, fail) -> tuple[Quantisation, ...]:
+    """``[quantise]``: ``schemes`` (names of `precision.core.quantise.SCHEMES`), and optional
+    grids ``block_size`` (for MX and NVFP4 schemes; default each scheme's own) and
+    ``scale_rule`` (for MX schemes; default ["ocp"]). Each scheme runs once per applicable
+    combination, in the order given."""
+    if table is None:
+        return ()
+    if not isinstance(table, dict):
+        raise fail("quantise", "must be a table with schemes (and block_size, scale_rule)")
+    _check_keys(table, QUANTISE_KEYS, "quantise.", fail)
+    schemes = _names(table, "schemes", SCHEMES, fail, label="quantise.schemes")
+    blocks = table.get("block_size")
+    if blocks is not None:
+        if not isinstance(blocks, list) or not blocks:
+            raise fail("quantise.block_size", "must be a non-empty list of positive integers")
+        blocks = [_positive_int(b, "quantise.block_size", fail) for b in blocks]
+        if len(set(blocks)) != len(blocks):
+            raise fail("quantise.block_size", "lists a value twice")
+    rules = table.get("scale_rule", ["ocp"])
+    if not isinstance(rules, list) or not rules:
+        raise fail("quantise.scale_rule", f"must be a non-empty list of {' / '.join(SCALE_RULES)}")
+    for rule in rules:
+        if rule not in SCALE_RULES:
+            raise fail(
+                "quantise.scale_rule", f"unknown rule {rule!r}" + did_you_mean(rule, SCALE_RULES)
+            )
+    if len(set(rules)) != len(rules):
+        raise fail("quantise.scale_rule", "lists a rule twice")
+    out = []
+    for scheme in schemes:
+        kind, _, default_block = SCHEMES[scheme]
+        sizes = [None] if kind == "tensor" else (blocks or [default_block])
+        for size in sizes:
+            for rule in rules if kind == "mx" else [None]:
+                out.append(Quantisation(scheme, size, rule))
+    return tuple(out)
 
 
 def _positive_int(value, key: str, fail) -> int:

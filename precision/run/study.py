@@ -22,6 +22,7 @@ import pandas as pd
 
 from precision.core import metrics
 from precision.core.formats import cast, common_format, get_format, round_to_format_array
+from precision.core.quantise import quantisation_error
 from precision.core.schema import COLUMNS, DTYPES, typed_table
 from precision.problems import PROBLEMS
 from precision.problems.base import Problem
@@ -33,7 +34,7 @@ from precision.run.measure import (
     variant_columns,
 )
 from precision.run.sampling import cell_rng, dataset_rows, sample_cell
-from precision.run.spec import StudySpec, ensure_plugins
+from precision.run.spec import Received, StudySpec, ensure_plugins
 from precision.truth.exact import (
     UndefinedResult,
     cache_key,
@@ -312,31 +313,37 @@ def _chunk_table(spec: StudySpec, chunk: Chunk, drawn: list, cache, clock: Clock
         "cell_log10_cond": np.array([c for (c, _), _, _ in drawn], dtype=np.float64),
         "cell_log10_magnitude": np.array([m for (_, m), _, _ in drawn], dtype=np.float64),
     }
-    inputs = _inputs_per_format(spec, np.stack([x for _, _, x in drawn]))
+    drawn_x = np.stack([x for _, _, x in drawn])
+    inputs = _inputs_per_format(spec, drawn_x)
     clock.lap("inputs")
+    formats = {given.key: given.format for given in spec.received()}
     truths, seconds = [], 0.0
     for b in range(len(drawn)):
-        found, spent = _ground_truths(spec, problem, {f: X[b] for f, X in inputs.items()}, cache)
+        found, spent = _ground_truths(
+            spec, problem, {key: X[b] for key, X in inputs.items()}, cache, formats=formats
+        )
         truths.append(found)
         seconds += spent
     clock.lap("ground truth")
     table = _TableBuilder()
     runs = spec.runs_of(chunk.problem)
-    for f_pos, fmt_name in enumerate(spec.formats):
+    for f_pos, given in enumerate(spec.received()):
+        fmt_name, key = given.format, given.key
         fmt = get_format(fmt_name)
-        X = inputs[fmt_name]
+        X = inputs[key]
         base = _base_columns(spec, chunk, problem, fmt_name, X, where)
+        base |= _received_columns(given, drawn_x, X)
         clock.lap("row fields")
-        measured = np.array([t.get(fmt_name) is not None for t in truths], dtype=bool)
+        measured = np.array([t.get(key) is not None for t in truths], dtype=bool)
         have, lost = np.flatnonzero(measured), np.flatnonzero(~measured)
         # The input is not representable (absent), or has no exact result (None: e.g. a
         # matrix rounded to an exactly singular one): nothing to measure in this format.
         outcome = np.array(
-            ["input_overflow" if fmt_name not in truths[b] else "undefined" for b in lost],
+            ["input_overflow" if key not in truths[b] else "undefined" for b in lost],
             dtype=object,
         )
         if len(have):
-            used = [truths[b][fmt_name] for b in have]
+            used = [truths[b][key] for b in have]
             exact = metrics.Exact.stack([t.exact for t in used])
             known = {
                 "cond": np.array([t.cond for t in used], dtype=np.float64),
@@ -450,45 +457,71 @@ def _typed_column(values: np.ndarray, dtype: str):
 
 
 def _inputs_per_format(spec: StudySpec, x: np.ndarray) -> dict[str, np.ndarray]:
-    """The inputs (one, or a batch) as each format receives them: rounded once to that
-    format, or (shared_inputs) rounded once to the values common to all the study's formats
-    and then stored exactly."""
-    if not spec.shared_inputs:
-        return {name: cast(x, name) for name in spec.formats}
-    common = round_to_format_array(x, common_format(spec.formats)).astype(np.float64)
-    with np.errstate(over="ignore"):  # +-inf stays inf: the input is not representable
-        return {name: common.astype(get_format(name).dtype) for name in spec.formats}
+    """The inputs (one, or a batch) as each format receives them, by `Received.key`: rounded
+    once to that format, or (shared_inputs) rounded once to the values common to all the
+    study's formats and then stored exactly; a quantised input is the dequantised tensor
+    (exact in float64) rounded once to the format."""
+    if spec.shared_inputs:
+        common = round_to_format_array(x, common_format(spec.formats)).astype(np.float64)
+        with np.errstate(over="ignore"):  # +-inf stays inf: the input is not representable
+            return {name: common.astype(get_format(name).dtype) for name in spec.formats}
+    dequantised = {q: q.apply(x) for q in spec.quantise}
+    return {
+        given.key: cast(
+            x if given.quantisation is None else dequantised[given.quantisation], given.format
+        )  # fmt: skip
+        for given in spec.received()
+    }
 
 
-def _ground_truths(spec: StudySpec, problem, inputs: dict[str, np.ndarray], cache):
-    """Certified ground truth per format with a representable input, and the seconds spent.
+def _received_columns(given: Received, x: np.ndarray, X: np.ndarray) -> dict:
+    """How the rows' inputs were quantised (`precision.core.schema.QUANTISATION_KEYS`) and the
+    error of what the variant received against the drawn input: the quantisation error,
+    kept apart from the kernel's."""
+    # Normwise over each row's whole input (a matrix, or [x | y] of a dot product).
+    rows = len(x)
+    with np.errstate(all="ignore"):  # an input beyond the format: inf, and an infinite error
+        error = quantisation_error(
+            x.reshape(rows, -1), np.asarray(X, dtype=np.float64).reshape(rows, -1)
+        )
+    if given.quantisation is None:
+        return {"quantised": None, "block_size": np.nan, "scale_rule": None, "quant_error": error}
+    return given.quantisation.columns() | {"quant_error": error}
 
-    Formats whose rounded inputs are identical (always with shared_inputs; often float32 and
-    float64 for data stored in float32) share one evaluation, certified for all of them.
-    Cached records are reused; new ones are added to the cache.
+
+def _ground_truths(spec: StudySpec, problem, inputs: dict[str, np.ndarray], cache, *, formats=None):
+    """Certified ground truth per received input (`Received.key`) that is representable, and
+    the seconds spent; ``formats`` maps each key to its format (default: the key is the
+    format's name).
+
+    Inputs that are identical (always with shared_inputs; often float32 and float64 for data
+    stored in float32) share one evaluation, certified for all of their formats. Cached
+    records are reused; new ones are added to the cache.
     """
+    formats = formats or {}
     groups: dict[bytes, list[str]] = {}
     for name, x_fmt in inputs.items():
         x64 = x_fmt.astype(np.float64)
         if np.isfinite(x64).all():
             groups.setdefault(x64.tobytes(), []).append(name)
     truths, seconds = {}, 0.0
-    for names in groups.values():
-        x_fmt = inputs[names[0]]
+    for keys in groups.values():
+        x_fmt = inputs[keys[0]]
+        names = list(dict.fromkeys(formats.get(k, k) for k in keys))
         key = cache_key(problem, x_fmt, names, engine=spec.engine) if cache is not None else None
         record = cache.get(key) if key else None
         if record is not None:
-            truths |= truths_from_record(record)
-            continue
-        try:
-            found = ground_truths(problem, x_fmt, names, engine=spec.engine)
-        except UndefinedResult:
-            truths |= dict.fromkeys(names)
-            continue
-        seconds += sum(t.seconds for t in found.values())
-        truths |= found
-        if key:
-            cache.put(key, truth_record(found, problem=problem, x=x_fmt))
+            found = truths_from_record(record)
+        else:
+            try:
+                found = ground_truths(problem, x_fmt, names, engine=spec.engine)
+            except UndefinedResult:
+                found = dict.fromkeys(names)
+            else:
+                seconds += sum(t.seconds for t in found.values())
+                if key:
+                    cache.put(key, truth_record(found, problem=problem, x=x_fmt))
+        truths |= {k: found[formats.get(k, k)] for k in keys}
     return truths, seconds
 
 

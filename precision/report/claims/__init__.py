@@ -21,6 +21,7 @@ from precision.report.claims import (
     conditioning,
     gemm,
     micro,
+    quantisation,
     softmax,
 )
 from precision.report.claims.base import (
@@ -157,6 +158,24 @@ CLAIMS: tuple[Claim, ...] = (
         "dot",
         ("dot",),
         gemm.promotion_finding,
+    ),
+    Claim(
+        "mx-round-up",
+        "The round-up MX scale rule",
+        "Under the OCP MX v1.0 scale rule a block's largest value can saturate; choosing the "
+        "scale so that it cannot (Mishra et al., 2025) does not lose accuracy.",
+        "block_formats",
+        ("softmax", "logsumexp", "dot"),
+        quantisation.round_up_finding,
+    ),
+    Claim(
+        "quantisation-dominates",
+        "Quantisation, not arithmetic, sets the error",
+        "With inputs quantised to 8, 6 or 4 bits, the error of the quantised input exceeds the "
+        "error the kernel then adds in bfloat16 or float32.",
+        "block_formats",
+        ("softmax", "logsumexp", "dot"),
+        quantisation.dominates_finding,
     ),
     Claim(
         "variance-textbook",
