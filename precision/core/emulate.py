@@ -49,6 +49,7 @@ from typing import Literal
 import numpy as np
 
 from precision.core.formats import Format, get_format
+from precision.core.ops import SumOrder, check_order, pairwise_tree
 
 __all__ = [
     "Emulator",
@@ -256,7 +257,9 @@ class Emulator:
 
     Operands and results are float64 arrays holding values of the format; `values` converts an
     input array of the format exactly, `result` converts back to the format's dtype (exactly:
-    every value is representable).
+    every value is representable). An emulator is an ``ops`` object
+    (`precision.core.ops.Ops`): a kernel body written once against ``ops`` runs with it as it
+    runs with numpy's arithmetic (`precision.core.ops.NUMPY`), every operation rounded.
 
     Parameters
     ----------
@@ -332,6 +335,22 @@ class Emulator:
 
     # ------------------------------------------------------------ reductions
 
+    def max(self, a) -> np.ndarray:
+        """max along the last axis, kept (exact: no rounding; a NaN in a row gives NaN)."""
+        return np.max(a, axis=-1, keepdims=True)
+
+    def sum(self, a, *, order: SumOrder | None = None) -> np.ndarray:
+        """The sum of each row along the last axis with every addition rounded, shape
+        ``a.shape[:-1] + (1,)``: `sum_recursive` for ``order`` None (the format accumulator
+        left to right is this arithmetic's own reduction) or "recursive", |E| <= gamma_{n-1}
+        sum|a_i| with u the format's (Higham 2002, (4.4)); `sum_pairwise` for "pairwise",
+        |E| <= gamma_{ceil(log2 n)} sum|a_i| (4.6). Stochastic rounding draws the uniforms of
+        `sum_recursive` from this emulator's generator."""
+        check_order(order)
+        if order == "pairwise":
+            return self.sum_pairwise(a)
+        return self.sum_recursive(a)
+
     def sum_recursive(self, x, *, draws: np.ndarray | None = None) -> np.ndarray:
         """Left to right along the last axis, s_k = fl(s_{k-1} + x_k), the accumulator held in
         the format: one sum per row, shape ``x.shape[:-1] + (1,)``, each row on its own.
@@ -402,15 +421,12 @@ class Emulator:
         """Adjacent pairs along the last axis added level by level, every partial sum rounded to
         the format (an odd level is padded with an exact +0): at most ceil(log2 n) roundings
         per term. One sum per row, shape ``x.shape[:-1] + (1,)``; the rows of a batch share the
-        tree and are computed independently."""
+        tree and are computed independently (`precision.core.ops.pairwise_tree`, the tree
+        numpy's arithmetic sums with too)."""
         s = np.asarray(x, dtype=np.float64)
         if s.shape[-1] == 0:
             return np.zeros((*s.shape[:-1], 1))
-        while s.shape[-1] > 1:
-            if s.shape[-1] % 2:
-                s = np.concatenate([s, np.zeros((*s.shape[:-1], 1))], axis=-1)
-            s = self.add(s[..., 0::2], s[..., 1::2])
-        return s
+        return pairwise_tree(s, self.add)
 
 
 def row_draws(seeds, count: int) -> np.ndarray:

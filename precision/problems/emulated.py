@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import math
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -40,9 +39,13 @@ Seed = int | Sequence[int]
 
 # ---------------------------------------------------------------- emulated forms
 #
-# Every kernel here works along the last axis, on one input ``(n,)`` or a batch ``(batch, n)``
-# (rows independent, `precision.problems.base.Variant` with ``batched=True``): the emulator's
-# operations are elementwise and its sums run along the last axis, vectorised across rows.
+# An emulated kernel is the textbook kernel's own body (written once over an arithmetic
+# ``ops``, `precision.core.ops`) run with an `Emulator` of the input's format instead of numpy's
+# arithmetic: the same operations in the same order, each rounded to the format, the sums left
+# to right (or in the pairwise tree) with a format accumulator. Every kernel works along the last
+# axis, on one input ``(n,)`` or a batch ``(batch, n)`` (rows independent,
+# `precision.problems.base.Variant` with ``batched=True``): the emulator's operations are
+# elementwise and its sums run along the last axis, vectorised across rows.
 
 
 def _emulator(x: np.ndarray, **options) -> Emulator:
@@ -64,10 +67,13 @@ def recursive_sum_emulated(
     ``(n,)``, ``(batch, 1)`` for a batch. Stochastic rounding when ``seed`` is given (in
     float64 from each exact sum, found by TwoSum), each row with its own generator: ``seed``
     is the seed of every row's generator, or a function ``seed(row)`` of the row (`sr_seed`),
-    so that a row's result is the same in any batch."""
+    so that a row's result is the same in any batch.
+
+    Round to nearest runs `summation.recursive_sum` with an `Emulator`. Stochastic rounding
+    passes each row's own uniforms (`row_draws`) to `Emulator.sum_recursive`, which a body
+    written over ``ops`` cannot hand on: it stays written out here."""
     if seed is None:
-        em = _emulator(x)
-        return em.result(em.sum_recursive(em.values(x)))
+        return summation.recursive_sum(x, ops=_emulator(x))
     rows = np.asarray(x).reshape(-1, x.shape[-1])
     seeds = [seed(row) if callable(seed) else seed for row in rows]
     em = _emulator(x, rounding="stochastic", seed=seeds[0])
@@ -76,60 +82,27 @@ def recursive_sum_emulated(
 
 
 def pairwise_sum_emulated(x: np.ndarray) -> np.ndarray:
-    """Pairwise with a format accumulator (the same tree as `summation.pairwise_sum`), along
-    the last axis: shape (1,) for one input, ``(batch, 1)`` for a batch."""
-    em = _emulator(x)
-    return em.result(em.sum_pairwise(em.values(x)))
-
-
-def _shifted_terms(em: Emulator, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """z = x - max x, e = exp(z) and s = sum e (recursive, shape ``(..., 1)``) along the last
-    axis, each operation rounded."""
-    v = em.values(x)
-    z = em.sub(v, v.max(axis=-1, keepdims=True))
-    e = em.exp(z)
-    return z, e, em.sum_recursive(e)
+    """`summation.pairwise_sum` (the same tree) with a format accumulator, every addition
+    rounded, along the last axis: shape (1,) for one input, ``(batch, 1)`` for a batch."""
+    return summation.pairwise_sum(x, ops=_emulator(x))
 
 
 def softmax_shifted_emulated(x: np.ndarray) -> np.ndarray:
-    """``exp(x - a) / sum(exp(x - a))`` with every operation and every addition rounded, along
-    the last axis (one input or a batch)."""
-    em = _emulator(x)
-    _, e, s = _shifted_terms(em, x)
-    return em.result(em.div(e, s))
+    """`softmax.softmax_shifted` with every operation and every addition (left to right)
+    rounded, along the last axis (one input or a batch)."""
+    return softmax.softmax_shifted(x, ops=_emulator(x))
 
 
 def logsumexp_shifted_emulated(x: np.ndarray) -> np.ndarray:
-    """``a + log(sum(exp(x - a)))`` with every operation and every addition rounded, along the
-    last axis: shape (1,) for one input, ``(batch, 1)`` for a batch."""
-    em = _emulator(x)
-    _, _, s = _shifted_terms(em, x)
-    a = np.max(em.values(x), axis=-1, keepdims=True)
-    return em.result(em.add(a, em.log(s)))
+    """`logsumexp.logsumexp_shifted` with every operation and every addition (left to right)
+    rounded, along the last axis: shape (1,) for one input, ``(batch, 1)`` for a batch."""
+    return logsumexp.logsumexp_shifted(x, ops=_emulator(x))
 
 
 def log_softmax_shifted_emulated(x: np.ndarray) -> np.ndarray:
-    """``z - log(sum(exp(z)))`` with z = x - max x, every operation and addition rounded, along
-    the last axis (one input or a batch)."""
-    em = _emulator(x)
-    z, _, s = _shifted_terms(em, x)
-    return em.result(em.sub(z, em.log(s)))
-
-
-def _fsum(row: list[float]) -> float:
-    """``math.fsum``, NaN where it raises (an intermediate overflow, or inf - inf)."""
-    try:
-        return math.fsum(row)
-    except (OverflowError, ValueError):
-        return float("nan")
-
-
-def _sum_and_abs_sum(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The correctly rounded sum (``math.fsum``) and the float64 sum of |x_i| of each row."""
-    x64 = np.asarray(x, dtype=np.float64)
-    rows = x64.reshape(-1, x64.shape[-1])
-    s = np.array([_fsum(row.tolist()) for row in rows]).reshape(x64.shape[:-1])
-    return s, np.sum(np.abs(x64), axis=-1)
+    """`log_softmax.log_softmax_shifted` with every operation and every addition (left to
+    right) rounded, along the last axis (one input or a batch)."""
+    return log_softmax.log_softmax_shifted(x, ops=_emulator(x))
 
 
 def sr_bound(x: np.ndarray, fmt: Format) -> float | np.ndarray:
@@ -137,15 +110,10 @@ def sr_bound(x: np.ndarray, fmt: Format) -> float | np.ndarray:
     than one gap, 2u relative, so Higham's gamma_{n-1} kappa_sum holds with u -> 2u (the
     probabilistic bound, about sqrt(n) 2u kappa_sum, is what it meets in practice:
     Connolly, Higham & Mary 2021). NaN when the sum is 0 or a partial sum could overflow
-    (sum|x| (1 + gamma) beyond max), as `summation.recursive_bound`. Along the last axis: a
-    float for one input, a ``(batch,)`` array for a batch."""
-    k, u = np.shape(x)[-1] - 1, 2 * fmt.u
-    gamma = k * u / (1.0 - k * u) if k * u < 1.0 else float("nan")
-    s, abs_sum = _sum_and_abs_sum(x)
-    with np.errstate(all="ignore"):
-        fails = (s == 0) | (abs_sum * (1 + gamma) > fmt.max)
-        bound = np.where(fails, np.nan, gamma * abs_sum / np.abs(s))
-    return float(bound) if bound.ndim == 0 else bound
+    (sum|x| (1 + gamma) beyond max): `summation.recursive_bound` with u -> 2u, through the
+    same `summation.relative_bound`. Along the last axis: a float for one input, a
+    ``(batch,)`` array for a batch."""
+    return summation.relative_bound(summation.gamma(np.shape(x)[-1] - 1, 2 * fmt.u), x, fmt)
 
 
 def per_row_bound(

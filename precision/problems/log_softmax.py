@@ -11,6 +11,7 @@ import numpy as np
 
 from precision.core.formats import Format
 from precision.core.numbers import MPMATH, Number, NumberSystem
+from precision.core.ops import NUMPY, Ops
 from precision.problems import logits
 from precision.problems.base import Problem, Variant, kernel_error, numpy_sum_accumulator
 from precision.problems.softmax import softmax_naive
@@ -80,17 +81,29 @@ def estimate_log_softmax(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return log_softmax_condition64(X), logits.row_max_abs(X)
 
 
-def log_softmax_naive(x: np.ndarray) -> np.ndarray:
+def log_softmax_naive(x: np.ndarray, *, ops: Ops = NUMPY) -> np.ndarray:
     """``log(softmax(x))`` with the naive softmax, along the last axis (one input ``(n,)`` or a
-    batch ``(batch, n)``, rows independent): -inf where a term underflows, nan on overflow."""
-    return np.log(softmax_naive(x))
+    batch ``(batch, n)``, rows independent): -inf where a term underflows, nan on overflow.
+
+    Written once over an arithmetic ``ops`` (`precision.core.ops`, numpy's by default); the
+    softmax's result is taken back into ``ops``' values (exact: it holds values of the
+    format). Error: `naive_bound`.
+    """
+    return ops.result(ops.log(ops.values(softmax_naive(x, ops=ops))))
 
 
-def log_softmax_shifted(x: np.ndarray) -> np.ndarray:
+def log_softmax_shifted(x: np.ndarray, *, ops: Ops = NUMPY) -> np.ndarray:
     """``x - a - log(sum(exp(x - a)))``, along the last axis (one input or a batch): the stable
-    form used by PyTorch and TensorFlow."""
-    z = x - np.max(x, axis=-1, keepdims=True)
-    return z - np.log(np.sum(np.exp(z), axis=-1, keepdims=True))
+    form used by PyTorch and TensorFlow.
+
+    One body for every arithmetic ``ops`` (`precision.core.ops`): numpy's in the format by
+    default, or an `Emulator` (every operation and addition rounded: ``shifted_emulated``).
+    First order |y^_j - y_j| <= u (|z_j| + |y_j|) + the error of log(sum(exp(z)))
+    (`shifted_bound`).
+    """
+    v = ops.values(x)
+    z = ops.sub(v, ops.max(v))
+    return ops.result(ops.sub(z, ops.log(ops.sum(ops.exp(z)))))
 
 
 def naive_bound(x: np.ndarray, fmt: Format) -> float | np.ndarray:

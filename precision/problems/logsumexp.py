@@ -12,6 +12,7 @@ import scipy.special
 
 from precision.core.formats import Format
 from precision.core.numbers import MPMATH, Number, NumberSystem
+from precision.core.ops import NUMPY, Ops
 from precision.problems import logits
 from precision.problems.base import Problem, Variant, kernel_error, numpy_sum_accumulator
 
@@ -43,17 +44,27 @@ def logsumexp_condition(terms: logits.ExpTerms, y: Number, ctx: NumberSystem) ->
     return weighted / ctx.abs(y) if y != 0 else ctx.inf
 
 
-def logsumexp_naive(x: np.ndarray) -> np.ndarray:
+def logsumexp_naive(x: np.ndarray, *, ops: Ops = NUMPY) -> np.ndarray:
     """``log(sum(exp(x)))`` as written, along the last axis: shape (1,) for one input ``(n,)``,
-    ``(batch, 1)`` for a batch (rows independent). exp overflows once max(x) > ln(max)."""
-    return np.log(np.sum(np.exp(x), axis=-1, keepdims=True))
+    ``(batch, 1)`` for a batch (rows independent). exp overflows once max(x) > ln(max).
+
+    Written once over an arithmetic ``ops`` (`precision.core.ops`, numpy's by default).
+    BHH21: |lse^ - lse| <= u |lse| + (n + 1) u while nothing overflows (`naive_bound`).
+    """
+    return ops.result(ops.log(ops.sum(ops.exp(ops.values(x)))))
 
 
-def logsumexp_shifted(x: np.ndarray) -> np.ndarray:
+def logsumexp_shifted(x: np.ndarray, *, ops: Ops = NUMPY) -> np.ndarray:
     """``a + log(sum(exp(x - a)))`` with a = max(x), along the last axis (one input or a
-    batch): every term is in (0, 1], no overflow."""
-    a = np.max(x, axis=-1, keepdims=True)
-    return a + np.log(np.sum(np.exp(x - a), axis=-1, keepdims=True))
+    batch): every term is in (0, 1], no overflow.
+
+    One body for every arithmetic ``ops`` (`precision.core.ops`): numpy's in the format by
+    default, or an `Emulator` (every operation and addition rounded: ``shifted_emulated``).
+    First-order bound `shifted_bound`, final rounding of a + log(s) included.
+    """
+    v = ops.values(x)
+    a = ops.max(v)
+    return ops.result(ops.add(a, ops.log(ops.sum(ops.exp(ops.sub(v, a))))))
 
 
 def logsumexp_log1p(x: np.ndarray) -> np.ndarray:

@@ -29,6 +29,7 @@ import pandas as pd
 
 from precision.core.formats import FORMATS, STUDY_FORMATS, Format, get_format, round_to_format
 from precision.core.numbers import MPMATH, Number, NumberSystem
+from precision.core.ops import NUMPY, Ops
 from precision.problems.base import Problem, Variant, numpy_sum_accumulator, same_as_format
 
 # ---------------------------------------------------------------- exact sums of floats
@@ -294,27 +295,30 @@ def _cancelling_triples(rng: np.random.Generator, n: int, cond: np.ndarray) -> n
 # and dtype it meets alone (row independence is tested bit for bit in every format).
 
 
-def recursive_sum(x: np.ndarray) -> np.ndarray:
-    """Left to right, every partial sum rounded to the format, along the last axis.
+def recursive_sum(x: np.ndarray, *, ops: Ops = NUMPY) -> np.ndarray:
+    """Left to right, s_k = fl(s_{k-1} + x_k), every partial sum rounded to the format, along
+    the last axis: |E| <= gamma_{n-1} sum|x_i| (Higham 2002, (4.4); `recursive_bound`).
 
-    ``np.add.accumulate`` is a sequential loop in the input's dtype for float16, bfloat16,
-    float32 and float64 alike (checked against a Python loop in tests/problems/test_summation.py), along
-    the last axis of a batch as along a vector, unlike ``np.sum``, which is pairwise with a
-    float32 accumulator for float16.
+    One body for every arithmetic ``ops`` (`precision.core.ops`). numpy's (the default) runs
+    ``np.add.accumulate``, a sequential loop in the input's dtype for float16, bfloat16,
+    float32 and float64 alike (checked against a Python loop in
+    tests/problems/test_summation.py), along the last axis of a batch as along a vector,
+    unlike ``np.sum``, which is pairwise with a float32 accumulator for float16. An `Emulator`
+    rounds each addition itself (``recursive_emulated``). Both additions are correctly rounded
+    in every registry format (numpy's via float32, the emulator's via float64: 2p + 2 bits
+    suffice), so both give the same sums, NaN signs aside (tested in every format).
     """
-    return np.add.accumulate(x, axis=-1)[..., -1:]
+    return ops.result(ops.sum(ops.values(x), order="recursive"))
 
 
-def pairwise_sum(x: np.ndarray) -> np.ndarray:
+def pairwise_sum(x: np.ndarray, *, ops: Ops = NUMPY) -> np.ndarray:
     """Adjacent pairs added level by level along the last axis (an odd level is padded with an
-    exact +0): every term passes through at most ceil(log2 n) roundings in the format. Shape
-    (n,) gives (1,), (B, n) gives (B, 1): the same tree for every row."""
-    s = np.asarray(x)
-    while s.shape[-1] > 1:
-        if s.shape[-1] % 2:
-            s = np.concatenate([s, np.zeros((*s.shape[:-1], 1), dtype=s.dtype)], axis=-1)
-        s = s[..., 0::2] + s[..., 1::2]
-    return s
+    exact +0; `precision.core.ops.pairwise_tree`): every term passes through at most
+    ceil(log2 n) roundings in the format, |E| <= gamma_{ceil(log2 n)} sum|x_i| (Higham 2002,
+    (4.6)). Shape (n,) gives (1,), (B, n) gives (B, 1): the same tree for every row. One body
+    for every arithmetic ``ops``: numpy's in the format by default, an `Emulator` for
+    ``pairwise_emulated``."""
+    return ops.result(ops.sum(ops.values(x), order="pairwise"))
 
 
 def _terms(x: np.ndarray) -> np.ndarray:
@@ -438,8 +442,8 @@ def numpy_sum_depth(n: int, fmt: Format, *, buffered: bool = False) -> int:
     return numpy_pairwise_depth(n)
 
 
-def _relative(
-    error_over_abs_sum: float, x: np.ndarray, fmt: Format, *, in_format=True
+def relative_bound(
+    error_over_abs_sum: float, x: np.ndarray, fmt: Format, *, in_format: bool = True
 ) -> float | np.ndarray:
     """gamma-type bound times kappa_sum: error_over_abs_sum * sum|x| / |s|, along the last
     axis (a float for one vector, a (B,) array for a batch). NaN when s = 0 (relative error
@@ -465,12 +469,12 @@ def _length(x: np.ndarray) -> int:
 
 def recursive_bound(x: np.ndarray, fmt: Format) -> float | np.ndarray:
     """gamma_{n-1} kappa_sum, for every order (Higham 2002, (4.4))."""
-    return _relative(gamma(_length(x) - 1, fmt.u), x, fmt)
+    return relative_bound(gamma(_length(x) - 1, fmt.u), x, fmt)
 
 
 def pairwise_bound(x: np.ndarray, fmt: Format) -> float | np.ndarray:
     """gamma_{ceil(log2 n)} kappa_sum (Higham 2002, (4.6))."""
-    return _relative(gamma(math.ceil(math.log2(_length(x))), fmt.u), x, fmt)
+    return relative_bound(gamma(math.ceil(math.log2(_length(x))), fmt.u), x, fmt)
 
 
 def kahan_bound(x: np.ndarray, fmt: Format) -> float | np.ndarray:
@@ -478,7 +482,7 @@ def kahan_bound(x: np.ndarray, fmt: Format) -> float | np.ndarray:
     with the second-order constant taken as 4 (not proved here; the tests check it on
     adversarial and on the study's inputs). It matters in float16: n u^2 > u once n > 2048."""
     n, u = _length(x), fmt.u
-    return _relative(2 * u + 4 * n * u * u, x, fmt)
+    return relative_bound(2 * u + 4 * n * u * u, x, fmt)
 
 
 def numpy_bound(x: np.ndarray, fmt: Format) -> float | np.ndarray:
@@ -486,7 +490,7 @@ def numpy_bound(x: np.ndarray, fmt: Format) -> float | np.ndarray:
     accumulator, no overflow on the way) adds the final rounding u |s|."""
     n = _length(x)
     if fmt.name != "float16":
-        return _relative(gamma(numpy_sum_depth(n, fmt), fmt.u), x, fmt)
+        return relative_bound(gamma(numpy_sum_depth(n, fmt), fmt.u), x, fmt)
     return _rounded_once(gamma(numpy_pairwise_depth(n), FORMATS["float32"].u), x, fmt)
 
 
@@ -502,7 +506,7 @@ def _rounded_once(acc_gamma: float, x: np.ndarray, fmt: Format) -> float | np.nd
     """Bound of a sum accumulated in float32 (no overflow for these formats) and rounded once
     to ``fmt``: u + (1 + u) acc_gamma kappa; NaN when the rounded sum could overflow."""
     s, _ = sum_and_abs_sum64(x)
-    inner = np.asarray(_relative(acc_gamma, x, fmt, in_format=False))
+    inner = np.asarray(relative_bound(acc_gamma, x, fmt, in_format=False))
     with np.errstate(all="ignore"):
         overflow = np.abs(s) * (1 + inner) > fmt.max
         return _per_input(np.where(overflow, np.nan, fmt.u + (1 + fmt.u) * inner))

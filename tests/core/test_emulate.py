@@ -1,4 +1,5 @@
-"""Tests for precision.core.emulate and the emulated / stochastic / float32 variants.
+"""Tests for precision.core.emulate, precision.core.ops and the emulated / stochastic / float32
+variants.
 
 Rounding functions are checked against the registry's correct rounding (``formats.cast``,
 itself tested against numpy and ml_dtypes) and against their definitions; stochastic rounding's
@@ -14,9 +15,11 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from same_bits import nan_blind
 
 from precision.core.emulate import Emulator, neighbours, round_nearest, round_stochastic
 from precision.core.formats import FORMATS, cast, get_format
+from precision.core.ops import NUMPY
 from precision.problems import PROBLEMS
 from precision.problems.emulated import (
     pairwise_sum_emulated,
@@ -400,3 +403,64 @@ def test_emulated_kernels_compute_rows_independently(fmt, monkeypatch):
                     one = variant.kernel(X[i : i + 1])
                     single = variant.compute(X[i])
                     assert _bits(batch[i]) == _bits(one[0]) == _bits(single), (problem, name, i)
+
+
+# ------------------------------------------------------------------ ops objects
+
+
+def _numpy_tree(v: list) -> object:
+    """The pairwise tree by its recursive definition on numpy scalars of the format: halves of
+    a vector padded with exact zeros to a power of two, sum(v) = sum(left) + sum(right)."""
+    if len(v) == 1:
+        return v[0]
+    half = len(v) // 2
+    return _numpy_tree(v[:half]) + _numpy_tree(v[half:])
+
+
+def _padded(row: np.ndarray) -> list:
+    size = 1 << max(len(row) - 1, 0).bit_length()
+    return [*row, *[row.dtype.type(0)] * (size - len(row))]
+
+
+@pytest.mark.parametrize("fmt", [*NARROW, "float64"])
+def test_numpy_ops_sums_are_numpys_reductions_and_the_stated_orders(fmt):
+    """`NUMPY.sum` is ``np.sum`` along the last axis by default; ``order="recursive"`` is the
+    left-to-right loop in the format and ``"pairwise"`` the halving tree, both checked against
+    numpy scalar arithmetic of the format written out here (bit for bit, NaN signs aside:
+    ml_dtypes' float8 scalars sign a NaN as its operand, its array loops +NaN)."""
+    X = _hostile_rows(fmt, 13, 12, seed=21)
+    with np.errstate(all="ignore"):
+        assert _bits(NUMPY.sum(X)) == _bits(np.sum(X, axis=-1, keepdims=True))
+        recursive, pairwise = NUMPY.sum(X, order="recursive"), NUMPY.sum(X, order="pairwise")
+        for i, row in enumerate(X):
+            s = row[0]
+            for v in row[1:]:
+                s = s + v
+            assert nan_blind(recursive[i]) == nan_blind(np.array([s]))
+            assert nan_blind(pairwise[i]) == nan_blind(np.array([_numpy_tree(_padded(row))]))
+    assert recursive.shape == pairwise.shape == (len(X), 1)
+
+
+@pytest.mark.parametrize("fmt", [*NARROW, "float64"])
+def test_emulator_is_an_ops_object(fmt):
+    """The `Emulator`'s ``max`` is exact and its ``sum`` takes the orders `NUMPY` takes: left to
+    right by default and for "recursive" (`Emulator.sum_recursive`), the same tree as numpy's
+    for "pairwise"; in every registry format both equal numpy's own loops in the format bit for
+    bit (NaNs aside), since numpy's additions there are correctly rounded (computed in float32
+    or float64 and rounded once, 24 >= 2p + 2) and so are the emulator's (53 >= 2p + 2)."""
+    X = _hostile_rows(fmt, 13, 12, seed=22)
+    em = Emulator(get_format(fmt))
+    v = em.values(X)
+    with np.errstate(all="ignore"):
+        assert _bits(em.max(v)) == _bits(np.max(v, axis=-1, keepdims=True))
+        assert _bits(em.sum(v)) == _bits(em.sum(v, order="recursive")) == _bits(em.sum_recursive(v))
+        assert _bits(em.sum(v, order="pairwise")) == _bits(em.sum_pairwise(v))
+        for order in ("recursive", "pairwise"):
+            emulated, native = em.result(em.sum(v, order=order)), NUMPY.sum(X, order=order)
+            assert nan_blind(emulated) == nan_blind(native), order
+
+
+@pytest.mark.parametrize("ops", [NUMPY, Emulator(get_format("float16"))], ids=["numpy", "emulator"])
+def test_an_unknown_summation_order_is_refused_by_name(ops):
+    with pytest.raises(ValueError, match="order must be None or one of.*'sideways'"):
+        ops.sum(np.ones((2, 3)), order="sideways")

@@ -10,6 +10,7 @@ algorithm received it.
 from __future__ import annotations
 
 import math
+import zlib
 from fractions import Fraction
 
 import mpmath
@@ -17,6 +18,7 @@ import numpy as np
 import pytest
 import scipy.special
 from members import members
+from same_bits import nan_blind
 
 from precision.core.formats import cast, get_format, round_to_format
 from precision.core.metrics import Exact, normwise_relative_error, relative_error
@@ -89,11 +91,16 @@ WIDER_OUTPUT = {
     ("quadratic", "gd_master32"): lambda fmt: "float64" if fmt == "float64" else "float32",
     ("quadratic", "scipy_bfgs"): lambda fmt: "float64",
     ("constrained_ls", "numpy_solve"): lambda fmt: "float64",  # the ridge problem's variant
+    # Issue 17: a GEMM leaves its accumulator's value in float32
+    ("dot", "float32_accumulator"): lambda fmt: "float32",
+    ("dot", "limited_accumulator"): lambda fmt: "float32",
 }
 UNSUPPORTED = {
     ("critical_point", "numpy_eigvalsh"): {"float16", "bfloat16"},
     ("constrained_ls", "numpy_solve"): {"float16"},
     **dict.fromkeys(_NUMPY_LINALG, {"float16"}),
+    ("dot", "limited_accumulator"): {"float64"},  # products of 53-bit inputs are not exact
+    ("dot", "float32_accumulator"): {"float64"},  # a float32 accumulator would round the input
 }
 """Variants that raise Unsupported (their rows: outcome unsupported) in these formats."""
 PROPOSED_INPUTS = (
@@ -109,6 +116,7 @@ PROPOSED_INPUTS = (
     "least_squares",
     "least_squares_residual",
     "ridge",
+    "dot",
 )
 """Problems whose well-scaled test inputs are their own proposals (not Gaussian vectors)."""
 
@@ -471,6 +479,7 @@ PROPOSED_SHAPE = {
     "least_squares": (2 * N_SAMPLE, N_SAMPLE + 1),
     "least_squares_residual": (2 * N_SAMPLE, N_SAMPLE + 1),
     "ridge": (2 * N_SAMPLE + 1, N_SAMPLE + 1),
+    "dot": (2, N_SAMPLE),
 }
 
 
@@ -630,3 +639,131 @@ def test_batch_kernels_compute_rows_independently(problem_name, fmt):
             assert bounds is None or np.shape(bounds) == (len(X),), name
             checked += 1
     assert checked >= len(sizes)
+
+
+# ------------------------------------------------------------------ one body, two arithmetics
+#
+# The kernels of the softmax family are written once over an arithmetic ``ops``
+# (`precision.core.ops`). Run with numpy's (the default) they must be the numpy formulas they
+# replaced, bit for bit and flag for flag; run with an `Emulator` they must round every
+# operation, which is checked against the registry's own correct rounding (``formats.cast``).
+
+
+def _numpy_softmax_naive(x):
+    e = np.exp(x)
+    return e / np.sum(e, axis=-1, keepdims=True)
+
+
+def _numpy_softmax_shifted(x):
+    e = np.exp(x - np.max(x, axis=-1, keepdims=True))
+    return e / np.sum(e, axis=-1, keepdims=True)
+
+
+def _numpy_logsumexp_shifted(x):
+    a = np.max(x, axis=-1, keepdims=True)
+    return a + np.log(np.sum(np.exp(x - a), axis=-1, keepdims=True))
+
+
+def _numpy_log_softmax_shifted(x):
+    z = x - np.max(x, axis=-1, keepdims=True)
+    return z - np.log(np.sum(np.exp(z), axis=-1, keepdims=True))
+
+
+NUMPY_FORMULAS = {
+    ("softmax", "naive"): _numpy_softmax_naive,
+    ("softmax", "shifted"): _numpy_softmax_shifted,
+    ("logsumexp", "naive"): lambda x: np.log(np.sum(np.exp(x), axis=-1, keepdims=True)),
+    ("logsumexp", "shifted"): _numpy_logsumexp_shifted,
+    ("log_softmax", "naive"): lambda x: np.log(_numpy_softmax_naive(x)),
+    ("log_softmax", "shifted"): _numpy_log_softmax_shifted,
+}
+"""The numpy kernels as written before they took ``ops``: the textbook formula in numpy."""
+
+
+def _flagged(kernel, x):
+    """``kernel(x)`` and the IEEE exceptions numpy reported (as the runner records them)."""
+    raised: set[str] = set()
+    with np.errstate(all="call", call=lambda kind, _flag: raised.add(kind)):
+        return kernel(x), raised
+
+
+@pytest.mark.parametrize("fmt", BATCH_FORMATS)
+@pytest.mark.parametrize(("problem_name", "variant_name"), list(NUMPY_FORMULAS))
+def test_numpy_ops_body_is_the_numpy_formula(problem_name, variant_name, fmt):
+    """With the default ops the one body is the numpy formula: the same values bit for bit
+    (NaN signs aside in float8) and the same IEEE exceptions, on batches from tiny to
+    overflowing magnitudes with inf, NaN and signed zeros."""
+    kernel = PROBLEMS[problem_name].variants[variant_name].kernel
+    for n in (1, 2, 9, 130):
+        X = _batch_of_inputs(problem_name, n, fmt)
+        (y, raised), (want, want_raised) = (
+            _flagged(f, X) for f in (kernel, NUMPY_FORMULAS[(problem_name, variant_name)])
+        )
+        assert y.dtype == want.dtype == X.dtype
+        assert nan_blind(y, fmt) == nan_blind(want, fmt) and raised == want_raised, n
+
+
+def _cast64(v: np.ndarray, fmt: str) -> np.ndarray:
+    """One correct rounding of float64 values to ``fmt`` (`formats.cast`), back as float64."""
+    with np.errstate(over="ignore"):
+        return cast(v, fmt).astype(np.float64)
+
+
+def _rounded_shifted_terms(x: np.ndarray, fmt: str):
+    """z = fl(x - max x), e = fl(exp z) and s = sum e left to right, every step rounded to the
+    format by `formats.cast` (one row, float64 values of the format)."""
+    v = x.astype(np.float64)
+    z = _cast64(v - v.max(), fmt)
+    e = _cast64(np.exp(z), fmt)
+    s = e[0]
+    for term in e[1:]:
+        s = _cast64(np.array(s + term), fmt)
+    return v, z, e, s
+
+
+ROUNDED_FORMULAS = {
+    "softmax": lambda v, z, e, s, fmt: _cast64(e / s, fmt),
+    "logsumexp": lambda v, z, e, s, fmt: _cast64(v.max() + _cast64(np.log(s), fmt), fmt),
+    "log_softmax": lambda v, z, e, s, fmt: _cast64(z - _cast64(np.log(s), fmt), fmt),
+}
+"""The shifted forms with each operation rounded once to the format, after the terms."""
+
+
+@pytest.mark.parametrize("fmt", ["float16", "bfloat16", "float32", "float8_e4m3fn", "float8_e5m2"])
+@pytest.mark.parametrize("problem_name", list(ROUNDED_FORMULAS))
+def test_emulator_runs_the_same_body_with_every_operation_rounded(problem_name, fmt):
+    """The ``shifted_emulated`` variant is the shifted body run with an `Emulator`: each
+    subtraction, exp, addition of the sum (left to right), log and the final operation
+    rounded once to the format, bit for bit as `formats.cast` rounds the float64 result of each
+    step (exp and log from the same float64 libm on both sides)."""
+    emulated = PROBLEMS[problem_name].variants["shifted_emulated"].kernel
+    rng = np.random.default_rng(zlib.crc32(f"{problem_name} {fmt}".encode()))
+    for n in (1, 3, 17):
+        X = np.concatenate(
+            [
+                logits.propose_logits(rng, n=n, magnitude=m, cond=10.0, size=4)
+                for m in (0.1, 3.0, 30.0)
+            ]
+        )
+        X = cast(X, fmt)
+        with np.errstate(all="ignore"):
+            Y = emulated(X).astype(np.float64)
+            for i, x in enumerate(X):
+                want = ROUNDED_FORMULAS[problem_name](*_rounded_shifted_terms(x, fmt), fmt)
+                assert Y[i].tobytes() == np.atleast_1d(want).tobytes(), (n, i)
+
+
+@pytest.mark.parametrize("problem_name", ["softmax", "logsumexp", "log_softmax"])
+def test_float64_emulator_body_is_the_float64_formula_summed_left_to_right(problem_name):
+    """In float64 an `Emulator` rounds nothing (its rounding is the identity), so the shifted
+    body with it is the numpy formula in float64 with the sum taken left to right
+    (``np.add.accumulate``) instead of ``np.sum``'s pairwise order: bit for bit."""
+    rng = np.random.default_rng(5)
+    for rows in (5, 40):  # the emulator sums few rows one by one, many vectorised
+        X = logits.propose_logits(rng, n=40, magnitude=30.0, cond=10.0, size=rows)
+        a = np.max(X, axis=-1, keepdims=True)
+        e = np.exp(X - a)
+        s = np.add.accumulate(e, axis=-1)[..., -1:]
+        want = {"softmax": e / s, "logsumexp": a + np.log(s), "log_softmax": (X - a) - np.log(s)}
+        got = PROBLEMS[problem_name].variants["shifted_emulated"].kernel(X)
+        assert got.tobytes() == want[problem_name].tobytes(), rows

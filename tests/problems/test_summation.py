@@ -16,8 +16,9 @@ import numpy as np
 import pandas as pd
 import pytest
 from members import members
-from same_bits import check_batch_contract
+from same_bits import check_batch_contract, nan_blind
 
+from precision.core.emulate import Emulator
 from precision.core.formats import STUDY_FORMATS, cast, get_format
 from precision.core.metrics import normwise_relative_error
 from precision.core.numbers import ARB, MPMATH
@@ -31,6 +32,7 @@ from precision.problems.summation import (
     float_sum,
     numpy_pairwise_depth,
     order_spread,
+    pairwise_sum,
     propose_sums,
     random_order_sum,
     recursive_sum,
@@ -224,6 +226,35 @@ def test_batch_rows_are_the_one_vector_results(variant, fmt):
         )
         with _quiet():
             check_batch_contract(v, cast(X, fmt), fmt)
+
+
+@pytest.mark.parametrize("fmt", ALL_FORMATS)
+@pytest.mark.parametrize("body", [recursive_sum, pairwise_sum], ids=["recursive", "pairwise"])
+def test_one_body_gives_the_same_sums_in_numpys_arithmetic_and_emulated(body, fmt):
+    """recursive_sum and pairwise_sum are one body over an arithmetic ``ops``. numpy adds
+    float16, bfloat16 and float8 in float32 and rounds once, the `Emulator` adds in float64 and
+    rounds once: both are the correctly rounded sum (double rounding is innocuous when the wide
+    format has at least 2p + 2 bits: 24 >= 2 * 11 + 2, 53 >= 2 * 24 + 2), so the default ops
+    and the emulator give the same sums, bit for bit (NaN signs aside), in every format,
+    overflow, inf and NaN included; and the default is numpy's sequential loop
+    (``np.add.accumulate``) for the recursive order."""
+    rng = np.random.default_rng(14)
+    for n in (1, 2, 7, 129, 1000):
+        X = np.concatenate(
+            [
+                propose_sums(rng, n=n, magnitude=m, cond=c, size=3)
+                for m in (1e-2, 3.0, 1e4, 1e6)
+                for c in (1.0, 1e3)
+            ]
+        )
+        X[0, -1], X[1, 0] = np.inf, np.nan
+        with _quiet():
+            X = cast(X, fmt)
+            numpy_ops, emulated = body(X), body(X, ops=Emulator(get_format(fmt)))
+            if body is recursive_sum:
+                assert numpy_ops.tobytes() == np.add.accumulate(X, axis=-1)[:, -1:].tobytes()
+        assert numpy_ops.dtype == emulated.dtype == X.dtype
+        assert nan_blind(numpy_ops) == nan_blind(emulated), n
 
 
 def test_numpy_sum_of_a_strided_batch_is_each_rows_sum():
