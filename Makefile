@@ -12,7 +12,7 @@ LOCK_PYTHON := 3.11
 FROZEN := grep -v '^\#' | sed -E 's/^(torch==[^+]*)\+cpu$$/\1/' | LC_ALL=C sort -f
 LOCK_BODY := <(grep -v '^\#' $(LOCK))
 SHELL := /bin/bash
-STUDIES := softmax summation variance linear-systems least-squares derivatives descent \
+STUDIES := softmax summation dot block-formats variance linear-systems least-squares derivatives descent \
            optimisation constrained frameworks rounding
 
 .PHONY: help env study test test-latest lock lint format docs-image docs-errors bench clean example \
@@ -47,6 +47,12 @@ study-softmax: $(STAMP)  ## softmax family: exp, softmax, logsumexp, log_softmax
 
 study-summation: $(STAMP)  ## summation order, Kahan, accumulators; cancellation in a - b
 	$(BIN)/precision run studies/summation.toml --out results/summation
+
+study-dot: $(STAMP)  ## dot products of float8/bfloat16 inputs: float32, in-format and limited accumulators, promotion
+	$(BIN)/precision run studies/dot.toml --out results/dot
+
+study-block-formats: $(STAMP)  ## quantise then compute: MX, NVFP4 and per-tensor float8 inputs, quantisation error apart
+	$(BIN)/precision run studies/block_formats.toml --out results/block_formats
 
 study-variance: $(STAMP)  ## variance algorithms and batch normalisation (eps 1e-5 and finfo)
 	$(BIN)/precision run studies/variance.toml --out results/variance

@@ -663,16 +663,20 @@ def _eval_input(problem, x, target: str | None):
     from precision.core.values import logits_with_target
     from precision.run.evaluate import input_pattern
 
-    takes_target = input_pattern(problem) == ("2", "n")
-    if target is not None and not takes_target:
-        users = ", ".join(name for name, p in PROBLEMS.items() if input_pattern(p) == ("2", "n"))
+    def takes_target(p) -> bool:
+        # Logits with a target row (cross-entropy), not any (2, n) input: a dot product's
+        # [x; y] has that shape too, and no target.
+        return input_pattern(p) == ("2", "n") and p.from_logits is not None
+
+    if target is not None and not takes_target(problem):
+        users = ", ".join(name for name, p in PROBLEMS.items() if takes_target(p))
         raise InputError(
             f"--target: {problem.name} takes no target (--target K gives the target class "
             f"of the logits of {users})"
         )
     if target is not None and x.ndim != 1:
         raise InputError("--target: VALUES already hold a target row; give only the logits")
-    if takes_target and x.ndim == 1:
+    if takes_target(problem) and x.ndim == 1:
         if target is None:
             raise InputError(
                 f"{problem.name} takes logits and a target: give the logits with --target K "

@@ -21,6 +21,7 @@ from precision.problems.constrained import CONSTRAINED_LS
 from precision.problems.critical_points import CRITICAL_POINT
 from precision.problems.cross_entropy import CROSS_ENTROPY
 from precision.problems.derivatives import FD_EXP, FD_NETWORK, FD_SOFTPLUS
+from precision.problems.dot import DOT
 from precision.problems.exp import EXP
 from precision.problems.hessian import FD_HESSIAN
 from precision.problems.least_squares import LEAST_SQUARES, LEAST_SQUARES_RESIDUAL, RIDGE
@@ -43,6 +44,7 @@ PROBLEMS: dict[str, Problem] = {
         LOG_SOFTMAX,
         CROSS_ENTROPY,
         SUMMATION,
+        DOT,
         CANCELLATION,
         VARIANCE,
         BATCHNORM,

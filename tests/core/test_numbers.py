@@ -500,13 +500,14 @@ def test_arb_engine_scopes_and_restores_flint_precision():
 @pytest.mark.parametrize(
     # summation and cancellation add floats exactly in integers: a short exact sum is an
     # exact ball (radius 0) at 20-40 bits, rightly certified (weight_update shares summation's
-    # reference); so is critical_point's inertia (eigenvalue signs from an exact
-    # characteristic polynomial) with its exact condition
+    # reference), and so does dot with its products (exact in integers); so is
+    # critical_point's inertia (eigenvalue signs from an exact characteristic polynomial)
+    # with its exact condition
     "problem_name",
     [
         p
         for p in PROBLEMS
-        if p not in ("summation", "cancellation", "critical_point")
+        if p not in ("summation", "cancellation", "critical_point", "dot")
         and PROBLEMS[p].reference is not PROBLEMS["summation"].reference
     ],
 )
