@@ -53,7 +53,7 @@ import ml_dtypes
 import numpy as np
 
 from precision.core.formats import Format
-from precision.problems import cross_entropy, log_softmax, logsumexp, softmax
+from precision.problems import cross_entropy, log_softmax, logsumexp, norms, softmax
 from precision.problems.base import Unsupported, Variant
 
 # ---------------------------------------------------------------- the libraries
@@ -230,6 +230,7 @@ TORCH_KERNELS: dict[str, tuple[str, Callable]] = {
     ),
     "least_squares": ("torch.linalg.lstsq", lambda torch, t: _lstsq_torch(torch, t)),
     "least_squares_residual": ("torch.linalg.lstsq", lambda torch, t: _lstsq_torch(torch, t)),
+    **norms.TORCH_KERNELS,  # layer_norm, rms_norm
 }
 
 
@@ -304,7 +305,16 @@ TF_KERNELS: dict[str, tuple[str, Callable]] = {
 # ---------------------------------------------------------------- bounds and accumulators
 
 BATCHED = frozenset(
-    {"softmax", "logsumexp", "log_softmax", "cross_entropy", "summation", "variance"}
+    {
+        "softmax",
+        "logsumexp",
+        "log_softmax",
+        "cross_entropy",
+        "summation",
+        "variance",
+        "layer_norm",
+        "rms_norm",
+    }
 )
 """Problems whose library kernels take a batch along the last axis (`Variant.batched`); their
 bounds (`BOUNDS`) take a batch too."""
