@@ -12,7 +12,7 @@ LOCK_PYTHON := 3.11
 FROZEN := grep -v '^\#' | sed -E 's/^(torch==[^+]*)\+cpu$$/\1/' | LC_ALL=C sort -f
 LOCK_BODY := <(grep -v '^\#' $(LOCK))
 SHELL := /bin/bash
-STUDIES := softmax summation dot block-formats variance linear-systems least-squares derivatives descent \
+STUDIES := softmax summation dot block-formats activations adam norms variance linear-systems least-squares derivatives descent \
            optimisation constrained frameworks rounding
 
 .PHONY: help env study test test-latest lock lint format docs-image docs-errors bench clean example \
@@ -53,6 +53,15 @@ study-dot: $(STAMP)  ## dot products of float8/bfloat16 inputs: float32, in-form
 
 study-block-formats: $(STAMP)  ## quantise then compute: MX, NVFP4 and per-tensor float8 inputs, quantisation error apart
 	$(BIN)/precision run studies/block_formats.toml --out results/block_formats
+
+study-activations: $(STAMP)  ## GELU (erf; tanh and sigmoid approximations against exact GELU) and SiLU
+	$(BIN)/precision run studies/activations.toml --out results/activations
+
+study-adam: $(STAMP)  ## Adam's update in float16/bfloat16: in-format state vs float32 state
+	$(BIN)/precision run studies/adam.toml --out results/adam
+
+study-norms: $(STAMP)  ## LayerNorm and RMSNorm in float16/bfloat16: in-format, float32 statistics, prescaled, torch
+	$(BIN)/precision run studies/norms.toml --out results/norms
 
 study-variance: $(STAMP)  ## variance algorithms and batch normalisation (eps 1e-5 and finfo)
 	$(BIN)/precision run studies/variance.toml --out results/variance

@@ -10,10 +10,13 @@ from precision.problems import (
     emulated,
     frameworks,
     least_squares,
+    norms,
     summation,
     variance,
     weight_update,
 )
+from precision.problems.activations import GELU, SILU
+from precision.problems.adam import ADAM
 from precision.problems.base import MeasureOne, Problem, Variant
 from precision.problems.batchnorm import BATCHNORM, BATCHNORM_FINFO_EPS
 from precision.problems.cancellation import CANCELLATION
@@ -29,6 +32,7 @@ from precision.problems.linear_systems import LINEAR_SYSTEM
 from precision.problems.log_softmax import LOG_SOFTMAX
 from precision.problems.logsumexp import LOGSUMEXP
 from precision.problems.matrix_condition import MATRIX_CONDITION
+from precision.problems.norms import LAYER_NORM, RMS_NORM
 from precision.problems.quadratic import QUADRATIC
 from precision.problems.softmax import SOFTMAX
 from precision.problems.summation import SUMMATION
@@ -45,10 +49,14 @@ PROBLEMS: dict[str, Problem] = {
         CROSS_ENTROPY,
         SUMMATION,
         DOT,
+        GELU,
+        SILU,
         CANCELLATION,
         VARIANCE,
         BATCHNORM,
         BATCHNORM_FINFO_EPS,
+        LAYER_NORM,
+        RMS_NORM,
         FD_EXP,
         FD_SOFTPLUS,
         FD_NETWORK,
@@ -57,6 +65,7 @@ PROBLEMS: dict[str, Problem] = {
         CRITICAL_POINT,
         CONSTRAINED_LS,
         WEIGHT_UPDATE,
+        ADAM,
         LINEAR_SYSTEM,
         MATRIX_CONDITION,
         LEAST_SQUARES,
@@ -103,6 +112,7 @@ WORKED_EXAMPLES = {
     "cancellation": _unmeasured(cancellation.worked_examples),
     "variance": _unmeasured(variance.worked_examples),
     "batchnorm": _unmeasured(batchnorm.worked_examples),
+    "rms_norm": _unmeasured(norms.worked_examples),
     "weight_update": _unmeasured(weight_update.worked_examples),
     "least_squares": least_squares.worked_examples,
     "constrained_ls": _unmeasured(constrained.worked_examples),

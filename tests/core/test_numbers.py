@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import operator
+import zlib
 from fractions import Fraction
 
 import flint
@@ -388,7 +389,9 @@ def _proposals(problem_name: str, fmt: str):
     """Seeded proposals of the problem itself at several sizes (`_sizes`), magnitudes (exp
     overflows and underflows every format at 500) and condition numbers."""
     problem = PROBLEMS[problem_name]
-    seed = FORMATS.index(fmt) * 10 + list(PROBLEMS).index(problem_name)
+    # Seeded by the problem's name, not its place in the registry: registering a problem
+    # must not change the inputs another problem's test draws.
+    seed = (zlib.crc32(problem_name.encode()), FORMATS.index(fmt))
     rng = np.random.default_rng(seed)
     for magnitude in (0.5, 5.0, 50.0, 500.0):
         for cond in _conds(problem):
@@ -400,7 +403,14 @@ def _proposals(problem_name: str, fmt: str):
 @pytest.mark.parametrize("fmt", FORMATS)
 @pytest.mark.parametrize("problem_name", list(PROBLEMS))
 def test_arb_engine_matches_mpmath_on_proposals(problem_name, fmt):
-    for x in _proposals(problem_name, fmt):
+    """On the problem's own proposals: wherever the mpmath reference certifies its truth, the
+    Arb engine certifies the same. A proposal rounded to an exactly singular matrix, or whose
+    exact output sits on a rounding tie, leaves the mpmath engine uncertified (it evaluates in
+    floating point); such inputs are skipped, but they may not be the rule."""
+    drawn = list(_proposals(problem_name, fmt))
+    certified = [x for x in drawn if ground_truth(PROBLEMS[problem_name], x, fmt).certified]
+    assert len(certified) >= 0.75 * len(drawn), (len(certified), len(drawn))
+    for x in certified:
         _assert_same_truth(problem_name, x, fmt)
 
 

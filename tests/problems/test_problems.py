@@ -63,6 +63,10 @@ def library_behaviour(key: tuple[str, str], fmt: str) -> tuple[str | None, str |
 # Issue 6 (optimisation and calculus): outputs other than one value per input element, and
 # variants whose output is wider than the format by design (float32 master weights).
 OUTPUT_SHAPE = {
+    # Issue 17: elementwise activations, one output per input element
+    "gelu": (N_SAMPLE,),
+    "silu": (N_SAMPLE,),
+    "adam_update": (N_SAMPLE,),  # issue 17: the update of every element
     "fd_hessian": (N_SAMPLE * N_SAMPLE,),
     "quadratic": (N_SAMPLE,),
     "critical_point": (N_SAMPLE,),
@@ -73,6 +77,9 @@ OUTPUT_SHAPE = {
     "least_squares": (N_SAMPLE,),
     "least_squares_residual": (N_SAMPLE,),
     "ridge": (N_SAMPLE,),
+    # Issue 17: LayerNorm and RMSNorm normalise the row
+    "layer_norm": (N_SAMPLE,),
+    "rms_norm": (N_SAMPLE,),
 }
 _NUMPY_LINALG = {  # numpy.linalg computes every dtype in float64 (and refuses float16)
     ("linear_system", "numpy_solve"),
@@ -101,6 +108,8 @@ UNSUPPORTED = {
     **dict.fromkeys(_NUMPY_LINALG, {"float16"}),
     ("dot", "limited_accumulator"): {"float64"},  # products of 53-bit inputs are not exact
     ("dot", "float32_accumulator"): {"float64"},  # a float32 accumulator would round the input
+    ("layer_norm", "float32_statistics"): {"float64"},  # float32 would round the input
+    ("rms_norm", "float32_statistics"): {"float64"},
 }
 """Variants that raise Unsupported (their rows: outcome unsupported) in these formats."""
 PROPOSED_INPUTS = (
@@ -117,6 +126,7 @@ PROPOSED_INPUTS = (
     "least_squares_residual",
     "ridge",
     "dot",
+    "adam_update",
 )
 """Problems whose well-scaled test inputs are their own proposals (not Gaussian vectors)."""
 
@@ -456,6 +466,9 @@ def test_softmax_condition_at_most_twice_max_abs():
 
 
 PROPOSED_SHAPE = {
+    "adam_update": (3, N_SAMPLE),
+    "gelu": (N_SAMPLE,),
+    "silu": (N_SAMPLE,),
     "exp": (1,),
     "softmax": (N_SAMPLE,),
     "logsumexp": (N_SAMPLE,),
@@ -480,6 +493,8 @@ PROPOSED_SHAPE = {
     "least_squares_residual": (2 * N_SAMPLE, N_SAMPLE + 1),
     "ridge": (2 * N_SAMPLE + 1, N_SAMPLE + 1),
     "dot": (2, N_SAMPLE),
+    "layer_norm": (N_SAMPLE,),
+    "rms_norm": (N_SAMPLE,),
 }
 
 

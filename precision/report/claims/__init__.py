@@ -17,10 +17,12 @@ import pandas as pd
 
 from precision.report.claims import (
     accumulation,
+    adam,
     calculus,
     conditioning,
     gemm,
     micro,
+    norms,
     quantisation,
     softmax,
 )
@@ -158,6 +160,27 @@ CLAIMS: tuple[Claim, ...] = (
         "dot",
         ("dot",),
         gemm.promotion_finding,
+    ),
+    Claim(
+        "float16-adam",
+        "Adam's update in float16 with eps = 1e-8",
+        "With eps = 1e-8, Adam's update computed in float16 breaks for small gradients: eps "
+        "rounds to 0 and the gradient's share of the second moment underflows, leaving 0 / 0 or "
+        "m / 0. Keeping the state in float32 and rounding the update to float16 avoids it, and "
+        "bfloat16, which keeps eps, does not break (issue 17).",
+        "adam",
+        ("adam_update",),
+        adam.float16_adam_finding,
+    ),
+    Claim(
+        "float16-rmsnorm-overflow",
+        "RMSNorm in float16 overflows from |x| = 256",
+        "Computed in float16, RMSNorm's sum of squares overflows once one element reaches "
+        "|x| = 256 (256^2 > 65504); float32 statistics or pre-scaling by a power of two near "
+        "max|x| avoid it.",
+        "norms",
+        ("rms_norm",),
+        norms.float16_rms_overflow_finding,
     ),
     Claim(
         "mx-round-up",
