@@ -126,15 +126,7 @@ def heatmap_figure(
     vmin, vmax = scale or colour_scale(cells)
     xs = _decades(cells["cond_decade"])
     ys = _decades(cells["magnitude_decade"])
-    fig, axes = plt.subplots(
-        len(variants),
-        len(formats),
-        figsize=(2.6 * len(formats) + 1.4, 2.3 * len(variants) + 1.2),
-        squeeze=False,
-        sharex=True,
-        sharey=True,
-        layout="constrained",
-    )
+    fig, axes = _facet_grid(len(variants), len(formats), row_height=2.3)
     for i, variant in enumerate(variants):
         for j, fmt in enumerate(formats):
             facet = cells[(cells["variant"] == variant) & (cells["format"] == fmt)]
@@ -263,6 +255,20 @@ def _pooled(table: pd.DataFrame) -> pd.DataFrame:
         seed=table["seed"].where(~random),
     )
     return labelled(pooled)
+
+
+def _facet_grid(rows: int, columns: int, *, row_height: float):
+    """A grid of facets (variants x formats) sharing both axes, laid out so that titles and
+    labels never overlap (constrained layout)."""
+    return plt.subplots(
+        rows,
+        columns,
+        figsize=(2.6 * columns + 1.4, row_height * rows + 1.2),
+        squeeze=False,
+        sharex=True,
+        sharey=True,
+        layout="constrained",
+    )
 
 
 def _format_axes(table: pd.DataFrame, rows: int = 1):
@@ -651,15 +657,7 @@ def misclassification_figure(table: pd.DataFrame, problem: str = "critical_point
     formats = list(dict.fromkeys(table["format"]))
     xs = np.arange(rows["cond_decade"].min(), rows["cond_decade"].max() + 1)
     ys = np.arange(rows["magnitude_decade"].min(), rows["magnitude_decade"].max() + 1)
-    fig, axes = plt.subplots(
-        len(variants),
-        len(formats),
-        figsize=(2.6 * len(formats) + 1.4, 2.1 * len(variants) + 1.2),
-        squeeze=False,
-        sharex=True,
-        sharey=True,
-        layout="constrained",
-    )
+    fig, axes = _facet_grid(len(variants), len(formats), row_height=2.1)
     for i, variant in enumerate(variants):
         for j, fmt in enumerate(formats):
             facet = rows[(rows["variant"] == variant) & (rows["format"] == fmt)]
