@@ -434,7 +434,7 @@ def spectral_condition(
     The extreme singular values come from ``ctx.extreme_singular_values``: in Arb, enclosures
     built from float64 singular vectors and a float64 inverse, checked in ball arithmetic
     (Weyl's and Ostrowski's theorems, a Newton-refined left inverse; see
-    `precision.core.numbers._arb_extreme_singular_values`), to a relative accuracy of 2**-30 when
+    `precision.core.arb_linalg.arb_extreme_singular_values`), to a relative accuracy of 2**-30 when
     they only feed a condition number, to the working precision with ``tight`` (the value is
     an output, as in `precision.problems.matrix_condition`). For a symmetric positive
     definite A (the ridge matrix X^T X + lambda I) the singular values are the eigenvalues, and

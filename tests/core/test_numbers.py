@@ -27,15 +27,14 @@ import mpmath
 import numpy as np
 import pytest
 
-from precision.core.formats import cast, get_format, round_to_format
-from precision.core.metrics import Exact
-from precision.core.numbers import (
-    ARB,
+from precision.core.arb_linalg import (
     ENCLOSURE_ACCURACY,
-    MPMATH,
     _largest_singular_value,
     _smallest_singular_value,
 )
+from precision.core.formats import cast, get_format, round_to_format
+from precision.core.metrics import Exact
+from precision.core.numbers import ARB, MPMATH
 from precision.problems import PROBLEMS
 from precision.problems.cross_entropy import ce_and_sensitivity64
 from precision.problems.linalg import randsvd
