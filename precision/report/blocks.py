@@ -48,8 +48,8 @@ class Block:
     """One piece of a page: a heading (``h1``-``h3``), a paragraph (``p``), a warning, a table
     (``content`` a DataFrame; ``details``: one folded away), an image (``content`` its relative
     path), a code line, a claim (``content`` a `ClaimCard`), a list of `Link` (``links``,
-    ``caption`` its CSS class) or the verdict counts (``scoreboard``, a list of `Link` whose
-    ``note`` is the count).
+    ``caption`` its CSS class) or the claims by verdict (``scoreboard``, a list of
+    `VerdictGroup`).
 
     ``anchor`` is the id a heading or figure carries, for links into the page; ``links`` maps
     a table's column to one target per row (empty strings: no link)."""
@@ -65,6 +65,15 @@ class Block:
             raise ValueError(f"unknown block kind {self.kind!r}; one of {', '.join(BLOCK_KINDS)}")
         if self.kind in ("h1", "h2", "h3") and not self.anchor:
             object.__setattr__(self, "anchor", slug(str(self.content)))
+
+
+@dataclass(frozen=True)
+class VerdictGroup:
+    """One line of the scoreboard: a verdict, and the claims that received it, each a `Link`
+    to its card."""
+
+    verdict: str
+    claims: tuple[Link, ...]
 
 
 @dataclass(frozen=True)

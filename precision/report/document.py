@@ -111,7 +111,7 @@ def build_report(
             "index.html",
             TITLE,
             "Overview",
-            _index_blocks(studies, report, pages, numbers, evidence),
+            _index_blocks(studies, report, pages, numbers),
         ),
         Page(
             "claims.html",
@@ -171,21 +171,16 @@ def _index_blocks(
     report: Report,
     pages: dict[str, str],
     numbers: dict[str, pd.DataFrame],
-    evidence: dict[str, pd.DataFrame],
 ) -> list[Block]:
-    rows = {claim_id: len(table) for claim_id, table in evidence.items()}
     return [
         *_header(studies),
         *_stale_blocks(report.stale),
-        Block("h2", "Contents"),
-        Block("links", _contents(studies, pages, numbers), "toc"),
+        Block("links", _contents(studies, pages), "toc"),
         Block("h2", "Scoreboard"),
         site_pages.scoreboard(report.claims, href="claims.html"),
         Block("p", VERDICTS_TEXT),
         Block("h2", "Studies"),
         _studies_table(studies, pages, numbers, report.claims),
-        Block("h2", "Claims"),
-        site_pages.claims_table(report.claims, pages, rows),
     ]
 
 
@@ -197,15 +192,15 @@ VERDICTS_TEXT = (
 )
 
 
-def _contents(
-    studies: list[StoredStudy], pages: dict[str, str], numbers: dict[str, pd.DataFrame]
-) -> list[Link]:
-    links = [Link("Claims", "claims.html", "every claim with its verdict and evidence")]
-    links += [Link(f"Study {s.key}", pages[s.key]) for s in studies]
+def _contents(studies: list[StoredStudy], pages: dict[str, str]) -> list[Link]:
+    """Every page of the site, on a line or two: the claims, each study, the glossary, the
+    benchmarks and the provenance."""
+    links = [Link("Claims", "claims.html")]
+    links += [Link(s.key, pages[s.key]) for s in studies]
     return links + [
-        Link("Glossary", "glossary.html", "the variants and their parameters"),
+        Link("Glossary", "glossary.html"),
         Link("Benchmarks", "benchmarks.html"),
-        Link("Provenance", "provenance.html", "versions, devices, commands to rerun"),
+        Link("Provenance", "provenance.html"),
     ]
 
 
@@ -243,37 +238,40 @@ def _studies_table(
 
 
 def _header(studies: list[StoredStudy]) -> list[Block]:
-    names = ", ".join(s.key for s in studies)
     rows = sum(len(s.table) for s in studies)
     return [
         Block("h1", "precision: measured claims and studies"),
         Block(
             "p",
-            f"Built from {len(studies)} stored studies ({names}; {rows} rows in all). Every "
-            "number and figure below is computed from a stored table named beside it: a "
-            "study's errors.parquet and the tables stored beside it (worked examples, "
-            "convergence curves), or, for the claims that no study measures (marked "
-            "'measured by precision report'), the tables measured before this report was "
-            "built and stored with it (micro/<name>.csv, claims.csv and claims/<id>.csv); a "
-            "figure whose caption says so was recomputed "
-            "when the report was built. Errors are relative errors in units of the "
-            "row format's unit roundoff u (1 u is one rounding error of that format), over "
-            "rows whose ground truth was certified and whose result was finite.",
+            f"{len(studies)} stored studies, {rows} rows. Errors are relative errors in units "
+            "of the row format's unit roundoff u (1 u is one rounding error of that format), "
+            "over rows whose ground truth was certified and whose result was finite. Every "
+            "number and figure comes from a stored table (Provenance says which).",
         ),
     ]
 
 
+SOURCES_TEXT = (
+    "Every number and figure of this report is computed from a stored table named beside it: "
+    "a study's errors.parquet and the tables stored beside it (worked examples, convergence "
+    "curves), or, for the claims that no study measures (marked 'measured by precision "
+    "report'), the tables measured before this report was built and stored with it "
+    "(micro/<name>.csv, claims.csv and claims/<id>.csv); a figure whose caption says so was "
+    "recomputed when the report was built."
+)
+
+
 def _stale_blocks(stale: dict[str, list[str]]) -> list[Block]:
-    found = {name: why for name, why in stale.items() if why}
+    """One line: every study is current, or which are stale (each study's page says why)."""
+    found = [name for name, why in stale.items() if why]
     if not found:
         return [Block("p", "Every study is current: its spec and the code match the run.")]
-    text = "; ".join(f"{name}: {', '.join(why)}" for name, why in found.items())
     return [
         Block(
             "warning",
-            f"Stale results ({len(found)} of {len(stale)} studies): {text}. Their numbers "
-            "describe the spec and code of their run, not the current ones; rerun them (see "
-            "Provenance).",
+            f"Stale results ({len(found)} of {len(stale)} studies: {', '.join(found)}): their "
+            "numbers describe the spec and code of their run, not the current ones; each "
+            "study's page says why, and Provenance how to rerun it.",
         )
     ]
 
@@ -644,6 +642,7 @@ def _provenance_blocks(studies: list[StoredStudy]) -> list[Block]:
     devices = site_pages.devices_table({s.key: s.table for s in studies})
     return [
         Block("h1", "Provenance"),
+        Block("p", SOURCES_TEXT),
         Block("table", pd.DataFrame(rows), "Runs"),
         Block("table", devices, "Libraries and devices the variants ran on"),
         Block("table", pd.DataFrame(versions).rename_axis("package").reset_index(), "Versions"),

@@ -75,7 +75,12 @@ def _md_block(block: Block, *, shift: int) -> list[str]:
         ]
         return [*items, ""]
     if block.kind == "scoreboard":
-        return [", ".join(f"{link.note} {link.text}" for link in block.content) + ".", ""]
+        lines = [
+            f"- **{len(group.claims)} {group.verdict}**: "
+            + ", ".join(f"[{_md_link_text(c.text)}]({c.href})" for c in group.claims)
+            for group in block.content
+        ]
+        return [*lines, ""]
     return []  # a folded table too long for a document (``details``)
 
 

@@ -16,11 +16,13 @@ from precision.core.formats import FORMATS
 from precision.core.schema import format_parameter
 from precision.problems import PROBLEMS
 from precision.problems.base import Variant
-from precision.report.blocks import Block, ClaimCard, Link
+from precision.report.blocks import Block, ClaimCard, Link, VerdictGroup
 from precision.report.claims import FAILS, HOLDS, NOT_MEASURED, QUALIFIED, number
 from precision.report.summary import labelled
 
-VERDICT_ORDER = (HOLDS, QUALIFIED, FAILS, NOT_MEASURED)
+SCOREBOARD_ORDER = (FAILS, QUALIFIED, HOLDS, NOT_MEASURED)
+"""The scoreboard's order: what a reviewer must read first."""
+
 BENCH_FOLDER = "bench"
 """Where ``make bench`` writes under the results folder (``benchmarks/bench.py``)."""
 
@@ -29,12 +31,23 @@ BENCH_FOLDER = "bench"
 
 
 def scoreboard(claims: pd.DataFrame, *, href: str) -> Block:
-    """The claims counted by verdict, each count linking to ``href``."""
-    counts = claims["verdict"].value_counts()
-    order = [v for v in VERDICT_ORDER if v in counts] + [
-        v for v in counts.index if v not in VERDICT_ORDER
+    """The claims grouped by verdict (worst first: fails, qualified, holds, not measured), each
+    claim a link to its card on the page ``href``."""
+    present = list(dict.fromkeys(claims["verdict"]))
+    order = [v for v in SCOREBOARD_ORDER if v in present] + [
+        v for v in present if v not in SCOREBOARD_ORDER
     ]
-    return Block("scoreboard", [Link(v, href, str(int(counts[v]))) for v in order])
+    groups = [
+        VerdictGroup(
+            verdict,
+            tuple(
+                Link(row.title, f"{href}#claim-{row.id}")
+                for row in claims[claims["verdict"] == verdict].itertuples(index=False)
+            ),
+        )
+        for verdict in order
+    ]
+    return Block("scoreboard", groups)
 
 
 def claim_card(
@@ -80,29 +93,6 @@ def key_figure(problems: list[str], study_pages: list[str], images: list[str]) -
             if f"{folder}/{stem}.png" in drawn:
                 return f"{folder}/{stem}.png", f"{page}#figure-{stem}"
     return "", ""
-
-
-def claims_table(claims: pd.DataFrame, pages: dict[str, str], evidence: dict[str, int]) -> Block:
-    """The index's one-line-per-claim table: title (to its card), verdict, the studies read
-    (to the first one's page) and the evidence rows (to ``claims/<id>.csv``)."""
-    studies = [r.read_from for r in claims.itertuples(index=False)]
-    rows = [evidence.get(i, 0) for i in claims["id"]]
-    frame = pd.DataFrame(
-        {
-            "claim": claims["title"],
-            "verdict": claims["verdict"],
-            "study": studies,
-            "evidence rows": rows,
-        }
-    )
-    links = {
-        "claim": [f"claims.html#claim-{i}" for i in claims["id"]],
-        "study": [pages.get(s.split(", ")[0], "") if s else "" for s in studies],
-        "evidence rows": [
-            f"claims/{i}.csv" if n else "" for i, n in zip(claims["id"], rows, strict=True)
-        ],
-    }
-    return Block("table", frame, "Claims", links=links)
 
 
 # ---------------------------------------------------------------- one study

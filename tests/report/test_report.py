@@ -222,7 +222,8 @@ def test_key_numbers_follow_the_stored_errors(results, tmp_path):
     assert f"| {worst:.4g} |" in original.texts["index.md"]
     assert f"| {2 * worst:.4g} |" in edited.texts["index.md"]
     assert edited.stale["summation"] == ["errors.parquet was modified after the run"]
-    assert "errors.parquet was modified after the run" in edited.texts["index.html"]
+    assert "Stale results (1 of 2 studies: summation)" in edited.texts["index.html"]
+    assert "Stale results" not in original.texts["index.html"]
     assert "errors.parquet was modified after the run" in edited.texts["study-summation.html"]
 
 
