@@ -17,6 +17,7 @@ import pandas as pd
 
 from precision.report.claims import (
     accumulation,
+    activations,
     adam,
     calculus,
     conditioning,
@@ -181,6 +182,16 @@ CLAIMS: tuple[Claim, ...] = (
         "norms",
         ("rms_norm",),
         norms.float16_rms_overflow_finding,
+    ),
+    Claim(
+        "gelu-approximation",
+        "When GELU's approximation, not the format, sets the error",
+        "GELU's tanh approximation (about 4.7e-4 from exact GELU on [-10, 10]) is hidden by "
+        "bfloat16's rounding but dominates float32's; x sigmoid(1.702 x) (about 2e-2) dominates "
+        "in bfloat16, float16 and float32 (Hendrycks & Gimpel 2016; issue 17).",
+        "activations",
+        ("gelu",),
+        activations.gelu_approximation_finding,
     ),
     Claim(
         "mx-round-up",
