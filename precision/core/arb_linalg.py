@@ -101,6 +101,243 @@ residual until it reaches n kappa 2**-prec, so from float64 (residual about n ka
 two or three reach any accuracy the working precision allows."""
 
 
+# ------------------------------------------ float64 products with rigorous error bounds
+
+FLOAT64_NORMS_MIN_N = 100
+"""Fewest columns from which `arb_extreme_singular_values` bounds the well-conditioned norms
+(sigma_max of B and of its approximate inverse) from float64 products with a priori error
+bounds (`float64_largest_singular_value`, one BLAS product each, about 100 times faster than
+Arb's at n = 200) instead of Arb's products. Smaller matrices keep Arb's products: their
+condition numbers (of the n = 10 and 50 study tables) stay bit for bit what they were; both
+enclosures are rigorous and far inside ENCLOSURE_ACCURACY."""
+
+_UNIT = 2.0**-53
+_TINY = 2.0**-1074
+
+
+class _NoFloats:
+    """Marks a call in float64-norm mode without a float64 copy of the approximate inverse."""
+
+
+_NO_FLOATS = _NoFloats()
+
+
+def _gamma(k: int) -> flint.arb:
+    """gamma_k = k u / (1 - k u), u = 2**-53, as a ball (Higham, eq. 3.8)."""
+    ku = flint.arb(k) * _UNIT
+    return ku / (1 - ku)
+
+
+def _underflow(k: int) -> flint.arb:
+    """k 2**-1074: what gradual underflow can add to the error of k float64 operations
+    (each product loses at most half a subnormal spacing; subnormal sums are exact)."""
+    return flint.arb(k) * _TINY
+
+
+def gradual_underflow_in_numpy() -> bool:
+    """Whether numpy keeps subnormal results (no flush-to-zero): the error bounds of this
+    section assume IEEE 754 gradual underflow."""
+    tiny = np.array([_TINY])
+    return bool((tiny + tiny)[0] == 2 * _TINY)
+
+
+def frobenius_upper_float64(m: np.ndarray) -> flint.arb:
+    """An upper bound of ||M||_F of a float64 array, from its float64 sum of squares s.
+
+    Every term is >= 0, so in any order of summation, with or without fused multiply-adds,
+    |s - sum m_ij^2| <= gamma_N sum m_ij^2 + N 2**-1074 (N terms; Higham thm 3.1 with
+    underflow), hence sum m_ij^2 <= (s + N 2**-1074) / (1 - gamma_N).
+    """
+    v = np.ascontiguousarray(m, dtype=np.float64).ravel()
+    total = float(np.dot(v, v))
+    if not math.isfinite(total):
+        return flint.arb("nan")
+    count = v.size + 1
+    return ((flint.arb(total) + _underflow(count)) / (1 - _gamma(count))).sqrt().upper()
+
+
+def float64_largest_singular_value(c: np.ndarray, q: np.ndarray) -> tuple[flint.arb, flint.arb]:
+    """A ball containing sigma_max(C) of an exact float64 matrix C (m x n, max |c_ij| in
+    [1/2, 1)), and g >= ||Q^T Q - I||_F, from float64 BLAS products with a priori bounds.
+
+    The theorems of `_largest_singular_value` (Rayleigh lower bound T_00 / G_00; Ostrowski
+    and Weyl: lambda_max <= (max_i T_ii + ||T - diag T||_F) / (1 - ||G - I||_F)) applied to
+    T = (C Q)^T (C Q) and G = Q^T Q, which float64 forms as T~, G~. An inner product of
+    length k computed in float64 (any order of summation, fused multiply-adds or not, round
+    to nearest, gradual underflow) errs by at most gamma_k |x|^T |y| + k 2**-1074 (Higham,
+    *Accuracy and Stability of Numerical Algorithms*, 2nd ed., sec. 3.1 and eq. 3.13). With
+    ||A B||_F <= ||A||_F ||B||_F that gives, for P~ = fl(C Q),
+    ||P~ - C Q||_F <= dP = gamma_n || |C| |Q| ||_F + m n^2 2**-1074, and
+    ||T~ - T||_F <= dT = gamma_m ||P~||_F^2 + 2 ||P~||_F dP + dP^2 + m n^2 2**-1074 (the
+    rounding of P~^T P~, then P~ against C Q), ||G~ - G||_F <= gamma_n ||Q||_F^2 + n^3 2**-1074;
+    dP is formed entrywise from fl(|C| |Q|), sqrt(n) times tighter than from ||C||_F ||Q||_F.
+    Every entry of T lies within dT of T~'s, and ||T - diag T||_F <= ||T~ - diag T~||_F + dT.
+    The width is about 2 n^2 u relative (measured 1e-11 at n = 200): far inside
+    ENCLOSURE_ACCURACY, wider than Arb's (which is why the output path keeps Arb's).
+    Assumes IEEE binary64 arithmetic in BLAS and numpy (`gradual_underflow_in_numpy` is
+    checked by the caller).
+    """
+    m, n = c.shape
+    p = c @ q
+    t = p.T @ p
+    gram = q.T @ q
+    if not (np.isfinite(t).all() and np.isfinite(gram).all()):
+        return flint.arb("nan"), flint.arb("nan")
+    q_norm = frobenius_upper_float64(q)
+    p_norm = frobenius_upper_float64(p)
+    # |P~ - C Q| <= gamma_n |C| |Q| entrywise; fl(|C| |Q|) >= (1 - gamma_n) |C| |Q| less
+    # the underflow of its own n terms, so its Frobenius norm bounds the error's.
+    magnitudes = frobenius_upper_float64(np.abs(c) @ np.abs(q)) + _underflow(m * n * n)
+    dp = _gamma(n) * magnitudes / (1 - _gamma(n)) + _underflow(m * n * n)
+    dt = _gamma(m) * p_norm * p_norm + 2 * p_norm * dp + dp * dp + _underflow(m * n * n)
+    dg = _gamma(n) * q_norm * q_norm + _underflow(n * n * n)
+    # G~ - I: a diagonal entry near 1 loses nothing (Sterbenz); in general the subtraction
+    # errs by at most u relative, hence the division by 1 - u.
+    shifted = gram.copy()
+    np.fill_diagonal(shifted, np.diagonal(gram) - 1.0)
+    g = (frobenius_upper_float64(shifted) / (1 - flint.arb(_UNIT)) + dg).upper()
+    if not g < 1:  # Q is not certainly nonsingular: no bound
+        return flint.arb("nan"), g
+    off = t.copy()
+    np.fill_diagonal(off, 0.0)
+    top = flint.arb(float(np.max(np.diagonal(t)))) + dt
+    upper = ((top + frobenius_upper_float64(off) + dt) / (1 - g)).upper()
+    lower = ((flint.arb(float(t[0, 0])) - dt) / (flint.arb(float(gram[0, 0])) + dg)).lower()
+    return _sqrt_interval(lower, upper), g
+
+
+def _norm_from_float64(
+    x: flint.arb_mat, exact: np.ndarray | None
+) -> tuple[flint.arb, flint.arb_mat] | None:
+    """(a ball containing ||X||_2, X's approximate top left singular vector as an exact
+    column) for the ball matrix X (n x m), by `float64_largest_singular_value` on X^T
+    rounded to float64 and scaled by a power of two, plus delta >= ||X - X~||_F for every
+    X in the balls (Weyl: sigma_max moves by at most the 2-norm of the perturbation).
+    ``exact``: X as float64 when it is that (delta is then 0 unless scaling underflows).
+    None when an entry is not finite."""
+    mids = exact if exact is not None else _midpoints(x)
+    largest = float(np.max(np.abs(mids))) if np.isfinite(mids).all() else math.inf
+    if not 0 < largest < math.inf:
+        return None
+    shift = math.frexp(largest)[1]
+    c = np.ldexp(mids.T, -shift)
+    if exact is not None and np.array_equal(np.ldexp(c, shift), mids.T):
+        delta = flint.arb(0)
+    else:
+        delta = _frobenius_upper(x - _exact_mat(np.ldexp(c, shift).T))
+    q = np.linalg.svd(mids, full_matrices=False)[0]
+    sigma, _ = float64_largest_singular_value(c, q)
+    if not (sigma.is_finite() and delta.is_finite()):
+        return None
+    scale = flint.arb(2) ** shift
+    return sigma * scale + (-delta).union(delta), _exact_mat(q[:, :1])
+
+
+# ------------------------------------------ solutions from float64, rounded as fmpq would be
+
+REFINEMENTS = 12
+"""Most refinement steps of `refined_solve`: each gains about 53 - log2(n kappa) bits, so
+that 113 bits and a margin take three at kappa 1e3 and ten at kappa 1e10; beyond that, or
+when a step stops gaining, the exact rational solve decides."""
+
+MARGIN_BITS = 20
+"""Bits beyond the working precision that a refinement aims at before it tries to decide
+every component's rounding (a component is decided when its whole enclosure truncates to one
+value)."""
+
+
+def refined_solve(a: flint.arb_mat, b: flint.arb_mat, sigma_min: flint.arb) -> list | None:
+    """``[arb(x_i) for x = A^-1 b]`` exactly as ``fmpq_mat.solve`` followed by ``arb(fmpq)``
+    gives it at the working precision p, for an A and b of exact float64 entries, without
+    the exact rational solve (0.35 s at n = 200: its denominators have 12,000 bits); None
+    where it cannot decide (the caller then solves exactly).
+
+    ``arb(q)`` of a rational q is q truncated toward zero to p bits with radius one ulp,
+    2**(e - p) for |mid| in [2**(e-1), 2**e), or q itself with radius 0 when q has at most p
+    bits (checked against python-flint in tests/core/test_numbers.py). Here x is refined in
+    float64 from an LU factorisation (Wilkinson's iterative refinement: x_{k+1} = x_k +
+    A~^-1 r_k), the residual r = b - A x of the exact sum x of the float64 steps enclosed by
+    Arb at 2p + 64 bits, and the error bounded by ||A^-1 r||_2 <= ||r||_2 / sigma_min
+    (``sigma_min``: a ball containing sigma_min(A), from `arb_extreme_singular_values`).
+    Component i is decided when the interval x_i -/+ that bound excludes every p-bit number
+    (then x_i is not one, and every point truncates to the same value): its ball is that
+    value with radius one ulp, which is ``arb(fmpq)``'s. A component that is a p-bit number
+    (0 included) is never decided: the exact solve gives it radius 0.
+    """
+    prec = flint.ctx.prec
+    n = a.nrows()
+    if not (sigma_min.is_finite() and sigma_min.lower() > 0) or not gradual_underflow_in_numpy():
+        return None
+    mids, rhs = _midpoints(a), _midpoints(b)[:, 0]
+    if not (np.isfinite(mids).all() and np.isfinite(rhs).all()):
+        return None
+    if not (a == _exact_mat(mids) and b == _exact_mat(rhs[:, None])):
+        return None
+    try:
+        inverse = np.linalg.inv(mids)
+    except np.linalg.LinAlgError:
+        return None
+    if not np.isfinite(inverse).all():
+        return None
+    with arb_workprec(2 * prec + 64):
+        x = flint.arb_mat(n, 1)
+        correction = inverse @ rhs
+        previous = None
+        for _ in range(REFINEMENTS):
+            if not np.isfinite(correction).all():
+                return None
+            x = (x + _exact_mat(correction[:, None])).mid()
+            residual = b - a * x
+            bound = (_frobenius_upper(residual) / sigma_min.lower()).upper()
+            decided = _truncations(x, bound, prec)
+            if decided is not None:
+                return decided
+            if previous is not None and not bound < previous * 2.0**-8:
+                return None  # stalled: kappa too large for float64's corrections
+            previous = bound
+            correction = inverse @ _midpoints(residual)[:, 0]
+    return None
+
+
+def _truncations(x: flint.arb_mat, bound: flint.arb, prec: int) -> list | None:
+    """The balls ``arb(x*_i)`` at ``prec`` bits for every x* with |x*_i - x_i| <= bound
+    (x exact), or None when one of them is not decided (`refined_solve`)."""
+    if not bound.is_finite():
+        return None
+    bound_man, bound_exp = (int(v) for v in bound.man_exp())
+    balls = []
+    for i in range(x.nrows()):
+        man, exp = (int(v) for v in x[i, 0].mid().man_exp())
+        base = min(exp, bound_exp)
+        centre, width = man << (exp - base), bound_man << (bound_exp - base)
+        low = _truncated(centre - width, base, prec)
+        high = _truncated(centre + width, base, prec)
+        # Both ends truncate to one p-bit value d that neither end equals: no p-bit number lies
+        # in the interval (d is below it in magnitude, its successor beyond), and the signs
+        # agree, so the interval excludes 0 too.
+        if low is None or low != high or low[0] == 0:
+            return None
+        d_man, d_exp = low
+        top = d_exp + abs(d_man).bit_length()
+        balls.append(flint.arb((d_man, d_exp), (1, top - prec)))
+    return balls
+
+
+def _truncated(man: int, exp: int, prec: int) -> tuple[int, int] | None:
+    """man 2**exp truncated toward zero to ``prec`` significant bits, normalised (odd
+    mantissa, or (0, 0)); None when that is exact (the value has at most ``prec`` bits)."""
+    size = abs(man).bit_length()
+    shift = size - prec
+    if shift <= 0:
+        return None
+    magnitude = abs(man) >> shift
+    if magnitude << shift == abs(man):
+        return None
+    trailing = (magnitude & -magnitude).bit_length() - 1
+    magnitude >>= trailing
+    return (-magnitude if man < 0 else magnitude), exp + shift + trailing
+
+
 def arb_extreme_singular_values(b: flint.arb_mat, *, tight: bool) -> tuple[flint.arb, flint.arb]:
     """Balls containing sigma_max and sigma_min of every matrix in the ball matrix B.
 
@@ -174,17 +411,34 @@ def arb_extreme_singular_values(b: flint.arb_mat, *, tight: bool) -> tuple[flint
         u, s, vt = np.linalg.svd(mids, full_matrices=False)
     except np.linalg.LinAlgError:
         return nan, nan
-    largest, _, g = _largest_singular_value(bs, vt.T, tight=tight)
+    floats = (
+        not tight
+        and n >= FLOAT64_NORMS_MIN_N
+        and gradual_underflow_in_numpy()
+        and bs == _exact_mat(mids)  # the float64 midpoints are B itself (no radii, no loss)
+    )
+    if floats:
+        largest, g = float64_largest_singular_value(mids, vt.T)
+    else:
+        largest, _, g = _largest_singular_value(bs, vt.T, tight=tight)
     smallest = None
     # Below 2**-50 s_max the float64 pseudo-inverse is rounding noise (kappa u > 1).
     if s[-1] > s[0] * 2.0**-50:
         extra = math.ceil(math.log2(n * s[0] / s[-1])) + 8 if tight else 0
         with arb_workprec(flint.ctx.prec + extra):
             # The pseudo-inverse V S^-1 U^T: its left singular vectors are V's, reversed.
-            x0 = _exact_mat((vt.T / s) @ u.T)
-            smallest = _smallest_singular_value(bs, x0, tight=tight, left=(vt.T[:, ::-1], g))
+            inverse = (vt.T / s) @ u.T
+            smallest = _smallest_singular_value(
+                bs,
+                _exact_mat(inverse),
+                tight=tight,
+                left=(vt.T[:, ::-1], g),
+                floats=inverse if floats else None,
+            )
     if not _settled(smallest, tolerance):
-        smallest = _smallest_singular_value_expensive(bs, tight=tight, cheap=smallest)
+        smallest = _smallest_singular_value_expensive(
+            bs, tight=tight, cheap=smallest, floats=floats
+        )
     if tight and not (_settled(largest, tolerance) and _settled(smallest, tolerance)):
         largest, smallest = _narrower_of(
             (largest, smallest), _from_eigenvalues(bs.transpose() * bs)
@@ -193,7 +447,7 @@ def arb_extreme_singular_values(b: flint.arb_mat, *, tight: bool) -> tuple[flint
 
 
 def _smallest_singular_value_expensive(
-    b: flint.arb_mat, *, tight: bool, cheap: flint.arb | None
+    b: flint.arb_mat, *, tight: bool, cheap: flint.arb | None, floats: bool = False
 ) -> flint.arb:
     """sigma_min where the cheap path failed or is too wide (``cheap``: its result, or None).
 
@@ -213,7 +467,13 @@ def _smallest_singular_value_expensive(
     for bits in (prec, 2 * prec, 4 * prec):
         with arb_workprec(bits + (64 if tight else 0)):
             x0 = _approximate_left_inverse(b)
-            smallest = None if x0 is None else _smallest_singular_value(b, x0, tight=tight)
+            smallest = (
+                None
+                if x0 is None
+                else _smallest_singular_value(
+                    b, x0, tight=tight, floats=_NO_FLOATS if floats else None
+                )
+            )
         best = _narrower(best, smallest)
         if _settled(best, tolerance):
             break
@@ -369,6 +629,7 @@ def _smallest_singular_value(
     *,
     tight: bool,
     left: tuple[np.ndarray, flint.arb] | None = None,
+    floats: np.ndarray | _NoFloats | None = None,
 ):
     """A ball containing sigma_min of every matrix in the ball matrix B (m x n), from an
     approximate left inverse X0 (n x m, exact); None when X0 is not good enough.
@@ -389,6 +650,10 @@ def _smallest_singular_value(
     with z = X X^T y for X's top left singular vector y: z is B's bottom right singular
     vector up to (angle of y)^2 sigma_min / sigma_j on component j, accurate to second order
     whatever kappa.
+
+    With ``floats`` (X0 as a float64 array, or `_NO_FLOATS` where the caller has none), ||X||_2
+    is bounded from float64 products with rigorous error bounds
+    (`float64_largest_singular_value`) instead of Arb's, and ``left`` is not used.
     """
     n = b.ncols()
     eye = _identity(n)
@@ -413,16 +678,23 @@ def _smallest_singular_value(
         x, previous = x_next.mid(), r
     else:
         x = x_next
-    if accepted_x0 and left is not None:
-        vectors, orthogonality = left
-    else:
-        mids = _midpoints(x)
-        if not np.isfinite(mids).all():
+    if floats is not None:
+        exact = floats if accepted_x0 and floats is not _NO_FLOATS else None
+        found = _norm_from_float64(x, exact)
+        if found is None:
             return None
-        vectors, orthogonality = np.linalg.svd(mids, full_matrices=False)[0], None
-    norm, y, _ = _largest_singular_value(
-        x.transpose(), vectors, tight=tight, orthogonality=orthogonality
-    )
+        norm, y = found
+    else:
+        if accepted_x0 and left is not None:
+            vectors, orthogonality = left
+        else:
+            mids = _midpoints(x)
+            if not np.isfinite(mids).all():
+                return None
+            vectors, orthogonality = np.linalg.svd(mids, full_matrices=False)[0], None
+        norm, y, _ = _largest_singular_value(
+            x.transpose(), vectors, tight=tight, orthogonality=orthogonality
+        )
     if not norm.is_finite():
         return None
     lower = (1 / (norm.upper() * factor)).lower()

@@ -45,6 +45,7 @@ from precision.core.arb_linalg import (
     exactly_rank_deficient,
     mpf_rationals,
     rational_matrix,
+    refined_solve,
 )
 
 Number = Any
@@ -156,9 +157,15 @@ class NumberSystem:
         """The product of two matrices at the working precision."""
         raise NotImplementedError
 
-    def solve(self, a: list[list[Number]], b: list[Number]) -> list[Number]:
+    def solve(
+        self, a: list[list[Number]], b: list[Number], *, smallest_singular_value: Number = None
+    ) -> list[Number]:
         """x with A x = b for a square A, at the working precision (NaNs when A is singular,
-        or too close to singular for the working precision to tell)."""
+        or too close to singular for the working precision to tell).
+
+        ``smallest_singular_value``, keyword-only: sigma_min(A) from `extreme_singular_values`
+        when the caller has it; a system may use it to bound its error more cheaply (Arb),
+        never to change the result."""
         raise NotImplementedError
 
     def symmetric_eigenvalues(self, a: list[list[Number]]) -> list[Number]:
@@ -234,9 +241,10 @@ class MpmathNumbers(NumberSystem):
         to the working precision (certified, like everything here, by agreement)."""
         return (mpmath.matrix(a) * mpmath.matrix(b)).tolist()
 
-    def solve(self, a, b):
+    def solve(self, a, b, *, smallest_singular_value=None):
         """``mpmath.lu_solve`` (LU with partial pivoting at the working precision); NaNs when
-        mpmath finds the matrix numerically singular."""
+        mpmath finds the matrix numerically singular (``smallest_singular_value`` is not
+        used)."""
         try:
             return list(mpmath.lu_solve(mpmath.matrix(a), mpmath.matrix(b)))
         except ZeroDivisionError:
@@ -363,7 +371,7 @@ class ArbNumbers(NumberSystem):
         """``arb_mat`` product: rigorous balls at the working precision."""
         return (flint.arb_mat(a) * flint.arb_mat(b)).tolist()
 
-    def solve(self, a, b):
+    def solve(self, a, b, *, smallest_singular_value=None):
         """``arb_mat.solve``: a rigorous enclosure of the solution; NaN balls when Arb cannot
         prove the matrix nonsingular at the working precision (the engine then climbs).
 
@@ -371,7 +379,17 @@ class ArbNumbers(NumberSystem):
         solved exactly in rationals (``fmpq_mat.solve``, as fast at n = 50) and each component
         rounded once: a solution component that is exactly 0 is then an exact ball, which a
         ball Gaussian elimination never proves (its radius stays positive at any precision).
+        With ``smallest_singular_value`` (a ball containing sigma_min(A)) and float64 entries,
+        the same balls come first from float64 iterative refinement whose error Arb bounds
+        by ||r|| / sigma_min (`refined_solve`: 0.03 s where the rational solve takes 0.35 s
+        at n = 200); where it cannot decide every component, the rational solve does.
         """
+        if smallest_singular_value is not None:
+            refined = refined_solve(
+                flint.arb_mat(a), flint.arb_mat([[v] for v in b]), smallest_singular_value
+            )
+            if refined is not None:
+                return refined
         exact = rational_matrix(a, [[v] for v in b])
         if exact is not None:
             matrix, rhs = exact

@@ -446,10 +446,25 @@ def spectral_condition(
         When A is exactly rank deficient (sigma_min exactly 0): kappa_2 is infinite and a
         system with A has no unique solution; the engine reports the input as undefined.
     """
+    kappa, sigma_max, _ = spectral_extremes(a_rows, ctx, tight=tight)
+    return kappa, sigma_max
+
+
+def spectral_extremes(
+    a_rows: list[list[Number]], ctx: NumberSystem, *, tight: bool = False
+) -> tuple[Number, Number, Number]:
+    """(kappa_2(A), sigma_max, sigma_min): `spectral_condition` with sigma_min as well (a
+    solve bounds its error by ||r|| / sigma_min: `NumberSystem.solve`).
+
+    Raises
+    ------
+    ZeroDivisionError
+        When A is exactly rank deficient (see `spectral_condition`).
+    """
     sigma_max, sigma_min = ctx.extreme_singular_values(a_rows, tight=tight)
     if sigma_min == 0:  # exactly 0 (a ball that merely contains 0 compares False)
         raise ZeroDivisionError("the matrix is exactly rank deficient")
-    return sigma_max / sigma_min, sigma_max
+    return sigma_max / sigma_min, sigma_max, sigma_min
 
 
 def _integer_matrix(x: np.ndarray) -> tuple[np.ndarray, int]:

@@ -43,8 +43,9 @@ def linear_system_reference(x: np.ndarray, ctx: NumberSystem = MPMATH) -> tuple[
     singular raises ZeroDivisionError (the engine's UndefinedResult: no unique solution)."""
     rows = linalg.exact_matrix(x, ctx)
     a, b = [r[:-1] for r in rows], [r[-1] for r in rows]
-    kappa, _ = linalg.spectral_condition(a, ctx)
-    return np.array(ctx.solve(a, b), dtype=object), kappa
+    kappa, _, sigma_min = linalg.spectral_extremes(a, ctx)
+    x = ctx.solve(a, b, smallest_singular_value=sigma_min)
+    return np.array(x, dtype=object), kappa
 
 
 def lu_solve(x: np.ndarray) -> np.ndarray:

@@ -27,6 +27,7 @@ import mpmath
 import numpy as np
 import pytest
 
+from precision.core import arb_linalg
 from precision.core.arb_linalg import (
     ENCLOSURE_ACCURACY,
     _largest_singular_value,
@@ -590,3 +591,108 @@ def test_split_dyadic_is_the_split_of_exact_from_mpf():
         cases.append((man * (-1 if rng.random() < 0.5 else 1), int(rng.integers(-5000, 5000))))
     for man, exp in cases:
         assert _split_dyadic(man, exp) == _split_mpf(man, exp), (man, exp)
+
+
+# ------------------------------------------------ float64 norms and refined solves (issue 14)
+
+
+@pytest.mark.parametrize("name", list(SINGULAR_VALUE_CASES))
+def test_float64_norm_enclosures_contain_the_true_values(name, monkeypatch):
+    """With the float64 products (`float64_largest_singular_value`) switched on at every
+    size, the condition-number enclosures still contain mpmath's 2400-bit singular values
+    and stay within ENCLOSURE_ACCURACY: subnormal entries, entries near 1e300, clusters and
+    kappa 1e30 included (matrices whose float64 copy is not B itself keep Arb's products)."""
+    monkeypatch.setattr(arb_linalg, "FLOAT64_NORMS_MIN_N", 1)
+    a = SINGULAR_VALUE_CASES[name]
+    with ARB.workprec(113):
+        largest, smallest = ARB.extreme_singular_values(_rows(a))
+    true_max, true_min = _truth(a)
+    assert _contains(largest, true_max), (name, largest, true_max)
+    assert _contains(smallest, true_min), (name, smallest, true_min)
+    assert max(_relative_radius(largest), _relative_radius(smallest)) <= ENCLOSURE_ACCURACY
+
+
+@pytest.mark.parametrize("noise", [1e-3, 1e-7])
+def test_float64_norm_bound_holds_for_poor_vectors(noise):
+    """The float64 bound is rigorous for any Q, not only LAPACK's: with perturbed singular
+    vectors it still contains sigma_max and is about ``noise`` wide."""
+    a = _randsvd(9, 12, 1e3, seed=21)
+    a = a / 2.0 ** math.frexp(np.abs(a).max())[1]  # max |a_ij| in [1/2, 1), as required
+    true_max, _ = _truth(a)
+    rng = np.random.default_rng(22)
+    v = np.linalg.svd(a)[2].T * (1 + noise * rng.standard_normal((9, 9)))
+    with ARB.workprec(113):
+        largest, g = arb_linalg.float64_largest_singular_value(a, v)
+    assert _contains(largest, true_max)
+    assert _relative_radius(largest) <= 100 * noise
+
+
+def _solve_cases():
+    rng = np.random.default_rng(31)
+    cases = {}
+    for n, kappa in ((3, 1.0), (12, 1e3), (40, 1e8), (120, 1e2), (25, 1e12)):
+        a = randsvd(rng, m=n, n=n, cond=np.array([kappa]), norm=np.array([3.0]))[0]
+        cases[f"randsvd n={n} kappa={kappa:g}"] = (a, a @ rng.standard_normal(n))
+    eye = np.eye(4)
+    cases["dyadic solution (exact balls)"] = (eye * 2.0, np.array([1.0, 3.0, 0.0, -5.0]))
+    cases["one component exactly 0"] = (
+        np.array([[2.0, 1.0], [1.0, 3.0]]),
+        np.array([2.0, 1.0]),  # x = (1, 0)
+    )
+    cases["thirds"] = (np.array([[3.0, 0.0], [1.0, 3.0]]), np.array([1.0, 1.0]))
+    return cases
+
+
+SOLVE_CASES = _solve_cases()
+
+
+@pytest.mark.parametrize("prec", [113, 160, 300])
+@pytest.mark.parametrize("name", list(SOLVE_CASES))
+def test_refined_solve_gives_the_rational_solves_balls(name, prec):
+    """With sigma_min, `ArbNumbers.solve` returns the very balls of the exact rational solve
+    (fmpq_mat.solve, then arb(fmpq): midpoint truncated toward zero, radius one ulp or 0),
+    bit for bit, whether `refined_solve` decides them or hands back to the rational solve
+    (exact components, kappa beyond float64's refinement)."""
+    a, b = SOLVE_CASES[name]
+    with ARB.workprec(prec):
+        rows = [ARB.exact_list(r) for r in a]
+        column = ARB.exact_list(b)
+        _, sigma_min = ARB.extreme_singular_values(rows)
+        fast = ARB.solve(rows, column, smallest_singular_value=sigma_min)
+        exact = ARB.solve(rows, column)
+    for p, q in zip(fast, exact, strict=True):
+        assert p.mid() == q.mid() and p.rad() == q.rad(), (name, p, q)
+
+
+def test_refined_solve_decides_well_conditioned_systems_and_leaves_exact_ones():
+    """`refined_solve` decides a random system (no rational solve needed) and returns None
+    (the rational solve decides) where a component is a 113-bit number, which only the exact
+    solve can give radius 0."""
+    with ARB.workprec(113):
+        for name, decided in (("randsvd n=120 kappa=100", True), ("thirds", True)):
+            a, b = SOLVE_CASES[name]
+            rows = flint.arb_mat([ARB.exact_list(r) for r in a])
+            _, sigma_min = ARB.extreme_singular_values(rows.tolist())
+            found = arb_linalg.refined_solve(rows, flint.arb_mat([[v] for v in b]), sigma_min)
+            assert (found is not None) == decided, name
+        a, b = SOLVE_CASES["one component exactly 0"]
+        rows = flint.arb_mat([ARB.exact_list(r) for r in a])
+        _, sigma_min = ARB.extreme_singular_values(rows.tolist())
+        assert arb_linalg.refined_solve(rows, flint.arb_mat([[v] for v in b]), sigma_min) is None
+
+
+@pytest.mark.parametrize("prec", [2, 53, 113])
+def test_truncation_is_arbs_rounding_of_a_rational(prec):
+    """`_truncated` is arb(fmpq)'s midpoint: |q| truncated to ``prec`` bits (checked on 500
+    random rationals against python-flint), and None exactly when q has at most prec bits."""
+    rng = np.random.default_rng(prec)
+    with ARB.workprec(prec):
+        for _ in range(500):
+            num = int(rng.integers(-(2**62), 2**62)) << int(rng.integers(0, 80))
+            exp = -int(rng.integers(0, 200))
+            got = arb_linalg._truncated(num, exp, prec)
+            ball = flint.arb(flint.fmpq(num, 1) / flint.fmpq(2) ** -exp)
+            if got is None:
+                assert ball.rad() == 0
+            else:
+                assert ball.mid() == flint.arb(got) and ball.rad() > 0
