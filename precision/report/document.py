@@ -15,6 +15,7 @@ blocks, so they say the same thing.
 
 from __future__ import annotations
 
+import re
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -578,7 +579,8 @@ def _figure_blocks(study: StoredStudy, report: Report, *, folder: str) -> list[B
 def _figure_caption(stem: str, source: Path) -> str:
     """What a figure of `precision.report.plots.report_figures` shows, and where its data come
     from."""
-    kind, _, rest = stem.partition("_")
+    part = re.search(r"_(\d+)$", stem)  # a split figure: heatmap_softmax_2, ...
+    kind, _, rest = (stem[: part.start()] if part else stem).partition("_")
     drawn = f" Drawn from {source}."
     if kind == "heatmap":
         return (
@@ -586,21 +588,40 @@ def _figure_caption(stem: str, source: Path) -> str:
             "forces (kappa floored at 1), per measured condition decade (x) and magnitude "
             "decade (y), one panel per variant and format, one colour scale for the study; "
             "red numbers: percent of the cell's inputs that failed; hatched: all failed; "
-            "blank: no input." + drawn
+            "blank: no input; dashed frame: the variant computed in a wider dtype (named in "
+            "the facet title)." + drawn
         )
+    if kind == "distributions":
+        return (
+            f"{rest}: distribution over certified ok rows of log10(error / (kappa u)) (kappa "
+            "floored at 1; log10(error / u) where the problem has no condition number: the "
+            "axis label says which), one panel per format, one box per variant: quartiles and "
+            "median, whiskers at 10% and 90%, dots at the smallest and largest value, errors "
+            "below 1e-4 drawn at -4; beside each box the rows in it (n) and the share of its "
+            "rows that failed; a variant and format without certified ok rows is labelled "
+            "absent with the reason, never drawn; seeded families pooled; hollow dashed "
+            "boxes: computed in a wider dtype." + drawn
+        )
+    bands = (
+        " Light bands: 10-90% of the rows; dark bands: the range of the per-seed medians of "
+        "a seeded family (one line per family); dashed with hollow markers: computed in a "
+        "wider dtype (named in the legend)."
+    )
     if kind == "bounds":
         return (
             f"{rest.removesuffix('_kappa')}: median error / u versus the measured condition "
-            "number, with the median of the rows' first-order bounds dashed." + drawn
+            "number, with the median of the rows' first-order bounds dotted." + bands + drawn
         )
     if kind == "lines" and rest.endswith("_kappa"):
         return (
             f"{rest.removesuffix('_kappa')}: median error / u versus the measured condition "
-            "number, with reference lines (bounds or orders of growth) dashed." + drawn
+            "number, with reference lines (bounds or orders of growth) dashed." + bands + drawn
         )
     if kind == "lines" and rest.endswith("_n"):
         return (
-            f"{rest.removesuffix('_n')}: median error / (u kappa) versus n, bounds dashed." + drawn
+            f"{rest.removesuffix('_n')}: median error / (u kappa) versus n, bounds dashed."
+            + bands
+            + drawn
         )
     if kind == "steps":
         return f"{rest}: median relative error versus the step h, per format and scheme." + drawn

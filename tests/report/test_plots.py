@@ -54,7 +54,11 @@ def _drawn_texts(fig: plt.Figure) -> list:
     legends."""
     texts = list(fig.texts)
     for ax in fig.axes:
+        if not ax.get_visible():
+            continue  # an unused panel of a grid: nothing of it is drawn
         for axis in (ax.xaxis, ax.yaxis):
+            if not axis.get_visible():
+                continue  # e.g. the x axis of a twin (the distributions' counts), not drawn
             low, high = sorted(axis.get_view_interval())
             for tick in axis.get_major_ticks() + axis.get_minor_ticks():
                 if low <= tick.get_loc() <= high:
@@ -82,6 +86,7 @@ def overlapping_texts(fig: plt.Figure) -> list[tuple[str, str]]:
 
 def test_no_figure_draws_text_over_text(figures):
     assert {"heatmap_summation", "heatmap_logsumexp", "lines_summation_kappa"} <= set(figures)
+    assert {"distributions_summation", "distributions_logsumexp"} <= set(figures)
     for stem, fig in figures.items():
         assert not overlapping_texts(fig), (stem, overlapping_texts(fig)[:5])
 
@@ -169,3 +174,55 @@ def test_line_plots_draw_the_spread_of_the_rows_around_each_median(table, figure
     assert one["high_err_over_u"] == pytest.approx(mine["err_over_u"].quantile(0.9))
     bands = [c for ax in figures["lines_summation_kappa"].axes for c in ax.collections]
     assert any(isinstance(c, PolyCollection) for c in bands)
+
+
+def _panels(fig: plt.Figure) -> list:
+    """The panels of a figure: its titled axes (colour bars and twins have no title)."""
+    return [ax for ax in fig.axes if ax.get_visible() and ax.get_title()]
+
+
+def test_no_figure_holds_more_than_max_panels(figures):
+    for stem, fig in figures.items():
+        assert 1 <= len(_panels(fig)) <= plots.MAX_PANELS, (stem, len(_panels(fig)))
+
+
+STORED_DPI = 110
+"""The resolution the store writes figures at (`precision.store.files.png_bytes`)."""
+
+
+def test_distribution_figures_fit_1400_px(figures):
+    for stem, fig in figures.items():
+        if stem.startswith("distributions_"):
+            assert fig.get_size_inches()[0] * STORED_DPI <= 1400, stem
+
+
+def test_seeded_families_are_one_line_in_every_line_figure(figures):
+    """random_order at seeds 0 and 1 (TINY): one line per panel, named with its seed count,
+    never one line per seed."""
+    for stem, fig in figures.items():
+        if not stem.startswith(("lines_", "bounds_")):
+            continue
+        for ax in fig.axes:
+            labels = [line.get_label() for line in ax.get_lines()]
+            assert not any("seed=" in label for label in labels), (stem, labels)
+            assert labels.count("random orders (2 seeds)") <= 1
+    labels = [t.get_text() for t in figures["lines_summation_kappa"].legends[0].get_texts()]
+    assert "random orders (2 seeds)" in labels
+
+
+def test_the_heatmap_panels_of_a_family_member_show_its_cells(figures):
+    """Each member of a family (random_order seed=0, seed=1) is labelled once: its panels
+    hold its coloured cells, not the empty facets of a twice-labelled name."""
+    from matplotlib.collections import QuadMesh
+
+    members = 0
+    for stem, fig in figures.items():
+        if not stem.startswith("heatmap_summation"):
+            continue
+        for ax in fig.axes:
+            if "seed=" not in ax.get_title():
+                continue
+            (mesh,) = [c for c in ax.collections if isinstance(c, QuadMesh)]
+            assert np.ma.count(mesh.get_array()) > 0, (stem, ax.get_title())
+            members += 1
+    assert members == 2 * 3  # two seeds, three formats
