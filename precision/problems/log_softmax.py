@@ -21,8 +21,8 @@ def log_softmax_reference(x: np.ndarray, ctx: NumberSystem = MPMATH) -> tuple[np
     """Exact log_softmax (x_i - a) - log1p(r) and its mixed condition number."""
     terms = logits.exp_terms(x, ctx)
     log_s = ctx.log1p(terms.r)
-    y = [zi - log_s for zi in terms.z]
-    return np.array(y, dtype=object), log_softmax_condition(terms, log_s, y, ctx)
+    y = terms.expand([zi - log_s for zi in terms.z_distinct])
+    return logits.object_array(y), log_softmax_condition(terms, log_s, y, ctx)
 
 
 def log_softmax_condition(

@@ -21,8 +21,8 @@ from precision.problems.base import Problem, Variant, kernel_error, numpy_sum_ac
 def softmax_reference(x: np.ndarray, ctx: NumberSystem = MPMATH) -> tuple[np.ndarray, Number]:
     """Exact softmax and its mixed condition number (module docstring)."""
     terms = logits.exp_terms(x, ctx)
-    g = [ei / terms.s for ei in terms.e]
-    return np.array(g, dtype=object), softmax_condition(terms, g, ctx)
+    g = terms.expand([ei / terms.s for ei in terms.e_distinct])
+    return logits.object_array(g), softmax_condition(terms, g, ctx)
 
 
 def softmax_condition(terms: logits.ExpTerms, g: list, ctx: NumberSystem) -> Number:

@@ -147,13 +147,39 @@ def _landing(problem, X, cond_decade, mag_decade):
             cond, mag = problem.estimate(X)
             lc, lm = np.log10(cond), np.log10(mag)
         else:
-            lm = np.log10(magnitude(X))
+            lm = np.log10(_blockwise(magnitude, X, np.arange(len(X))))
             rows = np.flatnonzero(np.floor(lm) == mag_decade)
             lc = np.full(len(X), np.nan)
             if len(rows):
-                lc[rows] = np.log10(problem.estimate(X[rows])[0])
+                lc[rows] = np.log10(_blockwise(lambda Z: problem.estimate(Z)[0], X, rows))
     inside = (np.floor(lc) == cond_decade) & (np.floor(lm) == mag_decade)
     return lc, lm, inside
+
+
+BLOCK_ELEMENTS = 2**16
+"""Input elements per block of candidates whose estimates are formed together, where the
+estimate's rows are independent (``estimate.magnitude``, module docstring): a cost decision
+only, as the values are those of one call on all of them. A block's temporaries (256 KiB
+each) stay in the CPU's cache across the estimate's dozen passes; at n = 1000 the softmax
+family's estimates ran about twice as fast in blocks of 32 rows as on 120 rows at once."""
+
+
+def _row_blocks(rows: int, row_elements: int) -> list[slice]:
+    """Consecutive slices of ``rows`` rows of ``row_elements`` each, BLOCK_ELEMENTS elements or
+    fewer per slice (at least one row; one empty slice for no rows)."""
+    step = max(1, BLOCK_ELEMENTS // max(1, row_elements))
+    return [slice(start, min(start + step, rows)) for start in range(0, max(rows, 1), step)]
+
+
+def _blockwise(function, X: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """``function(X[rows])`` for a ``function`` of independent rows and increasing ``rows``,
+    formed block by block (`BLOCK_ELEMENTS`): one block of ``X[rows]`` gathered at a time, or
+    none where ``rows`` are all the rows (slices of ``X`` are views)."""
+    every = len(rows) == len(X)  # increasing and distinct: then rows is arange(len(X))
+    blocks = _row_blocks(len(rows), X[0].size if len(X) else 1)
+    if len(blocks) == 1:
+        return function(X if every else X[rows])
+    return np.concatenate([function(X[b] if every else X[rows[b]]) for b in blocks])
 
 
 def dataset_rows(data: np.ndarray, *, rows: int, seed: int) -> np.ndarray:

@@ -2,14 +2,17 @@
 
 `precision.truth.exact` certifies every output ball of the Arb engine and rounds its midpoint to
 each output format. Done one ball at a time on exact integers (``exact._ball``) that costs more than
-the Arb evaluation itself. Here every ball is exported once, with a handful of python-flint calls
-per ball, as three float64 arrays:
+the Arb evaluation itself. Here every ball is exported once, with five python-flint calls per
+ball (one of which makes a new ball), as three arrays:
 
 * ``hi = RN(mid)``, the midpoint rounded to nearest (``float(arb)``),
-* ``lo = RN(mid - hi)``, from an exact Arb subtraction, so that ``hi + lo`` is the midpoint to
-  about 2**-106 relative (a double-double),
-* ``rad``, the radius rounded to nearest (a lower bound one float below it, an upper bound one
-  float above it).
+* ``lo = RN(mid - hi)``, from an Arb subtraction made exact by its precision (the midpoint's bit
+  count, ``arb.bits``), so that ``hi + lo`` is the midpoint to about 2**-106 relative (a
+  double-double),
+* ``accuracy``, Arb's relative accuracy of the ball (``arb.rel_accuracy_bits``), from which
+  2**-(accuracy + 2) |mid| < rad < 2**-accuracy |mid| (`radius_bounds`): enough for every
+  decision, whose margins are many orders of magnitude wider than a factor of four, at a
+  third of the cost of exporting the radius itself.
 
 A ball whose midpoint is beyond float64's normal range (softmax components of e**-5000,
 exp(1e308)) is exported divided by a power of two (`_export_far`).
@@ -56,10 +59,10 @@ TINY = 2.0**-1000
 """Absolute margin (in quanta) for scaled terms that fell into float64's subnormal range."""
 
 EXPORT_PREC = 1 << 16
-"""Working precision of the exported ``mid - hi``. Arb adds exactly whenever the result fits,
-and the cost of an addition depends on its operands, not on this cap; a midpoint too long for it
-makes an inexact difference, which the export detects (`arb.is_exact`) and leaves to the exact
-path."""
+"""Working precision of the exported ``mid - hi``, and the longest midpoint (bits) exported: the
+difference is exact for every midpoint of at most this many bits (`export`), and a longer one is
+left to the exact path. Arb's cost of an exact subtraction depends on its operands, not on this
+cap (measured: the same at 113 bits and at 2**16)."""
 
 
 @dataclass(frozen=True)
@@ -70,23 +73,25 @@ class Midpoints:
     ----------
     hi, lo : numpy.ndarray
         ``RN(mid)`` and ``RN(mid - hi)``; meaningful only where ``valid``.
-    rad : numpy.ndarray
-        ``RN(rad)``, at most half an ulp from the radius (a radius below 2**-1075 is 0 here).
+    accuracy : numpy.ndarray of int64
+        ``arb.rel_accuracy_bits``, clipped to +-ACCURACY_CLIP: the radius lies strictly between
+        2**-(accuracy + 2) |mid| and 2**-accuracy |mid| (`radius_bounds`; 0 for an exact ball,
+        whose accuracy is clipped from above).
     valid : numpy.ndarray of bool
-        Finite ball with ``FLOOR <= |hi|``, ``hi`` provably the nearest float to the midpoint
-        and ``lo`` the exact difference rounded once (a ``lo`` of 0 only for an exactly
-        representable midpoint).
+        Finite ball (midpoint and radius) with ``FLOOR <= |hi|``, ``hi`` provably the nearest
+        float to the midpoint and ``lo`` the exact difference rounded once (a midpoint of at
+        most EXPORT_PREC bits; a ``lo`` of 0 only for an exactly representable midpoint).
     zero : numpy.ndarray of bool
         The ball is exactly 0 (midpoint and radius 0).
     scale : numpy.ndarray of int64
         0 for a ball exported as it is; for one beyond float64's normal range (`_export_far`)
-        the exponent S of the power of two it was divided by (hi, lo and rad then describe
-        ball / 2**S; radius rounded up), clipped to +-2**61.
+        the exponent S of the power of two it was divided by (hi, lo and accuracy then
+        describe ball / 2**S, whose radius Arb may have rounded up), clipped to +-2**61.
     """
 
     hi: np.ndarray
     lo: np.ndarray
-    rad: np.ndarray
+    accuracy: np.ndarray
     valid: np.ndarray
     zero: np.ndarray
     scale: np.ndarray
@@ -98,29 +103,61 @@ def export(balls) -> Midpoints:
     ``float(arb)`` rounds the midpoint to nearest in current python-flint (older versions
     truncated); rather than trusting it, the export proves it: ``|lo| < ulp(hi) / 2`` (a quarter
     ulp below a power of two) holds only for the nearest float. The difference ``mid - hi`` is
-    formed by Arb at EXPORT_PREC bits, exact when it fits (checked with ``is_exact``).
+    formed by subtracting hi from the ball at EXPORT_PREC bits: for a midpoint of b <= EXPORT_PREC
+    bits (``arb.bits``) and a hi in float64's normal range it is exact (a midpoint of b <= 53 bits
+    is hi itself; a longer one m * 2**k differs from hi, a multiple of 2**k, by at most half an
+    ulp of hi, 2**(k + b - 54): b - 53 bits), so ``float`` of it is ``RN(mid - hi)``.
     """
     balls = list(balls)
     n = len(balls)
     hi = np.fromiter(map(float, balls), np.float64, n)
-    rad = np.fromiter(map(float, map(flint.arb.rad, balls)), np.float64, n)
+    accuracy = np.fromiter(map(flint.arb.rel_accuracy_bits, balls), np.int64, n)
+    bits = np.fromiter(map(flint.arb.bits, balls), np.int64, n)
     with ARB.workprec(EXPORT_PREC):
-        diffs = list(map(operator.sub, map(flint.arb.mid, balls), hi.tolist()))
-    lo = np.fromiter(map(float, diffs), np.float64, n)
-    exact = np.fromiter(map(flint.arb.is_exact, diffs), bool, n)
-    valid = exact & np.isfinite(hi) & np.isfinite(lo) & np.isfinite(rad) & (np.abs(hi) >= FLOOR)
+        lo = np.fromiter(map(float, map(operator.sub, balls, hi.tolist())), np.float64, n)
+    np.clip(accuracy, -ACCURACY_CLIP, ACCURACY_CLIP, out=accuracy)
+    # An infinite radius has the lowest accuracy Arb reports (clipped here): such a ball, like
+    # one 2**4096 times wider than its midpoint, is the exact path's.
+    valid = (accuracy > -ACCURACY_CLIP) & (bits <= EXPORT_PREC)
+    valid &= np.isfinite(hi) & np.isfinite(lo) & (np.abs(hi) >= FLOOR)
+    # lo = 0 also when 0 < |mid - hi| < 2**-1075: it is exact only for a midpoint of at most
+    # 53 bits (then hi is the midpoint; a longer one is not a float, so mid - hi != 0).
+    valid &= (lo != 0) | (bits <= 53)
     valid &= _nearest(hi, lo, valid)
-    # lo = 0 also when 0 < |mid - hi| < 2**-1075: only an exactly zero difference is exact.
-    for i in np.flatnonzero(valid & (lo == 0)).tolist():
-        valid[i] = diffs[i].is_zero()
     zero = np.zeros(n, bool)
     for i in np.flatnonzero(hi == 0).tolist():
         zero[i] = balls[i].is_zero()
     scale = np.zeros(n, np.int64)
     far = ~zero & (np.isinf(hi) | (np.abs(hi) < FLOOR))
     if far.any():
-        _export_far(balls, np.flatnonzero(far).tolist(), hi, lo, rad, valid, scale)
-    return Midpoints(hi, lo, rad, valid, zero, scale)
+        _export_far(balls, np.flatnonzero(far).tolist(), hi, lo, accuracy, valid, scale)
+    return Midpoints(hi, lo, accuracy, valid, zero, scale)
+
+
+ACCURACY_CLIP = 1 << 12
+"""Bound on the exported accuracy: 2**-4096 |hi| underflows to 0 for every float64 hi, so
+clipping from above changes no radius bound (`radius_bounds`) while keeping the exponents within
+``numpy.ldexp``'s range (an exact ball has accuracy about 2**62); a ball clipped from below
+(an infinite radius, about -2**62) is not exported (`export`)."""
+
+
+def radius_bounds(hi: np.ndarray, accuracy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Floats (down, up) with down <= rad <= up for the radius of each exported ball.
+
+    Arb's relative error of a ball is ``MAG_EXP(rad) + 1 - ARF_EXP(mid)`` (``arb_rel_error_bits``)
+    and its accuracy the negative of that; with ``2**(E - 1) <= |mid| < 2**E`` and
+    ``2**(M - 1) <= rad < 2**M`` (Arb's ``arf`` and normalised ``mag`` exponents), that is
+    ``2**-(accuracy + 2) |mid| < rad < 2**-accuracy |mid|``. As |mid| <= |hi| (1 + 2**-53),
+    ``|hi| (1 + 2**-51)`` rounded to nearest is at least |mid| (and ``|hi| (1 - 2**-51)`` at most),
+    the scaling by a power of two is exact or rounds once in the subnormal range, and the
+    float one step outward covers that. An exact ball (rad = 0) gets 0 and 2**-1074.
+    """
+    magnitude = np.abs(hi)
+    # A bound beyond float64's range is inf (up) or underflows to 0 (down): still a bound.
+    with np.errstate(over="ignore", under="ignore"):
+        up = np.nextafter(np.ldexp(magnitude * (1 + 2.0**-51), -accuracy), np.inf)
+        down = np.nextafter(np.ldexp(magnitude * (1 - 2.0**-51), -accuracy - 2), 0.0)
+    return down, up
 
 
 FAR_BITS = 79
@@ -131,7 +168,7 @@ radius does, so the exact rule's answer is the true one. A shorter midpoint take
 path."""
 
 
-def _export_far(balls, far, hi, lo, rad, valid, scale) -> None:
+def _export_far(balls, far, hi, lo, accuracy, valid, scale) -> None:
     """Export the balls ``far`` (midpoint beyond float64's normal range) divided by a power of
     two, in place.
 
@@ -140,7 +177,8 @@ def _export_far(balls, far, hi, lo, rad, valid, scale) -> None:
     midpoint to [2**-1, 2**63): its split is then that of the ball's, exponent shifted by S,
     and whether every format rounds it to 0 or overflows follows from the shifted exponent
     (`decide`). Arb multiplies by a power of two exactly (the midpoint has at most EXPORT_PREC
-    bits, checked) and rounds the radius up, so the exported radius stays an upper bound.
+    bits, checked) and rounds the radius up, so the exported accuracy bounds the radius from
+    above only.
     """
     kept, shifts = [], []
     for i in far:
@@ -156,7 +194,7 @@ def _export_far(balls, far, hi, lo, rad, valid, scale) -> None:
     with ARB.workprec(EXPORT_PREC):
         scaled = [balls[i] * _power_of_two(-shift) for i, shift in zip(kept, shifts, strict=True)]
     sub = export(scaled)
-    hi[kept], lo[kept], rad[kept] = sub.hi, sub.lo, sub.rad
+    hi[kept], lo[kept], accuracy[kept] = sub.hi, sub.lo, sub.accuracy
     valid[kept] = sub.valid & (sub.scale == 0)
     limit = 1 << 61  # beyond EXP_LIMIT, within int64 once the split's exponent is added
     scale[kept] = [max(-limit, min(limit, shift)) for shift in shifts]
@@ -239,15 +277,12 @@ def decide(mids: Midpoints, fmts: list[Format], tolerance_denominator: int) -> D
     # Placeholders for unsettled balls keep numpy's arithmetic quiet and meaningless there.
     hi = np.where(valid, mids.hi, 1.0)
     lo = np.where(valid, mids.lo, 0.0)
-    rad = np.where(valid, mids.rad, 0.0)
+    accuracy = np.where(valid, mids.accuracy, ACCURACY_CLIP)
     sign = np.copysign(1.0, hi)
     with np.errstate(over="ignore", under="ignore", invalid="ignore"):
         split_hi, split_lo, split_exp, split_ok = _split(hi, lo)
         rounded, distances = _boundaries(np.abs(hi), lo * sign, sign, mids.scale, fmts)
-        # A radius within half an ulp of RN(rad): one float above bounds it from above (also
-        # one that underflowed to 0, below 2**-1074), one below from below.
-        rad_up = np.nextafter(rad, np.inf)
-        rad_down = np.nextafter(rad, 0.0)
+        rad_down, rad_up = radius_bounds(hi, accuracy)
         agrees, disagrees = _agreement(np.abs(hi), rad_up, rad_down, tolerance_denominator)
         inside = _inside(distances, None).all(axis=0)
         ball_inside = _inside(distances, rad_up).all(axis=0)

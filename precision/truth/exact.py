@@ -42,6 +42,7 @@ from precision.core.formats import (
 from precision.core.metrics import EXP_LIMIT, Exact
 from precision.core.numbers import ARB, MPMATH
 from precision.problems.base import Problem
+from precision.problems.logits import find_repeats, has_repeats
 from precision.truth import balls as balls_module
 from precision.truth import shortcuts
 
@@ -263,10 +264,13 @@ def _arb_ground_truths(problem: Problem, x: np.ndarray, fmts, precisions) -> lis
     `_ball` elsewhere, with the same result either way.
     """
     start = time.perf_counter()
+    shared = None
     for prec in precisions:
         with ARB.workprec(prec):
             y, cond = problem.reference(x, ARB)
-        outputs = _ArbOutputs(list(y), fmts)
+        if shared is None:
+            shared = len(y) >= VECTORISED_MIN and _repeats_values(x)
+        outputs = _ArbOutputs(list(y), fmts, shared=shared)
         certified = _accurate_condition(cond) and outputs.certified()
         if certified:
             break
@@ -291,6 +295,19 @@ VECTORISED_MIN = 20
 exceeds that of `_ball` (about 8 per ball and format) below some 16-20 of them (measured)."""
 
 
+def _repeats_values(x: np.ndarray) -> bool:
+    """Whether a float input holds a value more than once: a reference may then return one
+    ball for all of its repeats (`precision.problems.logits.ExpTerms.expand`), which
+    `_ArbOutputs` certifies once. A cost decision only (asked for outputs of at least
+    VECTORISED_MIN balls)."""
+    values = np.asarray(x)
+    if values.dtype == object:
+        return False
+    with np.errstate(invalid="ignore"):  # casting a signalling NaN raises the invalid flag
+        floats = values.astype(np.float64).ravel()
+    return has_repeats(floats)
+
+
 class _ArbOutputs:
     """The output balls of one Arb evaluation, certified and rounded for every format.
 
@@ -300,33 +317,45 @@ class _ArbOutputs:
     float64's normal range); the rest take the exact `_ball`, which remains the rule. The work
     is done lazily: an evaluation whose condition number is too wide is never looked at, and
     one with a certainly uncertified ball is given up without the others.
+
+    With ``shared``, a ball object that stands at several outputs (the softmax of a repeated
+    logit) is exported and decided once: everything is done on the distinct objects
+    (``distinct``) and spread to every output (`_spread`).
     """
 
-    def __init__(self, balls: list, fmts: list[Format]):
+    def __init__(self, balls: list, fmts: list[Format], *, shared: bool = False):
         self.balls = balls
         self.fmts = fmts
+        # One object at several outputs is one ball: identity, not value, decides (comparing
+        # balls is three-valued), and costs one C call per ball.
+        ids = np.fromiter(map(id, balls), np.int64, len(balls)) if shared else None
+        self.repeats = None if ids is None else find_repeats(ids)
+        if self.repeats is None:
+            self.distinct = balls
+        else:
+            self.distinct = [balls[i] for i in self.repeats.first.tolist()]
         self._decided: balls_module.Decisions | None = None
         self._exact: dict[int, list[_Ball]] = {}
 
     def _decisions(self) -> balls_module.Decisions | None:
-        """`balls.decide` on the exported balls, None for too few (all take `_ball`)."""
-        if self._decided is None and len(self.balls) * len(self.fmts) >= VECTORISED_MIN:
-            mids = balls_module.export(self.balls)
+        """`balls.decide` on the exported distinct balls, None for too few (all take `_ball`)."""
+        if self._decided is None and len(self.distinct) * len(self.fmts) >= VECTORISED_MIN:
+            mids = balls_module.export(self.distinct)
             denominator = _denominator(AGREEMENT)
             self._decided = balls_module.decide(mids, self.fmts, denominator)
         return self._decided
 
     def _exact_balls(self, i: int) -> list[_Ball]:
-        """`_ball` of ball i in every format (computed once)."""
+        """`_ball` of distinct ball i in every format (computed once)."""
         if i not in self._exact:
-            self._exact[i] = [_ball(self.balls[i], fmt) for fmt in self.fmts]
+            self._exact[i] = [_ball(self.distinct[i], fmt) for fmt in self.fmts]
         return self._exact[i]
 
     def certified(self) -> bool:
         """Whether every ball certifies in every format (`_ball`'s rule)."""
         decided = self._decisions()
         if decided is None:
-            undecided = range(len(self.balls))
+            undecided = range(len(self.distinct))
         elif decided.refuted.any():
             return False
         else:
@@ -337,7 +366,7 @@ class _ArbOutputs:
         """(hi, lo, exp) of the `Exact` split and the rounding to each format, per ball."""
         decided = self._decisions()
         if decided is None:
-            return self._exact_values()
+            return self._spread(*self._exact_values())
         unsettled = np.flatnonzero(~decided.settled).tolist()
         hi, lo, exp = decided.hi.copy(), decided.lo.copy(), decided.exp.copy()
         # Unsettled columns hold placeholders; zero them so that no cast overflows.
@@ -348,11 +377,18 @@ class _ArbOutputs:
             hi[i], lo[i], exp[i] = exact_balls[0].split
             for per_format, ball in zip(rounded, exact_balls, strict=True):
                 per_format[i] = ball.rounded
-        return hi, lo, exp, rounded
+        return self._spread(hi, lo, exp, rounded)
+
+    def _spread(self, hi, lo, exp, rounded):
+        """The values of the distinct balls at every output."""
+        if self.repeats is None:
+            return hi, lo, exp, rounded
+        where = self.repeats.inverse
+        return hi[where], lo[where], exp[where], [r[where] for r in rounded]
 
     def _exact_values(self):
         """`values` from `_ball` alone, assembled as the per-ball engine always did."""
-        per_ball = [self._exact_balls(i) for i in range(len(self.balls))]
+        per_ball = [self._exact_balls(i) for i in range(len(self.distinct))]
         splits = [balls[0].split for balls in per_ball]
         hi, lo, exp = (np.array(part) for part in zip(*splits, strict=True))
         rounded = [
@@ -546,25 +582,26 @@ def _certified_dyadic(
 # ------------------------------------------------------------------------ cache records
 
 
+REFERENCE_CORE_MODULES = ("numbers.py", "arb_linalg.py", "formats.py", "metrics.py")
+"""The core modules the references and the engines compute with (tests/truth/test_exact.py
+checks that every core module the truth stage imports is one of them)."""
+
+
+def reference_files() -> list[Path]:
+    """The source files a ground truth depends on: every problem module (the references),
+    every module of the truth stage, and `REFERENCE_CORE_MODULES`."""
+    package = Path(__file__).resolve().parents[1]
+    paths = sorted(package.glob("problems/*.py")) + sorted(package.glob("truth/*.py"))
+    return paths + [package / "core" / name for name in REFERENCE_CORE_MODULES]
+
+
 @functools.lru_cache(maxsize=1)
 def reference_fingerprint() -> str:
-    """sha256 of the code a ground truth depends on: the problems' references, the number
-    systems, the engines, exact rounding and the `Exact` split. A cached ground truth made by
-    other code is never reused."""
-    package = Path(__file__).resolve().parents[1]
-    paths = sorted(package.glob("problems/*.py")) + [
-        package / name
-        for name in (
-            "truth/exact.py",
-            "truth/balls.py",
-            "truth/shortcuts.py",
-            "core/numbers.py",
-            "core/formats.py",
-            "core/metrics.py",
-        )
-    ]
+    """sha256 of the code a ground truth depends on (`reference_files`): the problems'
+    references, the number systems, the engines, exact rounding and the `Exact` split. A cached
+    ground truth made by other code is never reused."""
     digest = hashlib.sha256()
-    for path in paths:
+    for path in reference_files():
         digest.update(path.name.encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()
 

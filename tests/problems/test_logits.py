@@ -335,3 +335,63 @@ def test_enclosure_needs_a_system_that_encloses_and_enough_finite_logits():
         assert logits.exp_terms(y, ARB).floats is None
         terms = logits.exp_terms(x, ARB)
         assert logits.enclose(terms, ARB) is not None
+
+
+# ---------------------------------------------------------------- repeated logits
+
+
+def _repeated_values(rng, n: int) -> np.ndarray:
+    """n values with repeats: bfloat16 roundings of Gaussians, zeros of both signs, ties."""
+    x = cast(rng.standard_normal(n) * 4, "bfloat16").astype(np.float64)
+    x[::9] = 0.0
+    x[::13] = -0.0
+    return x
+
+
+def test_find_repeats_indexes_every_value_by_its_bits():
+    """``values[first][inverse]`` is ``values`` bit for bit, the values at ``first`` are
+    distinct bit patterns (so -0.0 and 0.0 stay apart), and all-distinct arrays give None."""
+    rng = np.random.default_rng(11)
+    for n in (2, 3, 17, 1000):
+        x = _repeated_values(rng, n)
+        bits = x.view(np.int64)
+        repeats = logits.find_repeats(x)
+        if np.unique(bits).size == n:
+            assert repeats is None and not logits.has_repeats(x)
+            continue
+        assert logits.has_repeats(x)
+        assert np.unique(bits[repeats.first]).size == repeats.first.size
+        assert (bits[repeats.first][repeats.inverse] == bits).all()
+        assert repeats.expand(x[repeats.first].tolist()) == x.tolist()
+    distinct = np.arange(50.0)
+    distinct[0] = -0.0  # distinct bits from 0.0, which is absent
+    assert logits.find_repeats(distinct) is None
+    both_zeros = np.array([0.0, -0.0, 1.0])
+    assert logits.find_repeats(both_zeros) is None
+
+
+@pytest.mark.parametrize("name", FAMILY)
+def test_repeated_logits_share_the_balls_of_the_distinct_path(name, monkeypatch):
+    """Outputs and conditions evaluated once per distinct logit (`logits.find_repeats`) are the
+    balls that evaluating every logit gives (midpoint and radius, condition number included),
+    and a repeated logit's elementwise outputs are one ball."""
+    rng = np.random.default_rng(12)
+    cases = []
+    for n in (16, 100, 1000):
+        x = _repeated_values(rng, n)
+        if name == "cross_entropy":
+            t = np.zeros(n)
+            t[int(np.argmax(x))] = 1.0
+            x = np.stack([x, t])
+        cases.append(x)
+    with ARB.workprec(113):
+        shared = [PROBLEMS[name].reference(x, ARB) for x in cases]
+        monkeypatch.setattr(logits, "find_repeats", lambda values: None)
+        each = [PROBLEMS[name].reference(x, ARB) for x in cases]
+    for x, (y0, c0), (y1, c1) in zip(cases, shared, each, strict=True):
+        assert len(y0) == len(y1)
+        for a, b in zip(y0, y1, strict=True):
+            assert a.mid() == b.mid() and a.rad() == b.rad()
+        assert c0.mid() == c1.mid() and c0.rad() == c1.rad()
+        if len(y0) == len(x):  # elementwise outputs: one object per distinct logit
+            assert len({id(v) for v in y0}) == np.unique(x.view(np.int64)).size

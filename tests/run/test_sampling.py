@@ -10,8 +10,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from precision.problems import PROBLEMS
-from precision.run.sampling import cell_rng, dataset_rows, sample_in_cell
+from precision.problems import PROBLEMS, logits
+from precision.run import sampling
+from precision.run.sampling import cell_rng, dataset_rows, sample_cell, sample_in_cell
 
 SEED = 20261125
 
@@ -180,3 +181,47 @@ def test_dataset_rows_depend_on_seed(data: np.ndarray):
 def test_dataset_rows_all_when_fewer(data: np.ndarray):
     np.testing.assert_array_equal(dataset_rows(data, rows=500, seed=SEED), data)
     np.testing.assert_array_equal(dataset_rows(data, rows=50, seed=SEED), data)
+
+
+# ------------------------------------------------------------------ cost-only shortcuts
+# Issue 13: the inputs phase works on cache-sized blocks of candidates, which may not change a
+# drawn input: compared bit for bit.
+
+
+@pytest.mark.parametrize("name", ["softmax", "logsumexp", "log_softmax", "cross_entropy"])
+@pytest.mark.parametrize(("n", "samples"), [(3, 4), (300, 2)])
+def test_blocks_do_not_change_the_inputs(monkeypatch, name: str, n: int, samples: int):
+    """Candidates and estimates formed in blocks of one row, or of a few rows that do not
+    divide the batch, give bit for bit the inputs of one block for everything."""
+    problem = PROBLEMS[name]
+
+    def draw():
+        out = []
+        for c, m in [(0, 0), (1, 1), (2, 1), (-1, 0)]:
+            rng = cell_rng(SEED, name, n, c, m)
+            out += sample_cell(problem, rng, n=n, cond_decade=c, mag_decade=m, samples=samples)
+        return [None if x is None else x.tobytes() for x in out]
+
+    whole = 2**40
+    monkeypatch.setattr(sampling, "BLOCK_ELEMENTS", whole)
+    monkeypatch.setattr(logits, "BLOCK_ELEMENTS", whole)
+    expected = draw()
+    assert any(x is not None for x in expected)
+    for elements in (1, 7 * 2 * n + 1):
+        monkeypatch.setattr(sampling, "BLOCK_ELEMENTS", elements)
+        monkeypatch.setattr(logits, "BLOCK_ELEMENTS", elements)
+        assert draw() == expected
+
+
+def test_row_blocks_cover_every_row_once():
+    for rows, row_elements in [(0, 10), (1, 10), (5, 10**6), (100, 1), (1000, 327)]:
+        for blocks in (
+            sampling._row_blocks(rows, row_elements),
+            logits.row_blocks(rows, row_elements),
+        ):
+            covered = np.concatenate([np.arange(rows)[b] for b in blocks]) if blocks else []
+            assert list(covered) == list(range(rows))
+            assert all(
+                (b.stop - b.start) * row_elements <= max(sampling.BLOCK_ELEMENTS, row_elements)
+                for b in blocks
+            )

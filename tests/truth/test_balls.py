@@ -12,6 +12,8 @@ midpoints far outside float64's range, NaN and infinite balls.
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 import flint
 import numpy as np
 import pytest
@@ -311,3 +313,35 @@ def test_short_midpoints_far_below_the_range_follow_the_exact_rule():
     decided = _check((short + long) * 8, ["float32", "float64"])
     assert not any(_ball(b, get_format("float32")).certified for b in short)
     assert _ball(long[0], get_format("float32")).certified and decided.certified[2]
+
+
+def _fraction(value) -> Fraction:
+    """An exact arb (or its midpoint/radius) as a Fraction."""
+    man, exp = (int(v) for v in value.mid().man_exp())
+    return Fraction(man) * Fraction(2) ** exp
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(_wide(), _anchored("float64"), _anchored("float16")), min_size=1))
+def test_radius_bounds_contain_the_radius(ball_list):
+    """`balls.radius_bounds` of every exported ball (from ``arb.rel_accuracy_bits``) brackets
+    the exact radius, and is tight to a factor of four (what Arb's exponents allow)."""
+    mids = balls.export(ball_list)
+    down, up = balls.radius_bounds(mids.hi, mids.accuracy)
+    for i in np.flatnonzero(mids.valid & (mids.scale == 0)).tolist():
+        rad = _fraction(ball_list[i].rad())
+        assert Fraction(float(down[i])) <= rad, ball_list[i].str(30)
+        # An upper bound beyond float64's range is inf: still a bound, not a tight one.
+        assert np.isinf(up[i]) or rad <= Fraction(float(up[i])), ball_list[i].str(30)
+        if down[i] >= 2.0**-1000 and np.isfinite(up[i]):
+            assert up[i] <= 4 * down[i] * (1 + 2.0**-48)
+
+
+def test_midpoints_longer_than_the_export_precision_take_the_exact_path():
+    """``mid - hi`` is exact only for midpoints of at most EXPORT_PREC bits (`balls.export`):
+    a longer one is not exported, and the exact rule still decides it."""
+    long = _arb((1 << (balls.EXPORT_PREC + 8)) + 1, -(balls.EXPORT_PREC + 8), 1, -200000)
+    assert long.bits() > balls.EXPORT_PREC
+    mids = balls.export([long] * 4)
+    assert not mids.valid.any()
+    _check([long] * 4, ["float64", "bfloat16"])

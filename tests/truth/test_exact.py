@@ -481,3 +481,79 @@ def test_vectorised_certification_changes_no_bit(problem_name, monkeypatch):
             slow = ground_truths(problem, x_fmt, fmts, engine="arb")
             for name in fmts:
                 assert _truth_bits(fast[name]) == _truth_bits(slow[name]), (problem_name, fmts, x)
+
+
+@pytest.mark.parametrize("problem_name", ["softmax", "log_softmax", "logsumexp", "cross_entropy"])
+def test_repeated_values_change_no_bit(problem_name, monkeypatch):
+    """Inputs that repeat values (bfloat16 and float16 logits of n = 1000 hold a few hundred
+    distinct ones) are evaluated and certified once per distinct value (`logits.find_repeats`,
+    `_ArbOutputs` with ``shared``): the ground truths are those of evaluating and certifying
+    every element, bit for bit, in every format at once."""
+    from precision.problems import logits
+    from precision.truth import exact as exact_module
+
+    problem = PROBLEMS[problem_name]
+    rng = np.random.default_rng(15)
+    for fmt, n, scale in [("bfloat16", 1000, 4.0), ("float16", 300, 30.0), ("bfloat16", 40, 1e3)]:
+        x = cast(rng.standard_normal(n) * scale, fmt)
+        x[::17] = 0.0
+        if problem_name == "cross_entropy":
+            target = np.zeros(n, dtype=x.dtype)
+            target[int(np.argmax(x.astype(np.float64)))] = 1.0
+            x = np.stack([x, target])
+        assert logits.has_repeats(x.astype(np.float64).ravel())
+        shared = ground_truths(problem, x, [fmt, *FORMATS], engine="arb")
+        with monkeypatch.context() as patch:
+            patch.setattr(logits, "find_repeats", lambda values: None)
+            patch.setattr(exact_module, "_repeats_values", lambda values: False)
+            each = ground_truths(problem, x, [fmt, *FORMATS], engine="arb")
+        for name in each:
+            assert _truth_bits(shared[name]) == _truth_bits(each[name]), (problem_name, fmt, n)
+
+
+def test_shared_output_balls_are_certified_once():
+    """`_ArbOutputs` with ``shared`` exports each distinct ball object once and spreads its
+    values: the same values and certification as every ball on its own."""
+    from precision.core.numbers import ARB
+    from precision.truth.exact import _ArbOutputs
+
+    with ARB.workprec(113):
+        distinct = [flint.arb(v).exp() / 7 for v in np.linspace(-50, 50, 30).tolist()]
+    picks = np.random.default_rng(16).integers(0, 30, 500).tolist()
+    balls = [distinct[i] for i in picks]
+    fmts = [get_format(f) for f in FORMATS]
+    shared, each = _ArbOutputs(balls, fmts, shared=True), _ArbOutputs(balls, fmts)
+    assert len(shared.distinct) == len(set(picks)) and len(each.distinct) == len(balls)
+    assert shared.certified() == each.certified()
+    for a, b in zip(shared.values()[:3], each.values()[:3], strict=True):
+        assert a.dtype == b.dtype and a.tobytes() == b.tobytes()
+    for a, b in zip(shared.values()[3], each.values()[3], strict=True):
+        assert a.dtype == b.dtype and a.tobytes() == b.tobytes()
+
+
+def test_the_fingerprint_covers_every_core_module_the_truth_stage_imports():
+    """A change to any module ground truth computes with invalidates cached truths: every
+    precision.core module imported by the truth stage or by those core modules, transitively,
+    is hashed (core/arb_linalg.py, split out of numbers.py, once was not)."""
+    import ast
+    from pathlib import Path
+
+    from precision.truth.exact import reference_files
+
+    package = Path(__file__).resolve().parents[2] / "precision"
+    hashed = {path.resolve() for path in reference_files()}
+    todo = sorted((package / "truth").glob("*.py"))
+    seen: set[Path] = set()
+    while todo:
+        path = todo.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(
+                "precision.core."
+            ):
+                module = package / "core" / (node.module.split(".")[2] + ".py")
+                assert module.resolve() in hashed, f"{path.name} imports unhashed {module.name}"
+                todo.append(module)
+    assert package / "core" / "arb_linalg.py" in seen
