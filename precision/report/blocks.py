@@ -68,12 +68,22 @@ class Block:
 
 
 @dataclass(frozen=True)
+class ScoredClaim:
+    """A claim on the scoreboard: its title linking to its card, and its evidence rows
+    (``claims/<id>.csv``; "" and 0 where it has none)."""
+
+    title: str
+    href: str
+    evidence: str = ""
+    evidence_rows: int = 0
+
+
+@dataclass(frozen=True)
 class VerdictGroup:
-    """One line of the scoreboard: a verdict, and the claims that received it, each a `Link`
-    to its card."""
+    """One line of the scoreboard: a verdict, and the claims that received it."""
 
     verdict: str
-    claims: tuple[Link, ...]
+    claims: tuple[ScoredClaim, ...]
 
 
 @dataclass(frozen=True)

@@ -100,6 +100,7 @@ def build_report(
         if len(table):
             report.tables[f"claims/{claim_id}.csv"] = _csv_ready(table)
     numbers = {s.key: key_numbers(s.table) for s in studies if not s.table.empty}
+    evidence_rows = {claim_id: len(table) for claim_id, table in evidence.items()}
     study_blocks = {
         s.key: _study_blocks(s, report, page=pages[s.key], claims=claims, figures=figures)
         for s in studies
@@ -112,7 +113,7 @@ def build_report(
             "index.html",
             TITLE,
             "Overview",
-            _index_blocks(studies, report, pages, numbers),
+            _index_blocks(studies, report, pages, numbers, evidence_rows),
         ),
         Page(
             "claims.html",
@@ -172,13 +173,14 @@ def _index_blocks(
     report: Report,
     pages: dict[str, str],
     numbers: dict[str, pd.DataFrame],
+    evidence: dict[str, int],
 ) -> list[Block]:
     return [
         *_header(studies),
         *_stale_blocks(report.stale),
         Block("links", _contents(studies, pages), "toc"),
         Block("h2", "Scoreboard"),
-        site_pages.scoreboard(report.claims, href="claims.html"),
+        site_pages.scoreboard(report.claims, href="claims.html", evidence=evidence),
         Block("p", VERDICTS_TEXT),
         Block("h2", "Studies"),
         _studies_table(studies, pages, numbers, report.claims),

@@ -77,7 +77,11 @@ def _md_block(block: Block, *, shift: int) -> list[str]:
     if block.kind == "scoreboard":
         lines = [
             f"- **{len(group.claims)} {group.verdict}**: "
-            + ", ".join(f"[{_md_link_text(c.text)}]({c.href})" for c in group.claims)
+            + ", ".join(
+                f"[{_md_link_text(c.title)}]({c.href})"
+                + (f" ([{c.evidence_rows} rows]({c.evidence}))" if c.evidence else "")
+                for c in group.claims
+            )
             for group in block.content
         ]
         return [*lines, ""]

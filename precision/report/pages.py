@@ -16,7 +16,7 @@ from precision.core.formats import FORMATS
 from precision.core.schema import format_parameter
 from precision.problems import PROBLEMS
 from precision.problems.base import Variant
-from precision.report.blocks import Block, ClaimCard, Link, VerdictGroup
+from precision.report.blocks import Block, ClaimCard, Link, ScoredClaim, VerdictGroup
 from precision.report.claims import FAILS, HOLDS, NOT_MEASURED, QUALIFIED, number
 from precision.report.summary import labelled
 
@@ -30,9 +30,10 @@ BENCH_FOLDER = "bench"
 # ---------------------------------------------------------------- claims
 
 
-def scoreboard(claims: pd.DataFrame, *, href: str) -> Block:
+def scoreboard(claims: pd.DataFrame, *, href: str, evidence: dict[str, int]) -> Block:
     """The claims grouped by verdict (worst first: fails, qualified, holds, not measured), each
-    claim a link to its card on the page ``href``."""
+    claim a link to its card on the page ``href`` and one to its evidence rows
+    (``claims/<id>.csv``, where ``evidence`` counts more than 0 rows)."""
     present = list(dict.fromkeys(claims["verdict"]))
     order = [v for v in SCOREBOARD_ORDER if v in present] + [
         v for v in present if v not in SCOREBOARD_ORDER
@@ -41,13 +42,19 @@ def scoreboard(claims: pd.DataFrame, *, href: str) -> Block:
         VerdictGroup(
             verdict,
             tuple(
-                Link(row.title, f"{href}#claim-{row.id}")
+                _scored(row, href, evidence.get(row.id, 0))
                 for row in claims[claims["verdict"] == verdict].itertuples(index=False)
             ),
         )
         for verdict in order
     ]
     return Block("scoreboard", groups)
+
+
+def _scored(row, href: str, rows: int) -> ScoredClaim:
+    return ScoredClaim(
+        row.title, f"{href}#claim-{row.id}", f"claims/{row.id}.csv" if rows else "", rows
+    )
 
 
 def claim_card(

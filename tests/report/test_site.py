@@ -131,15 +131,16 @@ def test_every_study_has_a_page_linked_from_the_index(site):
 
 
 class Scoreboard(HTMLParser):
-    """The index's scoreboard: for each verdict line, its label and its (claim title, href)
-    links."""
+    """The index's scoreboard: for each verdict line, its label and its claims, each as
+    [title, card href, evidence href or ""]."""
 
     def __init__(self, text: str):
         super().__init__(convert_charrefs=True)
-        self.lines: list[tuple[str, list[tuple[str, str]]]] = []
+        self.lines: list[tuple[str, list[list[str]]]] = []
         self._inside = False
         self._target: list[str] | None = None
         self._href = ""
+        self._evidence = False
         self.feed(text)
         self.close()
 
@@ -149,10 +150,9 @@ class Scoreboard(HTMLParser):
             self._inside = True
         elif self._inside and tag == "li":
             self.lines.append(("", []))
-        elif self._inside and tag == "span":
-            self._target, self._href = [], ""
-        elif self._inside and tag == "a":
-            self._target, self._href = [], attrs["href"]
+        elif self._inside and tag in ("span", "a"):
+            self._target, self._href = [], attrs.get("href", "")
+            self._evidence = attrs.get("class") == "evidence"
 
     def handle_data(self, data):
         if self._target is not None:
@@ -163,11 +163,13 @@ class Scoreboard(HTMLParser):
             self._inside = False
         elif self._target is not None and tag in ("span", "a"):
             text = "".join(self._target).strip()
-            label, links = self.lines[-1]
+            label, claims = self.lines[-1]
             if tag == "span":
-                self.lines[-1] = (text, links)
+                self.lines[-1] = (text, claims)
+            elif self._evidence:
+                claims[-1][2] = self._href
             else:
-                links.append((text, self._href))
+                claims.append([text, self._href, ""])
             self._target = None
 
 
@@ -178,27 +180,29 @@ def _cards(text: str) -> dict[str, str]:
 
 
 def test_every_claim_reaches_its_evidence_in_one_click(site):
-    """The index's scoreboard links every claim, under its verdict, to its card; the card
-    links its evidence rows (claims/<id>.csv) and says how many there are."""
+    """The index's scoreboard lists every claim under its verdict, linking to its card and,
+    in one click, to its evidence rows (claims/<id>.csv); the card links them too."""
     claims = pd.read_csv(site / "claims.csv", keep_default_na=False)
     board = Scoreboard((site / "index.html").read_text())
     listed = {}
-    for label, links in board.lines:
+    for label, entries in board.lines:
         count, verdict = label.split(" ", 1)
-        assert int(count) == len(links) == (claims["verdict"] == verdict).sum()
-        listed |= {href: (title, verdict) for title, href in links}
+        assert int(count) == len(entries) == (claims["verdict"] == verdict).sum()
+        listed |= {href: (title, verdict, evidence) for title, href, evidence in entries}
     cards = _cards((site / "claims.html").read_text())
     with_evidence = 0
     for claim in claims.itertuples():
-        assert listed[f"claims.html#claim-{claim.id}"] == (claim.title, claim.verdict)
+        title, verdict, evidence_href = listed[f"claims.html#claim-{claim.id}"]
+        assert (title, verdict) == (claim.title, claim.verdict)
         card = cards[claim.id]
         evidence = site / "claims" / f"{claim.id}.csv"
         if evidence.is_file():
             with_evidence += 1
+            assert evidence_href == f"claims/{claim.id}.csv"
             assert f'href="claims/{claim.id}.csv"' in card
             assert f"evidence rows ({len(pd.read_csv(evidence))})" in card
         else:
-            assert f"claims/{claim.id}.csv" not in card
+            assert evidence_href == "" and f"claims/{claim.id}.csv" not in card
     assert len(listed) == len(claims) and with_evidence >= 5
 
 
