@@ -285,15 +285,103 @@ def _overflowed(v: np.ndarray) -> np.ndarray:
     return np.where(np.abs(v) >= OVERFLOW, np.copysign(np.inf, v), v)
 
 
+SCALAR_ROWS = 32
+"""Up to this many rows (accumulators) `limited_sum` runs each row on Python floats
+(`_nearest_row_sum`, `_truncated_row_sum`: about 0.5 us a term, measured); beyond, one numpy
+step per term vectorised across the rows (about 20 us a step for up to a few hundred rows).
+The two cost the same near 35 rows. Both give the same sums, bit for bit
+(tests/problems/test_dot.py)."""
+
+
 def limited_sum(terms: np.ndarray, *, t: int, truncate: bool) -> np.ndarray:
     """Left-to-right sum along the last axis in a t-bit accumulator starting at 0 (float64
-    values on the t-bit grid, shape ``terms.shape[:-1]``): one vectorised step per term, all
-    rows (and all chunks of a promoting accumulator) at once."""
+    values on the t-bit grid, shape ``terms.shape[:-1]``). Few rows (a batch without
+    promotion) run row by row on Python floats; many (the chunks of a promoting accumulator)
+    run one vectorised step per term, all rows at once. The scalar steps are the vectorised
+    ones written for Python floats, the same IEEE float64 operations in the same order (Python
+    floats are IEEE doubles, each operation correctly rounded, nothing fused), so the sums are
+    identical bit for bit."""
+    terms = np.asarray(terms, dtype=np.float64)
+    rows = terms.reshape(-1, terms.shape[-1])
+    if len(rows) <= SCALAR_ROWS:
+        row_sum = _truncated_row_sum if truncate else _nearest_row_sum
+        sums = [row_sum(row.tolist(), t) for row in rows]
+        return np.array(sums, dtype=np.float64).reshape(terms.shape[:-1])
     add = truncated_add if truncate else nearest_add
     columns = np.ascontiguousarray(np.moveaxis(terms, -1, 0))
     s = np.zeros(terms.shape[:-1])
     for a in columns:
         s = add(s, a, t)
+    return s
+
+
+SCALAR_LIMIT = 2.0**127
+"""The scalar steps run only while the operands (and s + a) lie below this magnitude: then
+no result reaches `OVERFLOW` (a t-bit rounding of |v| < 2**127 is at most 2**127) and no
+step meets an infinity or NaN. A step outside (or a NaN) runs the vectorised step itself."""
+
+
+def _nearest_row_sum(terms: list[float], t: int) -> float:
+    """`nearest_add` folded over one row of Python floats from s = 0 (`limited_sum`).
+
+    Step by step the operations of `nearest_add`: h = fl(s + a) = f 2**e (``frexp``),
+    r = f 2**t (exact, |r| < 2**t), n = round(r) half to even (Python's ``round`` is numpy's
+    ``rint``); only where r's fraction is exactly 0.5 (h a midpoint) the rounding error low of
+    h (TwoSum: h + low = s + a exactly) is computed, and its sign, if nonzero, decides;
+    result n 2**(e - t) (exact: |n| <= 2**t <= 2**24). h = 0 is kept (n = 0 exactly when h = 0,
+    since |r| >= 2**(t-1) otherwise). Below `SCALAR_LIMIT` nothing overflows; a step with
+    |h| beyond it, or a NaN, runs `nearest_add` itself.
+    """
+    frexp, ldexp = math.frexp, math.ldexp
+    s = 0.0
+    for a in terms:
+        h = s + a
+        if not -SCALAR_LIMIT < h < SCALAR_LIMIT:
+            s = float(nearest_add(np.float64(s), np.float64(a), t))
+            continue
+        if h == 0.0:
+            s = h
+            continue
+        frac, e = frexp(h)
+        r = ldexp(frac, t)
+        n = round(r)
+        if abs(r - int(r)) == 0.5:  # h is a midpoint: the rounding error of h decides
+            bb = h - s
+            low = (s - (h - bb)) + (a - bb)
+            if low != 0.0:
+                n = math.ceil(r) if low > 0.0 else math.floor(r)
+        s = ldexp(n, e - t)
+    return s
+
+
+def _truncated_row_sum(terms: list[float], t: int) -> float:
+    """`truncated_add` folded over one row of Python floats from s = 0 (`limited_sum`).
+
+    Step by step the operations of `truncated_add`: E the binade exponent (``frexp``) of the
+    larger operand in magnitude (``frexp``'s exponent grows with |v|, so it is the larger of
+    the two exponents), n = trunc(s 2**(t-E)) + trunc(a 2**(t-E)) (each scaling exact or, for
+    an operand far below, an underflow to 0, which ``trunc`` gives anyway), a carry
+    (|n| >= 2**t) cut by one more bit, result n 2**(E - t). The integers are exact
+    (|n| < 2**(t+1)); a zero result is +0 as in float64 (an exact cancellation, or 0 + 0
+    with s = +0: s is never -0). Below `SCALAR_LIMIT` nothing overflows; an operand beyond it,
+    or a NaN, runs `truncated_add` itself.
+    """
+    frexp, ldexp = math.frexp, math.ldexp
+    top = 1 << t
+    s = 0.0
+    for a in terms:
+        if not (-SCALAR_LIMIT < s < SCALAR_LIMIT and -SCALAR_LIMIT < a < SCALAR_LIMIT):
+            s = float(truncated_add(np.float64(s), np.float64(a), t))
+            continue
+        big = s if abs(s) >= abs(a) else a
+        if big == 0.0:  # both zero: 0 + 0 with s = +0
+            s = 0.0
+            continue
+        e = frexp(big)[1]
+        n = int(ldexp(s, t - e)) + int(ldexp(a, t - e))  # int() truncates toward zero
+        if not -top < n < top:
+            n = 2 * int(0.5 * n)
+        s = ldexp(n, e - t)
     return s
 
 

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import math
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -153,12 +154,13 @@ def iterate(x: np.ndarray, step: Callable, state: tuple, *, cap: int, determinis
     previous = None
     while k < cap:
         g = gradient(H, state[0], b)
-        norm = float(np.linalg.norm(g.astype(np.float64))) if finite(g) else np.inf
+        g64 = g.astype(np.float64)  # exact for every format; converted once per iteration
+        norm = _norm2(g64)
         if norm == np.inf:
             break
         if norm < best:
             best, best_at = norm, k
-        if reached is None and test(g, state[0]):
+        if reached is None and test(g64, state[0]):
             reached = k
         if reached is not None and k - best_at > max(reached, PATIENCE):
             break
@@ -175,9 +177,21 @@ def iterate(x: np.ndarray, step: Callable, state: tuple, *, cap: int, determinis
     return Computed(state[-1], iterations=reached if converged else k, converged=converged)
 
 
+def _norm2(g64: np.ndarray) -> float:
+    """||g||_2 of a float64 vector as ``np.linalg.norm`` computes it, sqrt(g . g) (its own
+    ``x.dot(x)``, then a correctly rounded square root: the same value), or inf where g is not
+    finite or g . g overflows (a NaN or infinite g makes g . g NaN or inf): the iteration's
+    stopping signal, without checking finiteness and calling ``norm`` apart each step."""
+    squares = float(g64.dot(g64))
+    return math.sqrt(squares) if squares < math.inf else math.inf
+
+
 def _same(a: tuple | None, b: tuple) -> bool:
-    """Whether two states are bitwise equal (None: no state yet)."""
-    return a is not None and all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+    """Whether two states are equal element by element (None: no state yet): what
+    ``np.array_equal`` decides for arrays of one shape (``==``: a NaN differs from
+    everything, -0 equals +0), without its checks and conversions (the shapes of a state
+    never change)."""
+    return a is not None and all(bool((x == y).all()) for x, y in zip(a, b, strict=True))
 
 
 DIVERGENCE = 1e3

@@ -23,6 +23,7 @@ from precision.core.metrics import normwise_relative_error
 from precision.problems import PROBLEMS
 from precision.problems.base import Unsupported
 from precision.problems.dot import (
+    SCALAR_ROWS,
     TRUNCATION_FACTOR_NARROW,
     TRUNCATION_FACTOR_WIDE,
     dot_reference,
@@ -169,6 +170,64 @@ def test_truncation_never_rounds_up_in_magnitude():
     for bits in (4, 12, 14, 24):
         Y = _limited(X, bits, truncate=1)
         assert all(abs(Fraction(float(y[0]))) <= abs(e) for y, e in zip(Y, exact, strict=True))
+
+
+def _folded(terms: np.ndarray, t: int, truncate: bool) -> np.ndarray:
+    """The vectorised step folded over the columns, all rows at once (`limited_sum`'s path for
+    many rows)."""
+    add = truncated_add if truncate else nearest_add
+    s = np.zeros(terms.shape[:-1])
+    for a in np.moveaxis(terms, -1, 0):
+        s = add(s, a, t)
+    return s
+
+
+def _adversarial_rows(rng: np.random.Generator, t: int) -> np.ndarray:
+    """Rows of terms that exercise every branch of a step: the `_pairs` sequences (exponent
+    gaps past both significands, exact cancellations, float64 sums on a t-bit midpoint),
+    small integers (exact ties at narrow t), 0 and -0, terms near 2**128 (overflow to inf,
+    and inf - inf), float32's subnormals, and infinities and NaN."""
+    s, a = _pairs(rng, t, 600, addend_bits=min(t + 2, 24))
+    rows = [np.stack([s, a], axis=1).reshape(4, 300)]
+    rows.append(np.round(rng.standard_normal((4, 300)) * 64) / 8)
+    specials = [0.0, -0.0, 1.0, -1.0, 2.0**-149, -(2.0**-140), 2.0**127, -(2.0**127), 1.5]
+    rows.append(rng.choice(specials, (6, 300)))
+    rows.append(rng.choice([*specials, math.inf, -math.inf, math.nan], (6, 40)))
+    return rows
+
+
+@pytest.mark.parametrize("truncate", [False, True])
+@pytest.mark.parametrize("t", [2, 3, 8, 11, 13, 14, 16, 24])
+def test_scalar_row_sums_equal_the_vectorised_steps_bit_for_bit(t, truncate):
+    """A few rows run on Python floats (`limited_sum` below `SCALAR_ROWS`), many on the
+    vectorised step: the same sums, bit for bit (sign of zero included), on adversarial terms;
+    NaN where the steps give NaN (the sign of a NaN from NaN + NaN is the compiler's choice
+    of operand order, in numpy's own loops too)."""
+    rng = np.random.default_rng(1000 * t + truncate)
+    for terms in _adversarial_rows(rng, t):
+        with np.errstate(all="ignore"):
+            want = _folded(terms, t, truncate)
+            got = limited_sum(terms, t=t, truncate=truncate)
+        nan = np.isnan(want)
+        assert np.array_equal(np.isnan(got), nan)
+        assert got[~nan].tobytes() == want[~nan].tobytes()
+
+
+def test_scalar_and_vectorised_paths_agree_on_study_inputs():
+    """Both paths of `limited_sum` on float8 and bfloat16 products of the study's kind, with
+    promotion (one row per chunk: many rows, the vectorised path) and without."""
+    for fmt in INPUT_FORMATS:
+        X = _inputs(fmt, k=700, cond=1e3, size=3, seed=11)
+        products = X[:, 0, :].astype(np.float64) * X[:, 1, :].astype(np.float64)
+        for t in (12, 14, 24):
+            for truncate in (False, True):
+                want = _folded(products, t, truncate)
+                assert limited_sum(products, t=t, truncate=truncate).tobytes() == want.tobytes()
+                chunks = products[:, :640].reshape(-1, 10)  # 192 rows > SCALAR_ROWS
+                assert len(chunks) > SCALAR_ROWS
+                got = limited_sum(chunks, t=t, truncate=truncate)
+                rows = [limited_sum(c[None], t=t, truncate=truncate) for c in chunks]
+                assert got.tobytes() == np.concatenate(rows).tobytes()
 
 
 # ------------------------------------------------------- accumulators it must reproduce

@@ -418,3 +418,23 @@ def test_registry_lists_the_problem():
     assert registered.reference is SUMMATION.reference
     assert DEFAULT_VARIANTS["summation"] == tuple(SUMMATION.variants)
     assert all(registered.variants[name] is v for name, v in SUMMATION.variants.items())
+
+
+@pytest.mark.parametrize("name", ["float16", "bfloat16", "float8_e4m3fn", "float8_e5m2"])
+def test_integer_key_sort_is_the_float64_magnitude_sort_on_every_value(name):
+    """The sorted variants' order of a narrow format (`summation._magnitude_order`, sorted on
+    an integer key) is numpy's stable argsort of float64 |x|, exhaustively: every bit pattern
+    of the format (both zeros, subnormals, infinities, every NaN payload) twice, plus repeats,
+    shuffled; ties and NaNs keep their input order. Batch rows and a lone vector alike."""
+    from precision.problems.summation import _magnitude_order
+
+    dtype = get_format(name).dtype
+    width = np.uint16 if dtype.itemsize == 2 else np.uint8
+    every = np.arange(np.iinfo(width).max + 1, dtype=width).view(dtype)
+    rng = np.random.default_rng(dtype.itemsize)
+    x = rng.permutation(np.concatenate([every, every, rng.choice(every, 1000)]))
+    X = np.stack([x, rng.permutation(x)])
+    with np.errstate(invalid="ignore"):  # float8 NaN to float64, for the expected order only
+        want = np.argsort(np.abs(X.astype(np.float64)), axis=-1, kind="stable")
+    assert np.array_equal(_magnitude_order(X), want)
+    assert np.array_equal(_magnitude_order(X[1]), want[1])
