@@ -12,7 +12,7 @@ LOCK_PYTHON := 3.11
 FROZEN := grep -v '^\#' | sed -E 's/^(torch==[^+]*)\+cpu$$/\1/' | LC_ALL=C sort -f
 LOCK_BODY := <(grep -v '^\#' $(LOCK))
 SHELL := /bin/bash
-STUDIES := softmax summation dot block-formats activations adam norms variance linear-systems least-squares derivatives descent \
+STUDIES := softmax summation dot block-formats activations adam norms attention loss-scaling variance linear-systems least-squares derivatives descent \
            optimisation constrained frameworks rounding
 
 .PHONY: help env study test test-latest lock lint format docs-image docs-errors bench clean example \
@@ -62,6 +62,12 @@ study-adam: $(STAMP)  ## Adam's update in float16/bfloat16: in-format state vs f
 
 study-norms: $(STAMP)  ## LayerNorm and RMSNorm in float16/bfloat16: in-format, float32 statistics, prescaled, torch
 	$(BIN)/precision run studies/norms.toml --out results/norms
+
+study-attention: $(STAMP)  ## attention in float16/bfloat16: two-pass, online, blockwise; float32 or in-format statistics; torch
+	$(BIN)/precision run studies/attention.toml --out results/attention
+
+study-loss-scaling: $(STAMP)  ## gradient underflow in float16/float8_e5m2/bfloat16: no, static and dynamic loss scale
+	$(BIN)/precision run studies/loss_scaling.toml --out results/loss_scaling
 
 study-variance: $(STAMP)  ## variance algorithms and batch normalisation (eps 1e-5 and finfo)
 	$(BIN)/precision run studies/variance.toml --out results/variance

@@ -59,6 +59,13 @@ PARAMETERS = {
     "truncating the aligned addend toward zero (limited_accumulator); NaN elsewhere",
     "promote_every": "products summed in the limited accumulator before its value is added "
     "to a float32 accumulator and cleared (0: never; DeepSeek-V3's N_C = 128); NaN elsewhere",
+    "log2_scale": "log2 of the static loss scale s = 2^log2_scale of loss_scaling's "
+    "static_scale family (an integer; 2^16 is GradScaler's first scale); NaN elsewhere",
+    "float32_stats": "1: the attention families (two_pass, online, blockwise) compute logits, "
+    "running max, exponentials, normaliser and output accumulator in float32 and round the "
+    "output once to the format; 0: everything in the format; NaN elsewhere",
+    "kv_block": "keys per block of the blockwise (FlashAttention-2) attention family; NaN "
+    "elsewhere",
 }
 """The parameters a variant may declare (`precision.problems.base.Variant.params`), each a
 float64 column of the table (NaN where it does not apply)."""

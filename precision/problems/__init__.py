@@ -17,6 +17,7 @@ from precision.problems import (
 )
 from precision.problems.activations import GELU, SILU
 from precision.problems.adam import ADAM
+from precision.problems.attention import ATTENTION
 from precision.problems.base import MeasureOne, Problem, Variant
 from precision.problems.batchnorm import BATCHNORM, BATCHNORM_FINFO_EPS
 from precision.problems.cancellation import CANCELLATION
@@ -31,6 +32,7 @@ from precision.problems.least_squares import LEAST_SQUARES, LEAST_SQUARES_RESIDU
 from precision.problems.linear_systems import LINEAR_SYSTEM
 from precision.problems.log_softmax import LOG_SOFTMAX
 from precision.problems.logsumexp import LOGSUMEXP
+from precision.problems.loss_scaling import LOSS_SCALING
 from precision.problems.matrix_condition import MATRIX_CONDITION
 from precision.problems.norms import LAYER_NORM, RMS_NORM
 from precision.problems.quadratic import QUADRATIC
@@ -57,6 +59,7 @@ PROBLEMS: dict[str, Problem] = {
         BATCHNORM_FINFO_EPS,
         LAYER_NORM,
         RMS_NORM,
+        ATTENTION,
         FD_EXP,
         FD_SOFTPLUS,
         FD_NETWORK,
@@ -66,6 +69,7 @@ PROBLEMS: dict[str, Problem] = {
         CONSTRAINED_LS,
         WEIGHT_UPDATE,
         ADAM,
+        LOSS_SCALING,
         LINEAR_SYSTEM,
         MATRIX_CONDITION,
         LEAST_SQUARES,

@@ -53,7 +53,7 @@ import ml_dtypes
 import numpy as np
 
 from precision.core.formats import Format
-from precision.problems import cross_entropy, log_softmax, logsumexp, norms, softmax
+from precision.problems import attention, cross_entropy, log_softmax, logsumexp, norms, softmax
 from precision.problems.base import Unsupported, Variant
 
 # ---------------------------------------------------------------- the libraries
@@ -231,6 +231,7 @@ TORCH_KERNELS: dict[str, tuple[str, Callable]] = {
     "least_squares": ("torch.linalg.lstsq", lambda torch, t: _lstsq_torch(torch, t)),
     "least_squares_residual": ("torch.linalg.lstsq", lambda torch, t: _lstsq_torch(torch, t)),
     **norms.TORCH_KERNELS,  # layer_norm, rms_norm
+    **attention.TORCH_KERNELS,  # scaled_dot_product_attention, math backend
 }
 
 
@@ -314,6 +315,7 @@ BATCHED = frozenset(
         "variance",
         "layer_norm",
         "rms_norm",
+        "attention",
     }
 )
 """Problems whose library kernels take a batch along the last axis (`Variant.batched`); their
@@ -329,6 +331,7 @@ BOUNDS: dict[str, Callable[[np.ndarray, Format], float | np.ndarray]] = {
     "logsumexp": logsumexp.shifted_bound,
     "log_softmax": log_softmax.shifted_bound,
     "cross_entropy": cross_entropy.from_logits_bound,
+    "attention": functools.partial(attention.two_pass_bound, float32_stats=1),
 }
 
 

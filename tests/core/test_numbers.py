@@ -517,7 +517,7 @@ def test_arb_engine_scopes_and_restores_flint_precision():
     [
         p
         for p in PROBLEMS
-        if p not in ("summation", "cancellation", "critical_point", "dot")
+        if p not in ("summation", "cancellation", "critical_point", "dot", "loss_scaling")
         and PROBLEMS[p].reference is not PROBLEMS["summation"].reference
     ],
 )

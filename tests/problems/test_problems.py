@@ -80,6 +80,7 @@ OUTPUT_SHAPE = {
     # Issue 17: LayerNorm and RMSNorm normalise the row
     "layer_norm": (N_SAMPLE,),
     "rms_norm": (N_SAMPLE,),
+    "attention": (16,),  # issue 17: one query's output, d = 16
 }
 _NUMPY_LINALG = {  # numpy.linalg computes every dtype in float64 (and refuses float16)
     ("linear_system", "numpy_solve"),
@@ -101,6 +102,11 @@ WIDER_OUTPUT = {
     # Issue 17: a GEMM leaves its accumulator's value in float32
     ("dot", "float32_accumulator"): lambda fmt: "float32",
     ("dot", "limited_accumulator"): lambda fmt: "float32",
+    # Issue 17: the weight gradient is accumulated and unscaled in float32
+    **dict.fromkeys(
+        [("loss_scaling", v) for v in ("unscaled", "static_scale", "dynamic_scale")],
+        lambda fmt: "float64" if fmt == "float64" else "float32",
+    ),
 }
 UNSUPPORTED = {
     ("critical_point", "numpy_eigvalsh"): {"float16", "bfloat16"},
@@ -110,6 +116,16 @@ UNSUPPORTED = {
     ("dot", "float32_accumulator"): {"float64"},  # a float32 accumulator would round the input
     ("layer_norm", "float32_statistics"): {"float64"},  # float32 would round the input
     ("rms_norm", "float32_statistics"): {"float64"},
+    # Issue 17: attention with float32 statistics would round a float64 input
+    **dict.fromkeys(
+        [
+            ("attention", "two_pass float32_stats=1"),
+            ("attention", "online float32_stats=1"),
+            ("attention", "blockwise float32_stats=1 kv_block=16"),
+            ("attention", "blockwise float32_stats=1 kv_block=128"),
+        ],
+        {"float64"},
+    ),
 }
 """Variants that raise Unsupported (their rows: outcome unsupported) in these formats."""
 PROPOSED_INPUTS = (
@@ -127,6 +143,8 @@ PROPOSED_INPUTS = (
     "ridge",
     "dot",
     "adam_update",
+    "attention",
+    "loss_scaling",
 )
 """Problems whose well-scaled test inputs are their own proposals (not Gaussian vectors)."""
 
@@ -196,11 +214,15 @@ def _check_bound(problem_name, variant_name, x, fmt, gt=None):
 def test_output_dtype_is_what_the_variant_really_returns(problem_name, variant_name, fmt):
     problem = PROBLEMS[problem_name]
     variant = members(problem.variants)[variant_name]
-    variant_name = variant.name  # the library tables below are keyed by name
+    # The tables below are keyed by name, or by member where members of a family differ.
+    refused = UNSUPPORTED.get(
+        (problem_name, variant_name), UNSUPPORTED.get((problem_name, variant.name), ())
+    )
+    variant_name = variant.name
     rng = np.random.default_rng(1)
     x = cast(problem.propose(rng, n=N_SAMPLE, magnitude=2.0, cond=1.0, size=1)[0], fmt)
     assert x.dtype == get_format(fmt).dtype
-    if fmt in UNSUPPORTED.get((problem_name, variant_name), ()):
+    if fmt in refused:
         with pytest.raises(Unsupported):
             variant.compute(x)
         return
@@ -495,6 +517,8 @@ PROPOSED_SHAPE = {
     "dot": (2, N_SAMPLE),
     "layer_norm": (N_SAMPLE,),
     "rms_norm": (N_SAMPLE,),
+    "attention": (2 * N_SAMPLE + 1, 16),  # q, then L keys, then L values
+    "loss_scaling": (3, N_SAMPLE),  # x, then dy = g 2^e as g and e
 }
 
 

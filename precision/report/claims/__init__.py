@@ -19,9 +19,11 @@ from precision.report.claims import (
     accumulation,
     activations,
     adam,
+    attention,
     calculus,
     conditioning,
     gemm,
+    loss_scaling,
     micro,
     norms,
     quantisation,
@@ -192,6 +194,29 @@ CLAIMS: tuple[Claim, ...] = (
         "activations",
         ("gelu",),
         activations.gelu_approximation_finding,
+    ),
+    Claim(
+        "attention-float32-statistics",
+        "Attention in float16 and bfloat16 needs float32 statistics",
+        "With the running maximum, exponentials, normaliser and output accumulator in float32, "
+        "attention's float16 or bfloat16 output is within about one rounding error at every "
+        "sequence length, whether two-pass, online (Milakov & Gimelshein 2018) or blockwise "
+        "(FlashAttention); with them in the format the error grows with the sequence length "
+        "(issue 17).",
+        "attention",
+        ("attention",),
+        attention.float32_statistics_finding,
+    ),
+    Claim(
+        "float16-loss-scaling",
+        "Loss scaling keeps float16's small gradients",
+        "Without a loss scale, float16 loses every weight gradient whose upstream gradients lie "
+        "below half its smallest subnormal (2^-25); GradScaler's dynamic scale recovers them, a "
+        "static 2^24 overflows once max|dy| reaches 65520 / 2^24, and bfloat16 needs no scale "
+        "(Micikevicius et al. 2018; issue 17).",
+        "loss_scaling",
+        ("loss_scaling",),
+        loss_scaling.float16_loss_scaling_finding,
     ),
     Claim(
         "mx-round-up",
