@@ -146,7 +146,11 @@ format: $(STAMP)
 	$(BIN)/ruff format precision tests
 	$(BIN)/ruff check --fix precision tests
 
+# One BLAS thread: the goals are rates per core, and CPU time (time.process_time) would count
+# the idle spinning of BLAS's other threads (a certified n = 200 solve measured 0.41-0.70 s with
+# the default threads and 0.13-0.18 s with one, under load).
 bench: $(STAMP)  ## benchmarks into results/bench/ (about 20 min; BENCH_QUICK=1: under 3 min)
+	OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 \
 	BENCH_COMMAND="make bench$(if $(filter-out 0,$(BENCH_QUICK)), BENCH_QUICK=$(BENCH_QUICK))" \
 	$(BIN)/python -m benchmarks $(if $(filter-out 0,$(BENCH_QUICK)),--quick) --out results/bench
 
