@@ -172,6 +172,11 @@ def test_usage_error_is_one_line_and_exits_2(capsys, argv):
 
 # ------------------------------------------------------------------ a tiny run
 
+FIGURES = [
+    f"{kind}_{p}.png" for kind in ("heatmap", "distributions") for p in ("softmax", "logsumexp")
+]
+"""The figures of the tiny run: a heatmap and the error distributions of each problem."""
+
 
 def test_tiny_run_writes_results(plotted_run):
     out, code, stdout, stderr = plotted_run
@@ -179,15 +184,8 @@ def test_tiny_run_writes_results(plotted_run):
     assert "Traceback" not in stderr
     assert "input/s" not in stderr and "it/s" not in stderr  # --no-progress: no bar
     names = {p.name for p in out.iterdir()}
-    assert names == {
-        "errors.parquet",
-        "summary.csv",
-        "summary.md",
-        "meta.json",
-        "heatmap_softmax.png",
-        "heatmap_logsumexp.png",
-    }
-    for png in ("heatmap_softmax.png", "heatmap_logsumexp.png"):
+    assert names == {"errors.parquet", "summary.csv", "summary.md", "meta.json", *FIGURES}
+    for png in FIGURES:
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     table = pd.read_parquet(out / "errors.parquet")
     assert len(table) > 0
@@ -206,7 +204,7 @@ def test_tiny_run_final_line(plotted_run):
     assert match, last
     rows, _, files, folder = match.groups()
     assert int(rows) == len(pd.read_parquet(out / "errors.parquet"))
-    assert int(files) == 6
+    assert int(files) == 4 + len(FIGURES)
     assert folder == str(out)
 
 
