@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+import precision.run.execute as execute_module
 from precision import store
 from precision.cli import main
 from precision.run.execute import ExecutorError, TooLarge, check_size, estimate, execute
@@ -62,7 +63,9 @@ def test_every_executor_gives_the_same_table(tmp_path, reference_bytes, executor
     assert 0 < report.ground_truth_seconds <= report.compute_seconds
 
 
-def test_unknown_executor_and_unreachable_scheduler(tmp_path):
+def test_unknown_executor_and_unreachable_scheduler(tmp_path, monkeypatch):
+    # Dask retries a refused connection until its timeout: 2 s says the same as the 15 s default.
+    monkeypatch.setattr(execute_module, "SCHEDULER_TIMEOUT", 2.0)
     with pytest.raises(ExecutorError, match="unknown executor"):
         execute(tiny_spec(), tmp_path, executor="threads")
     with pytest.raises(ExecutorError, match="cannot reach the Dask scheduler"):
