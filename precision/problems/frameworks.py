@@ -232,6 +232,12 @@ TORCH_KERNELS: dict[str, tuple[str, Callable]] = {
     "least_squares_residual": ("torch.linalg.lstsq", lambda torch, t: _lstsq_torch(torch, t)),
     **norms.TORCH_KERNELS,  # layer_norm, rms_norm
     **attention.TORCH_KERNELS,  # scaled_dot_product_attention, math backend
+    # Elementwise activations (precision.problems.activations): the exact GELU (erf), SiLU.
+    "gelu": (
+        "torch.nn.functional.gelu",
+        lambda torch, t: torch.nn.functional.gelu(t, approximate="none"),
+    ),
+    "silu": ("torch.nn.functional.silu", lambda torch, t: torch.nn.functional.silu(t)),
 }
 
 
@@ -261,6 +267,8 @@ JAX_KERNELS: dict[str, tuple[str, Callable]] = {
     "log_softmax": ("jax.nn.log_softmax", lambda jax, a: jax.nn.log_softmax(a, axis=-1)),
     "summation": ("jax.numpy.sum", lambda jax, a: jax.numpy.sum(a, axis=-1, keepdims=True)),
     "variance": ("jax.numpy.var", lambda jax, a: jax.numpy.var(a, axis=-1, keepdims=True)),
+    "gelu": ("jax.nn.gelu", lambda jax, a: jax.nn.gelu(a, approximate=False)),
+    "silu": ("jax.nn.silu", lambda jax, a: jax.nn.silu(a)),
 }
 
 
@@ -300,6 +308,8 @@ TF_KERNELS: dict[str, tuple[str, Callable]] = {
         "tf.math.reduce_variance",
         lambda tf, a: tf.math.reduce_variance(a, axis=-1, keepdims=True),
     ),
+    "gelu": ("tf.nn.gelu", lambda tf, a: tf.nn.gelu(a, approximate=False)),
+    "silu": ("tf.nn.silu", lambda tf, a: tf.nn.silu(a)),
 }
 
 
@@ -316,6 +326,8 @@ BATCHED = frozenset(
         "layer_norm",
         "rms_norm",
         "attention",
+        "gelu",
+        "silu",
     }
 )
 """Problems whose library kernels take a batch along the last axis (`Variant.batched`); their
