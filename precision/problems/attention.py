@@ -530,10 +530,10 @@ math backend computes float16 and bfloat16 in float32, see the module docstring)
 # ---------------------------------------------------------------- the problem
 
 
-def statistics_precision(fmt: Format) -> str:
-    """The precision the statistics run in: the row's float32_stats column decides (the
-    accumulator of a family cannot depend on its parameters)."""
-    return f"float32 if float32_stats, else {fmt.name}"
+def statistics_precision(fmt: Format, *, float32_stats: float) -> str:
+    """The precision the statistics and the output accumulator run in: float32 with
+    ``float32_stats = 1`` (float64 input is then refused), else the format."""
+    return "float32" if _check_flag("float32_stats", float32_stats) else fmt.name
 
 
 STATS = (0.0, 1.0)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import inspect
 import itertools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -83,7 +84,10 @@ class Variant:
         None where the literature gives no bound. ``bound(X, fmt) -> (batch,)`` float array
         for a batched variant, ``bound(x, fmt) -> float`` for one input otherwise.
     accumulator : callable
-        ``accumulator(fmt) -> str``: the precision its reductions accumulate in.
+        ``accumulator(fmt) -> str``: the precision its reductions accumulate in. A family
+        whose accumulator depends on some of its parameters takes those as keywords,
+        ``accumulator(fmt, float32_stats=...)``, and each member binds its values
+        (`with_params`).
     library : str
         ``"numpy"`` for code written here, else the library whose routine is called (its
         installed version goes into the row).
@@ -151,10 +155,14 @@ class Variant:
             )
         values = {key: float(params[key]) for key in self.grid}  # the grid's order
         bound = None if self.bound is None else functools.partial(_bound_with, self.bound, values)
+        accumulator = self.accumulator
+        if keywords := _keywords_of(accumulator, values):
+            accumulator = functools.partial(accumulator, **keywords)
         return dataclasses.replace(
             self,
             kernel=functools.partial(self.kernel, **values),
             bound=bound,
+            accumulator=accumulator,
             grid={},
             params=values,
         )
@@ -193,6 +201,13 @@ class Variant:
         if not self.batched:
             return float(self.bound(x, fmt))
         return float(np.ravel(self.bound(np.asarray(x)[np.newaxis], fmt))[0])
+
+
+def _keywords_of(function: Callable, params: Mapping[str, float]) -> dict[str, float]:
+    """The entries of ``params`` that ``function`` takes as keywords."""
+    parameters = inspect.signature(function).parameters
+    keyword = (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return {k: v for k, v in params.items() if k in parameters and parameters[k].kind in keyword}
 
 
 def _bound_with(bound: Callable, params: Mapping[str, float], x, fmt: Format):

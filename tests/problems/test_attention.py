@@ -335,3 +335,15 @@ def test_a_tiny_study_runs_every_variant(attention_registered):
     assert set(table["float32_stats"]) == {0.0, 1.0}
     checked = table["bound"].notna()
     assert checked.any() and (table["rel_error"][checked] <= table["bound"][checked]).all()
+
+
+def test_each_member_names_its_own_accumulator():
+    """The accumulator column follows a member's float32_stats (`Variant.with_params` binds
+    the parameters of an accumulator that takes them), not a text naming both cases."""
+    bf16 = get_format("bfloat16")
+    for name, variant in PROBLEMS["attention"].variants.items():
+        if not variant.grid:
+            continue
+        for member in variant.expand():
+            expected = "float32" if member.params["float32_stats"] == 1 else "bfloat16"
+            assert member.accumulator(bf16) == expected, (name, member.params)
