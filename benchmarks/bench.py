@@ -50,6 +50,7 @@ from precision.run.sampling import cell_rng, sample_in_cell
 from precision.run.spec import StudySpec, load_spec
 from precision.run.study import Chunk, chunks, concat_tables, run_chunk
 from precision.truth import shortcuts
+from precision.truth.batch import ground_truths_batch
 from precision.truth.exact import ground_truths
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -541,11 +542,13 @@ def gt_rates(
 ) -> pd.DataFrame:
     """Part 2: certified ground-truth rates beside the goals of issue 14.
 
-    Each input, from the study's generator, is rounded to every format and certified in each
-    (`ground_truths(..., engine="arb")`, exact shortcuts included): elements per CPU second is
-    n times the (input, format) truths over the CPU seconds. Sums (``summation``) go through
-    the exact shortcut; dot products through `shortcuts.exact_dot` of float32 vectors, split
-    and rounded to every format. The linear system is one n = ``solve_n`` input in float64.
+    Each input, from the study's generator, is rounded to every format and certified in each,
+    a batch per format as the runner does it (`ground_truths_batch(..., engine="arb")`, exact
+    shortcuts included; `_arb_rate`): elements per CPU second is the elements of the (input,
+    format) truths over the CPU seconds, exp's scalars counted one each. Sums (``summation``)
+    go through the exact shortcut; dot products through `shortcuts.exact_dot` of float32
+    vectors, split and rounded to every format. The linear system is one n = ``solve_n``
+    input in float64.
     """
     grid = load_spec(STUDY).grid
     rng = np.random.default_rng(seed)
@@ -591,7 +594,9 @@ def gt_rates(
                 "### Certified ground-truth rates against the goals (issue 14)",
                 "",
                 "Elements per CPU second of one process, certification and rounding to every "
-                "format counted; the linear system in CPU seconds per input (float64).",
+                "format counted, through the runner's batch path (`ground_truths_batch`, one "
+                "batch per format; exp: one element per scalar input, 1000 times as many inputs "
+                "as the vector problems); the linear system in CPU seconds per input (float64).",
                 "",
                 _md_table(["problem", "n", "el/s (s)", "goal", "goal met"], lines),
             ]
@@ -602,17 +607,25 @@ def gt_rates(
 
 def _arb_rate(problem, n: int, grid, inputs: int, seed: int) -> float:
     """Elements (the length of each input's last axis: n logits, or 1 for the scalar problem
-    exp, whatever n is asked) times formats, per CPU second of the arb engine (shortcuts
-    included)."""
-    xs = _generated_inputs(problem, n, grid, inputs, seed)
-    tasks = [(cast(x, f), f) for x in xs for f in FORMATS]
-    tasks = [(x, f) for x, f in tasks if np.isfinite(x.astype(np.float64)).all()]
+    exp) times formats, per CPU second of the arb engine as the runner calls it: each format's
+    inputs as one batch (`ground_truths_batch`, shortcuts included), certified in that format.
+
+    A scalar problem draws ``inputs * n`` inputs, so that it certifies as many elements as a
+    vector problem's ``inputs`` inputs of n (a batch of 8 scalars would measure numpy's fixed
+    costs, not the engine)."""
+    count = inputs * n if problem.input_shape(n) == (1,) else inputs
+    xs = np.stack(_generated_inputs(problem, n, grid, count, seed))
+    batches = []
+    for fmt in FORMATS:
+        X = cast(xs, fmt)
+        finite = np.isfinite(X.astype(np.float64)).reshape(len(X), -1).all(axis=1)
+        batches.append((X[finite], fmt))
     # Count what was certified: exp's inputs are scalars (its proposals ignore n), and counting
     # n per input overstated its rate a thousandfold until 2026-12-06.
-    elements = sum(x.shape[-1] for x, _ in tasks)
+    elements = sum(X.shape[0] * X.shape[-1] for X, _ in batches)
     start = time.process_time()
-    for x_fmt, fmt in tasks:
-        ground_truths(problem, x_fmt, [fmt], engine="arb")
+    for X, fmt in batches:
+        ground_truths_batch(problem, X, [fmt], engine="arb")
     return elements / max(time.process_time() - start, 1e-9)
 
 

@@ -39,3 +39,20 @@ def check_batch_contract(variant, X: np.ndarray, fmt: str) -> None:
         one = variant.bound(x, f)
         assert isinstance(one, float)
         assert one == bounds[i] or (np.isnan(one) and np.isnan(bounds[i]))
+
+
+def truth_bits(truth) -> tuple:
+    """Every field of a GroundTruth but its seconds, as bytes where it is an array."""
+    e = truth.exact
+    return (
+        e.hi.tobytes(),
+        e.lo.tobytes(),
+        e.exp.dtype.str,
+        e.exp.tobytes(),
+        e.rounded.dtype.str,
+        e.rounded.tobytes(),
+        np.float64(truth.cond).tobytes(),
+        truth.prec,
+        truth.certified,
+        truth.engine,
+    )

@@ -16,6 +16,8 @@ Arb ball arithmetic, whose radii are rigorous: one evaluation certifies itself w
 are tight enough, which with Arb's faster elementary functions makes it several times cheaper.
 For sums, differences and variances of floats the arb engine takes an exact shortcut
 (`precision.truth.shortcuts`): the same stored values without evaluating a single ball.
+
+A batch of inputs at once: `precision.truth.batch`.
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ exists to show.
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -15,8 +16,11 @@ import pytest
 import scipy.special
 
 from precision.core.formats import cast, get_format
+from precision.problems import PROBLEMS
 from precision.run.spec import load_spec, parse_spec
-from precision.run.study import COLUMNS, run
+from precision.run.study import COLUMNS, _chunk_ground_truths, run
+from precision.store.cache import GroundTruthCache
+from precision.truth.exact import UndefinedResult, cache_key, ground_truths
 
 FORMATS = ["float16", "bfloat16", "float32", "float64"]
 STUDY = Path(__file__).resolve().parents[2] / "studies" / "softmax.toml"
@@ -328,3 +332,87 @@ def test_a_parameter_grid_from_the_spec_becomes_numeric_columns():
     assert sorted(set(sums.loc[sums["variant"] == "random_order", "seed"])) == [0.0, 1.0, 2.0, 3.0]
     assert sums.loc[sums["variant"] == "recursive", ["h", "lr", "seed"]].isna().all().all()
     assert table["h"].dtype == np.float64 and "family" not in table
+
+
+# ------------------------------------------------------------------ ground truth of a chunk
+
+
+def _per_input_truths(problem, inputs: dict, formats: dict, b: int, records: set) -> dict:
+    """The ground truths of input ``b`` as the runner once made them, one `ground_truths` call
+    per input and group of identical inputs: key -> GroundTruth, None where undefined, absent
+    where the input is not finite. Adds the cache key of each defined one to ``records``."""
+    groups: dict[bytes, list[str]] = {}
+    for key, X in inputs.items():
+        x64 = X[b].astype(np.float64)
+        if np.isfinite(x64).all():
+            groups.setdefault(x64.tobytes(), []).append(key)
+    truths = {}
+    for keys in groups.values():
+        names = list(dict.fromkeys(formats[k] for k in keys))
+        try:
+            found = ground_truths(problem, inputs[keys[0]][b], names, engine="arb")
+        except UndefinedResult:
+            found = dict.fromkeys(names)
+        else:
+            records.add(cache_key(problem, inputs[keys[0]][b], names, engine="arb"))
+        truths |= {k: found[formats[k]] for k in keys}
+    return truths
+
+
+def _truth_fields(truth) -> tuple:
+    e = truth.exact
+    arrays = (e.hi, e.lo, e.exp, e.rounded)
+    return (*(a.dtype.str + a.tobytes().hex() for a in arrays), truth.cond, truth.prec,
+            truth.certified)  # fmt: skip
+
+
+def _chunk_inputs_of(problem_name: str) -> tuple[dict, dict]:
+    """A chunk's inputs per received key: exp scalars that every format holds exactly (one
+    evaluation for all), that only the wide formats hold, that overflow float16 (absent
+    there), repeated inputs, a key received twice in one format; or linear systems, one of
+    them exactly singular in every format (undefined)."""
+    rng = np.random.default_rng(30)
+    if problem_name == "exp":
+        x = np.concatenate([[0.5, -3.0, 100.0, 1e5, -1e5, 0.0, 0.5], rng.standard_normal(40) * 30])
+        x = x[:, None]
+    else:
+        problem = PROBLEMS[problem_name]
+        x = np.stack(
+            [problem.propose(rng, n=3, magnitude=1.0, cond=10.0, size=1)[0] for _ in range(5)]
+        )
+        x[2, :, :2] = 1.0  # two equal columns: exactly singular
+    with np.errstate(over="ignore"):
+        inputs = {fmt: cast(x, fmt) for fmt in FORMATS} | {"mx": cast(x, "float16")}
+    return inputs, {fmt: fmt for fmt in FORMATS} | {"mx": "float16"}
+
+
+@pytest.mark.parametrize("cached", [False, True], ids=["no cache", "cache"])
+@pytest.mark.parametrize("problem_name", ["exp", "linear_system"])
+def test_a_chunks_ground_truths_are_each_inputs_own(problem_name, cached, tmp_path):
+    """`_chunk_ground_truths` certifies a chunk a batch per grouping of identical inputs: every
+    key and input gets what one `ground_truths` call per input gave it (absent where not
+    finite, undefined where singular), bit for bit; with a cache, one record per input and
+    group, and a second pass reads them all back unchanged, computing only the undefined."""
+    problem = PROBLEMS[problem_name]
+    inputs, formats = _chunk_inputs_of(problem_name)
+    cache = GroundTruthCache(tmp_path / "truths.sqlite") if cached else None
+    spec = SimpleNamespace(engine="arb")
+    passes = [_chunk_ground_truths(spec, problem, inputs, cache, formats=formats)]
+    if cached:
+        passes.append(_chunk_ground_truths(spec, problem, inputs, cache, formats=formats))
+        # An undefined input has no record: it is tried again (linear_system's singular one).
+        assert passes[0][1] > 0 and (passes[1][1] == 0.0) == (problem_name == "exp")
+    batch = len(inputs["float64"])
+    records: set[str] = set()
+    expected = [_per_input_truths(problem, inputs, formats, b, records) for b in range(batch)]
+    for found, _ in passes:
+        for key, column in found.items():
+            assert column.present.tolist() == [key in e for e in expected]
+            for b in np.flatnonzero(column.present).tolist():
+                truth = column.truth(b)
+                if expected[b][key] is None:
+                    assert truth is None
+                else:
+                    assert _truth_fields(truth) == _truth_fields(expected[b][key]), (key, b)
+    if cached:  # one record per defined input and group, identical inputs sharing one
+        assert len(cache) == len(records)

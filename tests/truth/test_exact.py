@@ -15,6 +15,8 @@ import flint
 import mpmath
 import numpy as np
 import pytest
+from same_bits import truth_bits
+from truth_inputs import FORMATS, ordinary_input, vectorised_inputs
 
 from precision.core.formats import (
     cast,
@@ -38,7 +40,6 @@ from precision.truth.exact import (
     truths_from_record,
 )
 
-FORMATS = ["float16", "bfloat16", "float32", "float64"]
 UINT = {16: np.uint16, 32: np.uint32, 64: np.uint64}
 HIGH = 400  # bits of the independent evaluations
 SOFTMAX_FAMILY = ["exp", "softmax", "logsumexp", "log_softmax", "cross_entropy"]
@@ -125,27 +126,6 @@ def test_to_mpf_array_is_exact_inside_a_low_working_precision():
 # ------------------------------------------------------------------------ certification
 
 
-def _ordinary_input(problem: Problem, fmt: str, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    if problem.name == "exp":
-        return cast(np.array([1.3]), fmt)
-    if (
-        problem.input_shape(12) != (12,)
-        and problem.name != "cross_entropy"
-        or not problem.takes_sizes
-    ):
-        # Matrices, [A | b] systems and fixed-size inputs: the problem's own proposal, small
-        # and well conditioned (kappa 10, magnitude 1).
-        n = 4 if problem.takes_sizes else 1
-        return cast(problem.propose(rng, n=n, magnitude=1.0, cond=10.0, size=1)[0], fmt)
-    x = rng.standard_normal(12) * 2.0
-    if problem.name == "cross_entropy":
-        target = np.zeros(12)
-        target[rng.integers(12)] = 1.0
-        x = np.stack([x, target])
-    return cast(x, fmt)
-
-
 def test_precision_ladder_starts_at_113_then_160():
     assert PRECISIONS[:2] == (113, 160)
     assert list(PRECISIONS) == sorted(PRECISIONS)
@@ -156,7 +136,7 @@ def test_precision_ladder_starts_at_113_then_160():
 @pytest.mark.parametrize("problem_name", list(PROBLEMS))
 def test_ground_truth_certified_at_the_first_pair(problem_name, fmt, engine):
     problem = PROBLEMS[problem_name]
-    gt = ground_truth(problem, _ordinary_input(problem, fmt, seed=1), fmt, engine=engine)
+    gt = ground_truth(problem, ordinary_input(problem, fmt, seed=1), fmt, engine=engine)
     assert gt.certified and gt.engine == engine
     assert gt.prec == FIRST_CERTIFIED[engine]  # 113 and 160 agreed / the 113-bit balls are tight
     assert math.isfinite(gt.cond) and gt.cond >= 0
@@ -215,7 +195,7 @@ def test_ground_truth_below_the_needed_precision_is_not_certified(precisions, en
 def test_tiny_precision_cap_never_certifies_an_inexact_result(engine):
     """Even an ordinary input cannot pass the 2**-80 agreement (or radius) with 20/24 bits."""
     problem = PROBLEMS["softmax"]
-    x = _ordinary_input(problem, "float16", 2)
+    x = ordinary_input(problem, "float16", 2)
     gt = ground_truth(problem, x, "float16", precisions=(20, 24), engine=engine)
     assert not gt.certified
 
@@ -414,45 +394,6 @@ def test_engines_agree_on_extreme_inputs(problem, values):
 # ------------------------------------------------------------------------ vectorised certification
 
 
-def _truth_bits(truth) -> tuple:
-    """Every field of a GroundTruth but its seconds, as bytes where it is an array."""
-    e = truth.exact
-    return (
-        e.hi.tobytes(),
-        e.lo.tobytes(),
-        e.exp.dtype.str,
-        e.exp.tobytes(),
-        e.rounded.dtype.str,
-        e.rounded.tobytes(),
-        np.float64(truth.cond).tobytes(),
-        truth.prec,
-        truth.certified,
-        truth.engine,
-    )
-
-
-def _vectorised_inputs(problem_name: str):
-    """Ordinary logits and ones whose outputs are extreme: softmax components below float64's
-    subnormals and across them, balls 1 +/- 2**-1.5e34, huge logits, exact ties, cancellation."""
-    rng = np.random.default_rng(14)
-    vectors = [
-        rng.standard_normal(40) * 3,
-        rng.standard_normal(40) * 1000,
-        np.linspace(-800.0, 0.0, 40),  # components from 1 down through the subnormals
-        np.concatenate([[1.0, 1.042515853627696e34], rng.standard_normal(30)]),
-        np.concatenate([[1.0, -1e300, 5.0], rng.standard_normal(30)]),
-        np.concatenate([np.full(20, 1e4), -np.full(20, 1e4)]),
-        np.concatenate([[1.0, 2.0**-11, 2.0**-24], np.zeros(30)]),  # sums on ties
-        np.round(rng.standard_normal(40) * 64) / 8,
-    ]
-    for x in vectors:
-        if problem_name == "cross_entropy":
-            target = np.zeros(x.size)
-            target[3] = 1.0
-            x = np.stack([x, target])
-        yield x
-
-
 @pytest.mark.parametrize(
     "problem_name",
     ["softmax", "log_softmax", "logsumexp", "cross_entropy", "summation", "batchnorm"],
@@ -466,7 +407,7 @@ def test_vectorised_certification_changes_no_bit(problem_name, monkeypatch):
     problem = PROBLEMS[problem_name]
     every = [*FORMATS, "float8_e4m3fn", "float8_e5m2"]
     groups = [[f] for f in every] + [FORMATS, every, ["float8_e4m3fn", "float32"]]
-    for x in _vectorised_inputs(problem_name):
+    for x in vectorised_inputs(problem_name):
         for fmts in groups:
             # One format: the input rounded to it; several: to the values common to all.
             with np.errstate(over="ignore"):
@@ -480,7 +421,7 @@ def test_vectorised_certification_changes_no_bit(problem_name, monkeypatch):
             monkeypatch.setattr(exact_module, "VECTORISED_MIN", 10**9)
             slow = ground_truths(problem, x_fmt, fmts, engine="arb")
             for name in fmts:
-                assert _truth_bits(fast[name]) == _truth_bits(slow[name]), (problem_name, fmts, x)
+                assert truth_bits(fast[name]) == truth_bits(slow[name]), (problem_name, fmts, x)
 
 
 @pytest.mark.parametrize("problem_name", ["softmax", "log_softmax", "logsumexp", "cross_entropy"])
@@ -508,7 +449,7 @@ def test_repeated_values_change_no_bit(problem_name, monkeypatch):
             patch.setattr(exact_module, "_repeats_values", lambda values: False)
             each = ground_truths(problem, x, [fmt, *FORMATS], engine="arb")
         for name in each:
-            assert _truth_bits(shared[name]) == _truth_bits(each[name]), (problem_name, fmt, n)
+            assert truth_bits(shared[name]) == truth_bits(each[name]), (problem_name, fmt, n)
 
 
 def test_shared_output_balls_are_certified_once():
