@@ -49,7 +49,6 @@ from precision.run.execute import execute
 from precision.run.sampling import cell_rng, sample_in_cell
 from precision.run.spec import StudySpec, load_spec
 from precision.run.study import Chunk, chunks, concat_tables, run_chunk
-from precision.truth import shortcuts
 from precision.truth.batch import ground_truths_batch
 from precision.truth.exact import ground_truths
 
@@ -546,17 +545,16 @@ def gt_rates(
     a batch per format as the runner does it (`ground_truths_batch(..., engine="arb")`, exact
     shortcuts included; `_arb_rate`): elements per CPU second is the elements of the (input,
     format) truths over the CPU seconds, exp's scalars counted one each. Sums (``summation``)
-    go through the exact shortcut; dot products through `shortcuts.exact_dot` of float32
-    vectors, split and rounded to every format. The linear system is one n = ``solve_n``
-    input in float64.
+    and dot products (``dot``, pairs of rows of K = n from its own generator) go through their
+    exact shortcuts, as the runner takes them. The linear system is one n = ``solve_n`` input
+    in float64.
     """
     grid = load_spec(STUDY).grid
-    rng = np.random.default_rng(seed)
     cases = {
         name: ("elementwise", _arb_rate(PROBLEMS[name], n, grid, inputs, seed)) for name in problems
     }
     cases["summation"] = ("sums", _arb_rate(PROBLEMS["summation"], n, grid, inputs, seed))
-    cases["dot product"] = ("sums", _dot_rate(rng, n, inputs * len(FORMATS)))
+    cases["dot product"] = ("sums", _arb_rate(PROBLEMS["dot"], n, grid, inputs, seed))
     rows = [
         {"problem": k, "n": n, "kind": kind, "elements_per_s": rate, "goal": RATE_GOALS[kind]}
         for k, (kind, rate) in cases.items()
@@ -627,22 +625,6 @@ def _arb_rate(problem, n: int, grid, inputs: int, seed: int) -> float:
     for X, fmt in batches:
         ground_truths_batch(problem, X, [fmt], engine="arb")
     return elements / max(time.process_time() - start, 1e-9)
-
-
-def _dot_rate(rng: np.random.Generator, n: int, count: int) -> float:
-    """Elements per CPU second of exact float32 dot products, split and rounded to every
-    format with the engine's own rounding (`round_dyadic`), kappa included."""
-    from precision.core.formats import round_dyadic
-    from precision.truth.exact import _split_dyadic
-
-    pairs = [rng.standard_normal((2, n)).astype(np.float32) for _ in range(count)]
-    start = time.process_time()
-    for x, y in pairs:
-        total, absolute = shortcuts.exact_dot(x, y)
-        _split_dyadic(total.man, total.exp)
-        [round_dyadic(total.man, total.exp, f) for f in FORMATS]
-        shortcuts.arb_quotient(absolute, total, 113) if total.man else None
-    return n * count / max(time.process_time() - start, 1e-9)
 
 
 def _solve_seconds(n: int, grid, seed: int) -> float:

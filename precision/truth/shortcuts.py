@@ -1,21 +1,25 @@
-"""Exact shortcuts: ground truth of sums, differences and variances without ball arithmetic.
+"""Exact shortcuts: ground truth of sums, differences, variances and dot products without ball
+arithmetic.
 
 Every float is a dyadic rational m * 2**e with |m| < 2**53, so a sum of floats is exact in
 integers once the terms are put on a common exponent, and a population variance is the exact
 rational (N B - A^2) / N^2 (A = sum a_i, B = sum a_i^2 on that exponent). Here those integers are
-formed over a whole input vector in numpy (`exact_sum`: int64 significand halves summed per
-exponent with ``numpy.bincount``, exact below 2**26 terms; `exact_square_sum`: Dekker's
-TwoProduct), and Python's integers only join the few per-exponent totals.
+formed over a whole input vector in numpy (`extract_sums`: Rump, Ogita and Oishi's error-free
+extraction, a few passes of five array operations each; `exact_sum`: int64 significand halves summed
+per exponent with ``numpy.bincount``, exact below 2**26 terms, where extraction declines;
+`exact_square_sum`: Dekker's TwoProduct), and Python's integers only join the few totals. A dot
+product of float32-valued factors (every format below float64) needs no TwoProduct: each
+product is exact in float64 (`exact_dot`).
 
 A shortcut must give the stored rows of the Arb engine bit for bit (`precision.truth.exact`):
 the midpoint Arb would hold at the first working precision, the `Exact` split of that midpoint,
 its rounding to every format, the same condition number and ``prec``. The problems' references
 (`precision.problems.summation.summation_reference`, ``cancellation.difference_reference``,
-``variance.variance_reference``) hand an exact integer to Arb as 53-bit pieces added left to
-right (``summation.dyadic``) and divide balls; each Arb operation rounds its midpoint toward
-zero (``ARB_RND = ARF_RND_DOWN``) to the working precision. `arb_dyadic` and `arb_quotient`
-replay exactly those roundings in integers (tests/truth/test_shortcuts.py compares them with
-python-flint), and each inexact midpoint carries a bound on Arb's radius
+``variance.variance_reference``, ``dot.dot_reference``) hand an exact integer to Arb as 53-bit
+pieces added left to right (``summation.dyadic``) and divide balls; each Arb operation rounds
+its midpoint toward zero (``ARB_RND = ARF_RND_DOWN``) to the working precision. `arb_dyadic`
+and `arb_quotient` replay exactly those roundings in integers (tests/truth/test_shortcuts.py
+compares them with python-flint), and each inexact midpoint carries a bound on Arb's radius
 (`RADIUS_ULPS_PER_OPERATION` ulps per operation), so that `precision.truth.exact` certifies
 with that bound and falls back to the Arb engine wherever the bound cannot decide.
 
@@ -36,7 +40,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from precision.problems import cancellation, summation, variance
+from precision.problems import cancellation, dot, summation, variance
 from precision.problems.base import Problem
 
 __all__ = [
@@ -45,6 +49,7 @@ __all__ = [
     "SHORTCUTS",
     "arb_dyadic",
     "arb_quotient",
+    "dot_shortcut",
     "exact_dot",
     "exact_square_sum",
     "exact_sum",
@@ -168,7 +173,7 @@ before it leaves the input to `exact_sums`: eight cover about 300 bits at n = 10
 
 
 def extract_sums(rows: np.ndarray) -> list[Dyadic] | None:
-    """The exact sum of each row of a float64 array by error-free extraction, or None.
+    """The exact sum of each row of a 2-D float64 array by error-free extraction, or None.
 
     Rump, Ogita & Oishi's ExtractVector (SIAM J. Sci. Comput. 31(1), 2008, Lemma 3.3): with
     sigma = 2**M, M = (frexp exponent of max|p|) + ceil(log2 n) + 1, so that |p_i| < sigma / 2n,
@@ -176,32 +181,42 @@ def extract_sums(rows: np.ndarray) -> list[Dyadic] | None:
     r_i = fl(p_i - q_i) = p_i - q_i exactly (the error of an addition is a float). The q_i
     sum to less than sigma in magnitude, so in units of 2**-53 sigma every partial sum, in any
     order, is an integer below 2**53: ``numpy.sum`` of the q_i is exact. The remainders r_i
-    (at most 2**-53 sigma) take the next pass, until all are 0; the pass totals join exactly
-    in Python's integers. None when more than MAX_PASSES passes would be needed or sigma
-    leaves float64's normal range.
+    (|r_i| <= 2**-53 sigma) take the next pass, until all are 0, and each pass's integer joins
+    the previous ones as ``total << (unit drop) + count``: no rounding anywhere. One sigma
+    serves every row (the largest row's; a larger sigma only extracts fewer bits of a smaller
+    row), since a scalar is cheaper to broadcast than a column. None when more than
+    MAX_PASSES passes would be needed or sigma leaves [2**-960, 2**1000] (float64's normal
+    range with margin for the unit 2**(M - 53)).
     """
-    p = np.array(rows, dtype=np.float64)
-    totals = [Dyadic(0, 0)] * len(p)
+    return _extract_in_place(np.array(rows, dtype=np.float64))  # a copy: the passes overwrite it
+
+
+def _extract_in_place(p: np.ndarray, *, top: float | None = None) -> list[Dyadic] | None:
+    """`extract_sums` of the rows of ``p``, which the passes overwrite (no copy); ``top``:
+    max|p| where the caller has it."""
     extra = math.ceil(math.log2(max(p.shape[1], 2))) + 1
-    for _ in range(MAX_PASSES):
-        top = np.abs(p).max(axis=1)
-        if not top.any():
-            return totals
-        exponent = np.frexp(top)[1] + extra
-        if exponent.max() > 1000 or exponent[top > 0].min() < -960:
+    counts, unit = [0] * len(p), 0
+    for passes in range(MAX_PASSES + 1):
+        if top is None or passes > 0:
+            top = float(np.abs(p).max(initial=0.0))
+        if top == 0.0:
+            return [Dyadic(count, unit) for count in counts]
+        if passes == MAX_PASSES:
             return None
-        sigma = np.ldexp(1.0, exponent)[:, None]
-        q = (sigma + p) - sigma
-        p = p - q
-        parts = q.sum(axis=1)
-        totals = [add_exact(t, _from_float(v)) for t, v in zip(totals, parts.tolist(), strict=True)]
-    return None
-
-
-def _from_float(value: float) -> Dyadic:
-    """A float as an exact dyadic."""
-    num, den = value.as_integer_ratio()
-    return Dyadic(num, 1 - den.bit_length())
+        exponent = math.frexp(top)[1] + extra
+        if not -960 <= exponent <= 1000:
+            return None
+        sigma = math.ldexp(1.0, exponent)
+        q = p + sigma
+        q -= sigma  # exact (Sterbenz): q_i is p_i rounded to a multiple of 2**(exponent - 53)
+        p -= q  # exact: the rounding error of sigma + p_i
+        # Each row's sum of q is an integer number of units 2**(exponent - 53), below 2**53:
+        # scaling by a power of two and converting to int is exact.
+        parts = (q.sum(axis=1) * 2.0 ** (53 - exponent)).tolist()
+        shift = unit - (exponent - 53) if any(counts) else 0
+        counts = [(count << shift) + int(part) for count, part in zip(counts, parts, strict=True)]
+        unit = exponent - 53
+    raise AssertionError("unreachable: the loop returns")
 
 
 def exact_square_sum(x64: np.ndarray) -> Dyadic:
@@ -340,14 +355,38 @@ def float_of(value: Dyadic) -> float:
 
 def sum_shortcut(x, prec: int) -> Shortcut | None:
     """``summation.summation_reference`` in Arb at ``prec`` bits: s = sum x_i and
-    kappa_sum = sum|x_i| / |s| (inf for s = 0 exactly), from `exact_sum`."""
+    kappa_sum = sum|x_i| / |s| (inf for s = 0 exactly), from `extract_sums` (`exact_sums`
+    where extraction declines)."""
     x64 = np.asarray(x, dtype=np.float64).ravel()
-    if x64.size > MAX_TERMS or not np.isfinite(x64).all():
+    if x64.size > MAX_TERMS:
         return None
-    m, e = float_integers(x64)
-    sums = extract_sums(np.stack([x64, np.abs(x64)])) or exact_sums(m, e, [None, "abs"])
-    # On the reference's exponent: Arb's roundings depend on how the integer is cut in pieces.
-    total, abs_total = (_on_exponent(v, int(e.min())) for v in sums)
+    if x64.size == 0:
+        return _replayed_sum(Dyadic(0, 0), Dyadic(0, 0), prec)
+    rows = np.empty((2, x64.size))  # filled in place: np.stack costs 5x more
+    rows[0] = x64
+    np.abs(x64, out=rows[1])
+    top = float(rows[1].max())
+    if not math.isfinite(top):  # an infinity or NaN (NaN propagates through max)
+        return None
+    base = _lowest_exponent(x64, float(rows[1].min()))
+    sums = _extract_in_place(rows, top=top) or exact_sums(*float_integers(x64), [None, "abs"])
+    total, abs_total = (_on_exponent(v, base) for v in sums)
+    return _replayed_sum(total, abs_total, prec)
+
+
+def _lowest_exponent(x64: np.ndarray, smallest: float) -> int:
+    """The reference's exponent: min_i e_i of `float_integers` (x_i = m_i 2**e_i, e_i = frexp
+    exponent - 53; a zero has e = -53), with ``smallest`` = min|x_i|. The frexp exponent grows
+    with |x|, so without zeros the minimum is that of the smallest magnitude: no array."""
+    if smallest != 0.0:
+        return math.frexp(smallest)[1] - 53
+    return int(np.frexp(x64)[1].min()) - 53
+
+
+def _replayed_sum(total: Dyadic, abs_total: Dyadic, prec: int) -> Shortcut:
+    """Arb's ``dyadic(total) `` and ``dyadic(abs_total) / |dyadic(total)|`` at ``prec`` bits
+    (`arb_dyadic`, `arb_quotient`), as the sum and dot references form them: the output's
+    midpoint with its radius bound, and kappa (inf for an exact zero sum)."""
     mid, operations = arb_dyadic(total, prec)
     output = (mid, radius_exponent(mid, operations, prec))
     if total.man == 0:
@@ -425,23 +464,107 @@ def _rounded_sqrt(num: int, den: int) -> float | None:
 
 
 def exact_dot(x, y) -> tuple[Dyadic, Dyadic] | None:
-    """(sum x_i y_i, sum |x_i y_i|) exactly, or None when a product leaves TwoProduct's exact
-    range (|x_i|, |y_i| in [2**-450, 2**500] or zero).
+    """(sum x_i y_i, sum |x_i y_i|) exactly, or None for an infinity or NaN, or, when a factor
+    is not a float32 value, a factor outside TwoProduct's exact range (nonzero |x_i|, |y_i|
+    outside [2**-450, 2**500]).
 
-    Every product x_i y_i = p_i + q_i exactly (`two_product`), and the 2n floats are summed by
-    `exact_sum`: the dot product of floats with no rounding at all, and the sum of |x_i y_i|
-    for its condition number sum|x_i y_i| / |x . y|.
+    Factors whose dtype holds only float32 values (float32, float16, bfloat16, the float8
+    formats; ``numpy.can_cast(dtype, float32)``) or whose values all are float32 values: the
+    float64 product x_i y_i is exact, because two significands of at most 24 bits multiply to
+    at most 48 <= 53 bits, and the product's magnitude lies in [2**-298, 2**256) (float32's
+    smallest subnormal is 2**-149, its largest value below 2**128), inside float64's normal
+    range, so neither underflow nor overflow rounds it. The n exact products are summed by
+    `extract_sums` (`exact_sums` where extraction declines). Other factors: every product is
+    x_i y_i = p_i + q_i exactly (Dekker's TwoProduct, `two_product`), and the 2n floats are
+    summed the same way. The result is the dot product of floats with no rounding at all, and
+    the sum of |x_i y_i| for its condition number sum|x_i y_i| / |x . y|.
     """
     a, b = (np.asarray(v, dtype=np.float64).ravel() for v in (x, y))
-    for v in (a, b):
-        w = np.abs(v)
-        if not np.isfinite(v).all() or ((w != 0) & ((w < 2.0**-450) | (w > 2.0**500))).any():
-            return None
+    if a.shape != b.shape:
+        raise ValueError(f"exact_dot: x and y differ in length ({a.size} and {b.size})")
+    return _exact_dot64(a, b, narrow=_float32_valued(x, a) and _float32_valued(y, b))
+
+
+def _exact_dot64(a: np.ndarray, b: np.ndarray, *, narrow: bool) -> tuple[Dyadic, Dyadic] | None:
+    """`exact_dot` of float64 vectors; ``narrow``: all of their values are float32 values."""
+    form = _exact_products if narrow else _two_products
+    rows = form(a, b)
+    if rows is None:
+        return None
+    sums = _extract_in_place(rows)
+    if sums is None:  # extraction declined and overwrote the rows: form them again
+        sums = [exact_sum(*float_integers(row)) for row in form(a, b)]
+    return sums[0], sums[1]
+
+
+def _float32_valued(original, x64: np.ndarray) -> bool:
+    """Whether every value of ``original`` (``x64``: the same values in float64) is a float32
+    value: by its dtype where that decides it, else by comparing with a float32 cast."""
+    if np.can_cast(np.asarray(original).dtype, np.float32):
+        return True
+    with np.errstate(over="ignore", invalid="ignore"):  # a value beyond float32 casts to inf
+        flat = x64.ravel()
+        # Full float64 data fails on its first values: a cheap look before the whole cast.
+        return all(bool((v.astype(np.float32) == v).all()) for v in (flat[:8], flat))
+
+
+def _exact_products(a: np.ndarray, b: np.ndarray) -> np.ndarray | None:
+    """Rows [a_i b_i; |a_i b_i|] of float32-valued factors (exact products, `exact_dot`), or
+    None where an infinity or NaN makes a product non-finite."""
+    rows = np.empty((2, a.size))
+    with np.errstate(invalid="ignore"):  # 0 * inf is NaN, caught by the test below
+        np.multiply(a, b, out=rows[0])
+    np.abs(rows[0], out=rows[1])
+    if not math.isfinite(rows[1].max(initial=0.0)):  # NaN propagates through max
+        return None
+    return rows
+
+
+def _two_products(a: np.ndarray, b: np.ndarray) -> np.ndarray | None:
+    """Rows [p, q; |p|, sign(p) q] with a_i b_i = p_i + q_i (`two_product`), or None outside
+    its exact range: |a_i b_i| = |p_i| + sign(p_i) q_i since |q_i| <= ulp(p_i) / 2 <= |p_i|."""
+    if not (_in_two_product_range(a) and _in_two_product_range(b)):
+        return None
     p, q = two_product(a, b)
-    m, e = float_integers(np.concatenate([p, q]))
-    negative = np.concatenate([np.signbit(p), np.signbit(p)])
-    # |x_i y_i| = p_i + q_i with p's sign, since |q_i| <= ulp(p_i) / 2 <= |p_i|.
-    return exact_sum(m, e), exact_sum(np.where(negative, -m, m), e)
+    n = a.size
+    rows = np.empty((2, 2 * n))  # filled in place: np.stack of fresh arrays costs 5x more
+    rows[0, :n], rows[0, n:], rows[1, n:] = p, q, q
+    np.abs(p, out=rows[1, :n])
+    np.negative(q, out=rows[1, n:], where=np.signbit(p))
+    return rows
+
+
+def _in_two_product_range(v: np.ndarray) -> bool:
+    """Whether every |v_i| is 0 or in [2**-450, 2**500] (NaN and inf are not): there Veltkamp's
+    split and TwoProduct neither overflow nor underflow (`exact_square_sum`)."""
+    w = np.abs(v)
+    if not w.max(initial=0.0) <= 2.0**500:  # NaN compares False too
+        return False
+    small = w < 2.0**-450
+    return not small.any() or not w[small].any()
+
+
+def dot_shortcut(xy, prec: int) -> Shortcut | None:
+    """``dot.dot_reference`` in Arb at ``prec`` bits: s = sum x_i y_i and kappa_dot =
+    sum|x_i y_i| / |s| (inf for s = 0 exactly), from `exact_dot`.
+
+    The reference holds both sums on the exponent of its smallest product piece
+    (``dot.product_parts``: x_i y_i = a b 2**(f + g) with f, g the exponents of
+    `float_integers`, zeros included), which decides how Arb cuts them in pieces.
+    """
+    values = np.asarray(xy)
+    if values.dtype == object:  # mpf values: float64 may not hold them; the balls decide
+        return None
+    if values.ndim != 2 or values.shape[0] != 2 or values.shape[1] > MAX_TERMS // 2:
+        return None
+    v64 = values.astype(np.float64)  # exact: every registry format is a subset of float64
+    found = _exact_dot64(v64[0], v64[1], narrow=_float32_valued(values, v64))
+    if found is None:
+        return None
+    exponents = np.frexp(v64)[1]
+    base = int((exponents[0] + exponents[1]).min()) - 2 * 53
+    total, abs_total = (_on_exponent(v, base) for v in found)
+    return _replayed_sum(total, abs_total, prec)
 
 
 # ---------------------------------------------------------------- the registry
@@ -458,6 +581,7 @@ SHORTCUTS: dict[str, _Entry] = {
     "weight_update": _Entry(summation.summation_reference, sum_shortcut),
     "cancellation": _Entry(cancellation.difference_reference, difference_shortcut),
     "variance": _Entry(variance.variance_reference, variance_shortcut),
+    "dot": _Entry(dot.dot_reference, dot_shortcut),
 }
 """Problem name -> the shortcut of its reference."""
 

@@ -1,4 +1,5 @@
-"""Tests for precision.truth.shortcuts: exact ground truth of sums, differences and variances.
+"""Tests for precision.truth.shortcuts: exact ground truth of sums, differences, variances and
+dot products.
 
 Three layers. The exact integer sums (bincount, extraction, TwoProduct) are checked against
 Python's Fractions, which add floats with no rounding at all. The replay of Arb's roundings
@@ -34,7 +35,7 @@ from precision.truth.exact import (
     truth_record,
 )
 
-COVERED = ("summation", "weight_update", "cancellation", "variance")
+COVERED = ("summation", "weight_update", "cancellation", "variance", "dot")
 FORMATS = list(STUDY_FORMATS)
 PREC = PRECISIONS[0]
 
@@ -110,6 +111,162 @@ def test_dot_product_is_exact(pairs):
     assert value(found[1]) == sum((abs(p) for p in products), Fraction(0))
 
 
+def fraction_dot(x, y) -> tuple[Fraction, Fraction]:
+    """(sum x_i y_i, sum |x_i y_i|) in Fractions: no rounding at all."""
+    products = [Fraction(float(a)) * Fraction(float(b)) for a, b in zip(x, y, strict=True)]
+    return sum(products, Fraction(0)), sum((abs(p) for p in products), Fraction(0))
+
+
+def adversarial_pairs(rng: np.random.Generator) -> list[tuple[np.ndarray, np.ndarray]]:
+    """float32 factor pairs that stress an exact dot product: huge cancellation, subnormal
+    factors and products, exponents spanning float32's whole range, zeros and signed zeros,
+    n = 1 and n = 16384."""
+    f32 = np.float32
+    tiny, huge = f32(2.0**-149), f32(np.finfo(np.float32).max)
+    x = rng.standard_normal(500)
+    y = rng.standard_normal(500)
+    span = 2.0 ** rng.integers(-149, 128, 64)
+    return [
+        (np.array([1.5], f32), np.array([-3.0], f32)),  # n = 1
+        (np.array([-0.0], f32), np.array([5.0], f32)),  # a signed zero product
+        (np.array([0.0, -0.0, 0.0], f32), np.array([-0.0, -0.0, 7.0], f32)),
+        (np.array([tiny, -tiny, tiny], f32), np.array([tiny, tiny, f32(3.0)], f32)),
+        (np.array([huge, -huge, tiny], f32), np.array([huge, huge, tiny], f32)),
+        # cancelling pairs x_i y_i - x_i y_i and one product 2**-298 below them
+        (np.concatenate([x, -x, [tiny]]).astype(f32), np.concatenate([y, y, [tiny]]).astype(f32)),
+        # 1e30 * 1e8 cancelled down to a sum of order 1e-30
+        (np.array([1e30, -1e30, 1e-30, 3.0], f32), np.array([1e8, 1e8, 1.0, 2.0**-120], f32)),
+        (
+            (rng.standard_normal(64) * span).astype(f32),
+            (rng.standard_normal(64) * span[::-1]).astype(f32),
+        ),
+        (rng.standard_normal(16384).astype(f32), rng.standard_normal(16384).astype(f32)),
+    ]
+
+
+def test_dot_of_float32_factors_is_exact_on_adversarial_inputs():
+    """Each pair through the exact-product path (float32 dtype, and float64 arrays of float32
+    values) and through TwoProduct (`_two_products`): the same exact Fractions."""
+    rng = np.random.default_rng(21)
+    for x, y in adversarial_pairs(rng):
+        expected = fraction_dot(x, y)
+        narrow = shortcuts.exact_dot(x, y)
+        widened = shortcuts.exact_dot(x.astype(np.float64), y.astype(np.float64))
+        assert (value(narrow[0]), value(narrow[1])) == expected, x[:3]
+        assert (value(widened[0]), value(widened[1])) == expected, x[:3]
+        rows = shortcuts._two_products(x.astype(np.float64), y.astype(np.float64))
+        if rows is not None:  # factors in TwoProduct's range: the other path agrees
+            sums = [shortcuts.exact_sum(*shortcuts.float_integers(row)) for row in rows]
+            assert (value(sums[0]), value(sums[1])) == expected
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.floats(width=32, allow_nan=False, allow_infinity=False),
+            st.floats(width=32, allow_nan=False, allow_infinity=False),
+        ),
+        min_size=1,
+        max_size=40,
+    ),
+    st.sampled_from(["float32", "float16", "bfloat16", "float8_e4m3fn", "float8_e5m2"]),
+)
+def test_dot_of_narrow_formats_is_exact(pairs, fmt):
+    """Every finite float32 pair (subnormals and the extremes included), cast to each narrow
+    format: products exact in float64 and their sums exact, or declined for a non-finite cast."""
+    x, y = (np.array(v, dtype=np.float32) for v in zip(*pairs, strict=True))
+    with np.errstate(over="ignore", invalid="ignore"):
+        x, y = cast(x, fmt), cast(y, fmt)
+    found = shortcuts.exact_dot(x, y)
+    if not np.isfinite(np.concatenate([x, y]).astype(np.float64)).all():
+        assert found is None
+        return
+    assert (value(found[0]), value(found[1])) == fraction_dot(x, y)
+
+
+def test_sum_declines_infinities_and_nan():
+    for bad in (np.inf, -np.inf, np.nan):
+        assert shortcuts.sum_shortcut(np.array([1.0, bad, 2.0]), PREC) is None
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.floats(allow_nan=False, allow_infinity=False, width=64), min_size=1))
+def test_lowest_exponent_is_the_references(xs):
+    """The exponent the sum reference holds its integer on: `float_integers`' smallest,
+    zeros (e = -53) and subnormals included."""
+    x = np.array(xs)
+    _, e = shortcuts.float_integers(x)
+    assert shortcuts._lowest_exponent(x, float(np.abs(x).min())) == int(e.min())
+
+
+def test_dot_shortcut_declines_what_it_does_not_cover():
+    """Not a pair of rows, or mpf objects (float64 may not hold them): the Arb engine."""
+    assert shortcuts.dot_shortcut(np.ones(4), PREC) is None
+    assert shortcuts.dot_shortcut(np.ones((3, 4)), PREC) is None
+    assert shortcuts.dot_shortcut(np.ones((2, 2), dtype=object), PREC) is None
+    assert shortcuts.dot_shortcut(np.ones((2, 2)), PREC) is not None
+
+
+def test_dot_of_empty_vectors_is_zero():
+    for dtype in (np.float32, np.float64):
+        found = shortcuts.exact_dot(np.zeros(0, dtype), np.zeros(0, dtype))
+        assert [value(d) for d in found] == [0, 0]
+
+
+def test_dot_declines_infinities_and_nan():
+    one = np.ones(3, np.float32)
+    for bad in (np.inf, -np.inf, np.nan):
+        x = np.array([1.0, bad, 2.0], np.float32)
+        assert shortcuts.exact_dot(x, one) is None
+        assert shortcuts.exact_dot(x.astype(np.float64), one.astype(np.float64)) is None
+
+
+def test_extraction_equals_the_bincount_sums_on_adversarial_rows():
+    """`extract_sums` (rows of exact products and their magnitudes) against `exact_sums`
+    (integer significands per exponent, the other exact path): the same values; it may decline
+    only a vector beyond its reach (`extraction_reach`)."""
+    rng = np.random.default_rng(22)
+    vectors = [x.astype(np.float64) * y.astype(np.float64) for x, y in adversarial_pairs(rng)]
+    vectors += [
+        np.array([2.0**-1074, -(2.0**-1074), 2.0**-1060]),  # subnormal terms
+        np.array([2.0**1000, 1.0, -(2.0**1000), 2.0**-1000]),  # the whole range, cancelling
+        rng.standard_normal(16384) * 2.0 ** rng.integers(-1000, 1000, 16384),
+    ]
+    taken = 0
+    for v in vectors:
+        found = shortcuts.extract_sums(np.stack([v, np.abs(v)]))
+        expected = shortcuts.exact_sums(*shortcuts.float_integers(v), [None, "abs"])
+        if found is None:
+            assert not within_extraction_reach(v), v[:3]
+            continue
+        taken += 1
+        assert [value(d) for d in found] == [value(d) for d in expected]
+    assert taken >= 7
+
+
+def within_extraction_reach(v: np.ndarray) -> bool:
+    """A sufficient condition for `extract_sums` to finish: each pass lowers sigma's exponent
+    M by at least D = 52 - extra bits (extra = ceil(log2 n) + 1) and takes every bit down to
+    2**(M - 53), so MAX_PASSES passes reach (MAX_PASSES - 1) D + 53 - extra bits below the
+    top's frexp exponent; every sigma must stay in [2**-960, 2**1000]."""
+    nonzero = v[v != 0]
+    if nonzero.size == 0:
+        return True
+    extra = math.ceil(math.log2(max(v.size, 2))) + 1
+    descent = 52 - extra
+    top = math.frexp(float(np.abs(nonzero).max()))[1]
+    low = min(_lowest_bit(float(x)) for x in nonzero)
+    reach = (shortcuts.MAX_PASSES - 1) * descent + 53 - extra
+    return top - low <= reach and top + extra <= 1000 and low - 53 >= -960
+
+
+def _lowest_bit(x: float) -> int:
+    """Exponent of the lowest set bit of a nonzero float."""
+    num, den = abs(x).as_integer_ratio()
+    return (num & -num).bit_length() - 1 - (den.bit_length() - 1)
+
+
 # ---------------------------------------------------------------- Arb's roundings replayed
 
 
@@ -176,6 +333,8 @@ def inputs(name: str, rng: np.random.Generator) -> list[np.ndarray]:
             rng.standard_normal(2) * 2.0 ** rng.integers(-1000, 1000, 2),
         ]
         return pairs
+    if name == "dot":
+        return [np.stack(pair) for pair in dot_inputs(rng)]
     vectors = [
         rng.standard_normal(10),
         rng.standard_normal(100) * 10.0 ** rng.uniform(-30, 30, 100),
@@ -191,6 +350,27 @@ def inputs(name: str, rng: np.random.Generator) -> list[np.ndarray]:
         rng.uniform(0, 1, 100_000),
     ]
     return vectors
+
+
+def dot_inputs(rng: np.random.Generator) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Factor pairs (x, y) of the dot problem: random, exactly zero, float16 ties, cancelling
+    pairs, subnormal products, factors over many binades, n = 1 and n = 16384 last (the
+    mpmath test takes the first ten)."""
+    x = rng.standard_normal(100)
+    return [
+        (rng.standard_normal(10), rng.standard_normal(10)),
+        (np.array([1.0, 2.0]), np.array([3.0, -1.5])),  # sum exactly 0: kappa = inf
+        (np.array([1.0, 1.0]), np.array([1.0, 2.0**-11])),  # float16 tie (1 + 2**-11)
+        (np.array([1.0, 2.0**-8, 2.0**-20]), np.array([1.0, 1.0, 2.0**-20])),  # above a tie
+        (np.concatenate([x, -x, [1e-3]]), np.concatenate([x, x, [1.0]])),  # cancellation
+        (np.array([2.0**-140, -0.0]), np.array([2.0**-140, 3.0])),  # subnormal in float32
+        (np.array([0.0, -0.0]), np.array([-0.0, 5.0])),  # signed zeros
+        (np.array([300.0, 300.0]), np.array([300.0, -299.0])),  # x y beyond float16's max
+        (rng.standard_normal(50) * 2.0 ** rng.integers(-60, 60, 50), rng.standard_normal(50)),
+        (np.array([1.5]), np.array([-2.5])),  # n = 1
+        (rng.standard_normal(1000), rng.standard_normal(1000)),
+        (rng.standard_normal(16384), rng.standard_normal(16384)),
+    ]
 
 
 @pytest.mark.parametrize("name", COVERED)
@@ -222,6 +402,8 @@ def test_shortcut_records_equal_the_arb_engine(name):
 )
 def test_shortcut_equals_the_arb_engine_on_random_inputs(name, xs, fmt):
     problem = PROBLEMS[name]
+    if name == "dot":  # a pair of rows (x; y) of equal length
+        xs = np.array(xs[: 2 * (len(xs) // 2)]).reshape(2, -1)
     with np.errstate(over="ignore"):
         x = cast(np.array(xs[:2] if name == "cancellation" else xs), fmt)
     assume(np.isfinite(x.astype(np.float64)).all())  # the runner never asks for the others
@@ -288,4 +470,5 @@ def test_only_the_registered_reference_takes_the_shortcut():
     )
     assert shortcuts.shortcut_for(other) is None
     assert shortcuts.shortcut_for(PROBLEMS["summation"]) is shortcuts.sum_shortcut
+    assert shortcuts.shortcut_for(PROBLEMS["dot"]) is shortcuts.dot_shortcut
     assert shortcuts.shortcut_for(PROBLEMS["softmax"]) is None
