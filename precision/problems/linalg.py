@@ -27,7 +27,6 @@ and underflow at extreme magnitudes are part of what the study measures.
 from __future__ import annotations
 
 import math
-from fractions import Fraction
 
 import numpy as np
 
@@ -45,7 +44,9 @@ def pairwise_sum(x: np.ndarray, *, axis: int = 0) -> np.ndarray:
     unchanged), so each term passes through at most ceil(log2 k) roundings:
     |s^ - s| <= gamma_{ceil(log2 k)} sum |x_i| (Higham sec. 4.2).
     """
-    s = np.moveaxis(np.asarray(x), axis, 0)
+    s = np.asarray(x)
+    if axis != 0:  # moveaxis costs more than the additions of a short sum
+        s = np.moveaxis(s, axis, 0)
     if s.shape[0] == 0:
         return np.zeros(s.shape[1:], dtype=s.dtype)
     while s.shape[0] > 1:
@@ -298,11 +299,16 @@ def jacobi_singular_values(a: np.ndarray, *, max_sweeps: int = 30) -> tuple[np.n
     w = (a / scale) * top
     tol = _format_unit(w.dtype) * w.dtype.type(math.sqrt(m))
     rounds = round_robin(n)
+    # The columns are kept as the rows of a C-ordered copy (n x m): a round gathers and
+    # scatters whole contiguous rows. Layout changes no value: every operation below is
+    # elementwise or a `pairwise_sum` with the same tree, so the roundings (and the IEEE flags
+    # they raise) are those of the column-wise formulation.
+    columns = np.ascontiguousarray(w.T)
     sweep, converged, best, stalled = 0, False, math.inf, 0
     converged = n < 2  # one column: its norm is its singular value, nothing to rotate
     while sweep < max_sweeps and not converged and stalled < STALLED_SWEEPS:
         sweep += 1
-        off = sum(_rotate_pairs(w, i, j, tol) for i, j in rounds)
+        off = sum(_rotate_pairs(columns, i, j, tol) for i, j in rounds)
         converged = off == 0
         # Jacobi's off-diagonal mass sum cos^2 falls sweep after sweep (ultimately
         # quadratically); sweeps that no longer lower it are rounding noise going round in
@@ -310,7 +316,7 @@ def jacobi_singular_values(a: np.ndarray, *, max_sweeps: int = 30) -> tuple[np.n
         stalled = 0 if off < best else stalled + 1
         best = min(best, off)
     # Undo the scaling (exact: powers of two) on the column norms.
-    return np.sqrt(pairwise_sum(w * w, axis=0)) / top * scale, sweep, converged
+    return np.sqrt(_row_sums(columns * columns)) / top * scale, sweep, converged
 
 
 def _format_unit(dtype: np.dtype) -> np.generic:
@@ -326,32 +332,74 @@ STALLED_SWEEPS = 4
 """Sweeps without progress after which `jacobi_singular_values` gives up (no convergence)."""
 
 
-def _rotate_pairs(w: np.ndarray, i: np.ndarray, j: np.ndarray, tol: np.generic) -> float:
-    """One round of `jacobi_singular_values`: rotate the pairs (i_k, j_k) that are not yet
-    orthogonal to working accuracy; the sum of cos^2 = gamma^2 / (alpha beta) over the rotated
-    pairs (0: none was rotated)."""
-    wi, wj = w[:, i], w[:, j]
-    alpha = pairwise_sum(wi * wi, axis=0)
-    beta = pairwise_sum(wj * wj, axis=0)
-    gamma = pairwise_sum(wi * wj, axis=0)
+def _row_sums(x: np.ndarray) -> np.ndarray:
+    """`pairwise_sum` along the last axis of a 2-D array, every partial sum rounded to x's
+    dtype: the same tree (adjacent pairs level by level, an odd level carrying its last term
+    up unchanged), hence the same additions and the same sums, bit for bit, as
+    ``pairwise_sum(x.T, axis=0)``; written for the rows of `jacobi_singular_values`, where
+    ``pairwise_sum``'s moveaxis and concatenation cost more than the additions at n = 50."""
+    s = x
+    while s.shape[-1] > 1:
+        half = s.shape[-1] // 2
+        paired = s[:, 0 : 2 * half : 2] + s[:, 1 : 2 * half : 2]
+        if s.shape[-1] % 2:
+            # The odd last term rides up unchanged (no addition: no rounding, no -0 + 0).
+            paired = np.concatenate([paired, s[:, 2 * half :]], axis=1)
+        s = paired
+    return s[:, 0]
+
+
+def _pairs_to_update(rotate: np.ndarray, alpha: np.ndarray, beta: np.ndarray) -> np.ndarray | None:
+    """The pairs whose update can change a column: the rotated ones and those with a column
+    that is not finite; None when that is every pair (update them all).
+
+    A pair left alone has t = 0, so c = 1 / sqrt(1 + 0) = 1 and s = 1 * 0 = 0 exactly, and its
+    "update" is a_i <- 1 a_i - 0 a_j, a_j <- 0 a_i + 1 a_j: every operation exact on finite
+    columns (no rounding, hence no IEEE flag), giving the columns back up to the sign of a
+    zero entry, which no later value, comparison or flag depends on (squares and |gamma| are
+    signless, a zero gamma never rotates) and the singular values (square roots of sums of
+    squares) cannot show. Its alpha and beta are finite exactly when both columns are (a
+    square of inf or NaN is inf or NaN, and a sum of non-negative terms with one of them
+    stays so); an infinite or NaN column keeps the full update, where 0 * inf = NaN and the
+    invalid flag are the computation's own. Skipping the rest is what makes a float16 sweep
+    cheaper: numpy's float16 arithmetic costs about 50 ns an element here."""
+    moved = rotate | ~(np.isfinite(alpha) & np.isfinite(beta))
+    return None if moved.all() else np.flatnonzero(moved)
+
+
+def _rotate_pairs(columns: np.ndarray, i: np.ndarray, j: np.ndarray, tol: np.generic) -> float:
+    """One round of `jacobi_singular_values`: rotate the pairs (i_k, j_k) of ``columns`` (the
+    matrix's columns as rows, n x m, changed in place) that are not yet orthogonal to working
+    accuracy; the sum of cos^2 = gamma^2 / (alpha beta) over the rotated pairs (0: none was
+    rotated).
+
+    alpha_k, beta_k and gamma_k are the `_row_sums` of the products a_i * a_i, a_j * a_j and
+    a_i * a_j, all 3h of them in one pass (each is a row of its own: stacking them changes no
+    operation, only how many numpy calls carry them)."""
+    wi, wj = columns[i], columns[j]
+    h = len(i)
+    sums = _row_sums(np.concatenate([wi * wi, wj * wj, wi * wj]))
+    alpha, beta, gamma = sums[:h], sums[h : 2 * h], sums[2 * h :]
     rotate = np.abs(gamma) > tol * np.sqrt(alpha) * np.sqrt(beta)
     if not rotate.any():
         return 0.0
-    one = w.dtype.type(1)
+    one = columns.dtype.type(1)
     diff = beta - alpha
     sign = np.where((diff >= 0) == (gamma >= 0), one, -one)
     two_gamma = np.abs(gamma + gamma)
     # Pairs left alone get t = 0; dividing only where rotating avoids 0 / 0 for them.
     t = np.zeros_like(gamma)
     np.divide(sign * two_gamma, np.abs(diff) + np.hypot(diff, two_gamma), out=t, where=rotate)
-    c = one / np.sqrt(one + t * t)
-    s = c * t
-    w[:, i] = c * wi - s * wj
-    w[:, j] = s * wi + c * wj
+    c = (one / np.sqrt(one + t * t))[:, None]
+    s = c * t[:, None]
+    moved = _pairs_to_update(rotate, alpha, beta)
+    if moved is not None:  # update only those (see `_pairs_to_update`)
+        c, s, wi, wj, i, j = c[moved], s[moved], wi[moved], wj[moved], i[moved], j[moved]
+    columns[i] = c * wi - s * wj
+    columns[j] = s * wi + c * wj
     with np.errstate(all="ignore"):  # a progress measure only: float64, never the result
-        cosines = np.abs(gamma.astype(np.float64)) / (
-            np.sqrt(alpha.astype(np.float64)) * np.sqrt(beta.astype(np.float64))
-        )
+        sums64 = sums.astype(np.float64)
+        cosines = np.abs(sums64[2 * h :]) / (np.sqrt(sums64[:h]) * np.sqrt(sums64[h : 2 * h]))
     return float(np.sum(np.where(rotate, cosines, 0.0) ** 2))
 
 
@@ -472,10 +520,9 @@ def _integer_matrix(x: np.ndarray) -> tuple[np.ndarray, int]:
     x = np.asarray(x)
     mantissa, exponent = dyadic_parts(x)
     base = int(exponent.min()) if exponent.size else 0
-    ints = [
-        int(m) << (int(e) - base) for m, e in zip(mantissa.tolist(), exponent.tolist(), strict=True)
-    ]
-    return np.array(ints, dtype=object).reshape(x.shape), base
+    # Python integers (object arrays) hold the shifted mantissas of any exponent range exactly.
+    ints = mantissa.astype(object) << (exponent - base).astype(object)
+    return ints.reshape(x.shape), base
 
 
 def rigal_gaches(a: np.ndarray, b: np.ndarray, x: np.ndarray) -> float:
@@ -483,20 +530,28 @@ def rigal_gaches(a: np.ndarray, b: np.ndarray, x: np.ndarray) -> float:
 
     eta(x^) = ||b - A x^|| / (||A|| ||x^|| + ||b||) in the infinity norm (Rigal & Gaches 1967;
     Higham thm 7.1: the smallest eps with (A + dA) x^ = b + db, ||dA|| <= eps ||A||,
-    ||db|| <= eps ||b||). Evaluated in exact rational arithmetic on the floats' integers and
-    rounded once to float64, so it is exact whatever the format of the solution.
+    ||db|| <= eps ||b||). Evaluated exactly on the floats' integers and rounded once to
+    float64, so it is exact whatever the format of the solution.
+
+    Every quantity is an integer times a power of two (A = M_A 2**e_A, b = M_b 2**e_b,
+    x^ = M_x 2**e_x), so with E = min(e_A + e_x, e_b) the residual and the denominator are
+    the integers R 2**E and D 2**E, and eta = R / D: Python's integer true division rounds
+    that quotient once, correctly (as ``float(Fraction(R, D))`` does; the rational is the
+    same), without a Fraction per term.
     """
     ma, ea = _integer_matrix(a)
     mb, eb = _integer_matrix(b)
     mx, ex = _integer_matrix(x)
-    ax = [Fraction(int(v)) * Fraction(2) ** (ea + ex) for v in ma.dot(mx)]
-    bs = [Fraction(int(v)) * Fraction(2) ** eb for v in mb]
-    residual = max(abs(bi - axi) for bi, axi in zip(bs, ax, strict=True))
-    norm_a = max(sum(abs(int(v)) for v in row) for row in ma) * Fraction(2) ** ea
-    norm_x = max(abs(int(v)) for v in mx) * Fraction(2) ** ex
-    norm_b = max(abs(v) for v in bs)
-    denominator = norm_a * norm_x + norm_b
-    return float(residual / denominator) if denominator else (0.0 if residual == 0 else math.inf)
+    base = min(ea + ex, eb)
+    shift_ax, shift_b = ea + ex - base, eb - base  # both >= 0: exact left shifts
+    # Object arrays of Python integers: every sum and product below is exact.
+    ax = ma.dot(mx) << shift_ax
+    bs = mb << shift_b
+    residual = int(np.abs(bs - ax).max())
+    norm_a = int(np.abs(ma).sum(axis=1).max())
+    norm_x = int(np.abs(mx).max())
+    denominator = ((norm_a * norm_x) << shift_ax) + int(np.abs(bs).max())
+    return residual / denominator if denominator else (0.0 if residual == 0 else math.inf)
 
 
 LINEAR_ALGEBRA_PROBLEMS = (
