@@ -42,6 +42,14 @@ env: $(STAMP)  ## create the environment (.venv) and install the package
 
 study: $(addprefix study-,$(STUDIES))  ## run every default study into results/
 
+# One BLAS thread per process, as for bench: the process executor already runs a worker per
+# core, and OpenBLAS's own threads spin against them (a 50 x 50 numpy svd: 23-36 ms with the
+# default threads, 1.4-2.4 ms with one; the linear_systems study 240 s -> 148 s serial, its
+# tables byte-identical; measured 2026-12-06).
+study-%: export OPENBLAS_NUM_THREADS = 1
+study-%: export OMP_NUM_THREADS = 1
+study-%: export MKL_NUM_THREADS = 1
+
 study-softmax: $(STAMP)  ## softmax family: exp, softmax, logsumexp, log_softmax, cross-entropy
 	$(BIN)/precision run studies/softmax.toml --out results/softmax
 
