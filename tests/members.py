@@ -16,3 +16,13 @@ def members(variants: Mapping[str, Variant]) -> dict[str, Variant]:
         for name, variant in variants.items()
         for member in variant.expand()
     }
+
+
+def bound_problem(problem):
+    """``problem`` bound to the default values of the parameters its exact result depends on
+    (`Problem.reference_params`: Adam's eps), read from its first variant's default grid; the
+    problem itself when it has none."""
+    if not problem.reference_params:
+        return problem
+    first = next(iter(problem.variants.values())).expand()[0]
+    return problem.for_variant(first)

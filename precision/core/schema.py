@@ -66,6 +66,12 @@ PARAMETERS = {
     "output once to the format; 0: everything in the format; NaN elsewhere",
     "kv_block": "keys per block of the blockwise (FlashAttention-2) attention family; NaN "
     "elsewhere",
+    "eps": "eps of Adam's update lr m_hat / (sqrt(v_hat) + eps), a float64 (the exact result "
+    "uses its shortest decimal: 1e-8 is 1/10^8; the kernel rounds the float to its format); "
+    "NaN elsewhere",
+    "approximate": "1: a library's tanh approximation of GELU (torch gelu(approximate='tanh'), "
+    "jax.nn.gelu(approximate=True), tf.nn.gelu(approximate=True)); 0: the library's exact (erf) "
+    "GELU; NaN elsewhere",
 }
 """The parameters a variant may declare (`precision.problems.base.Variant.params`), each a
 float64 column of the table (NaN where it does not apply)."""

@@ -1,7 +1,8 @@
 """One step of Adam's update from a state (m, v) and a gradient g, elementwise.
 
 Adam (Kingma and Ba, "Adam: a method for stochastic optimization", ICLR 2015, algorithm 1), at
-step t with fixed constants (`BETA1`, `BETA2`, `STEP`, `LR`, `EPS`):
+step t with fixed constants (`BETA1`, `BETA2`, `STEP`, `LR`) and eps a parameter of every variant
+(the ``eps`` column; PyTorch's default `EPS` = 1e-8 unless a spec gives others):
 
     M = b1 m + (1 - b1) g,   V = b2 v + (1 - b2) g^2,
     update = lr M / (1 - b1^t) / (sqrt(V / (1 - b2^t)) + eps)
@@ -9,6 +10,11 @@ step t with fixed constants (`BETA1`, `BETA2`, `STEP`, `LR`, `EPS`):
 (the step subtracted from the weight; the new state M, V is not part of the output). An input
 is the three rows [g; m; v] of shape (3, n) (a batch: (batch, 3, n)), v >= 0; its output is the
 update, shape (n,). Magnitude: max(|g_i|, |m_i|), the gradient's scale (v holds squares).
+
+The exact update depends on eps, so eps is a reference parameter (`Problem.reference_params`):
+a row is measured against the exact update with its own eps, taken as the shortest decimal of the
+float the spec gives (1e-8 is exactly 1/10^8, `exact_eps`), while the kernel computes with that
+float rounded to its format.
 
 The question (issue 17): in float16, eps = 1e-8 rounds to 0 (the smallest subnormal is 2^-24,
 about 6e-8), so a zero gradient with a zero state gives 0/0; and the second moment loses small
@@ -54,9 +60,9 @@ STEP = 10
 """Adam's defaults (Kingma and Ba 2015), at step t = 10: early enough that the bias
 corrections (1 - b1^t = 0.651, 1 - b2^t = 0.00996) still matter."""
 LR = Fraction(1, 1000)
+"""Learning rate: PyTorch's default (fixed)."""
 EPS = Fraction(1, 10**8)
-"""Learning rate and eps: PyTorch's defaults. Fixed, not parameters: a problem's exact
-reference takes no variant parameters, and the update (hence the truth) depends on both."""
+"""PyTorch's default eps, the default grid of the ``eps`` parameter (`VARIANTS`)."""
 
 C1 = 1 - BETA1**STEP
 C2 = 1 - BETA2**STEP
@@ -75,7 +81,6 @@ CONSTANTS = {
     "beta2": float(BETA2),
     "one_minus_beta2": float(1 - BETA2),
     "sqrt_c2": _sqrt_to_float(C2),
-    "eps": float(EPS),
     "step_size": float(LR / C1),
 }
 """The constants of the kernels, each correctly rounded to float64 (``float(Fraction)`` rounds
@@ -122,10 +127,18 @@ def _moment_is_zero(g: float, m: float) -> bool:
     return 9 * Fraction(m) + Fraction(g) == 0
 
 
-def adam_reference(x: np.ndarray, ctx: NumberSystem = MPMATH) -> tuple[np.ndarray, Number]:
+def exact_eps(eps: float) -> Fraction:
+    """The eps a spec means by the float ``eps``: its shortest decimal (``repr``), exactly
+    (1e-8 is 1/10^8, not the float nearest to it; a power of two is itself)."""
+    return Fraction(repr(float(eps)))
+
+
+def adam_reference(
+    x: np.ndarray, ctx: NumberSystem = MPMATH, *, eps: float
+) -> tuple[np.ndarray, Number]:
     """Exact update (object array, shape (n,)) and kappa (module docstring) at ``ctx``'s
     precision: b1, b2, lr and eps enter as exact ratios of integers (9/10, 999/1000, 1/1000,
-    1/10^8), so only ``ctx``'s own roundings remain. Whether V_i and M_i are 0 is decided on
+    `exact_eps`), so only ``ctx``'s own roundings remain. Whether V_i and M_i are 0 is decided on
     the input floats (v_i = g_i = 0; 9 m_i + g_i = 0 in rationals), never on balls."""
     values = _rows(x)
     floats = np.asarray(values, dtype=np.float64) if values.dtype != object else None
@@ -134,7 +147,7 @@ def adam_reference(x: np.ndarray, ctx: NumberSystem = MPMATH) -> tuple[np.ndarra
     c1, c2 = _ratio(ctx, C1), _ratio(ctx, C2)
     step_size = _ratio(ctx, LR) / c1
     root_c2 = ctx.sqrt(c2)
-    eps = _ratio(ctx, EPS)
+    eps = _ratio(ctx, exact_eps(eps))
     updates, scaled_conds = [], []
     for i, (gi, mi, vi) in enumerate(zip(g, m, v, strict=True)):
         fg, _, fv = (float(r[i]) for r in (floats if floats is not None else values))
@@ -165,9 +178,9 @@ def adam_magnitude(X: np.ndarray) -> float | np.ndarray:
     return _per_input(values.max(axis=(-2, -1)))
 
 
-def _float64_terms(X: np.ndarray):
+def _float64_terms(X: np.ndarray, eps: float = float(EPS)):
     """(update, sum_j |du_i/dx_j| |x_j|, A_i, d_i, sqrt(V_i / c2)) in float64 along a batch
-    (..., 3, n)."""
+    (..., 3, n), with ``eps``."""
     X = np.asarray(X, dtype=np.float64)
     g, m, v = X[..., 0, :], X[..., 1, :], X[..., 2, :]
     b1, b2 = float(BETA1), float(BETA2)
@@ -175,7 +188,7 @@ def _float64_terms(X: np.ndarray):
     moment = b1 * m + CONSTANTS["one_minus_beta1"] * g
     second = b2 * v + CONSTANTS["one_minus_beta2"] * g * g
     root = np.sqrt(second)
-    d = root / root_c2 + CONSTANTS["eps"]
+    d = root / root_c2 + eps
     spread = b1 * np.abs(m) + CONSTANTS["one_minus_beta1"] * np.abs(g)
     with np.errstate(divide="ignore", invalid="ignore"):
         through_d = np.where(second > 0, moment / (root_c2 * root * d), 0.0)
@@ -187,8 +200,8 @@ def _float64_terms(X: np.ndarray):
 
 def estimate_adam(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(kappa, magnitude) of each input of a batch (batch, 3, n) in float64 (the formula of
-    the module docstring; M_i by cancellation loses up to kappa 2^-53 relative), used only to
-    pick candidates."""
+    the module docstring with the default eps; M_i by cancellation loses up to kappa 2^-53
+    relative), used only to pick candidates: the same inputs serve every eps."""
     update, scaled, _, _, _ = _float64_terms(X)
     with np.errstate(divide="ignore", invalid="ignore"):
         cond = scaled.max(axis=-1) / np.abs(update).max(axis=-1)
@@ -234,13 +247,19 @@ def constant(name: str, fmt: Format) -> np.ndarray:
     return cast(np.asarray(CONSTANTS[name]), fmt)
 
 
-def _adam_step(g: np.ndarray, m: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """The update in the dtype of g, m, v, every constant rounded to it (torch's order)."""
+def eps_in(eps: float, fmt: Format) -> np.ndarray:
+    """eps (a float64) rounded once, correctly, to ``fmt``: 1e-8 becomes 0 in float16."""
+    return cast(np.asarray(float(eps)), fmt)
+
+
+def _adam_step(g: np.ndarray, m: np.ndarray, v: np.ndarray, eps: float) -> np.ndarray:
+    """The update in the dtype of g, m, v, every constant and eps rounded to it (torch's
+    order)."""
 
     fmt = get_format(g.dtype)
 
     def c(name: str) -> np.ndarray:
-        return constant(name, fmt)
+        return eps_in(eps, fmt) if name == "eps" else constant(name, fmt)
 
     # 0/0 (g = m = v = 0 with eps rounded to 0) and overflow are results: no warnings
     with np.errstate(all="ignore"):
@@ -250,10 +269,11 @@ def _adam_step(g: np.ndarray, m: np.ndarray, v: np.ndarray) -> np.ndarray:
         return c("step_size") * (moment / denom)
 
 
-def in_format_adam(X: np.ndarray) -> np.ndarray:
-    """Adam's update with state, constants and operations in the input's format: (..., n)."""
+def in_format_adam(X: np.ndarray, *, eps: float) -> np.ndarray:
+    """Adam's update with state, constants, eps and operations in the input's format:
+    (..., n)."""
     X = np.asarray(X)
-    return _adam_step(X[..., 0, :], X[..., 1, :], X[..., 2, :])
+    return _adam_step(X[..., 0, :], X[..., 1, :], X[..., 2, :], eps)
 
 
 def state_dtype(fmt: Format) -> np.dtype:
@@ -261,13 +281,13 @@ def state_dtype(fmt: Format) -> np.dtype:
     return np.dtype(np.float64) if fmt.p > 24 else np.dtype(np.float32)
 
 
-def float32_state_adam(X: np.ndarray) -> np.ndarray:
+def float32_state_adam(X: np.ndarray, *, eps: float) -> np.ndarray:
     """Adam's update computed in float32 (float64 for float64 input) from the exactly
     converted inputs, rounded once to the input's format: (..., n)."""
     X = np.asarray(X)
     wide = X.astype(state_dtype(get_format(X.dtype)))
     with np.errstate(over="ignore"):
-        return _adam_step(wide[..., 0, :], wide[..., 1, :], wide[..., 2, :]).astype(X.dtype)
+        return _adam_step(wide[..., 0, :], wide[..., 1, :], wide[..., 2, :], eps).astype(X.dtype)
 
 
 # ---------------------------------------------------------------- bounds
@@ -278,13 +298,14 @@ def grown(k: float, u: float) -> float:
     return float(np.expm1(k * np.log1p(u)))
 
 
-def eps_rounding(fmt: Format) -> float:
-    """|fl(eps) - eps| / eps in the format: 1 in float16, where eps rounds to 0."""
-    rounded = float(constant("eps", fmt))
-    return float(abs(Fraction(rounded) - EPS) / EPS)
+def eps_rounding(fmt: Format, eps: float = float(EPS)) -> float:
+    """|fl(eps) - eps| / eps in the format (eps: `exact_eps`; fl(eps) rounds the float64 eps
+    once more): 1 in float16 for eps = 1e-8, which rounds to 0."""
+    exact = exact_eps(eps)
+    return float(abs(Fraction(float(eps_in(eps, fmt))) - exact) / exact)
 
 
-def _step_error(X: np.ndarray, fmt: Format) -> np.ndarray:
+def _step_error(X: np.ndarray, fmt: Format, eps: float) -> np.ndarray:
     """Bound on |u^_i - u_i| of `_adam_step` computed in ``fmt`` (shape (..., n)), NaN where
     an intermediate could overflow or the computed denominator is not bounded away from 0.
 
@@ -305,7 +326,7 @@ def _step_error(X: np.ndarray, fmt: Format) -> np.ndarray:
       cancels).
     """
     u, sigma = fmt.u, fmt.min_subnormal / 2
-    update, _, spread, d, s = _float64_terms(X)
+    update, _, spread, d, s = _float64_terms(X, eps)
     root_c2, step_size = CONSTANTS["sqrt_c2"], CONSTANTS["step_size"]
     moment = np.abs(update) * d / step_size
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
@@ -313,49 +334,49 @@ def _step_error(X: np.ndarray, fmt: Format) -> np.ndarray:
         h = grown(5, u) * root_v**2 + 4 * sigma
         delta = np.where(root_v > 0, np.minimum(h / root_v, np.sqrt(h)), np.sqrt(h))
         s_error = grown(4, u) * s + (1 + grown(4, u)) * delta / root_c2
-        b = (s_error + eps_rounding(fmt) * CONSTANTS["eps"]) * (1 + u) / d + u
+        b = (s_error + eps_rounding(fmt, eps) * float(exact_eps(eps))) * (1 + u) / d + u
         factor = (1 + u) ** 4 / (1 - b)
         m_error = grown(4, u) * spread + 3 * sigma
         error = step_size / d * (m_error * factor + moment * (factor - 1)) + 2 * sigma
-    return np.where((b < 1) & _in_range(X, fmt), error, np.nan)
+    return np.where((b < 1) & _in_range(X, fmt, eps), error, np.nan)
 
 
-def _in_range(X: np.ndarray, fmt: Format) -> np.ndarray:
+def _in_range(X: np.ndarray, fmt: Format, eps: float) -> np.ndarray:
     """Whether every intermediate of `_adam_step` stays below the format's max, with a factor
     2 of margin for its roundings; shape (..., n)."""
     X = np.asarray(X, dtype=np.float64)
     g, m, v = np.abs(X[..., 0, :]), np.abs(X[..., 1, :]), np.abs(X[..., 2, :])
-    update, _, _, d, s = _float64_terms(X)
+    update, _, _, d, s = _float64_terms(X, eps)
     largest = np.maximum.reduce([m, g, g * g, v, s, d, np.abs(update) / CONSTANTS["step_size"]])
     return largest <= fmt.max / 2
 
 
-def _normwise(error: np.ndarray, X: np.ndarray) -> float | np.ndarray:
+def _normwise(error: np.ndarray, X: np.ndarray, eps: float) -> float | np.ndarray:
     """max_i error_i / max_i |u_i| over the last axis (NaN where the update is 0)."""
-    update = _float64_terms(X)[0]
+    update = _float64_terms(X, eps)[0]
     with np.errstate(divide="ignore", invalid="ignore"):
         largest = np.abs(update).max(axis=-1)
         worst = error.max(axis=-1)  # NaN anywhere makes the bound NaN
         return _per_input(np.where(largest > 0, worst / largest, np.nan))
 
 
-def in_format_bound(X: np.ndarray, fmt: Format) -> float | np.ndarray:
+def in_format_bound(X: np.ndarray, fmt: Format, *, eps: float) -> float | np.ndarray:
     """Normwise relative error bound of `in_format_adam` (`_step_error` in the format); NaN
     where an intermediate could overflow or the denominator is not bounded away from 0 (in
     float16, whose eps is 0, wherever V's own error could reach V)."""
-    return _normwise(_step_error(X, fmt), X)
+    return _normwise(_step_error(X, fmt, eps), X, eps)
 
 
-def float32_state_bound(X: np.ndarray, fmt: Format) -> float | np.ndarray:
+def float32_state_bound(X: np.ndarray, fmt: Format, *, eps: float) -> float | np.ndarray:
     """Bound of `float32_state_adam`: `_step_error` in float32 (float64 for float64), then
     one rounding to the format: |fl(y) - y| <= u |y| + min_subnormal / 2 with |y| <= |u_i| +
     err_i (subnormal results round absolutely); NaN where the update could overflow."""
     wide = get_format(state_dtype(fmt).name)
-    error = _step_error(X, wide)
-    update = np.abs(_float64_terms(X)[0])
+    error = _step_error(X, wide, eps)
+    update = np.abs(_float64_terms(X, eps)[0])
     final = fmt.u * (update + error) + fmt.min_subnormal / 2
     overflow = update * (1 + 2 * fmt.u) >= fmt.max
-    return _normwise(np.where(overflow, np.nan, error + final), X)
+    return _normwise(np.where(overflow, np.nan, error + final), X, eps)
 
 
 # ---------------------------------------------------------------- the problem
@@ -392,6 +413,7 @@ VARIANTS = {
         in_format_adam,
         in_format_bound,
         description="state, constants and every operation in the format (torch's order)",
+        grid={"eps": (float(EPS),)},
         batched=True,
     ),
     "float32_state": Variant(
@@ -400,6 +422,7 @@ VARIANTS = {
         float32_state_bound,
         float32_or_wider,
         description="computed in float32 (float64 for float64), update rounded to the format",
+        grid={"eps": (float(EPS),)},
         batched=True,
     ),
 }
@@ -415,4 +438,5 @@ ADAM = Problem(
     input_shape=lambda n: (3, n),
     check_input=check_state,
     batched=True,
+    reference_params=("eps",),
 )

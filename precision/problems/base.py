@@ -280,6 +280,14 @@ class Problem:
         ``check_input(x)`` raises ValueError with a one-line reason when a user's input ``x``
         (of the rank ``input_shape`` gives) is not one of this problem (e.g. `square_matrix`),
         before its shape is compared with ``input_shape``; None: the shape check alone.
+    reference_params : tuple of str
+        Variant parameters the exact result depends on (Adam's ``eps``): every variant is a
+        family declaring them, the reference takes them as keywords, and a row's ground truth
+        is that of the problem bound to its variant's values (`for_variant`). Empty for most
+        problems, whose truth depends on the input alone.
+    params : mapping of str to float
+        The values of ``reference_params`` a bound problem evaluates its reference with
+        (`with_params`; `evaluate_reference` passes them); empty until bound.
     """
 
     name: str
@@ -296,6 +304,47 @@ class Problem:
     check_input: Callable[[np.ndarray], None] | None = None
     backward_error: Callable[[np.ndarray, np.ndarray], float] | None = None
     batched: bool = False
+    reference_params: tuple[str, ...] = ()
+    params: Mapping[str, float] = field(default_factory=dict, hash=False)
+
+    def with_params(self, **params: float) -> Problem:
+        """The problem whose reference runs with ``params`` (exactly its `reference_params`).
+
+        Raises
+        ------
+        ValueError
+            ``params`` does not name exactly the reference's parameters.
+        """
+        if set(params) != set(self.reference_params):
+            raise ValueError(
+                f"problem {self.name}: its reference takes parameters "
+                f"{sorted(self.reference_params)}, got {sorted(params)}"
+            )
+        values = {key: float(params[key]) for key in self.reference_params}
+        return dataclasses.replace(self, params=values)
+
+    def for_variant(self, variant: Variant) -> Problem:
+        """The problem a row of ``variant`` (a bound member) is measured against: bound to the
+        member's values of `reference_params`; the problem itself when it has none."""
+        if not self.reference_params:
+            return self
+        missing = [k for k in self.reference_params if k not in variant.params]
+        if missing:
+            raise ValueError(
+                f"variant {variant.name} of {self.name} does not bind {missing}, which the "
+                "exact result depends on"
+            )
+        return self.with_params(**{k: variant.params[k] for k in self.reference_params})
+
+    def evaluate_reference(self, x: np.ndarray, ctx) -> tuple[np.ndarray, object]:
+        """``reference(x, ctx, **params)``: the exact output and condition number at ``ctx``'s
+        working precision, with the bound parameter values."""
+        if self.reference_params and not self.params:
+            raise ValueError(
+                f"problem {self.name}: bind {list(self.reference_params)} (with_params) before "
+                "evaluating its reference"
+            )
+        return self.reference(x, ctx, **self.params)
 
 
 def square_matrix(x: np.ndarray) -> None:

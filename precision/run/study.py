@@ -317,10 +317,33 @@ def _chunk_table(spec: StudySpec, chunk: Chunk, drawn: list, cache, clock: Clock
     inputs = _inputs_per_format(spec, drawn_x)
     clock.lap("inputs")
     formats = {given.key: given.format for given in spec.received()}
-    truths, seconds = _chunk_ground_truths(spec, problem, inputs, cache, formats=formats)
-    clock.lap("ground truth")
-    table = _TableBuilder()
-    runs = spec.runs_of(chunk.problem)
+    table, seconds = _TableBuilder(), 0.0
+    for bound, runs in _truth_groups(problem, spec.runs_of(chunk.problem)):
+        truths, spent = _chunk_ground_truths(spec, bound, inputs, cache, formats=formats)
+        seconds += spent
+        clock.lap("ground truth")
+        _measure_chunk(spec, chunk, bound, runs, inputs, truths, where, drawn_x, table, clock)
+    clock.lap("row fields")
+    built, first = table.build()
+    clock.lap("table")
+    return built, seconds, first
+
+
+def _truth_groups(problem, runs: list) -> list[tuple[Problem, list[tuple[int, object]]]]:
+    """The study's variants (with their positions in ``runs``) grouped by the ground truth their
+    rows are measured against: one group, the problem itself, unless its exact result depends
+    on variant parameters (`Problem.reference_params`), then one per distinct bound value."""
+    groups: dict[tuple, tuple[Problem, list]] = {}
+    for v_pos, variant in enumerate(runs):
+        bound = problem.for_variant(variant)
+        key = tuple(sorted(bound.params.items()))
+        groups.setdefault(key, (bound, []))[1].append((v_pos, variant))
+    return list(groups.values())
+
+
+def _measure_chunk(spec, chunk, problem, runs, inputs, truths, where, drawn_x, table, clock):
+    """Add to ``table`` the rows of the variants ``runs`` ((position, variant) pairs) in every
+    received format, measured against ``truths`` (`_chunk_ground_truths`)."""
     for f_pos, given in enumerate(spec.received()):
         fmt_name, key = given.format, given.key
         fmt = get_format(fmt_name)
@@ -341,7 +364,7 @@ def _chunk_table(spec: StudySpec, chunk: Chunk, drawn: list, cache, clock: Clock
                 "gt_prec": found.prec[have].astype(np.float64),
                 "certified": found.certified[have].astype(object),
             }
-        for v_pos, variant in enumerate(runs):
+        for v_pos, variant in runs:
             about = variant_columns(variant)
             if len(lost):
                 table.add(lost, f_pos, v_pos, _take(base, lost) | about | {"outcome": outcome})
@@ -354,10 +377,6 @@ def _chunk_table(spec: StudySpec, chunk: Chunk, drawn: list, cache, clock: Clock
                     v_pos,
                     _take(base, have) | known | about | constant_columns(variant, fmt) | columns,
                 )
-    clock.lap("row fields")
-    built, first = table.build()
-    clock.lap("table")
-    return built, seconds, first
 
 
 def _base_columns(spec, chunk: Chunk, problem, fmt_name: str, X: np.ndarray, where) -> dict:

@@ -257,8 +257,9 @@ def ground_truths_batch(
 
 def _batch_reference(problem: Problem, *, engine: str, shortcut: bool) -> BatchReference | None:
     """The batch evaluator of ``problem``'s reference for the arb engine, or None (the mpmath
-    engine, an undeclared reference, or one whose exact shortcut `ground_truths` would take)."""
-    if engine != "arb" or (shortcut and shortcuts.shortcut_for(problem) is not None):
+    engine, an undeclared reference, one bound to parameters (evaluators take none), or one
+    whose exact shortcut `ground_truths` would take)."""
+    if engine != "arb" or problem.params or (shortcut and shortcuts.shortcut_for(problem)):
         return None
     return BATCH_REFERENCES.get(problem.reference)
 

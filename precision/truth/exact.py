@@ -208,7 +208,7 @@ def _mpmath_ground_truths(problem: Problem, x: np.ndarray, fmts, precisions) -> 
     previous = None
     for prec in precisions:
         with MPMATH.workprec(prec):
-            y, cond = problem.reference(x, MPMATH)
+            y, cond = problem.evaluate_reference(x, MPMATH)
             rounded = [[round_to_format(v, fmt) for v in y] for fmt in fmts]
         certified = previous is not None and all(
             _agree((previous[0], r0), (y, r1), prec, fmt)
@@ -269,7 +269,7 @@ def _arb_ground_truths(problem: Problem, x: np.ndarray, fmts, precisions) -> lis
     shared = None
     for prec in precisions:
         with ARB.workprec(prec):
-            y, cond = problem.reference(x, ARB)
+            y, cond = problem.evaluate_reference(x, ARB)
         if shared is None:
             shared = len(y) >= VECTORISED_MIN and _repeats_values(x)
         outputs = _ArbOutputs(list(y), fmts, shared=shared)
@@ -635,6 +635,8 @@ def cache_key(problem: Problem, x: np.ndarray, fmts, *, engine: str, precisions=
     x64 = np.ascontiguousarray(np.asarray(x, dtype=np.float64))
     rule = (tuple(precisions), AGREEMENT, COND_ACCURACY, ZERO_PREC)
     head = repr((problem.name, x64.shape, [get_format(f).name for f in fmts], engine, rule))
+    if problem.params:  # a reference bound to parameters (Adam's eps): its truths differ
+        head += repr(sorted(problem.params.items()))
     code = truth_code_fingerprint(problem)
     digest = hashlib.sha256(head.encode() + code.encode())
     digest.update(x64.tobytes())
@@ -662,8 +664,8 @@ def truth_record(
     x : numpy.ndarray, optional, keyword-only
         The input the truths were computed from. With ``problem``, the record also holds
         INPUT_FIELDS (the problem's name, the input's float64 values and shape, the formats and
-        the `truth_code_fingerprint`), so that ``precision cache verify`` can recompute the record
-        and its key.
+        the `truth_code_fingerprint`), and ``params`` for a problem bound to reference parameters,
+        so that ``precision cache verify`` can recompute the record and its key.
     """
     record = _truth_fields(truths)
     if problem is not None and x is not None:
@@ -675,6 +677,8 @@ def truth_record(
             "formats": list(truths),
             "code": truth_code_fingerprint(problem),
         }
+        if problem.params:
+            record["params"] = dict(problem.params)
     return record
 
 

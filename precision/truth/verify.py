@@ -105,6 +105,8 @@ def check_record(key: str, record: dict | None) -> tuple[str, str]:
     if problem is None:  # a user's problem whose module this process has not imported
         return UNVERIFIABLE, ""
     try:
+        if record.get("params"):  # the reference's parameters the truth was computed with
+            problem = problem.with_params(**record["params"])
         return _check(problem, key, record)
     except (ValueError, TypeError, KeyError) as exc:  # a forged record of the wrong shape
         return MISMATCH, f"malformed record ({type(exc).__name__}: {exc})"

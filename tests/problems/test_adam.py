@@ -26,8 +26,10 @@ from precision.problems.adam import (
     LR,
     adam_reference,
     constant,
+    eps_in,
     eps_rounding,
     estimate_adam,
+    exact_eps,
     float32_state_adam,
     in_format_adam,
     second_moment_underflow_threshold,
@@ -36,6 +38,10 @@ from precision.truth.exact import ground_truth
 
 FORMATS = ["float16", "bfloat16", "float32", "float64"]
 LOW = ["float16", "bfloat16"]
+DEFAULT_EPS = float(EPS)
+ADAM_DEFAULT = ADAM.with_params(eps=DEFAULT_EPS)
+"""The problem with PyTorch's eps = 1e-8, whose exact result the default members measure."""
+MEMBERS = [member for variant in ADAM.variants.values() for member in variant.expand()]
 
 
 def _inputs(fmt: str, *, n=8, cond=1.0, magnitude=1.0, size=4, seed=0) -> np.ndarray:
@@ -46,17 +52,17 @@ def _inputs(fmt: str, *, n=8, cond=1.0, magnitude=1.0, size=4, seed=0) -> np.nda
 # ------------------------------------------------------------------------- reference
 
 
-def _mpmath_update(x) -> tuple[list, mpmath.mpf]:
+def _mpmath_update(x, eps: str = "1e-8") -> tuple[list, mpmath.mpf]:
     """The update and kappa written directly from Kingma and Ba's algorithm 1 at 300 bits,
     with the condition number from its definition: for each component the sum over inputs
     of |d u_i / d x_j| |x_j| (derivatives by mpmath.diff), then the inf-norm ratio."""
 
     def update(g, m, v):
         b1, b2 = mpmath.mpf(9) / 10, mpmath.mpf(999) / 1000
-        lr, eps = mpmath.mpf(1) / 1000, mpmath.mpf(1) / 10**8
+        lr = mpmath.mpf(1) / 1000
         mhat = (b1 * m + (1 - b1) * g) / (1 - b1**10)
         vhat = (b2 * v + (1 - b2) * g**2) / (1 - b2**10)
-        return lr * mhat / (mpmath.sqrt(vhat) + eps)
+        return lr * mhat / (mpmath.sqrt(vhat) + mpmath.mpf(eps))
 
     with mpmath.workprec(300):
         rows = [[mpmath.mpf(float(a)) for a in r] for r in np.asarray(x, dtype=np.float64)]
@@ -80,14 +86,17 @@ def _scaled_partials(f, point) -> list:
     return partials
 
 
+@pytest.mark.parametrize("eps", ["1e-8", "1e-5", "0.001"])
 @pytest.mark.parametrize("fmt", FORMATS)
-def test_reference_is_adams_update_and_its_condition_number(fmt):
-    """The certified truth is the update of the rounded input, correctly rounded; kappa agrees
-    with the derivative-based definition to the truth engine's accuracy (2^-20)."""
+def test_reference_is_adams_update_and_its_condition_number(fmt, eps):
+    """The certified truth is the update of the rounded input with the decimal eps, correctly
+    rounded; kappa agrees with the derivative-based definition to the truth engine's accuracy
+    (2^-20)."""
+    problem = ADAM.with_params(eps=float(eps))
     for cond in (1.0, 30.0, 1e4):
         for x in _inputs(fmt, n=5, cond=cond, size=2, seed=int(cond)):
-            expected, kappa = _mpmath_update(x)
-            truth = ground_truth(ADAM, x, fmt, engine="arb")
+            expected, kappa = _mpmath_update(x, eps)
+            truth = ground_truth(problem, x, fmt, engine="arb")
             assert truth.certified
             for got, want in zip(truth.exact.rounded, expected, strict=True):
                 assert got == cast(np.array([float(want)]), fmt)[0]
@@ -96,8 +105,8 @@ def test_reference_is_adams_update_and_its_condition_number(fmt):
 
 def test_mpmath_and_arb_references_agree():
     for x in _inputs("bfloat16", n=6, cond=100.0, size=3, seed=5):
-        a = ground_truth(ADAM, x, "bfloat16", engine="mpmath")
-        b = ground_truth(ADAM, x, "bfloat16", engine="arb")
+        a = ground_truth(ADAM_DEFAULT, x, "bfloat16", engine="mpmath")
+        b = ground_truth(ADAM_DEFAULT, x, "bfloat16", engine="arb")
         assert a.certified and b.certified
         assert a.exact.rounded.tobytes() == b.exact.rounded.tobytes()
         assert a.cond == pytest.approx(b.cond, rel=2.0**-20)
@@ -105,7 +114,7 @@ def test_mpmath_and_arb_references_agree():
 
 def test_zero_moment_gives_zero_update_and_infinite_condition():
     x = np.array([[9.0, 0.0, 0.0], [-1.0, 0.0, 0.0], [1.0, 0.0, 0.0]])  # 9 m + g = 0
-    y, cond = adam_reference(x)
+    y, cond = adam_reference(x, eps=DEFAULT_EPS)
     assert all(v == 0 for v in y) and cond == math.inf
 
 
@@ -118,7 +127,7 @@ def test_float64_estimate_matches_certified_condition():
     X = _inputs("float64", n=6, cond=50.0, size=4, seed=3)
     estimated, _ = estimate_adam(X)
     for x, est in zip(X, estimated, strict=True):
-        assert est == pytest.approx(ground_truth(ADAM, x, "float64").cond, rel=1e-9)
+        assert est == pytest.approx(ground_truth(ADAM_DEFAULT, x, "float64").cond, rel=1e-9)
 
 
 @pytest.mark.parametrize("cond", [1.0, 10.0, 1e3, 1e5])
@@ -143,7 +152,7 @@ def _stepwise(x: np.ndarray) -> np.ndarray:
         return cast(np.asarray(v, dtype=np.float64), fmt).astype(np.float64)
 
     def k(name):
-        return float(constant(name, fmt))
+        return float(eps_in(DEFAULT_EPS, fmt) if name == "eps" else constant(name, fmt))
 
     g, m, v = (np.asarray(row, dtype=np.float64) for row in x)
     with np.errstate(all="ignore"):
@@ -161,7 +170,7 @@ def test_in_format_is_the_formula_rounded_after_every_operation(fmt):
             for i, (c, mag) in enumerate([(1.0, 1.0), (1e3, 1e-2), (10.0, 1e-5), (1.0, 50.0)])
         ]
     )
-    Y = in_format_adam(X).astype(np.float64)
+    Y = in_format_adam(X, eps=DEFAULT_EPS).astype(np.float64)
     for x, y in zip(X, Y, strict=True):
         np.testing.assert_array_equal(y, _stepwise(x))
 
@@ -169,15 +178,17 @@ def test_in_format_is_the_formula_rounded_after_every_operation(fmt):
 @pytest.mark.parametrize("fmt", LOW)
 def test_float32_state_is_the_float32_update_rounded_once(fmt):
     X = _inputs(fmt, cond=100.0, seed=2, size=6)
-    wide = in_format_adam(X.astype(np.float32))
-    np.testing.assert_array_equal(float32_state_adam(X), cast(wide.astype(np.float64), fmt))
+    wide = in_format_adam(X.astype(np.float32), eps=DEFAULT_EPS)
+    np.testing.assert_array_equal(
+        float32_state_adam(X, eps=DEFAULT_EPS), cast(wide.astype(np.float64), fmt)
+    )
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_rows_are_independent_and_bounds_per_row(fmt):
     X = _inputs(fmt, n=9, cond=100.0, magnitude=0.3, size=5, seed=4)
     f = get_format(fmt)
-    for variant in ADAM.variants.values():
+    for variant in MEMBERS:
         Y, bounds = variant.kernel(X), variant.bound(X, f)
         assert Y.shape == (5, 9) and bounds.shape == (5,)
         for i, x in enumerate(X):
@@ -203,8 +214,8 @@ def test_errors_within_the_bounds(fmt):
             for mag in (1e-3, 0.1, 10.0)
         ]
     )
-    truths = [ground_truth(ADAM, x, fmt, engine="arb") for x in X]
-    for variant in ADAM.variants.values():
+    truths = [ground_truth(ADAM_DEFAULT, x, fmt, engine="arb") for x in X]
+    for variant in MEMBERS:
         Y, bounds = variant.kernel(X), variant.bound(X, f)
         checked = 0
         for y, truth, bound in zip(Y, truths, bounds, strict=True):
@@ -225,7 +236,7 @@ def test_eps_rounds_to_zero_in_float16_but_not_in_bfloat16():
     bfloat16 (min normal 2^-126) keeps it to within its u."""
     smallest = float(np.nextafter(np.float16(0), np.float16(1)))
     assert smallest == 2.0**-24 and float(EPS) < smallest / 2
-    assert float(constant("eps", get_format("float16"))) == 0.0
+    assert float(eps_in(DEFAULT_EPS, get_format("float16"))) == 0.0
     assert eps_rounding(get_format("float16")) == 1.0
     assert eps_rounding(get_format("bfloat16")) <= get_format("bfloat16").u
 
@@ -234,11 +245,13 @@ def test_zero_gradient_and_state_give_nan_in_float16_only():
     """g = m = v = 0: the exact update is 0 (0 / eps). In float16 the kernel computes
     0 / (0 + fl(eps)) = 0 / 0; in bfloat16, and with float32 state, it gets 0."""
     zero = np.zeros((1, 3, 4))
-    assert all(v == 0 for v in adam_reference(zero[0])[0])
-    assert np.isnan(in_format_adam(cast(zero, "float16")).astype(np.float64)).all()
+    assert all(v == 0 for v in adam_reference(zero[0], eps=DEFAULT_EPS)[0])
+    assert np.isnan(in_format_adam(cast(zero, "float16"), eps=DEFAULT_EPS).astype(np.float64)).all()
     for fmt in ("bfloat16", "float32"):
-        assert (in_format_adam(cast(zero, fmt)).astype(np.float64) == 0).all()
-    assert (float32_state_adam(cast(zero, "float16")).astype(np.float64) == 0).all()
+        assert (in_format_adam(cast(zero, fmt), eps=DEFAULT_EPS).astype(np.float64) == 0).all()
+    assert (
+        float32_state_adam(cast(zero, "float16"), eps=DEFAULT_EPS).astype(np.float64) == 0
+    ).all()
 
 
 @pytest.mark.parametrize("fmt", LOW)
@@ -262,9 +275,9 @@ def test_second_moment_underflow_threshold(fmt):
     # here) was negligible beside eps anyway: the update stays within 2 u of the exact one.
     # float32 state keeps the gradient in both.
     with np.errstate(all="ignore"):
-        lost = in_format_adam(x).astype(np.float64)[0, 0]
-    kept = float32_state_adam(x).astype(np.float64)[0, 0]
-    exact = float(adam_reference(x[0])[0][0])
+        lost = in_format_adam(x, eps=DEFAULT_EPS).astype(np.float64)[0, 0]
+    kept = float32_state_adam(x, eps=DEFAULT_EPS).astype(np.float64)[0, 0]
+    exact = float(adam_reference(x[0], eps=DEFAULT_EPS)[0][0])
     assert kept == pytest.approx(exact, rel=2 * f.u)
     if fmt == "float16":
         assert lost == math.inf
@@ -276,3 +289,53 @@ def test_second_moment_underflow_threshold(fmt):
 def test_constants_are_the_exact_ratios_rounded_once():
     assert float(BETA1) == 0.9 and float(BETA2) == 0.999 and float(LR) == 1e-3
     assert C1 == 1 - Fraction(9, 10) ** 10 and C2 == 1 - Fraction(999, 1000) ** 10
+
+
+# ------------------------------------------------------------------- eps as a parameter
+
+
+def test_exact_eps_is_the_decimal_the_float_stands_for():
+    assert exact_eps(1e-8) == Fraction(1, 10**8) and Fraction(1e-8) != Fraction(1, 10**8)
+    assert exact_eps(2.0**-20) == Fraction(1, 2**20)
+    assert float(exact_eps(1e-3)) == 1e-3
+
+
+def test_a_larger_eps_keeps_the_float16_zero_gradient_finite():
+    """eps = 1e-3 is a normal float16 (min normal 6.1e-5): g = m = v = 0 gives 0 / fl(eps) = 0,
+    the exact update, where eps = 1e-8 gives 0 / 0."""
+    zero = cast(np.zeros((1, 3, 4)), "float16")
+    assert float(eps_in(1e-3, get_format("float16"))) > 0
+    assert (in_format_adam(zero, eps=1e-3).astype(np.float64) == 0).all()
+    assert all(v == 0 for v in adam_reference(zero[0], eps=1e-3)[0])
+
+
+def test_the_reference_needs_its_eps_and_a_member_binds_it():
+    from precision.problems.base import Variant
+
+    with pytest.raises(ValueError, match="eps"):
+        ground_truth(ADAM, np.zeros((3, 2), dtype=np.float32), "float32", engine="arb")
+    with pytest.raises(ValueError, match="eps"):
+        ADAM.with_params(lr=1e-3)
+    member = ADAM.variants["in_format"].with_params(eps=1e-5)
+    assert ADAM.for_variant(member).params == {"eps": 1e-5}
+    unbound = Variant("plain", in_format_adam, batched=True)
+    with pytest.raises(ValueError, match="does not bind"):
+        ADAM.for_variant(unbound)
+
+
+def test_each_eps_has_its_own_cache_key_and_record_that_verify_recomputes():
+    from precision.truth.exact import cache_key, ground_truths, truth_record
+    from precision.truth.verify import GOOD, MISMATCH, check_record
+
+    x = _inputs("bfloat16", n=4, magnitude=1e-4, size=1, seed=9)[0]
+    keys, records = [], []
+    for eps in (1e-8, 1e-3):
+        problem = ADAM.with_params(eps=eps)
+        keys.append(cache_key(problem, x, ["bfloat16"], engine="arb"))
+        truths = ground_truths(problem, x, ["bfloat16"], engine="arb")
+        records.append(truth_record(truths, problem=problem, x=x))
+    assert keys[0] != keys[1] and records[0]["params"] == {"eps": 1e-8}
+    assert records[0]["hi"] != records[1]["hi"]
+    assert check_record(keys[1], records[1]) == (GOOD, "")
+    forged = records[1] | {"params": {"eps": 1e-8}}  # the record of eps 1e-3 under 1e-8
+    assert check_record(keys[1], forged)[0] == MISMATCH

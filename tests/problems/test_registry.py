@@ -309,7 +309,7 @@ def test_a_user_kernel_with_parameters_is_a_family(registry_snapshot):
 
 @pytest.mark.parametrize(
     ("params", "fragment"),
-    [({"eps": [1e-5]}, "parameter 'eps' is not a column"), ({"h": []}, "finite numbers")],
+    [({"momentum": [0.9]}, "parameter 'momentum' is not a column"), ({"h": []}, "finite numbers")],
 )
 def test_a_user_parameter_must_be_a_column_with_values(registry_snapshot, params, fragment):
     with pytest.raises(reg.RegistrationError, match=fragment):

@@ -92,3 +92,14 @@ def test_fails_when_every_case_is_reversed_and_not_measured_without_rows():
 
     assert adam.float16_adam_finding({"adam_update": adam_rows(reversed_)}).verdict == FAILS
     assert adam.float16_adam_finding({}).verdict == NOT_MEASURED
+
+
+def test_only_the_rows_with_eps_1e8_are_read():
+    """The statement is about eps = 1e-8: rows of another eps (a grid of the spec) where
+    in-format float16 never fails do not dilute it, and without 1e-8 rows it is not measured."""
+    default = adam_rows(as_issue_states).assign(eps=1e-8)
+    larger = adam_rows(lambda *args: "ok").assign(eps=1e-4)
+    both = pd.concat([default, larger], ignore_index=True)
+    assert adam.float16_adam_finding({"adam_update": both}).verdict == HOLDS
+    alone = adam.float16_adam_finding({"adam_update": larger})
+    assert alone.verdict == NOT_MEASURED and "eps = 1e-8" in alone.measured

@@ -416,3 +416,34 @@ def test_a_chunks_ground_truths_are_each_inputs_own(problem_name, cached, tmp_pa
                     assert _truth_fields(truth) == _truth_fields(expected[b][key]), (key, b)
     if cached:  # one record per defined input and group, identical inputs sharing one
         assert len(cache) == len(records)
+
+
+def test_a_reference_parameter_gives_each_member_its_own_ground_truth():
+    """Adam's exact update depends on eps (`Problem.reference_params`): each eps of the spec's
+    grid is a column value, and its rows are measured against the exact update with that eps.
+    With |g| ~ 1e-4, sqrt(v_hat) ~ |g| lies between the two eps, so the exact updates for
+    eps = 1e-8 and 1e-3 differ by a factor of about 2 to 10: a row measured against the other
+    eps's truth would have a relative error above 1/2, far beyond its rigorous bound (which
+    assumes the row's own eps). Every row with a bound must meet it."""
+    spec = parse_spec(
+        {
+            "name": "eps",
+            "seed": 7,
+            "formats": ["bfloat16", "float32"],
+            "problems": ["adam_update"],
+            "params": {"adam_update": {"eps": [1e-8, 1e-3]}},
+            "grid": {
+                "log10_cond": [0, 1],
+                "log10_magnitude": [-4, -3],
+                "sizes": [8],
+                "samples_per_cell": 2,
+            },
+        }
+    )
+    table = run(spec)
+    assert table["eps"].dtype == np.float64
+    assert table.groupby("eps").size().to_dict() == {1e-8: 8, 1e-3: 8}  # 2 inputs x 2 x 2
+    bounded = table[(table["outcome"] == "ok") & np.isfinite(table["bound"])]
+    assert len(bounded) >= len(table) // 2
+    assert (bounded["rel_error"] <= bounded["bound"]).all()
+    assert bounded.groupby("eps")["rel_error"].max().max() < 0.5

@@ -15,6 +15,7 @@ import flint
 import mpmath
 import numpy as np
 import pytest
+from members import bound_problem
 from same_bits import truth_bits
 from truth_inputs import FORMATS, ordinary_input, vectorised_inputs
 
@@ -135,7 +136,7 @@ def test_precision_ladder_starts_at_113_then_160():
 @pytest.mark.parametrize("fmt", FORMATS)
 @pytest.mark.parametrize("problem_name", list(PROBLEMS))
 def test_ground_truth_certified_at_the_first_pair(problem_name, fmt, engine):
-    problem = PROBLEMS[problem_name]
+    problem = bound_problem(PROBLEMS[problem_name])
     gt = ground_truth(problem, ordinary_input(problem, fmt, seed=1), fmt, engine=engine)
     assert gt.certified and gt.engine == engine
     assert gt.prec == FIRST_CERTIFIED[engine]  # 113 and 160 agreed / the 113-bit balls are tight
@@ -271,7 +272,7 @@ def _reference_inputs(problem_name: str, fmt: str):
 @pytest.mark.parametrize("problem_name", SOFTMAX_FAMILY)
 def test_rounded_reference_is_the_independent_value_rounded_once(problem_name, fmt, engine):
     for x in _reference_inputs(problem_name, fmt):
-        gt = ground_truth(PROBLEMS[problem_name], x, fmt, engine=engine)
+        gt = ground_truth(bound_problem(PROBLEMS[problem_name]), x, fmt, engine=engine)
         assert gt.certified
         expected = np.array(
             [round_to_format(v, fmt) for v in _independent(problem_name, x)],
@@ -404,7 +405,7 @@ def test_vectorised_certification_changes_no_bit(problem_name, monkeypatch):
     formats at once."""
     from precision.truth import exact as exact_module
 
-    problem = PROBLEMS[problem_name]
+    problem = bound_problem(PROBLEMS[problem_name])
     every = [*FORMATS, "float8_e4m3fn", "float8_e5m2"]
     groups = [[f] for f in every] + [FORMATS, every, ["float8_e4m3fn", "float32"]]
     for x in vectorised_inputs(problem_name):
@@ -433,7 +434,7 @@ def test_repeated_values_change_no_bit(problem_name, monkeypatch):
     from precision.problems import logits
     from precision.truth import exact as exact_module
 
-    problem = PROBLEMS[problem_name]
+    problem = bound_problem(PROBLEMS[problem_name])
     rng = np.random.default_rng(15)
     for fmt, n, scale in [("bfloat16", 1000, 4.0), ("float16", 300, 30.0), ("bfloat16", 40, 1e3)]:
         x = cast(rng.standard_normal(n) * scale, fmt)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import pandas as pd
 
 from precision.core.schema import FAILURES
+from precision.problems.adam import EPS
 from precision.report.claims.base import NOT_MEASURED, Finding, Tables, judged, number, ran_only
 
 SMALL_GRADIENT_DECADE = -2
@@ -30,10 +31,18 @@ def _failure_share(rows: pd.DataFrame) -> tuple[float, int]:
 def float16_adam_finding(tables: Tables) -> Finding:
     """Holds when (1) in-format float16 fails on at least `MOSTLY` of the rows with gradient
     magnitude below 10^`SMALL_GRADIENT_DECADE`, (2) the float32 state in float16 fails on no
-    row, and (3) in-format bfloat16 fails on no row; each is a case of the verdict."""
+    row, and (3) in-format bfloat16 fails on no row; each is a case of the verdict. Only the
+    rows with eps = 1e-8 (`precision.problems.adam.EPS`) are read: the statement is about
+    that eps (tables written before eps was a column hold only those rows)."""
     rows = ran_only(tables.get("adam_update", pd.DataFrame()))
+    if "eps" in rows:
+        rows = rows[rows["eps"] == float(EPS)]
     if rows.empty:
-        return Finding(NOT_MEASURED, "not measured: no adam_update row is stored.", pd.DataFrame())
+        return Finding(
+            NOT_MEASURED,
+            "not measured: no adam_update row with eps = 1e-8 is stored.",
+            pd.DataFrame(),
+        )
     small = rows["cell_log10_magnitude"] < SMALL_GRADIENT_DECADE
     selections = {
         "in_format float16, small gradients": (rows["variant"] == "in_format")
@@ -52,7 +61,8 @@ def float16_adam_finding(tables: Tables) -> Finding:
         parts.append(f"{case}: {number(100 * share, 3)}% of {count} rows failed")
         evidence.append({"case": case, "failure_share": share, "rows": count})
     text = (
-        f"Criterion: holds when in-format float16 fails (nan, overflow, underflow) on at least "
+        "Criterion (rows with eps = 1e-8): holds when in-format float16 fails (nan, overflow, "
+        f"underflow) on at least "
         f"{number(100 * MOSTLY)}% of the rows with max(|g|, |m|) below "
         f"1e{SMALL_GRADIENT_DECADE}, while the float32 state rounded to float16 and in-format "
         "bfloat16 fail on none. Measured: " + "; ".join(parts) + "."
