@@ -160,13 +160,16 @@ def from_torch(tensor) -> np.ndarray:
     return tensor.numpy()
 
 
-def _torch_call(routine: str, call: Callable, x: np.ndarray, device: str) -> np.ndarray:
-    """Run ``call`` on torch tensors of ``x``; a dtype or device torch refuses is Unsupported."""
+def _torch_call(
+    routine: str, call: Callable, x: np.ndarray, device: str, **params: float
+) -> np.ndarray:
+    """Run ``call`` on torch tensors of ``x`` (with a family's ``params``, `GRIDS`); a dtype or
+    device torch refuses is Unsupported."""
     torch = _module("torch")
     if device == "cuda" and not torch.cuda.is_available():
         raise Unsupported(f"{routine}: no CUDA device")
     try:
-        return from_torch(call(torch, to_torch(x, device)))
+        return from_torch(call(torch, to_torch(x, device), **params))
     except (NotImplementedError, RuntimeError, TypeError) as error:
         text = _first_line(error)
         refusals = ("not implemented for", "supported", "handle types other than")
@@ -232,10 +235,13 @@ TORCH_KERNELS: dict[str, tuple[str, Callable]] = {
     "least_squares_residual": ("torch.linalg.lstsq", lambda torch, t: _lstsq_torch(torch, t)),
     **norms.TORCH_KERNELS,  # layer_norm, rms_norm
     **attention.TORCH_KERNELS,  # scaled_dot_product_attention, math backend
-    # Elementwise activations (precision.problems.activations): the exact GELU (erf), SiLU.
+    # Elementwise activations (precision.problems.activations): GELU, exact (erf) or the tanh
+    # approximation (`GRIDS`), and SiLU.
     "gelu": (
         "torch.nn.functional.gelu",
-        lambda torch, t: torch.nn.functional.gelu(t, approximate="none"),
+        lambda torch, t, approximate: torch.nn.functional.gelu(
+            t, approximate="tanh" if approximate else "none"
+        ),
     ),
     "silu": ("torch.nn.functional.silu", lambda torch, t: torch.nn.functional.silu(t)),
 }
@@ -244,7 +250,7 @@ TORCH_KERNELS: dict[str, tuple[str, Callable]] = {
 # ---------------------------------------------------------------- JAX
 
 
-def _jax_call(routine: str, call: Callable, x: np.ndarray) -> np.ndarray:
+def _jax_call(routine: str, call: Callable, x: np.ndarray, **params: float) -> np.ndarray:
     """Run ``call`` on a JAX array of ``x`` on the CPU, with 64-bit types enabled for this call
     only (else float64 input silently becomes float32)."""
     jax = _module("jax")
@@ -253,7 +259,7 @@ def _jax_call(routine: str, call: Callable, x: np.ndarray) -> np.ndarray:
         if array.dtype != x.dtype:  # never measure a silent conversion
             raise Unsupported(f"{routine}: JAX stored {x.dtype} input as {array.dtype}")
         try:
-            return np.atleast_1d(np.asarray(call(jax, array)))
+            return np.atleast_1d(np.asarray(call(jax, array, **params)))
         except (TypeError, NotImplementedError) as error:
             raise Unsupported(f"{routine}: {_first_line(error)}") from None
 
@@ -267,7 +273,10 @@ JAX_KERNELS: dict[str, tuple[str, Callable]] = {
     "log_softmax": ("jax.nn.log_softmax", lambda jax, a: jax.nn.log_softmax(a, axis=-1)),
     "summation": ("jax.numpy.sum", lambda jax, a: jax.numpy.sum(a, axis=-1, keepdims=True)),
     "variance": ("jax.numpy.var", lambda jax, a: jax.numpy.var(a, axis=-1, keepdims=True)),
-    "gelu": ("jax.nn.gelu", lambda jax, a: jax.nn.gelu(a, approximate=False)),
+    "gelu": (
+        "jax.nn.gelu",
+        lambda jax, a, approximate: jax.nn.gelu(a, approximate=bool(approximate)),
+    ),
     "silu": ("jax.nn.silu", lambda jax, a: jax.nn.silu(a)),
 }
 
@@ -275,13 +284,13 @@ JAX_KERNELS: dict[str, tuple[str, Callable]] = {
 # ---------------------------------------------------------------- TensorFlow
 
 
-def _tf_call(routine: str, call: Callable, x: np.ndarray) -> np.ndarray:
+def _tf_call(routine: str, call: Callable, x: np.ndarray, **params: float) -> np.ndarray:
     """Run ``call`` on a TensorFlow constant of ``x`` on the CPU; a dtype TensorFlow refuses
     (float8 softmax) is Unsupported."""
     tf = _module("tensorflow")
     try:
         with tf.device("/CPU:0"):
-            result = call(tf, tf.constant(np.ascontiguousarray(x)))
+            result = call(tf, tf.constant(np.ascontiguousarray(x)), **params)
     except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError, TypeError) as error:
         raise Unsupported(f"{routine}: {_first_line(error)}") from None
     return np.atleast_1d(np.asarray(result.numpy()))
@@ -308,7 +317,10 @@ TF_KERNELS: dict[str, tuple[str, Callable]] = {
         "tf.math.reduce_variance",
         lambda tf, a: tf.math.reduce_variance(a, axis=-1, keepdims=True),
     ),
-    "gelu": ("tf.nn.gelu", lambda tf, a: tf.nn.gelu(a, approximate=False)),
+    "gelu": (
+        "tf.nn.gelu",
+        lambda tf, a, approximate: tf.nn.gelu(a, approximate=bool(approximate)),
+    ),
     "silu": ("tf.nn.silu", lambda tf, a: tf.nn.silu(a)),
 }
 
@@ -345,6 +357,17 @@ BOUNDS: dict[str, Callable[[np.ndarray, Format], float | np.ndarray]] = {
     "cross_entropy": cross_entropy.from_logits_bound,
     "attention": functools.partial(attention.two_pass_bound, float32_stats=1),
 }
+
+
+GRIDS: dict[str, dict[str, tuple[float, ...]]] = {
+    "gelu": {"approximate": (0.0, 1.0)},
+}
+"""Parameters of a problem's library kernels, with their default values (a family per
+library, `precision.problems.base.Variant.grid`): GELU's ``approximate`` is 0 for the exact
+(erf) GELU and 1 for the tanh approximation each library offers (torch ``approximate="tanh"``,
+JAX and TensorFlow ``approximate=True``), the ``approximate`` column of the rows. TensorFlow
+2.21's float64 tanh GELU uses the coefficient 0.044715 rounded to float32 (measured and asserted
+in tests/problems/test_frameworks.py), so its float64 rows carry that difference too."""
 
 
 def wide_for_half(fmt: Format) -> str:
@@ -399,6 +422,7 @@ def library_variants(problem: str) -> dict[str, Variant]:
             library.distribution,
             description=f"{kernel.routine} ({library.label}, {kernel.device})",
             device=kernel.device,
+            grid=GRIDS.get(problem, {}),
             batched=problem in BATCHED,
         )
     return out

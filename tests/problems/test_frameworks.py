@@ -284,3 +284,48 @@ def test_torch_solve_is_backward_stable(fmt):
         err = normwise_relative_error(y, gt.exact)
         assert eta <= 2 * n * f.u, (n, kappa, eta / f.u)
         assert err <= 2 * float(gt.cond) * eta * (1 + 1e-3), (n, kappa, err / f.u)
+
+
+FLOAT32_GELU_COEFFICIENT = {"tensorflow"}
+"""Libraries whose float64 tanh GELU uses 0.044715 rounded to float32 (0.044714998453855515):
+measured 2026-12-06 on TensorFlow 2.21, 9.0e-10 from the textbook formula at x = -1.85 and
+9.3e-16 from the formula with the float32 coefficient. The test asserts both, so the entry
+cannot go stale."""
+
+
+def _tanh_gelu(x: np.ndarray, coefficient: float) -> np.ndarray:
+    """0.5 x (1 + tanh(sqrt(2/pi) (x + c x^3))) in float64."""
+    return 0.5 * x * (1.0 + np.tanh(np.sqrt(2.0 / np.pi) * (x + coefficient * x**3)))
+
+
+@pytest.mark.parametrize("library", LIBRARIES)
+def test_the_approximate_parameter_selects_the_librarys_tanh_gelu(library):
+    """GELU's library kernels are a family over ``approximate``: 1 calls the library's tanh
+    approximation, 0 its exact GELU. In float64 the approximate member agrees with the tanh
+    formula in absolute terms: each evaluates 0.5 x (1 + tanh(sqrt(2/pi) (x + c x^3))) in its
+    own order, whose rounding errors are a few u |x| absolute (1 + tanh cancels for negative x,
+    so relative agreement would not hold); 2^-46 max|x| leaves room for the tanh kernels' own
+    errors. c is 0.044715, or its float32 rounding where a library uses that
+    (`FLOAT32_GELU_COEFFICIENT`, then the textbook c is measurably off). The approximate member
+    differs from the exact one by the approximation's error, more than 10% relative at x = -4
+    (exact GELU -1.2668e-4, tanh form -7.02e-5), where no rounding error of float64 comes
+    near."""
+    _need(library)
+    family = PROBLEMS["gelu"].variants[library]
+    members = {m.params["approximate"]: m for m in family.expand()}
+    assert sorted(members) == [0.0, 1.0]
+    x = np.linspace(-6.0, 6.0, 241)
+    approximate, exact = (
+        members[1.0].kernel(x[np.newaxis])[0],
+        members[0.0].kernel(x[np.newaxis])[0],
+    )
+    tolerance = 2.0**-46 * np.max(np.abs(x))
+    textbook = np.max(np.abs(approximate - _tanh_gelu(x, 0.044715)))
+    if library in FLOAT32_GELU_COEFFICIENT:
+        assert textbook > 1e3 * tolerance
+        coefficient = float(np.float32(0.044715))
+        assert np.max(np.abs(approximate - _tanh_gelu(x, coefficient))) < tolerance
+    else:
+        assert textbook < tolerance
+    at = int(np.argmin(np.abs(x + 4.0)))
+    assert abs(approximate[at] - exact[at]) / abs(exact[at]) > 1e-1
