@@ -91,8 +91,8 @@ def chunks(spec: StudySpec) -> list[Chunk]:
         sizes = spec.grid.sizes if problem.takes_sizes else (1,)
         for n in sizes:
             elements = spec.grid.samples_for(name) * int(np.prod(problem.input_shape(n)))
-            per_chunk = max(1, limit // max(1, elements))
             cells = spec.grid.cells()
+            per_chunk = min(max(1, limit // max(1, elements)), _spread(len(cells)))
             out += [
                 Chunk(name, n, "synthetic", tuple(cells[start : start + per_chunk]))
                 for start in range(0, len(cells), per_chunk)
@@ -107,6 +107,18 @@ def chunks(spec: StudySpec) -> list[Chunk]:
                 for start in range(0, count, step)
             ]
     return out
+
+
+MIN_CHUNKS = 4
+"""Fewest chunks the grid cells of one problem and size are split into (where there are that
+many cells): small inputs fit one chunk by `CHUNK_ELEMENTS`, and an expensive problem of small
+inputs (gradient descent: 36 inputs of n = 8, about 90 CPU seconds) would then run on one
+worker while the others wait. Grouping changes no row (`Chunk`)."""
+
+
+def _spread(cells: int) -> int:
+    """Most cells per chunk so that ``cells`` make at least `MIN_CHUNKS` chunks."""
+    return max(1, -(-cells // MIN_CHUNKS))
 
 
 @dataclass(frozen=True)

@@ -279,15 +279,31 @@ def _chunked(chunk_elements: int | None):
 
 
 def test_how_cells_are_grouped_into_chunks_changes_no_row_of_numpy_kernels():
-    """One cell per chunk (batches of 2) or one chunk per problem (batches of 12): the rows are
-    the same, in the same order, except the batch column that says which call made them."""
-    from precision.run.study import chunks
+    """One cell per chunk (batches of 2) or two cells per chunk (batches of 4, the six cells of
+    a problem spread over `MIN_CHUNKS` = 4 chunks at most): the rows are the same, in the same
+    order, except the batch column that says which call made them."""
+    from precision.run.study import MIN_CHUNKS, chunks
 
     small, large = _chunked(1), _chunked(None)
-    assert len(chunks(small)) == 12 and len(chunks(large)) == 2
+    assert MIN_CHUNKS == 4  # six cells: ceil(6 / 4) = 2 cells per chunk, 3 chunks a problem
+    assert len(chunks(small)) == 12 and len(chunks(large)) == 2 * 3
     a, b = run(small), run(large)
-    assert set(a["batch"].dropna()) <= {1, 2} and b["batch"].max() > 2
+    assert set(a["batch"].dropna()) <= {1, 2} and b["batch"].max() == 4
     pd.testing.assert_frame_equal(a.drop(columns="batch"), b.drop(columns="batch"))
+
+
+def test_small_inputs_still_spread_over_several_chunks():
+    """Inputs small enough for one chunk (`CHUNK_ELEMENTS`) are split into `MIN_CHUNKS` chunks
+    per problem and size, so that an expensive problem of small inputs keeps every worker busy;
+    a spec's own chunk_elements can only make chunks smaller."""
+    from precision.run.study import MIN_CHUNKS, chunks
+
+    spec = load_spec(Path(__file__).parents[2] / "studies" / "descent.toml")
+    plan = chunks(spec)  # 18 cells of 2 inputs of n = 8: one chunk by size alone
+    assert len(spec.grid.cells()) == 18 and [len(c.cells) for c in plan] == [5, 5, 5, 3]
+    assert len(plan) == MIN_CHUNKS
+    tiny = chunks(parse_spec(spec.raw | {"chunk_elements": 16}))  # one cell (2 x 8) per chunk
+    assert len(tiny) == 18
 
 
 def test_a_chunk_holds_its_cells_in_grid_order_and_every_cell_once():
