@@ -119,7 +119,9 @@ COLUMNS = {
     "cell_log10_magnitude": "targeted magnitude decade (synthetic inputs)",
     "cond": "relative condition number of the rounded input, certified to 2^-20 relative "
     "(precision.truth.exact.COND_ACCURACY; the mpmath engine: its value at the accepted precision)",
-    "magnitude": "max |x_i| of the rounded input",
+    "magnitude": "the rounded input's magnitude as its problem measures it (its "
+    "magnitude_name): max |x_i| for vectors, ||A||_2 for matrices, the logit spread for "
+    "attention, ...",
     "x_max": "max x_i of the rounded input",
     "lse": "log-sum-exp of the rounded input's logits (float64), where defined",
     "rel_error": "normwise (inf-norm) relative error of the result, unitless; NaN where the "

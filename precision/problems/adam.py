@@ -432,6 +432,7 @@ ADAM = Problem(
     description="one step of Adam's update lr m_hat / (sqrt(v_hat) + eps) from [g; m; v]",
     reference=adam_reference,
     magnitude=adam_magnitude,
+    magnitude_name="max(|g|,|m|)",
     propose=propose_adam,
     estimate=estimate_adam,
     variants=VARIANTS,

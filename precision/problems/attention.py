@@ -574,6 +574,7 @@ ATTENTION = Problem(
     "blockwise (FlashAttention), statistics in the format or float32",
     reference=attention_reference,
     magnitude=logit_spread,
+    magnitude_name="logit spread",
     propose=propose_attention,
     estimate=estimate_attention,
     variants=VARIANTS,

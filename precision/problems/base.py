@@ -250,6 +250,9 @@ class Problem:
         together because the condition number reuses the reference's intermediate values.
     magnitude : callable
         ``magnitude(x) -> float``: the input magnitude the heatmaps bin (e.g. max |x_i|).
+    magnitude_name : str
+        What ``magnitude`` measures, as axes, tables and claims name it (``"max|x|"``,
+        ``"||A||_2"``, ``"logit spread"``).
     propose : callable
         ``propose(rng, n=, magnitude=, cond=, size=) -> (size, *shape) float64`` candidates aimed
         at a target magnitude and condition number.
@@ -304,6 +307,7 @@ class Problem:
     check_input: Callable[[np.ndarray], None] | None = None
     backward_error: Callable[[np.ndarray, np.ndarray], float] | None = None
     batched: bool = False
+    magnitude_name: str = "max|x|"
     reference_params: tuple[str, ...] = ()
     params: Mapping[str, float] = field(default_factory=dict, hash=False)
 

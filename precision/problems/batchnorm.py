@@ -182,6 +182,7 @@ def _problem(name: str, description: str, reference, eps_rule, eps64: float) -> 
         propose=propose_batches,
         estimate=lambda X: (condition64(X, eps64), mean_magnitudes(X)),
         variants={n: batchnorm_variant(s, eps_rule) for n, s in STATISTICS.items()},
+        magnitude_name="|mean x|",
     )
 
 

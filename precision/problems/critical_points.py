@@ -214,6 +214,7 @@ CRITICAL_POINT = Problem(
     description="min / max / saddle from the Hessian's eigenvalue signs (Jacobi, LDL^T, LAPACK)",
     reference=critical_point_reference,
     magnitude=lambda x: float(estimate_hessians(np.asarray(x, dtype=np.float64)[None])[1][0]),
+    magnitude_name="max|eig H|",
     propose=propose_hessians,
     estimate=estimate_hessians,
     variants={

@@ -602,6 +602,7 @@ DOT = Problem(
     "(acc_bits, truncating or not, promoted every N) accumulators",
     reference=dot_reference,
     magnitude=dot_magnitude,
+    magnitude_name="max(|x|,|y|)",
     propose=propose_dots,
     estimate=estimate_dots,
     variants=VARIANTS,

@@ -196,6 +196,7 @@ def least_squares_problem(name: str, residual: float, description: str) -> Probl
         variants=LEAST_SQUARES_VARIANTS,
         input_shape=lambda n: (2 * n, n + 1),
         check_input=check_packed,
+        magnitude_name="||X||_2",
     )
 
 
@@ -311,6 +312,7 @@ RIDGE = Problem(
     description="ridge regression (X^T X + lambda I) b = X^T y: inv, Cholesky, augmented QR",
     reference=ridge_reference,
     magnitude=ridge_magnitude,
+    magnitude_name="||X||_2^2/lambda",
     propose=propose_ridge,
     estimate=estimate_ridge,
     variants={

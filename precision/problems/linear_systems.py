@@ -161,6 +161,7 @@ LINEAR_SYSTEM = Problem(
     description="A x = b: LU with partial pivoting and inv(A) @ b in the format; numpy, scipy",
     reference=linear_system_reference,
     magnitude=magnitude,
+    magnitude_name="||A||_2",
     propose=propose_systems,
     estimate=lambda X: linalg.spectral_estimates(X[:, :, :-1]),
     variants={

@@ -464,6 +464,7 @@ LOSS_SCALING = Problem(
     "stored in the format: unscaled, static and dynamic (GradScaler) loss scale",
     reference=loss_scaling_reference,
     magnitude=gradient_magnitude,
+    magnitude_name="max|dy|",
     propose=propose_gradients,
     estimate=estimate_gradients,
     variants=VARIANTS,

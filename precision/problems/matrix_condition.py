@@ -70,6 +70,7 @@ MATRIX_CONDITION = Problem(
     description="kappa_2(A) = sigma_max / sigma_min: one-sided Jacobi in the format; numpy",
     reference=condition_reference,
     magnitude=linalg.spectral_norm,
+    magnitude_name="||A||_2",
     propose=lambda rng, *, n, magnitude, cond, size: linalg.randsvd(
         rng, m=n, n=n, cond=np.full(size, cond), norm=np.full(size, magnitude)
     ),

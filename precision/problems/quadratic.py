@@ -154,6 +154,7 @@ QUADRATIC = Problem(
     description="argmin 1/2 theta^T H theta - b^T theta by gradient descent, Newton and BFGS",
     reference=quadratic_reference,
     magnitude=solution_magnitude,
+    magnitude_name="max|theta*|",
     propose=propose_quadratics,
     estimate=estimate_quadratics,
     variants={name: Variant(name, **spec) for name, spec in OPTIMISERS.items()},

@@ -542,6 +542,7 @@ VARIANCE = Problem(
     description="population variance of a batch: textbook, two-pass, corrected, Welford, numpy",
     reference=variance_reference,
     magnitude=mean_magnitude,
+    magnitude_name="|mean x|",
     propose=propose_batches,
     estimate=lambda X: (variance_condition64(X), mean_magnitudes(X)),
     variants={name: variance_variant(s) for name, s in STATISTICS.items()},

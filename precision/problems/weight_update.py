@@ -86,6 +86,7 @@ WEIGHT_UPDATE = Problem(
     description="a weight receiving many small gradient-descent updates, applied in order",
     reference=summation.summation_reference,
     magnitude=lambda x: float(abs(np.asarray(x, dtype=np.float64)[0])),
+    magnitude_name="|w_0|",
     propose=propose_updates,
     estimate=lambda X: (summation.estimate_sums(X)[0], np.abs(X[:, 0])),
     variants=VARIANTS,

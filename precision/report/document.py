@@ -352,7 +352,9 @@ def _study_blocks(
             "that refuses the format, shown apart, or error: the variant raised, counted in "
             "'raised'), bound "
             "violations among the rows with a known first-order bound, and where the variant "
-            "first fails: the smallest decade of max|x| and of the condition number holding "
+            "first fails: the smallest decade of the magnitude (each problem's own measure, "
+            "named in the problems table: max|x|, ||A||_2, ...) and of the condition number "
+            "holding "
             "a failed row, and the smallest condition decade whose median error reaches 1/2 "
             "(no correct bit). Empty: never. Rows whose exact result is 0 (inputs that cancel "
             "exactly; condition number infinite) have no relative error: they are counted "
@@ -453,7 +455,7 @@ def _measured_text(study: StoredStudy) -> str:
     certified = table["certified"].fillna(False).astype(bool).mean() if len(table) else 0.0
     return (
         f"Formats {', '.join(spec.get('formats', []))}. Synthetic inputs aimed at condition "
-        f"decades 10^{cond[0]} to 10^{cond[1]} and magnitude (max|x|) decades 10^{mag[0]} to "
+        f"decades 10^{cond[0]} to 10^{cond[1]} and magnitude decades 10^{mag[0]} to "
         f"10^{mag[1]}, sizes n = {', '.join(map(str, grid.get('sizes', [])))}, "
         f"{grid.get('samples_per_cell', '?')} input(s) per cell and size{extra}"
         f"{'; ' + data if data else ''}. Seed {spec.get('seed', 0)}; ground truth by the "
@@ -473,6 +475,7 @@ def _problems_table(table: pd.DataFrame, spec: dict) -> pd.DataFrame:
             {
                 "problem": problem,
                 "what": PROBLEMS[problem].description if problem in PROBLEMS else "",
+                "magnitude": PROBLEMS[problem].magnitude_name if problem in PROBLEMS else "",
                 "variants": ", ".join(dict.fromkeys(part["variant"])),
                 "parameters": _parameter_ranges(part),
                 "sizes n": ", ".join(str(n) for n in sorted(set(part["n"].dropna().astype(int)))),
@@ -532,7 +535,7 @@ def key_numbers(table: pd.DataFrame) -> pd.DataFrame:
                 f"{int(v)} / {int(c)}" if c else ""
                 for v, c in zip(merged["bound_violations"], merged["bound_checked"], strict=True)
             ],
-            "fails from log10 max|x|": merged["fails_from_magnitude"],
+            "fails from log10 magnitude": merged["fails_from_magnitude"],
             "fails from log10 cond": merged["fails_from_cond"],
             "no correct bit from log10 cond": merged["inaccurate_from_cond"],
         }

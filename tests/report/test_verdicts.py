@@ -229,3 +229,21 @@ def test_the_step_claim_prints_its_tolerance():
     finding = step_finding({"fd_exp": rows})
     assert "Criterion: holds per problem, scheme and format" in finding.measured
     assert "ratio 0.25 to 4" in finding.measured
+
+
+# ---------------------------------------------------------------- what the magnitude is
+
+
+def test_a_claims_range_names_the_magnitude_its_problem_measures():
+    """The magnitude column is max|x| for vectors but ||A||_2 for matrices and the logit
+    spread for attention: a claim's range says which, and "magnitude" when rows mix them."""
+    from precision.report.claims.base import span
+
+    rows = pd.DataFrame({"problem": ["attention"] * 2, "n": [16, 1024], "magnitude": [0.5, 300]})
+    assert span(rows) == "n 16 to 1,024, logit spread 0.5 to 300"
+    rows["problem"] = "linear_system"
+    assert "||A||_2 0.5 to 300" in span(rows)
+    rows["problem"] = ["softmax", "attention"]
+    assert "magnitude 0.5 to 300" in span(rows)
+    rows["problem"] = "softmax"
+    assert "max|x| 0.5 to 300" in span(rows)

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from precision.core.formats import STUDY_FORMATS
+from precision.problems import PROBLEMS
 from precision.report.summary import labelled
 
 HOLDS, FAILS, QUALIFIED, NOT_MEASURED = "holds", "fails", "qualified", "not measured"
@@ -125,17 +126,32 @@ def never_ran(rows: pd.DataFrame) -> list[str]:
 
 
 def span(rows: pd.DataFrame) -> str:
-    """The range of n, condition number and max|x| that ``rows`` cover, for a claim's text
+    """The range of n, condition number and magnitude that ``rows`` cover, for a claim's text
     (a number without its range is ambiguous: a median over kappa from 1 to 1e17 is not the
-    median at kappa < 10)."""
+    median at kappa < 10); the magnitude named as the rows' problem measures it
+    (`magnitude_name`)."""
     parts = []
-    for column, name in (("n", "n"), ("cond", "kappa"), ("magnitude", "max|x|")):
+    magnitude = magnitude_name(rows["problem"]) if "problem" in rows else "magnitude"
+    for column, name in (("n", "n"), ("cond", "kappa"), ("magnitude", magnitude)):
         values = pd.to_numeric(rows[column], errors="coerce") if column in rows else None
         if values is None or values.notna().sum() == 0:
             continue
         low, high = values.min(), values.max()
-        parts.append(f"{name} {number(low, 3)}" + ("" if low == high else f" to {number(high, 3)}"))
+        # sizes are integers: 1,024, not 1.02e+03
+        shown = (lambda v: f"{int(v):,}") if column == "n" else (lambda v: number(v, 3))
+        parts.append(f"{name} {shown(low)}" + ("" if low == high else f" to {shown(high)}"))
     return ", ".join(parts) if parts else "no rows"
+
+
+def magnitude_name(problems) -> str:
+    """What the magnitude column of rows of ``problems`` measures (`Problem.magnitude_name`:
+    max|x|, ||A||_2, the logit spread, ...); "magnitude" when they measure different things or
+    a problem is not registered in this process."""
+    names = {
+        PROBLEMS[p].magnitude_name if p in PROBLEMS else "magnitude"
+        for p in pd.unique(pd.Series(problems).dropna())
+    }
+    return names.pop() if len(names) == 1 else "magnitude"
 
 
 def verdict_of(per_case: dict[str, bool]) -> str:
