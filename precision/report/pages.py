@@ -107,7 +107,7 @@ def key_figure(problems: list[str], study_pages: list[str], images: list[str]) -
 
 def trust_table(numbers: pd.DataFrame) -> pd.DataFrame:
     """Per problem and format, the variant to trust and the one to avoid, from a study's key
-    numbers (`precision.report.document.key_numbers`): ranked by the share of failed rows, then
+    numbers (`precision.report.study_page.key_numbers`): ranked by the share of failed rows, then
     by the median error / u (a variant that fails less is preferred whatever its median).
     Variants a library refused in every row never ran and are left out."""
     ran = labelled(numbers[numbers["of which unsupported %"] < 100])

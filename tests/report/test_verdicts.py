@@ -12,7 +12,7 @@ import pytest
 from precision.core.formats import get_format
 from precision.problems import PROBLEMS
 from precision.report.claims.softmax import cross_entropy_finding, library_finding
-from precision.report.document import key_numbers
+from precision.report.study_page import key_numbers
 from precision.report.summary import overview
 from precision.run.measure import measure_variant
 from precision.truth.exact import ground_truths
