@@ -112,6 +112,7 @@ def kernel(
             batched=True,
         )
         target = PROBLEMS[problem]
+        _check_reference_params(target, variant, where=origin(fn))
         PROBLEMS[problem] = dataclasses.replace(
             target, variants={**target.variants, variant_name: variant}
         )
@@ -136,11 +137,31 @@ def register_problem(problem: Problem) -> Problem:
             f"problem {problem.name!r} ({where}) is already defined"
             + (f" by {known.origin}" if known else " (a built-in problem)")
         )
+    for key in problem.reference_params:
+        if key not in PARAMETERS:
+            raise RegistrationError(
+                f"problem {problem.name!r} ({where}): reference parameter {key!r} is not a "
+                f"column of the table (known: {', '.join(PARAMETERS)})"
+            )
+    for variant in problem.variants.values():
+        _check_reference_params(problem, variant, where=where)
     PROBLEMS[problem.name] = problem
     USER_PROBLEMS[problem.name] = Registration(
         problem.name, "", where, source_path(problem.reference)
     )
     return problem
+
+
+def _check_reference_params(problem: Problem, variant: Variant, *, where: str) -> None:
+    """Every variant of a problem whose exact result depends on parameters
+    (`Problem.reference_params`) must be a family over them: its rows need their values to know
+    which ground truth they are measured against."""
+    missing = [key for key in problem.reference_params if key not in variant.grid]
+    if missing:
+        raise RegistrationError(
+            f"variant {variant.name} of {problem.name} ({where}) must take the parameters "
+            f"{missing} that the exact result depends on (params={{...}})"
+        )
 
 
 def origin(fn: Callable) -> str:

@@ -319,3 +319,27 @@ def test_a_user_parameter_must_be_a_column_with_values(registry_snapshot, params
 def test_evaluate_refuses_a_parameter_no_chosen_variant_takes():
     with pytest.raises(InputError, match="no chosen variant of softmax takes parameter 'h'"):
         pr.evaluate("softmax", [1.0, 2.0], formats=["float64"], params={"h": [0.1]})
+
+
+def test_a_problem_whose_truth_depends_on_a_parameter_needs_families_over_it(registry_snapshot):
+    """`Problem.reference_params`: a name that is no column, or a variant (built in with the
+    problem, or a user kernel added later) that does not take the parameter, is refused with one
+    line; a kernel that takes it registers and its members bind it."""
+    import dataclasses
+
+    adam = PROBLEMS["adam_update"]
+    renamed = dataclasses.replace(adam, name="adam_copy", reference_params=("momentum",))
+    with pytest.raises(reg.RegistrationError, match="'momentum' is not a column"):
+        reg.register_problem(renamed)
+    plain = {"plain": pr.Variant("plain", lambda X: X[..., 0, :], batched=True)}
+    with pytest.raises(reg.RegistrationError, match=r"must take the parameters \['eps'\]"):
+        reg.register_problem(dataclasses.replace(adam, name="adam_plain", variants=plain))
+    with pytest.raises(reg.RegistrationError, match="must take the parameters"):
+        pr.kernel("adam_update", name="no_eps")(lambda X: X[..., 0, :])
+
+    @pr.kernel("adam_update", name="with_eps", params={"eps": [1e-3]})
+    def with_eps(X, *, eps):
+        return X[..., 0, :] / (1.0 + eps)
+
+    member = PROBLEMS["adam_update"].variants["with_eps"].expand()[0]
+    assert PROBLEMS["adam_update"].for_variant(member).params == {"eps": 1e-3}
