@@ -27,7 +27,15 @@ import pandas as pd
 
 from precision import store
 from precision.run.spec import StudySpec
-from precision.run.study import CHUNK_ELEMENTS, Chunk, ChunkResult, chunks, concat_tables, run_chunk
+from precision.run.study import (
+    CHUNK_ELEMENTS,
+    Chunk,
+    ChunkResult,
+    cells_per_chunk,
+    chunks,
+    concat_tables,
+    run_chunk,
+)
 
 EXECUTORS = ("serial", "process", "dask")
 
@@ -517,23 +525,28 @@ class TooLarge(ExecutorError):
 class Estimate:
     """What a run of a spec will cost (see the constants above): the rows, inputs and chunks
     of its plan (rows and inputs at most: cells the generator cannot reach give fewer), CPU
-    seconds, the bytes of the table in the run's process, and of the largest chunk in a
-    worker."""
+    seconds, the bytes of the table in the run's process, and of each chunk in a worker
+    (largest first)."""
 
     rows: int
     inputs: int
     chunks: int
     cpu_seconds: float
     table_bytes: int
-    chunk_bytes: int
+    chunk_sizes: tuple[int, ...]
+
+    @property
+    def chunk_bytes(self) -> int:
+        """Bytes of the largest chunk."""
+        return self.chunk_sizes[0] if self.chunk_sizes else 0
 
     def seconds(self, workers: int) -> float:
         return self.cpu_seconds / max(1, min(workers, self.chunks))
 
     def memory(self, workers: int, *, here: bool = True) -> int:
-        """Bytes at the peak on this machine: the table, and ``workers`` chunks at once
-        unless they run on other machines (``here`` False: a Dask cluster)."""
-        return self.table_bytes + (min(workers, self.chunks) * self.chunk_bytes if here else 0)
+        """Bytes at the peak on this machine: the table, and the ``workers`` largest chunks at
+        once unless they run on other machines (``here`` False: a Dask cluster)."""
+        return self.table_bytes + (sum(self.chunk_sizes[:workers]) if here else 0)
 
     def line(self, workers: int, *, here: bool = True) -> str:
         """``about 50 rows, 19.1 GiB of memory and 2.6 days on 1 worker`` (the workers that
@@ -553,7 +566,7 @@ def estimate(spec: StudySpec) -> Estimate:
 
     limit = spec.chunk_elements or CHUNK_ELEMENTS
     rows = inputs = count = 0
-    seconds, largest = 0.0, 0
+    seconds, sizes = 0.0, []
     for name in spec.problems:
         problem, per_input = PROBLEMS[name], len(spec.received()) * len(spec.runs_of(name))
         matrix = _is_matrix(problem)
@@ -566,12 +579,13 @@ def estimate(spec: StudySpec) -> Estimate:
             count += -(-cells // step)
             seconds += drawn * (GROUND_TRUTH_SECONDS + WORK_SECONDS["ground truth"] * work)
             seconds += drawn * per_input * (ROW_SECONDS + row * work)
-            chunk = min(step, cells) * cell  # inputs of the largest chunk of this batch
-            largest = max(
-                largest,
-                chunk * (elements * CHUNK_BYTES_PER_ELEMENT + per_input * CHUNK_BYTES_PER_ROW),
+            per_cell = cell * (elements * CHUNK_BYTES_PER_ELEMENT + per_input * CHUNK_BYTES_PER_ROW)
+            # full chunks of ``step`` cells, then the rest
+            sizes += [step * per_cell] * (cells // step) + [cells % step * per_cell] * bool(
+                cells % step
             )
-    return Estimate(rows, inputs, count, seconds, rows * TABLE_BYTES_PER_ROW, largest)
+    sizes = tuple(sorted(sizes, reverse=True))
+    return Estimate(rows, inputs, count, seconds, rows * TABLE_BYTES_PER_ROW, sizes)
 
 
 def _batches(spec: StudySpec, problem, limit: int):
@@ -582,7 +596,7 @@ def _batches(spec: StudySpec, problem, limit: int):
     samples = spec.grid.samples_for(problem.name)
     for n in sizes:
         per_cell = samples * math.prod(problem.input_shape(n))
-        yield n, samples * cells, samples, cells, max(1, limit // max(1, per_cell))
+        yield n, samples * cells, samples, cells, cells_per_chunk(cells, per_cell, limit)
     if problem.from_logits is None:
         return
     for dataset in spec.datasets:

@@ -92,7 +92,7 @@ def chunks(spec: StudySpec) -> list[Chunk]:
         for n in sizes:
             elements = spec.grid.samples_for(name) * int(np.prod(problem.input_shape(n)))
             cells = spec.grid.cells()
-            per_chunk = min(max(1, limit // max(1, elements)), _spread(len(cells)))
+            per_chunk = cells_per_chunk(len(cells), elements, limit)
             out += [
                 Chunk(name, n, "synthetic", tuple(cells[start : start + per_chunk]))
                 for start in range(0, len(cells), per_chunk)
@@ -116,9 +116,12 @@ inputs (gradient descent: 36 inputs of n = 8, about 90 CPU seconds) would then r
 worker while the others wait. Grouping changes no row (`Chunk`)."""
 
 
-def _spread(cells: int) -> int:
-    """Most cells per chunk so that ``cells`` make at least `MIN_CHUNKS` chunks."""
-    return max(1, -(-cells // MIN_CHUNKS))
+def cells_per_chunk(cells: int, elements_per_cell: int, limit: int) -> int:
+    """Grid cells per chunk of one problem and size: at most ``limit`` input elements
+    (``elements_per_cell`` per cell; at least one cell), and few enough that the ``cells`` make
+    `MIN_CHUNKS` chunks where they can."""
+    spread = max(1, -(-cells // MIN_CHUNKS))
+    return min(max(1, limit // max(1, elements_per_cell)), spread)
 
 
 @dataclass(frozen=True)
