@@ -58,7 +58,7 @@ def assert_within_bound(name: str, X: np.ndarray) -> int:
     cond, mag = estimated(name, X)
     n = X.shape[-1]
     bound = np.array([max_cond(name)(n, m) for m in mag])
-    slack = (n + 8) * (2.0**-53 * bound + 2.0**-1075)
+    slack = (n + 8) * 2.0**-53 * bound + (n + 8) * 2.0**-1074 / 2  # (2**-1075 is 0)
     finite = np.isfinite(cond)
     over = finite & ~(cond <= bound + slack)
     assert not over.any(), (name, n, cond[over][:3], mag[over][:3], bound[over][:3])
