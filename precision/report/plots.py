@@ -59,6 +59,7 @@ from precision.report.summary import (  # noqa: E402
     decade,
     error_lines,
     labelled,
+    magnitude_name,
     summarize,
 )
 
@@ -179,6 +180,7 @@ def heatmap_figure(
     xs = _decades(cells["cond_decade"])
     ys = _decades(cells["magnitude_decade"])
     fig, axes = _facet_grid(len(variants), len(formats), row_height=2.3)
+    magnitude = magnitude_name([problem])
     for i, variant in enumerate(variants):
         for j, fmt in enumerate(formats):
             facet = cells[(cells["variant"] == variant) & (cells["format"] == fmt)]
@@ -188,7 +190,7 @@ def heatmap_figure(
             if (variant, fmt) in upcast:
                 _frame_dashed(axes[i][j])
             axes[i][j].set_xlabel("log10 cond" if i == len(variants) - 1 else "", fontsize=8)
-            axes[i][j].set_ylabel("log10 max|x|" if j == 0 else "", fontsize=8)
+            axes[i][j].set_ylabel(f"log10 {magnitude}" if j == 0 else "", fontsize=8)
     _decade_ticks(axes, xs, ys)
     mappable = plt.cm.ScalarMappable(norm=plt.Normalize(vmin, vmax), cmap=CMAP)
     fig.colorbar(

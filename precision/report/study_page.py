@@ -340,6 +340,30 @@ def _figure_caption(stem: str, source: Path) -> str:
             f"{rest.removesuffix('_kappa')}: median error / u versus the measured condition "
             "number, with reference lines (bounds or orders of growth) dashed." + bands + drawn
         )
+    if stem == "lines_dot_n":
+        return (
+            "dot: largest relative error versus K over inputs with kappa < 10, one column per "
+            "format; top row the accumulators without promotion, bottom row the limited "
+            "accumulators promoted to float32 every promote_every products (float32 and "
+            "in-format accumulators grey in both); the published 2% in red; errors of 0 not "
+            "drawn." + drawn
+        )
+    if kind == "lines" and rest == "attention_n":
+        return (
+            "attention: median error / u versus the sequence length L (log2 axis), one row of "
+            "panels per measured condition decade (all certified ok rows, logit spreads "
+            "pooled), one panel per format, one line per variant." + bands + drawn
+        )
+    if kind == "lines" and rest.endswith("_magnitude"):
+        return (
+            f"{rest.removesuffix('_magnitude')}: median error / u versus max |x_i| of the "
+            "rounded input per decade, certified ok rows with kappa < 10, sizes pooled, one "
+            "panel per format; under each panel the share of each decade's rows (every kappa) "
+            "that failed: white none, red with the percentage, hatched where no row enters the "
+            "median (the line has no point), grey where the variant has no rows; rows whose "
+            "input overflowed on rounding are counted in the panel title; dotted: the format's "
+            "max (and sqrt(max) for the norms)." + bands + drawn
+        )
     if kind == "lines" and rest.endswith("_n"):
         return (
             f"{rest.removesuffix('_n')}: median error / (u kappa) versus n, bounds dashed."

@@ -19,6 +19,7 @@ from precision.core.schema import (
     VARIANT_KEYS,
     format_parameter,
 )
+from precision.problems import PROBLEMS
 from precision.problems.emulated import seed_spread, stochastic_rows
 from precision.store.results import worked_examples
 
@@ -383,3 +384,14 @@ def accumulator_label(row) -> str:
         return str(row["variant"])
     rounding = "truncated" if row["acc_truncate"] == 1 else "nearest"
     return f"{int(row['acc_bits'])}-bit {rounding}"
+
+
+def magnitude_name(problems) -> str:
+    """What the magnitude column of rows of ``problems`` measures (`Problem.magnitude_name`:
+    max|x|, ||A||_2, the logit spread, ...); "magnitude" when they measure different things or
+    a problem is not registered in this process."""
+    names = {
+        PROBLEMS[p].magnitude_name if p in PROBLEMS else "magnitude"
+        for p in pd.unique(pd.Series(problems).dropna())
+    }
+    return names.pop() if len(names) == 1 else "magnitude"

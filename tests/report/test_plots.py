@@ -226,3 +226,17 @@ def test_the_heatmap_panels_of_a_family_member_show_its_cells(figures):
             assert np.ma.count(mesh.get_array()) > 0, (stem, ax.get_title())
             members += 1
     assert members == 2 * 3  # two seeds, three formats
+
+
+def test_the_magnitude_axis_names_what_the_problem_measures(table):
+    """A heatmap's y axis is the problem's magnitude (`Problem.magnitude_name`): max|x| for
+    summation's vectors; the same rows relabelled as a linear system's say ||A||_2."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        rows = table[table["problem"] == "summation"]
+        vector = plots.heatmap_figure(rows, "summation")
+        matrix = plots.heatmap_figure(rows.assign(problem="linear_system"), "linear_system")
+    labels = [{ax.get_ylabel() for ax in fig.axes} - {""} for fig in (vector, matrix)]
+    plt.close("all")
+    assert {"log10 max|x|"} <= labels[0] and "log10 ||A||_2" not in labels[0]
+    assert {"log10 ||A||_2"} <= labels[1] and "log10 max|x|" not in labels[1]

@@ -16,8 +16,7 @@ import numpy as np
 import pandas as pd
 
 from precision.core.formats import STUDY_FORMATS
-from precision.problems import PROBLEMS
-from precision.report.summary import labelled
+from precision.report.summary import labelled, magnitude_name
 
 HOLDS, FAILS, QUALIFIED, NOT_MEASURED = "holds", "fails", "qualified", "not measured"
 
@@ -141,17 +140,6 @@ def span(rows: pd.DataFrame) -> str:
         shown = (lambda v: f"{int(v):,}") if column == "n" else (lambda v: number(v, 3))
         parts.append(f"{name} {shown(low)}" + ("" if low == high else f" to {shown(high)}"))
     return ", ".join(parts) if parts else "no rows"
-
-
-def magnitude_name(problems) -> str:
-    """What the magnitude column of rows of ``problems`` measures (`Problem.magnitude_name`:
-    max|x|, ||A||_2, the logit spread, ...); "magnitude" when they measure different things or
-    a problem is not registered in this process."""
-    names = {
-        PROBLEMS[p].magnitude_name if p in PROBLEMS else "magnitude"
-        for p in pd.unique(pd.Series(problems).dropna())
-    }
-    return names.pop() if len(names) == 1 else "magnitude"
 
 
 def verdict_of(per_case: dict[str, bool]) -> str:
