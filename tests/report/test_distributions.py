@@ -184,7 +184,7 @@ def test_uncertified_or_unrun_pairs_are_absent_with_their_reason():
 
 
 def test_a_problem_with_many_variants_is_split_over_figures(monkeypatch):
-    monkeypatch.setattr(plots, "MAX_BOXES", 2)
+    monkeypatch.setattr(plots.common, "MAX_BOXES", 2)
     table = _table(*(_rows(f"v{k}", "float32", ERRORS * (k + 1)) for k in range(5)))
     drawn = _figures(plots.distribution_figures, table, "summation")
     assert list(drawn) == [f"distributions_summation{s}" for s in ("", "_2", "_3")]
@@ -226,7 +226,7 @@ def test_three_seeds_give_one_line_with_a_band_not_three_lines():
     bands = [c for c in fig.axes[0].collections if isinstance(c, PolyCollection)]
     assert len(bands) == 3  # the 10-90% band of each line, and the seed band
     # The seed band spans the per-seed medians: seed 0 at the bottom, seed 2 at the top.
-    envelope = plots._seed_envelope(table, "cond_decade")
+    envelope = plots.common._seed_envelope(table, "cond_decade")
     for decade, row in envelope.set_index("cond_decade").iterrows():
         base = np.median(ERRORS) * 10.0**decade * 1.5
         assert row["seed_low_err_over_u"] == pytest.approx(base)
@@ -236,7 +236,7 @@ def test_three_seeds_give_one_line_with_a_band_not_three_lines():
 
 
 def test_the_seed_line_is_the_median_of_every_seeds_rows():
-    data = plots._line_data(_seeded_table(3), "cond_decade")
+    data = plots.common._line_data(_seeded_table(3), "cond_decade")
     line = data[data["variant"] == "recursive_sr (3 seeds)"].set_index("cond_decade")
     for decade, row in line.iterrows():
         pooled = np.concatenate([ERRORS * 10.0**decade * 1.5 * (s + 1) for s in range(3)])
@@ -251,7 +251,7 @@ def test_every_family_with_a_seed_is_pooled_and_one_seed_is_not_a_band():
         _rows("random_order", "float16", ERRORS, seed=1.0),
         _rows("recursive_sr", "float16", ERRORS, seed=0.0),
     )
-    assert sorted(set(plots._pooled(table)["variant"])) == [
+    assert sorted(set(plots.common._pooled(table)["variant"])) == [
         "random orders (2 seeds)",
         "recursive_sr",
     ]
@@ -322,7 +322,7 @@ def test_an_upcast_facet_is_framed_and_titled_and_its_box_hollow(upcast):
 
 
 def test_line_figures_with_more_than_max_panels_are_split(monkeypatch):
-    monkeypatch.setattr(plots, "MAX_PANELS", 4)  # two sizes of two formats per figure
+    monkeypatch.setattr(plots.common, "MAX_PANELS", 4)  # two sizes of two formats per figure
     table = _table(
         *(
             _rows("recursive", fmt, ERRORS * 1.5, cond=1.5, n=n)

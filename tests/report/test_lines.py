@@ -99,7 +99,7 @@ def test_the_length_figure_says_which_rows_enter_and_splits_at_max_panels(monkey
     (fig,) = _quiet(plots.length_figures, table, "attention").values()
     assert "one row per condition decade" in fig.get_suptitle()
     assert "all certified ok rows" in fig.get_suptitle()
-    monkeypatch.setattr(plots, "MAX_PANELS", 2)  # one condition decade of two formats each
+    monkeypatch.setattr(plots.common, "MAX_PANELS", 2)  # one condition decade of two formats each
     drawn = _quiet(plots.length_figures, table, "attention")
     assert list(drawn) == ["lines_attention_n", "lines_attention_n_2"]
     titles = [sorted(ax.get_title() for ax in f.axes if ax.get_title()) for f in drawn.values()]
@@ -171,7 +171,7 @@ def test_the_strip_gives_the_failed_share_and_marks_decades_without_a_point():
         assert (tuple(cell.get_facecolor()[:3]) == (1.0, 1.0, 1.0)) == (not fails)
         assert _cell(strip, "float32_statistics", decade).get_hatch() is None
     shares = sorted(t.get_text() for t in strip.texts)
-    assert shares == [plots._share(5 / 6)] * 2
+    assert shares == [plots.common._share(5 / 6)] * 2
     float32 = _strip(fig, column=1)
     assert not float32.texts  # nothing failed in float32: no percentage written
 
@@ -200,7 +200,7 @@ def test_magnitude_figures_split_at_max_boxes_and_draw_no_text_over_text(monkeyp
     table = _norms(in_format_fails_from=30.0)
     (fig,) = _quiet(plots.magnitude_figures, table, "layer_norm").values()
     assert not overlapping_texts(fig)
-    monkeypatch.setattr(plots, "MAX_BOXES", 1)
+    monkeypatch.setattr(plots.common, "MAX_BOXES", 1)
     drawn = _quiet(plots.magnitude_figures, table, "layer_norm")
     assert list(drawn) == ["lines_layer_norm_magnitude", "lines_layer_norm_magnitude_2"]
 

@@ -127,7 +127,7 @@ def test_every_heatmap_of_a_study_shares_one_colour_scale(figures):
 
 
 def test_a_problem_with_many_panels_is_split(table, monkeypatch):
-    monkeypatch.setattr(plots, "MAX_PANELS", 6)  # two variants of three formats per figure
+    monkeypatch.setattr(plots.common, "MAX_PANELS", 6)  # two variants of three formats per figure
     drawn = plots.heatmap_figures(table, "summation")
     # recursive, pairwise, kahan and random_order at seeds 0 and 1: five rows of panels.
     assert list(drawn) == ["heatmap_summation", "heatmap_summation_2", "heatmap_summation_3"]
@@ -141,7 +141,7 @@ def test_long_decade_axes_label_every_kth_tick(decades):
     """All decades up to MAX_TICK_LABELS; beyond, at most that many, evenly spaced, 0 among
     them."""
     axis = list(range(-3, -3 + decades))
-    labels = plots._thinned(axis)
+    labels = plots.common._thinned(axis)
     shown = [d for d, label in zip(axis, labels, strict=True) if label]
     assert all(label in ("", str(d)) for d, label in zip(axis, labels, strict=True))
     if decades <= plots.MAX_TICK_LABELS:
