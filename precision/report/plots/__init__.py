@@ -1,4 +1,8 @@
-"""Heatmaps of error versus measured condition number and magnitude. The only seaborn user.
+"""Every figure of the report, drawn from stored tables; the only package that imports matplotlib
+and seaborn (modules by figure kind: heatmaps, lines, magnitude, optimisation, distributions,
+and what they share, common).
+
+Heatmaps of error versus measured condition number and magnitude:
 
 One figure per problem (split when it would hold more than MAX_PANELS panels); one facet per
 variant (rows; each member of a family apart) x format (columns). x = decade of the measured
