@@ -273,6 +273,7 @@ JAX_KERNELS: dict[str, tuple[str, Callable]] = {
     "log_softmax": ("jax.nn.log_softmax", lambda jax, a: jax.nn.log_softmax(a, axis=-1)),
     "summation": ("jax.numpy.sum", lambda jax, a: jax.numpy.sum(a, axis=-1, keepdims=True)),
     "variance": ("jax.numpy.var", lambda jax, a: jax.numpy.var(a, axis=-1, keepdims=True)),
+    **attention.JAX_KERNELS,  # dot_product_attention
     "gelu": (
         "jax.nn.gelu",
         lambda jax, a, approximate: jax.nn.gelu(a, approximate=bool(approximate)),

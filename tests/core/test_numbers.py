@@ -26,6 +26,7 @@ import flint
 import mpmath
 import numpy as np
 import pytest
+from members import bound_problem
 
 from precision.core import arb_linalg
 from precision.core.arb_linalg import (
@@ -119,14 +120,15 @@ def test_arb_operations_contain_the_exact_values():
 
 @pytest.mark.parametrize("problem_name", list(PROBLEMS))
 def test_reference_defaults_to_mpmath_and_takes_mpf_arrays(problem_name):
-    """``problem.reference(x)`` keeps working: float input, mpf input and ctx=MPMATH agree."""
-    problem = PROBLEMS[problem_name]
+    """``problem.reference(x)`` keeps working: float input, mpf input and ctx=MPMATH agree
+    (with the default values of the parameters a reference takes, `Problem.reference_params`)."""
+    problem = bound_problem(PROBLEMS[problem_name])
     x = problem.propose(np.random.default_rng(2), n=7, magnitude=3.0, cond=10.0, size=1)[0]
     with mpmath.workprec(113):
         results = [
-            problem.reference(x),
-            problem.reference(to_mpf_array(x)),
-            problem.reference(x, MPMATH),
+            problem.reference(x, **problem.params),
+            problem.reference(to_mpf_array(x), **problem.params),
+            problem.evaluate_reference(x, MPMATH),
         ]
     (y0, c0), *rest = results
     for y, c in rest:
@@ -340,7 +342,7 @@ def _exact_value(exact: Exact, i: int) -> mpmath.mpf:
 
 
 def _assert_same_truth(problem_name: str, x: np.ndarray, fmt: str) -> None:
-    problem = PROBLEMS[problem_name]
+    problem = bound_problem(PROBLEMS[problem_name])
     reference = ground_truth(problem, x, fmt)
     gt = ground_truth(problem, x, fmt, engine="arb")
     where = (problem_name, fmt, x.tolist())
@@ -408,7 +410,8 @@ def test_arb_engine_matches_mpmath_on_proposals(problem_name, fmt):
     exact output sits on a rounding tie, leaves the mpmath engine uncertified (it evaluates in
     floating point); such inputs are skipped, but they may not be the rule."""
     drawn = list(_proposals(problem_name, fmt))
-    certified = [x for x in drawn if ground_truth(PROBLEMS[problem_name], x, fmt).certified]
+    problem = bound_problem(PROBLEMS[problem_name])
+    certified = [x for x in drawn if ground_truth(problem, x, fmt).certified]
     assert len(certified) >= 0.75 * len(drawn), (len(certified), len(drawn))
     for x in certified:
         _assert_same_truth(problem_name, x, fmt)
@@ -526,7 +529,8 @@ def test_arb_engine_with_a_too_low_cap_is_not_certified(problem_name, precisions
     returned, evaluated at the cap."""
     fmt = "float16"
     x = next(_proposals(problem_name, fmt))
-    gt = ground_truth(PROBLEMS[problem_name], x, fmt, precisions=precisions, engine="arb")
+    problem = bound_problem(PROBLEMS[problem_name])
+    gt = ground_truth(problem, x, fmt, precisions=precisions, engine="arb")
     assert not gt.certified
     assert gt.prec == precisions[-1]
     assert gt.exact.rounded.dtype == get_format(fmt).dtype
