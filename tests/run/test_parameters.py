@@ -163,7 +163,7 @@ def test_a_family_cannot_run_unbound():
 
 
 def test_random_orders_are_pooled_and_other_members_labelled():
-    from precision.report.plots import _pooled
+    from precision.report.plots.common import _pooled
 
     table = pd.DataFrame(
         {
