@@ -34,6 +34,7 @@ from precision.run.study import (
     cells_per_chunk,
     chunks,
     concat_tables,
+    row_looped,
     run_chunk,
 )
 
@@ -596,7 +597,10 @@ def _batches(spec: StudySpec, problem, limit: int):
     samples = spec.grid.samples_for(problem.name)
     for n in sizes:
         per_cell = samples * math.prod(problem.input_shape(n))
-        yield n, samples * cells, samples, cells, cells_per_chunk(cells, per_cell, limit)
+        step = cells_per_chunk(
+            cells, per_cell, limit, spread=row_looped(spec.runs_of(problem.name))
+        )
+        yield n, samples * cells, samples, cells, step
     if problem.from_logits is None:
         return
     for dataset in spec.datasets:

@@ -92,7 +92,9 @@ def chunks(spec: StudySpec) -> list[Chunk]:
         for n in sizes:
             elements = spec.grid.samples_for(name) * int(np.prod(problem.input_shape(n)))
             cells = spec.grid.cells()
-            per_chunk = cells_per_chunk(len(cells), elements, limit)
+            per_chunk = cells_per_chunk(
+                len(cells), elements, limit, spread=row_looped(spec.runs_of(name))
+            )
             out += [
                 Chunk(name, n, "synthetic", tuple(cells[start : start + per_chunk]))
                 for start in range(0, len(cells), per_chunk)
@@ -111,17 +113,27 @@ def chunks(spec: StudySpec) -> list[Chunk]:
 
 MIN_CHUNKS = 4
 """Fewest chunks the grid cells of one problem and size are split into (where there are that
-many cells): small inputs fit one chunk by `CHUNK_ELEMENTS`, and an expensive problem of small
-inputs (gradient descent: 36 inputs of n = 8, about 90 CPU seconds) would then run on one
-worker while the others wait. Grouping changes no row (`Chunk`)."""
+many cells) when a variant loops over rows (`row_looped`): small inputs fit one chunk by
+`CHUNK_ELEMENTS`, and an expensive problem of small inputs (gradient descent: 36 inputs of
+n = 8, about 90 CPU seconds) would then run on one worker while the others wait. Batch kernels
+are not spread: their chunks cost a fixed overhead each (measured on bench part 5's cold serial
+softmax-family study: 48-50% of its time outside ground truth at n = 10 and 100 with one chunk
+per problem and size, 56-59% with four). Grouping changes no row but the ``batch`` column
+(`Chunk`)."""
 
 
-def cells_per_chunk(cells: int, elements_per_cell: int, limit: int) -> int:
+def row_looped(variants) -> bool:
+    """Whether some variant is called row by row (``batched=False``: an iterative solver, a
+    library taking one vector), so that a chunk's cost grows with its rows alone."""
+    return any(not variant.batched for variant in variants)
+
+
+def cells_per_chunk(cells: int, elements_per_cell: int, limit: int, *, spread: bool) -> int:
     """Grid cells per chunk of one problem and size: at most ``limit`` input elements
-    (``elements_per_cell`` per cell; at least one cell), and few enough that the ``cells`` make
-    `MIN_CHUNKS` chunks where they can."""
-    spread = max(1, -(-cells // MIN_CHUNKS))
-    return min(max(1, limit // max(1, elements_per_cell)), spread)
+    (``elements_per_cell`` per cell; at least one cell) and, with ``spread``, few enough that
+    the ``cells`` make `MIN_CHUNKS` chunks where they can."""
+    most = max(1, limit // max(1, elements_per_cell))
+    return min(most, max(1, -(-cells // MIN_CHUNKS))) if spread else most
 
 
 @dataclass(frozen=True)
