@@ -55,6 +55,14 @@ def _numbered(stem: str, figures: list[plt.Figure]) -> dict[str, plt.Figure]:
     return {stem + (f"_{k + 1}" if k else ""): fig for k, fig in enumerate(figures)}
 
 
+def split_figures(stem: str, items: list, per_part: int, draw) -> dict[str, plt.Figure]:
+    """``draw(group, part)`` for each group of at most ``per_part`` of ``items`` (variants,
+    sizes, decades: whole rows of panels), by file stem ``<stem>``, ``<stem>_2``, ...; ``part``
+    is (k, groups) for a title where the figure was split, else None (`_part`)."""
+    groups = _parts(items, per_part)
+    return _numbered(stem, [draw(group, _part(k, groups)) for k, group in enumerate(groups)])
+
+
 def _frame_dashed(ax) -> None:
     """A dashed frame around a facet whose rows computed in a wider dtype than their format:
     its colours are not that format's errors."""

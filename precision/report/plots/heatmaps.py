@@ -18,13 +18,11 @@ from precision.report.plots.common import (
     _decades,
     _facet_grid,
     _frame_dashed,
-    _numbered,
-    _part,
     _part_title,
-    _parts,
     _share,
     _thinned,
     _upcast_pairs,
+    split_figures,
 )
 from precision.report.summary import (
     EXACT_ZERO,
@@ -88,15 +86,13 @@ def heatmap_figures(
     mine = table[table["problem"] == problem]
     cells = heatmap_cells(mine) if cells is None else cells[cells["problem"] == problem]
     variants = list(dict.fromkeys(labelled(mine)["variant"]))
-    groups = _parts(variants, common.MAX_PANELS // max(1, mine["format"].nunique()))
-    return _numbered(
+    return split_figures(
         f"heatmap_{problem}",
-        [
-            heatmap_figure(
-                table, problem, variants=group, scale=scale, part=_part(k, groups), cells=cells
-            )  # fmt: skip
-            for k, group in enumerate(groups)
-        ],
+        variants,
+        common.MAX_PANELS // max(1, mine["format"].nunique()),
+        lambda group, part: heatmap_figure(
+            table, problem, variants=group, scale=scale, part=part, cells=cells
+        ),
     )
 
 

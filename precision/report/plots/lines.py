@@ -20,13 +20,11 @@ from precision.report.plots.common import (
     _legend,
     _line_data,
     _log_axes,
-    _numbered,
-    _part,
     _part_title,
-    _parts,
     _pooled,
     _variant_legend,
     line_styles,
+    split_figures,
 )
 from precision.report.summary import (
     accumulator_errors,
@@ -72,11 +70,10 @@ def split_by_size(draw, table: pd.DataFrame, problem: str, stem: str) -> dict[st
     panels: ``<stem>``, ``<stem>_2``, ..."""
     rows = table[table["problem"] == problem]
     sizes = sorted(set(rows["n"].dropna().astype(int)))
-    groups = _parts(sizes, common.MAX_PANELS // max(1, rows["format"].nunique()))
-    figures = [
-        draw(table, problem, sizes=group, part=_part(k, groups)) for k, group in enumerate(groups)
-    ]
-    return _numbered(stem, figures)
+    per_part = common.MAX_PANELS // max(1, rows["format"].nunique())
+    return split_figures(
+        stem, sizes, per_part, lambda group, part: draw(table, problem, sizes=group, part=part)
+    )
 
 
 def lines_versus_condition(

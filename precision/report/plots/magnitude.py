@@ -25,14 +25,12 @@ from precision.report.plots.common import (
     _format_axes,
     _line_data,
     _log_axes,
-    _numbered,
-    _part,
     _part_title,
-    _parts,
     _pooled,
     _share,
     _variant_legend,
     line_styles,
+    split_figures,
 )
 from precision.report.summary import (
     FAILURES,
@@ -49,13 +47,15 @@ def length_figures(table: pd.DataFrame, problem: str) -> dict[str, plt.Figure]:
     panels per condition decade, at most MAX_PANELS panels per figure)."""
     rows = table[table["problem"] == problem]
     decades = sorted(set(decade(rows["cond"]).dropna().astype(int)))
-    groups = _parts(decades, common.MAX_PANELS // max(1, rows["format"].nunique()))
     data = _line_data(rows, "cond_decade")  # one groupby for every part and panel
-    figures = [
-        lines_versus_length(table, problem, decades=group, part=_part(k, groups), data=data)
-        for k, group in enumerate(groups)
-    ]
-    return _numbered(f"lines_{problem}_n", figures)
+    return split_figures(
+        f"lines_{problem}_n",
+        decades,
+        common.MAX_PANELS // max(1, rows["format"].nunique()),
+        lambda group, part: lines_versus_length(
+            table, problem, decades=group, part=part, data=data
+        ),
+    )
 
 
 def lines_versus_length(
@@ -163,15 +163,15 @@ def magnitude_figures(table: pd.DataFrame, problem: str) -> dict[str, plt.Figure
     most MAX_BOXES variants, one strip row each, per figure)."""
     rows = table[table["problem"] == problem]
     pooled = _pooled(rows)
-    groups = _parts(list(dict.fromkeys(pooled["variant"])), common.MAX_BOXES)
     lines, outcomes = magnitude_lines(rows), magnitude_outcomes(pooled)
-    figures = [
-        magnitude_figure(
-            table, problem, variants=group, part=_part(k, groups), lines=lines, outcomes=outcomes
-        )  # fmt: skip
-        for k, group in enumerate(groups)
-    ]
-    return _numbered(f"lines_{problem}_magnitude", figures)
+    return split_figures(
+        f"lines_{problem}_magnitude",
+        list(dict.fromkeys(pooled["variant"])),
+        common.MAX_BOXES,
+        lambda group, part: magnitude_figure(
+            table, problem, variants=group, part=part, lines=lines, outcomes=outcomes
+        ),
+    )
 
 
 def magnitude_figure(

@@ -16,13 +16,11 @@ from precision.report.plots.common import (
     _format_axes,
     _legend,
     _log_axes,
-    _numbered,
-    _part,
     _part_title,
-    _parts,
     _pooled,
     _variant_legend,
     line_styles,
+    split_figures,
 )
 from precision.report.plots.heatmaps import CMAP
 from precision.report.summary import (
@@ -39,12 +37,12 @@ def step_sweep_figures(table: pd.DataFrame, problem: str) -> dict[str, plt.Figur
     """`step_sweep_figure` by file stem, ``steps_<problem>`` (then ``_2``, ...: two panels per
     method, at most MAX_PANELS per figure)."""
     rows = table[(table["problem"] == problem) & table["h"].notna()]
-    groups = _parts(list(dict.fromkeys(rows["variant"])), common.MAX_PANELS // 2)
-    figures = [
-        step_sweep_figure(table, problem, methods=group, part=_part(k, groups))
-        for k, group in enumerate(groups)
-    ]
-    return _numbered(f"steps_{problem}", figures)
+    return split_figures(
+        f"steps_{problem}",
+        list(dict.fromkeys(rows["variant"])),
+        common.MAX_PANELS // 2,
+        lambda group, part: step_sweep_figure(table, problem, methods=group, part=part),
+    )
 
 
 def step_sweep_figure(
@@ -102,12 +100,12 @@ def convergence_figures(curves: pd.DataFrame) -> dict[str, plt.Figure]:
     """`convergence_figure` by file stem, ``convergence_quadratic`` (then ``_2``, ...: one row
     of panels per condition number, at most MAX_PANELS panels per figure)."""
     kappas = list(dict.fromkeys(curves["kappa"]))
-    groups = _parts(kappas, common.MAX_PANELS // max(1, curves["format"].nunique()))
-    figures = [
-        convergence_figure(curves, kappas=group, part=_part(k, groups))
-        for k, group in enumerate(groups)
-    ]
-    return _numbered("convergence_quadratic", figures)
+    return split_figures(
+        "convergence_quadratic",
+        kappas,
+        common.MAX_PANELS // max(1, curves["format"].nunique()),
+        lambda group, part: convergence_figure(curves, kappas=group, part=part),
+    )
 
 
 def convergence_figure(
@@ -199,12 +197,12 @@ def misclassification_figures(
     """`misclassification_figure` by file stem, ``misclassified_<problem>`` (then ``_2``, ...:
     whole variants per figure, at most MAX_PANELS facets each)."""
     variants = list(dict.fromkeys(labelled(table[table["problem"] == problem])["variant"]))
-    groups = _parts(variants, common.MAX_PANELS // max(1, table["format"].nunique()))
-    figures = [
-        misclassification_figure(table, problem, variants=group, part=_part(k, groups))
-        for k, group in enumerate(groups)
-    ]
-    return _numbered(f"misclassified_{problem}", figures)
+    return split_figures(
+        f"misclassified_{problem}",
+        variants,
+        common.MAX_PANELS // max(1, table["format"].nunique()),
+        lambda group, part: misclassification_figure(table, problem, variants=group, part=part),
+    )
 
 
 def misclassification_figure(
