@@ -119,7 +119,7 @@ def _check(problem, key: str, record: dict) -> tuple[str, str]:
         if record["code"] != truth_code_fingerprint(problem):
             return STALE, ""
         return MISMATCH, "its key does not match its stored problem, input, formats and engine"
-    # Exact: every format of the record received this same input (study._ground_truths).
+    # Exact: every format of the record received this same input (run.truths groups them so).
     x_fmt = x.astype(get_format(formats[0]).dtype)
     try:
         fresh = truth_record(ground_truths(problem, x_fmt, formats, engine=engine))

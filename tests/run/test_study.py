@@ -18,7 +18,8 @@ import scipy.special
 from precision.core.formats import cast, get_format
 from precision.problems import PROBLEMS
 from precision.run.spec import load_spec, parse_spec
-from precision.run.study import COLUMNS, _chunk_ground_truths, run
+from precision.run.study import COLUMNS, run
+from precision.run.truths import chunk_ground_truths
 from precision.store.cache import GroundTruthCache
 from precision.truth.exact import UndefinedResult, cache_key, ground_truths
 
@@ -405,7 +406,7 @@ def _chunk_inputs_of(problem_name: str) -> tuple[dict, dict]:
 @pytest.mark.parametrize("cached", [False, True], ids=["no cache", "cache"])
 @pytest.mark.parametrize("problem_name", ["exp", "linear_system"])
 def test_a_chunks_ground_truths_are_each_inputs_own(problem_name, cached, tmp_path):
-    """`_chunk_ground_truths` certifies a chunk a batch per grouping of identical inputs: every
+    """`chunk_ground_truths` certifies a chunk a batch per grouping of identical inputs: every
     key and input gets what one `ground_truths` call per input gave it (absent where not
     finite, undefined where singular), bit for bit; with a cache, one record per input and
     group, and a second pass reads them all back unchanged, computing only the undefined."""
@@ -413,9 +414,9 @@ def test_a_chunks_ground_truths_are_each_inputs_own(problem_name, cached, tmp_pa
     inputs, formats = _chunk_inputs_of(problem_name)
     cache = GroundTruthCache(tmp_path / "truths.sqlite") if cached else None
     spec = SimpleNamespace(engine="arb")
-    passes = [_chunk_ground_truths(spec, problem, inputs, cache, formats=formats)]
+    passes = [chunk_ground_truths(spec, problem, inputs, cache, formats=formats)]
     if cached:
-        passes.append(_chunk_ground_truths(spec, problem, inputs, cache, formats=formats))
+        passes.append(chunk_ground_truths(spec, problem, inputs, cache, formats=formats))
         # An undefined input has no record: it is tried again (linear_system's singular one).
         assert passes[0][1] > 0 and (passes[1][1] == 0.0) == (problem_name == "exp")
     batch = len(inputs["float64"])
