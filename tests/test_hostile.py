@@ -716,13 +716,16 @@ SLOW_SPEC = (
 )
 
 
-def start_run(folder: Path, executor: str = "process") -> subprocess.Popen:
+def start_run(
+    folder: Path, executor: str = "process", env: dict[str, str] | None = None
+) -> subprocess.Popen:
     (folder / "slow.toml").write_text(SLOW_SPEC)
     argv = [sys.executable, "-m", "precision", "run", "slow.toml", "--out", "out", "--no-cache"]
     argv += ["--no-progress", "--no-plots", "--executor", executor, "--workers", "2"]
     return subprocess.Popen(
         argv,
         cwd=folder,
+        env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -775,6 +778,41 @@ def test_an_interrupt_stops_the_workers_with_one_line(tmp_path: Path, signum, ex
     assert lines[0].endswith(" chunks kept; rerun the same command to resume")
     assert group_gone(process.pid, 10), "a worker outlived the interrupted run"
     assert not (tmp_path / ".out.lock").exists()
+
+
+# Imported at start-up by every Python of the run: the pool workers after the first sleep
+# there, so the first worker finishes a chunk while the second is still starting.
+SLOW_START = """\
+import os, sys, time
+if "--multiprocessing-fork" in sys.argv:
+    first = os.path.join(os.environ["SLOW_START_DIR"], "first")
+    try:
+        os.close(os.open(first, os.O_CREAT | os.O_EXCL))
+    except FileExistsError:
+        time.sleep(30)
+"""
+
+
+def test_an_interrupt_while_a_worker_starts_prints_one_line(tmp_path: Path):
+    """A worker still importing the package when Ctrl-C reaches the group (before its
+    initializer can ignore SIGINT) prints no KeyboardInterrupt traceback: workers start with
+    SIGINT ignored. CI once caught this race at random; the sleep makes it certain."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(SLOW_START)
+    path = os.pathsep.join(p for p in (str(site), os.environ.get("PYTHONPATH")) if p)
+    env = {**os.environ, "PYTHONPATH": path, "SLOW_START_DIR": str(site)}
+    process = start_run(tmp_path, "process", env=env)
+    try:
+        wait_for_a_part(tmp_path, process)
+        os.killpg(process.pid, signal.SIGINT)
+        _, err = process.communicate(timeout=30)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+    assert (site / "first").exists()  # the slow start was in force
+    assert process.returncode == 130, err
+    assert len(err.splitlines()) == 1 and err.startswith("precision: interrupted: "), err
 
 
 @pytest.mark.parametrize("executor", ["process", "dask"])

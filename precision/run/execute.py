@@ -258,7 +258,11 @@ def _process_pool(spec, todo, workers: int, cache):
         initargs=(os.getpid(),),
     )
     try:
-        futures = {pool.submit(_run_chunk, spec, chunk, cache): chunk for chunk in todo}
+        # The workers start during `submit` and take a second or more to import the package
+        # before `_worker_started` runs: started with SIGINT ignored, a Ctrl-C in that second
+        # cannot print a worker's KeyboardInterrupt traceback.
+        with _sigint_ignored():
+            futures = {pool.submit(_run_chunk, spec, chunk, cache): chunk for chunk in todo}
         for future in as_completed(futures):
             yield futures[future], future.result()
     except BaseException:
@@ -282,8 +286,8 @@ def _stop(pool: ProcessPoolExecutor) -> None:
 
 def _worker_started(parent: int) -> None:
     """A pool worker's first step: leave Ctrl-C to the parent (which stops the pool, so no
-    worker prints a traceback), and exit on its own once the parent is gone (killed with -9,
-    it cannot stop its workers)."""
+    worker prints a traceback; a worker started by `submit` already ignores it), and exit on
+    its own once the parent is gone (killed with -9, it cannot stop its workers)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
 
