@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -50,6 +51,17 @@ def plotted_run(tmp_path_factory) -> tuple[Path, int, str, str]:
     folder = tmp_path_factory.mktemp("plotted")
     out = folder / "out"
     code, stdout, stderr = call(["run", str(tiny_spec(folder)), "--out", str(out), "--no-progress"])
+    return out, code, stdout, stderr
+
+
+@pytest.fixture(scope="module")
+def unplotted_run(tmp_path_factory) -> tuple[Path, int, str, str]:
+    """One tiny run without plots (default executor), shared read-only by the tests of its
+    output and of a rerun: (output folder, exit status, stdout, stderr)."""
+    folder = tmp_path_factory.mktemp("unplotted")
+    out = folder / "out"
+    argv = ["run", str(tiny_spec(folder)), "--out", str(out), "--no-progress", "--no-plots"]
+    code, stdout, stderr = call(argv)
     return out, code, stdout, stderr
 
 
@@ -121,10 +133,11 @@ def test_missing_study_file(capsys, tmp_path: Path):
     assert not (tmp_path / "out").exists()
 
 
-def test_bad_spec_leaves_results_untouched(capsys, tmp_path: Path):
+def test_bad_spec_leaves_results_untouched(capsys, tmp_path: Path, unplotted_run):
+    # Earlier results of the tiny spec: a copy of the shared run's (this test writes here).
     out = tmp_path / "out"
+    shutil.copytree(unplotted_run[0], out)
     spec = tiny_spec(tmp_path)
-    assert main(["run", str(spec), "--out", str(out), "--no-progress", "--no-plots"]) == 0
     before = snapshot(out)
     assert set(before) == {"errors.parquet", "summary.csv", "summary.md", "meta.json"}
     capsys.readouterr()
@@ -223,34 +236,30 @@ def test_tiny_run_meta(plotted_run):
     assert meta["spec_file"].endswith("tiny.toml")
 
 
-def test_tiny_run_without_plots(capsys, tmp_path: Path):
-    out = tmp_path / "out"
-    argv = ["run", str(tiny_spec(tmp_path)), "--out", str(out), "--no-progress", "--no-plots"]
-    assert main(argv) == 0
-    captured = capsys.readouterr()
+def test_tiny_run_without_plots(unplotted_run):
+    out, code, stdout, stderr = unplotted_run
+    assert code == 0, stderr
     assert {p.name for p in out.iterdir()} == {
         "errors.parquet",
         "summary.csv",
         "summary.md",
         "meta.json",
     }
-    match = FINAL_LINE.match(captured.out.strip().splitlines()[-1])
+    match = FINAL_LINE.match(stdout.strip().splitlines()[-1])
     assert match and int(match.group(3)) == 4
     assert int(match.group(1)) == len(pd.read_parquet(out / "errors.parquet"))
 
 
-def test_rerun_is_byte_identical_on_disk(tmp_path: Path):
-    """The table on disk does not depend on the run (timings live only in meta.json)."""
-    spec = tiny_spec(tmp_path)
-    for name in ("a", "b"):
-        assert (
-            call(["run", str(spec), "--out", str(tmp_path / name), "--no-progress", "--no-plots"])[
-                0
-            ]
-            == 0
-        )
+def test_rerun_is_byte_identical_on_disk(tmp_path: Path, unplotted_run):
+    """The table on disk does not depend on the run (timings live only in meta.json): a second
+    run of the same spec text (here from another folder) writes the shared run's bytes."""
+    first, code, _, stderr = unplotted_run
+    assert code == 0, stderr
+    again = tmp_path / "again"
+    argv = ["run", str(tiny_spec(tmp_path)), "--out", str(again), "--no-progress", "--no-plots"]
+    assert call(argv)[0] == 0
     for name in ("errors.parquet", "summary.csv", "summary.md"):
-        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+        assert (first / name).read_bytes() == (again / name).read_bytes(), name
 
 
 # ------------------------------------------------------------------ determinism

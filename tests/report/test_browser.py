@@ -20,7 +20,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from test_report import call, run_quick
+from report_studies import call, run_quick
 
 from precision import store
 from precision.report.document import build_report, study_pages

@@ -1,14 +1,17 @@
 """The report: built from stored tables only, well-formed, self-contained, and honest about
 stale results and unmeasured claims.
 
-Two tiny studies are run once (``precision run SPEC --quick``, serial): a softmax-family study
-with figures and a summation/variance study without. Most tests build the report in-process
-without figures (`precision.report.document.build_report`); one runs ``precision report`` with them.
+Two tiny studies are run once per session (``precision run SPEC --quick``, serial): a
+softmax-family study with figures and a summation/variance study without, stored in a folder
+named ``<script>`` (`report_studies`). Most tests build the report in-process without figures
+(`precision.report.document.build_report`); the report that ``precision report`` built with them
+is shared with test_site.py (`conftest.shared_report`).
 """
 
 from __future__ import annotations
 
 import functools
+import html
 import json
 import re
 import shlex
@@ -19,76 +22,32 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from report_studies import HOSTILE, SOFTMAX, SharedReport
 
 from precision import store
 from precision.cli import run_captured
 from precision.report.claims import CLAIMS, exp_thresholds
 from precision.report.claims.micro import measure
-from precision.report.document import build_report
+from precision.report.document import build_report, study_pages
 from precision.run.staleness import staleness
 from precision.store.results import load_study
 
-SOFTMAX = """\
-name = "softmax"
-description = "tiny softmax family <b>&amp; co"
-seed = 7
-formats = ["float16", "float64"]
-problems = ["exp", "softmax", "logsumexp", "log_softmax", "cross_entropy"]
-
-[grid]
-log10_cond = [0, 3]
-log10_magnitude = [0, 3]
-sizes = [10, 20]
-samples_per_cell = 3
-problem_samples = { exp = 30 }
-
-[quick]
-grid = { sizes = [10], samples_per_cell = 1, problem_samples = { exp = 12 } }
-"""
-
-ACCUMULATION = """\
-name = "summation"
-seed = 8
-formats = ["float16", "float64"]
-problems = ["summation", "cancellation", "variance", "batchnorm"]
-
-[grid]
-log10_cond = [0, 4]
-log10_magnitude = [0, 1]
-sizes = [10, 1000]
-samples_per_cell = 2
-
-[quick]
-grid = { log10_cond = [0, 3], sizes = [10, 100], samples_per_cell = 1 }
-"""
-
-
 call = run_captured  # the CLI in-process: (exit status, stdout, stderr)
 
-
-def run_quick(spec_text: str, folder: Path, name: str, *plots: str) -> Path:
-    spec = folder / f"{name}.toml"
-    spec.write_text(spec_text)
-    out = folder / "results" / name
-    argv = ["run", str(spec), "--quick", "--out", str(out), "--executor", "serial"]
-    code, _, err = call([*argv, "--no-progress", *plots])
-    assert code == 0, err
-    return out
+SUMMATION = HOSTILE
+"""The key (folder name) of the shared report's summation study."""
 
 
 @pytest.fixture(scope="module")
-def results(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("studies")
-    run_quick(SOFTMAX, folder, "softmax")
-    run_quick(ACCUMULATION, folder, "summation", "--no-plots")
-    return folder / "results"
+def results(shared_report: SharedReport) -> Path:
+    """The shared report's results (read-only: a test that edits them copies them first)."""
+    return shared_report.results
 
 
 @pytest.fixture(scope="module")
-def cli_report(results) -> tuple[Path, int, str, str]:
-    """``precision report`` with figures, once."""
-    code, out, err = call(["report", "--results", str(results)])
-    return results / "report", code, out, err
+def cli_report(shared_report: SharedReport) -> tuple[Path, int, str, str]:
+    """``precision report`` with figures, once (the shared report)."""
+    return shared_report.folder, shared_report.code, shared_report.out, shared_report.err
 
 
 @functools.cache
@@ -141,7 +100,7 @@ def test_report_command_writes_the_documents(cli_report):
     assert code == 0, err
     lines = out.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("report: 2 studies, ")
-    for name in (*PAGES, "study-softmax.html", "study-summation.html", "index.md", "claims.csv"):
+    for name in (*PAGES, "study-softmax.html", "study-_script_.html", "index.md", "claims.csv"):
         assert (folder / name).is_file(), name
     assert len(pd.read_csv(folder / "claims.csv")) == len(CLAIMS)
 
@@ -213,18 +172,20 @@ def test_key_numbers_follow_the_stored_errors(results, tmp_path):
     def doubled(table):
         return table.assign(err_over_u=2 * table["err_over_u"])
 
-    copy = edited_copy(results, tmp_path, "summation", doubled)
+    copy = edited_copy(results, tmp_path, SUMMATION, doubled)
     original = build_report(results, tmp_path / "r1", figures=False)
     edited = build_report(copy, tmp_path / "r2", figures=False)
-    table = load_study(results / "summation").table
+    table = load_study(results / SUMMATION).table
     good = table[(table["outcome"] == "ok") & table["certified"].fillna(False).astype(bool)]
     worst = good.loc[good["variant"] == "welford", "err_over_u"].max()
     assert f"| {worst:.4g} |" in original.texts["index.md"]
     assert f"| {2 * worst:.4g} |" in edited.texts["index.md"]
-    assert edited.stale["summation"] == ["errors.parquet was modified after the run"]
-    assert "Stale results (1 of 2 studies: summation)" in edited.texts["index.html"]
+    assert edited.stale[SUMMATION] == ["errors.parquet was modified after the run"]
+    stale_line = f"Stale results (1 of 2 studies: {html.escape(SUMMATION)})"
+    assert stale_line in edited.texts["index.html"]
     assert "Stale results" not in original.texts["index.html"]
-    assert "errors.parquet was modified after the run" in edited.texts["study-summation.html"]
+    page = study_pages([SUMMATION])[SUMMATION]
+    assert "errors.parquet was modified after the run" in edited.texts[page]
 
 
 def test_report_time_claims_match_independent_arithmetic(results, tmp_path):

@@ -1,23 +1,22 @@
 """The report as a site: every link resolves, every study has a page, every claim reaches its
 evidence, the glossary covers every variant, names are escaped and numbers sort as numbers.
 
-One report is built (``precision report``, with figures) from two tiny studies, one of them in a
+The report read is the one test_report.py reads too (`report_studies.build_shared_report`, built
+once per session): ``precision report``, with figures, from two tiny studies, one of them in a
 folder named ``<script>``, and from the results of a benchmark written by the benchmarks' own
 writer (`benchmarks.bench.Results`).
 """
 
 from __future__ import annotations
 
-import importlib
 import random
-import sys
 from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-from test_report import ACCUMULATION, SOFTMAX, call, run_quick
+from report_studies import HOSTILE, SharedReport
 
 from precision.core.schema import format_parameter
 from precision.problems import PROBLEMS
@@ -26,13 +25,6 @@ from precision.report.document import build_report, study_pages
 from precision.report.pages import NO_DESCRIPTION, variant_description
 from precision.report.site import table_view
 from precision.store.results import find_studies, load_study
-
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:  # benchmarks/ is beside the package, not in it
-    sys.path.insert(0, str(ROOT))
-bench = importlib.import_module("benchmarks.bench")
-
-HOSTILE = "<script>"
 
 
 class Page(HTMLParser):
@@ -87,17 +79,10 @@ class Page(HTMLParser):
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("site")
-    run_quick(SOFTMAX, folder, "softmax")
-    run_quick(ACCUMULATION, folder, HOSTILE, "--no-plots")
-    measured = bench.Results(["# Benchmarks", "", "- date: a test", "- machine: this one"])
-    for k, seconds in enumerate((0.5, 12.0, 3.25)):
-        measured.add("1", "study vs baseline", f"setting {k}", "wall", seconds, "s")
-    measured.write(folder / "results" / "bench")
-    code, _, err = call(["report", "--results", str(folder / "results")])
-    assert code == 0, err
-    return folder / "results" / "report"
+def site(shared_report: SharedReport) -> Path:
+    """The shared report's folder (read-only), built once per session (`conftest`)."""
+    assert shared_report.code == 0, shared_report.err
+    return shared_report.folder
 
 
 def pages_of(folder: Path) -> dict[str, Page]:

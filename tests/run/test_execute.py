@@ -15,7 +15,7 @@ import pytest
 
 import precision.run.execute as execute_module
 from precision import store
-from precision.cli import main
+from precision.cli import main, run_captured
 from precision.run.execute import ExecutorError, TooLarge, check_size, estimate, execute
 from precision.run.spec import load_spec, parse_spec
 from precision.run.study import chunks, run, run_chunk
@@ -149,11 +149,9 @@ def test_results_of_another_spec_are_not_overwritten(tmp_path, capsys):
     )
 
 
-def _cli(spec_file: Path, out: Path) -> list[str]:
+def _argv(spec_file: Path, out: Path) -> list[str]:
+    """``precision run`` of ``spec_file`` into ``out``, serial, without plots or progress."""
     return [
-        sys.executable,
-        "-m",
-        "precision",
         "run",
         str(spec_file),
         "--out",
@@ -165,11 +163,20 @@ def _cli(spec_file: Path, out: Path) -> list[str]:
     ]
 
 
+def _cli(spec_file: Path, out: Path) -> list[str]:
+    """The same command as a subprocess (one that can be killed)."""
+    return [sys.executable, "-m", "precision", *_argv(spec_file, out)]
+
+
 def test_a_killed_run_resumes_to_the_uninterrupted_table(tmp_path):
     spec_file = tmp_path / "killable.toml"
     spec_file.write_text(KILLABLE)
     whole, killed = tmp_path / "whole", tmp_path / "killed"
-    subprocess.run(_cli(spec_file, whole), check=True, capture_output=True, timeout=600)
+    # Only the run to kill needs a process of its own: the uninterrupted run and the resumed
+    # one run in this process (no interpreter start-up), the same command with the same spec,
+    # seed and code, so the same table in any process.
+    code, _, err = run_captured(_argv(spec_file, whole))
+    assert code == 0, err
 
     victim = subprocess.Popen(
         _cli(spec_file, killed), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
@@ -189,10 +196,10 @@ def test_a_killed_run_resumes_to_the_uninterrupted_table(tmp_path):
     for part in (killed / ".parts").glob("*.parquet"):
         assert len(pd.read_parquet(part)) > 0
 
-    resumed = subprocess.run(
-        _cli(spec_file, killed), check=True, capture_output=True, text=True, timeout=600
-    )
-    assert f"resumed {finished} of {total} chunks" in resumed.stdout
+    # The same command again, here too: all it resumes from is on disk.
+    code, out, err = run_captured(_argv(spec_file, killed))
+    assert code == 0, err
+    assert f"resumed {finished} of {total} chunks" in out
     assert (killed / "errors.parquet").read_bytes() == (whole / "errors.parquet").read_bytes()
     assert not (killed / ".parts").exists()
 

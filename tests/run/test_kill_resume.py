@@ -46,6 +46,14 @@ def finish(process: subprocess.Popen, timeout: float = 120) -> None:
     assert process.returncode == 0, err
 
 
+def rerun_here(folder: Path) -> None:
+    """The same ``precision run`` (process pool, two workers) again, in this process: only the
+    run to kill needs a process of its own, and all a rerun resumes from is on disk."""
+    with contextlib.chdir(folder):
+        code, _, err = run_captured([*COMMAND, *PROCESS])
+    assert code == 0, err
+
+
 def kill_group(process: subprocess.Popen) -> None:
     """SIGKILL the run's whole group and wait until every member is gone."""
     with contextlib.suppress(ProcessLookupError):
@@ -94,7 +102,7 @@ def test_a_run_killed_after_its_first_part_resumes_to_the_same_table(tmp_path, r
         time.sleep(random.Random(16).uniform(0.0, 1.0))
     finally:
         kill_group(process)
-    finish(start(tmp_path))
+    rerun_here(tmp_path)
     assert_resumed_cleanly(tmp_path, reference)
 
 

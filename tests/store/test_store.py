@@ -286,7 +286,13 @@ def test_ground_truth_cache_takes_concurrent_writers_on_a_new_file(tmp_path):
     import multiprocessing
 
     path = tmp_path / "fresh" / "gt.sqlite"
-    with multiprocessing.get_context("spawn").Pool(4) as pool:
+    # Workers forked from a server that imported the package once start within milliseconds of
+    # one another, so all four meet the new file at once (spawned ones arrive seconds apart,
+    # each importing the package first, and the first to arrive take most of the writes). Not
+    # forks of this process: JAX's threads may be running in it.
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["precision.store"])
+    with context.Pool(4) as pool:
         assert sorted(pool.starmap(_fill_cache, [(str(path), w) for w in range(8)])) == list(
             range(8)
         )
