@@ -255,7 +255,9 @@ class Problem:
         ``"||A||_2"``, ``"logit spread"``).
     propose : callable
         ``propose(rng, n=, magnitude=, cond=, size=) -> (size, *shape) float64`` candidates aimed
-        at a target magnitude and condition number.
+        at a target magnitude and condition number. A problem that is not ``batched`` may
+        return fewer (at least one) where more would only repeat rows: a row's copies are
+        equally near the target, so they never change the input the sampler picks.
     estimate : callable
         ``estimate(X) -> (cond, magnitude)``: fast float64 estimates for a batch of candidates,
         used only to pick candidates; rows carry the values measured in high precision.

@@ -8,6 +8,7 @@ study under ``pytest -m slow``.
 
 from __future__ import annotations
 
+import math
 from fractions import Fraction
 from pathlib import Path
 
@@ -36,6 +37,7 @@ from precision.problems.summation import (
     propose_sums,
     random_order_sum,
     recursive_sum,
+    sum_and_abs_sum64,
 )
 from precision.report.summary import markdown
 from precision.run.spec import load_spec
@@ -438,3 +440,19 @@ def test_integer_key_sort_is_the_float64_magnitude_sort_on_every_value(name):
         want = np.argsort(np.abs(X.astype(np.float64)), axis=-1, kind="stable")
     assert np.array_equal(_magnitude_order(X), want)
     assert np.array_equal(_magnitude_order(X[1]), want[1])
+
+
+def test_sums_of_the_last_batch_are_reused_only_for_the_same_batch():
+    """`sum_and_abs_sum64` keeps the last batch's sums (every variant's bound reads them): a
+    batch that differs in one bit, or in shape, gets its own, and changing what it returned
+    changes nothing it returns later."""
+    rng = np.random.default_rng(3)
+    a = rng.standard_normal((4, 1000))
+    b = a.copy()
+    b[2, 7] = np.nextafter(b[2, 7], np.inf)  # one ulp: another batch
+    for x in (a, b, a, a, a[:3], b, a.reshape(8, 500)):
+        s, abs_s = sum_and_abs_sum64(x)
+        expected = [math.fsum(row) for row in x.tolist()]
+        assert s.tolist() == expected
+        assert abs_s.tolist() == np.sum(np.abs(x), axis=-1).tolist()
+        s[:] = np.nan  # the caller's copy

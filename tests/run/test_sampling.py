@@ -7,6 +7,8 @@ say it cannot (None); it must never hand back an input from a neighbouring cell.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -225,3 +227,25 @@ def test_row_blocks_cover_every_row_once():
                 (b.stop - b.start) * row_elements <= max(sampling.BLOCK_ELEMENTS, row_elements)
                 for b in blocks
             )
+
+
+def test_fewer_candidates_than_size_pick_what_their_repeats_would():
+    """A problem that is not batched may propose fewer rows than asked where more would only
+    repeat them (summation at n = 10^5 draws 20 of 128): the sampler picks the nearest candidate and a
+    row's copies are equally near, so the input drawn is the one those rows repeated to
+    ``size`` would give (the rng is consumed alike)."""
+    n, problem = 100_000, PROBLEMS["summation"]
+    assert not problem.batched
+    proposed = problem.propose(np.random.default_rng(0), n=n, magnitude=1.0, cond=1e8, size=128)
+    assert 1 <= len(proposed) < 128
+
+    def repeated(rng, *, size, **targets):
+        return np.resize(problem.propose(rng, size=size, **targets), (size, n))
+
+    tiled = dataclasses.replace(problem, propose=repeated)
+    for c, m in [(0, 0), (8, 1), (15, -1)]:
+        picks = [
+            sample_in_cell(p, cell_rng(5, "summation", n, c, m), n=n, cond_decade=c, mag_decade=m)
+            for p in (problem, tiled)
+        ]
+        assert picks[0] is not None and np.array_equal(picks[0], picks[1]), (c, m)
