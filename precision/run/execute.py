@@ -12,20 +12,20 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import multiprocessing
 import os
 import signal
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
 from precision import store
+from precision.run.pool import sigint_ignored, spawn_pool, stop_pool
 from precision.run.spec import StudySpec
 from precision.run.study import (
     CHUNK_ELEMENTS,
@@ -249,53 +249,16 @@ def _results(
 
 
 def _process_pool(spec, todo, workers: int, cache):
-    # spawn, not fork: a forked child inherits the parent's threads (pyarrow, BLAS) mid-state.
-    context = multiprocessing.get_context("spawn")
-    pool = ProcessPoolExecutor(
-        max_workers=min(workers, len(todo)),
-        mp_context=context,
-        initializer=_worker_started,
-        initargs=(os.getpid(),),
-    )
+    pool = spawn_pool(min(workers, len(todo)))
     try:
-        # The workers start during `submit` and take a second or more to import the package
-        # before `_worker_started` runs: started with SIGINT ignored, a Ctrl-C in that second
-        # cannot print a worker's KeyboardInterrupt traceback.
-        with _sigint_ignored():
+        with sigint_ignored():  # the workers start during submit (`precision.run.pool`)
             futures = {pool.submit(_run_chunk, spec, chunk, cache): chunk for chunk in todo}
         for future in as_completed(futures):
             yield futures[future], future.result()
     except BaseException:
-        _stop(pool)  # Ctrl-C, SIGTERM or a failed chunk: the chunks still running are lost
+        stop_pool(pool)  # Ctrl-C, SIGTERM or a failed chunk: the chunks still running are lost
         raise
     pool.shutdown()
-
-
-def _stop(pool: ProcessPoolExecutor) -> None:
-    """Stop a pool now: cancel what has not started and terminate the workers (waiting for
-    them would wait for their chunks)."""
-    processes = list((getattr(pool, "_processes", None) or {}).values())
-    pool.shutdown(wait=False, cancel_futures=True)
-    for process in processes:
-        with contextlib.suppress(OSError, ValueError, AttributeError):
-            process.terminate()
-    for process in processes:
-        with contextlib.suppress(OSError, ValueError, AttributeError):
-            process.join(timeout=5)
-
-
-def _worker_started(parent: int) -> None:
-    """A pool worker's first step: leave Ctrl-C to the parent (which stops the pool, so no
-    worker prints a traceback; a worker started by `submit` already ignores it), and exit on
-    its own once the parent is gone (killed with -9, it cannot stop its workers)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
-
-
-def _watch_parent(parent: int, every: float = 1.0) -> None:
-    while os.getppid() == parent:
-        time.sleep(every)
-    os._exit(1)  # an orphan: nobody waits for its chunk
 
 
 def _dask_distributed():
@@ -318,7 +281,7 @@ def _dask(spec, todo, workers: int, client, cache):
     Client, LocalCluster, wait = distributed.Client, distributed.LocalCluster, distributed.wait
     cluster = None
     if client is None:
-        with _sigint_ignored(), _quiet_workers():  # Ctrl-C is the parent's: one line
+        with sigint_ignored(), _quiet_workers():  # Ctrl-C is the parent's: one line
             cluster = LocalCluster(
                 n_workers=min(workers, len(todo)),
                 threads_per_worker=1,
@@ -356,22 +319,6 @@ def _dask(spec, todo, workers: int, client, cache):
             if cluster is not None:  # a named scheduler's client is closed by `run`
                 client.close()
                 cluster.close(timeout=10)
-
-
-@contextlib.contextmanager
-def _sigint_ignored():
-    """SIGINT ignored while processes are started, which keep it ignored (an ignored signal
-    survives exec, and Python then installs no KeyboardInterrupt handler): Ctrl-C, which a
-    terminal sends to every process of the group, then reaches only this one."""
-    try:
-        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    except ValueError:  # not the main thread: signals are not ours to change
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 @contextlib.contextmanager
