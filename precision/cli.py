@@ -4,7 +4,7 @@
     precision run STUDY [--quick] [--out DIR] [--no-plots] [--executor E] [--workers N]
                         [--dry-run] [--force]
     precision eval PROBLEM VALUES [--format F] [--variant V] [--target K] [--json]
-    precision report [--results DIR] [--out DIR] [--no-figures]
+    precision report [--results DIR] [--out DIR] [--no-figures] [--workers N]
     precision reproduce RESULTS_DIR... [--executor E] [--workers N]
     precision cache verify [--cache DIR] [--sample N] [--seed S]
 
@@ -223,6 +223,12 @@ def _add_report_parsers(commands) -> None:
     )
     report.add_argument(
         "--no-figures", action="store_true", help="skip the figures (faster; text and tables only)"
+    )
+    report.add_argument(
+        "--workers",
+        type=_positive,
+        default=None,
+        help="processes drawing the figures, a study each (default: all cores)",
     )
     report.set_defaults(handler=_report)
     reproduce = commands.add_parser(
@@ -609,7 +615,13 @@ def _report(args) -> int:
     out_dir = args.out or Path(args.results) / REPORT_FOLDER
     # The claims no study holds are measured here, in one place, and handed in: the report
     # itself only reads (stored studies and these tables, which it stores beside itself).
-    report = build_report(args.results, out_dir, figures=not args.no_figures, micro=measure())
+    report = build_report(
+        args.results,
+        out_dir,
+        figures=not args.no_figures,
+        micro=measure(),
+        workers=args.workers or os.cpu_count() or 1,
+    )
     written = store.write_report(
         out_dir, texts=report.texts, tables=report.tables, images=report.images
     )

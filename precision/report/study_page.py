@@ -7,7 +7,6 @@ and every figure drawn from it (`precision.report.plots`, imported when figures 
 from __future__ import annotations
 
 import re
-import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -29,6 +28,7 @@ def study_blocks(
     claims: pd.DataFrame,
     folder: str,
     images: dict[str, bytes] | None,
+    pngs: dict[str, bytes] | None = None,
 ) -> list[Block]:
     """A study's page: what it measured, which variant to trust, the claims it measures, its
     key numbers, worked examples and figures.
@@ -44,7 +44,10 @@ def study_blocks(
     folder : str, keyword-only
         The figures' folder in the report (``<folder>/<stem>.png``).
     images : dict, keyword-only
-        Where the figures' PNG bytes go, by path; None: no figures are drawn.
+        Where the figures' PNG bytes go, by path; None: no figures section.
+    pngs : dict, keyword-only, optional
+        The study's figures as PNG bytes by stem (`precision.report.plots.report_figure_pngs`,
+        which the report draws in worker processes); None: drawn here.
     """
     table, spec = study.table, study.spec
     source = study.folder / "errors.parquet"
@@ -105,7 +108,11 @@ def study_blocks(
         ]
     sections += _worked_example_blocks(study)
     if images is not None:
-        sections += _figure_blocks(study, images, folder=folder)
+        if pngs is None:
+            from precision.report.plots import report_figure_pngs
+
+            pngs = report_figure_pngs(study)
+        sections += _figure_blocks(study, pngs, images, folder=folder)
     contents = [Link(b.content, f"#{b.anchor}") for b in sections if b.kind == "h2"]
     return [*blocks, Block("links", contents, "toc"), *sections]
 
@@ -280,22 +287,18 @@ def _upcasts(table: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def _figure_blocks(study: StoredStudy, images: dict[str, bytes], *, folder: str) -> list[Block]:
-    from precision import store
-    from precision.report.plots import report_figures
-
+def _figure_blocks(
+    study: StoredStudy, pngs: dict[str, bytes], images: dict[str, bytes], *, folder: str
+) -> list[Block]:
+    """The figures section: each of the study's drawn figures (``pngs``, by stem, from
+    `precision.report.plots.report_figure_pngs`) with its caption, its bytes put in
+    ``images`` under ``<folder>/<stem>.png``."""
     blocks = [Block("h2", "Figures")]
     source = study.folder / "errors.parquet"
-    with warnings.catch_warnings():
-        # A panel without usable rows (a format where every row failed) is drawn empty, and
-        # matplotlib warns that an empty log axis cannot be scaled.
-        warnings.simplefilter("ignore", UserWarning)
-        figures = report_figures(study.table, read_companions(study.folder))
-        for stem, fig in figures.items():
-            path = f"{folder}/{stem}.png"
-            images[path] = store.png_bytes(fig)  # closes the figure
-            caption = _figure_caption(stem, source)
-            blocks.append(Block("img", path, caption, anchor=f"figure-{stem}"))
+    for stem, png in pngs.items():
+        path = f"{folder}/{stem}.png"
+        images[path] = png
+        blocks.append(Block("img", path, _figure_caption(stem, source), anchor=f"figure-{stem}"))
     return blocks
 
 

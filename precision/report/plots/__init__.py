@@ -39,6 +39,8 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only: no display is needed or wanted
 
+import warnings  # noqa: E402
+
 import matplotlib.pyplot as plt  # noqa: E402,F401
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
@@ -109,6 +111,7 @@ from precision.report.plots.optimisation import (  # noqa: E402,F401
     step_sweep_figure,
     step_sweep_figures,
 )
+from precision.store.results import StoredStudy  # noqa: E402
 
 
 def study_figures(
@@ -159,3 +162,18 @@ def report_figures(
         if problem not in REFERENCE_LINES and np.isfinite(rows["bound"].astype(float)).any():
             figures[f"bounds_{problem}_kappa"] = bound_lines_versus_condition(table, problem)
     return figures
+
+
+def report_figure_pngs(study: StoredStudy) -> dict[str, bytes]:
+    """The PNG bytes of every figure `report_figures` draws for a stored study, by file stem:
+    what a report's worker process hands back (bytes travel between processes, figures would
+    not)."""
+    from precision import store
+    from precision.store.results import read_companions
+
+    with warnings.catch_warnings():
+        # A panel without usable rows (a format where every row failed) is drawn empty, and
+        # matplotlib warns that an empty log axis cannot be scaled.
+        warnings.simplefilter("ignore", UserWarning)
+        figures = report_figures(study.table, read_companions(study.folder))
+        return {stem: store.png_bytes(fig) for stem, fig in figures.items()}  # closes each
