@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,6 +44,11 @@ EXECUTORS = ("serial", "process", "dask")
 
 class ExecutorError(Exception):
     """The executor could not be started (e.g. no Dask scheduler at the given address)."""
+
+
+class WorkerDied(ExecutorError):
+    """A worker process died in the middle of a chunk (killed: the kernel's out-of-memory
+    killer, kill -9); the message says so and how many chunks are kept for a rerun."""
 
 
 class Interrupted(KeyboardInterrupt):
@@ -183,6 +189,9 @@ def _run_todo(spec, plan, parts, executor, workers, client, cache, progress):
                 progress(result.inputs)
     except KeyboardInterrupt:  # the workers are stopped (see _process_pool); parts stay
         raise Interrupted(len(finished), len(plan)) from None
+    except WorkerDied as died:  # likewise
+        kept = f"{len(finished)} of {len(plan)} chunks kept; rerun the same command to resume"
+        raise WorkerDied(f"{died}; {kept}") from None
     finally:
         results.close()  # stops the pool now, wherever the interrupt met this loop
     return finished, todo, rejected, cache_problem
@@ -255,10 +264,25 @@ def _process_pool(spec, todo, workers: int, cache):
             futures = {pool.submit(_run_chunk, spec, chunk, cache): chunk for chunk in todo}
         for future in as_completed(futures):
             yield futures[future], future.result()
+    except BrokenProcessPool:  # a worker was killed: the pool cannot go on
+        died = _killed_by(pool)
+        stop_pool(pool)
+        raise WorkerDied(f"a worker process died{died}") from None
     except BaseException:
         stop_pool(pool)  # Ctrl-C, SIGTERM or a failed chunk: the chunks still running are lost
         raise
     pool.shutdown()
+
+
+def _killed_by(pool) -> str:
+    """ " (killed by SIGKILL, ...)" for a dead worker of ``pool`` whose signal is known."""
+    processes = (getattr(pool, "_processes", None) or {}).values()
+    codes = [p.exitcode for p in processes if p.exitcode is not None and p.exitcode < 0]
+    if not codes:
+        return ""
+    name = signal.Signals(-codes[0]).name
+    why = ", which the kernel's out-of-memory killer sends" if name == "SIGKILL" else ""
+    return f" (killed by {name}{why})"
 
 
 def _dask_distributed():
@@ -287,6 +311,9 @@ def _dask(spec, todo, workers: int, client, cache):
                 threads_per_worker=1,
                 processes=True,
                 dashboard_address=None,
+                # dashboard_address=None leaves the scheduler's HTTP server on port 8787, and
+                # another cluster holding it printed a 4-line warning: any free port instead.
+                scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
             )
         client = Client(cluster)
     stopped = False
