@@ -231,9 +231,9 @@ def test_row_blocks_cover_every_row_once():
 
 def test_fewer_candidates_than_size_pick_what_their_repeats_would():
     """A problem that is not batched may propose fewer rows than asked where more would only
-    repeat them (summation at n = 10^5 draws 20 of 128): the sampler picks the nearest candidate and a
-    row's copies are equally near, so the input drawn is the one those rows repeated to
-    ``size`` would give (the rng is consumed alike)."""
+    repeat them (summation at n = 10^5 draws 20 of 128): the sampler picks the nearest
+    candidate and a row's copies are equally near, so the input drawn is the one those rows
+    repeated to ``size`` would give (the rng is consumed alike)."""
     n, problem = 100_000, PROBLEMS["summation"]
     assert not problem.batched
     proposed = problem.propose(np.random.default_rng(0), n=n, magnitude=1.0, cond=1e8, size=128)
