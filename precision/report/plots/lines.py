@@ -85,25 +85,10 @@ def lines_versus_condition(
 ) -> plt.Figure:
     """Median relative error / u versus the measured condition number (per decade), one row of
     panels per size n (``sizes``, by default all), with the reference lines at that n."""
-    rows = table[table["problem"] == problem]
-    data = _line_data(rows, "cond_decade")
-    styles = line_styles(rows)
-    sizes = sizes or sorted(set(rows["n"].dropna().astype(int)))
-    fig, axes, formats = _format_axes(rows, rows=len(sizes))
-    for i, n in enumerate(sizes):
-        for ax, fmt in zip(axes[i], formats, strict=True):
-            panel = data[(data["format"] == fmt) & (data["n"] == n)]
-            _draw_lines(ax, panel, "median_cond", "median_err_over_u", styles=styles, fmt=fmt)
-            lines, f = REFERENCE_LINES[problem], get_format(fmt)
-            kappas = sorted(panel["median_cond"]) or [1.0]
-            _draw_references(ax, [(k, lines(n, k, f)) for k in kappas])
-            _log_axes(ax, f"{fmt}, n = {n}", "measured condition number", "median rel. error / u")
-    _variant_legend(fig, axes, styles)
-    fig.suptitle(
-        f"{problem}{_part_title(part)}: error versus condition number\n"
-        f"({_bands_note(styles)}; reference lines dashed grey)"
+    references = REFERENCE_LINES[problem]
+    return _lines_versus_condition(
+        table, problem, references, "reference lines dashed grey", sizes=sizes, part=part
     )
-    return fig
 
 
 DEEPSEEK_ERROR = 0.02
@@ -231,6 +216,28 @@ def linear_algebra_lines(
     is not a result of that format. Certified ok rows only (`error_lines`), with their 10-90%
     band.
     """
+    return _lines_versus_condition(
+        table,
+        problem,
+        linalg.reference_lines,
+        "kappa u and kappa^2 u dashed grey",
+        sizes=sizes,
+        part=part,
+    )
+
+
+def _lines_versus_condition(
+    table: pd.DataFrame,
+    problem: str,
+    references,
+    references_note: str,
+    *,
+    sizes: list[int] | None,
+    part: tuple[int, int] | None,
+) -> plt.Figure:
+    """What `lines_versus_condition` and `linear_algebra_lines` draw, with the reference lines
+    ``references(n, kappa, fmt) -> {label: error / u}`` named in the title by
+    ``references_note``."""
     rows = table[table["problem"] == problem]
     data = _line_data(rows, "cond_decade")
     styles = line_styles(rows)
@@ -240,14 +247,13 @@ def linear_algebra_lines(
         for ax, fmt in zip(axes[i], formats, strict=True):
             panel = data[(data["format"] == fmt) & (data["n"] == n)]
             _draw_lines(ax, panel, "median_cond", "median_err_over_u", styles=styles, fmt=fmt)
+            f = get_format(fmt)
             kappas = sorted(panel["median_cond"]) or [1.0]
-            _draw_references(
-                ax, [(k, linalg.reference_lines(n, k, get_format(fmt))) for k in kappas]
-            )
+            _draw_references(ax, [(k, references(n, k, f)) for k in kappas])
             _log_axes(ax, f"{fmt}, n = {n}", "measured condition number", "median rel. error / u")
     _variant_legend(fig, axes, styles)
     fig.suptitle(
         f"{problem}{_part_title(part)}: error versus condition number\n"
-        f"({_bands_note(styles)}; kappa u and kappa^2 u dashed grey)"
+        f"({_bands_note(styles)}; {references_note})"
     )
     return fig
