@@ -26,6 +26,7 @@ from precision.problems.base import Problem
 from precision.problems.exp import exp_reference
 from precision.truth import balls as balls_module
 from precision.truth import shortcuts
+from precision.truth.batch_shortcuts import certify_shortcut_batch
 from precision.truth.exact import (
     AGREEMENT,
     ENGINES,
@@ -214,8 +215,10 @@ def ground_truths_batch(
     whose condition number is accurate is accepted at ``precisions[0]``, exactly as the
     per-input engine accepts it there. Every other input (a ball near a rounding boundary,
     too wide, not finite, an inaccurate condition number) takes `ground_truths`, which
-    starts again from the first precision and climbs. Other problems and engines take
-    `ground_truths` input by input.
+    starts again from the first precision and climbs. With ``engine="arb"`` and an exact
+    shortcut (sums, differences, dot products), the exact sums of two or more inputs are formed
+    at once (`precision.truth.batch_shortcuts`), with the same results. Other problems and
+    engines take `ground_truths` input by input.
 
     Parameters
     ----------
@@ -242,6 +245,9 @@ def ground_truths_batch(
     evaluate = _batch_reference(problem, engine=engine, shortcut=shortcut)
     if evaluate is not None and len(X):
         todo = _certify_batch(evaluate, X, fmts, precisions[0], columns)
+    elif engine == "arb" and shortcut and len(X):  # exact shortcuts: the batch's sums at once
+        left = certify_shortcut_batch(problem, X, fmts, precisions[0], columns)
+        todo = todo if left is None else left
     for b in todo.tolist():
         start = time.perf_counter()
         try:

@@ -53,6 +53,7 @@ __all__ = [
     "exact_dot",
     "exact_square_sum",
     "exact_sum",
+    "extract_row_sums_in_place",
     "shortcut_for",
 ]
 
@@ -217,6 +218,84 @@ def _extract_in_place(p: np.ndarray, *, top: float | None = None) -> list[Dyadic
         counts = [(count << shift) + int(part) for count, part in zip(counts, parts, strict=True)]
         unit = exponent - 53
     raise AssertionError("unreachable: the loop returns")
+
+
+def extract_row_sums_in_place(
+    p: np.ndarray, s: np.ndarray, *, tops: list | None = None
+) -> list[tuple[Dyadic, Dyadic] | None]:
+    """(sum_i p_ri, sum_i s_ri p_ri) exactly for each row r of a 2-D float64 array of finite
+    values, each row on its own sigma, with signs s_ri in {-1, 0, 1} (s = sign(p): the sum and
+    the sum of magnitudes); the passes overwrite ``p``. None for a row that extraction leaves
+    (then sum it by `exact_sums`).
+
+    `_extract_in_place` with a sigma per row: row r takes sigma_r = 2**M_r, M_r = (frexp
+    exponent of max_i |p_ri|) + ceil(log2 n) + 1, so Rump, Ogita & Oishi's Lemma 3.3 (SIAM J.
+    Sci. Comput. 31(1), 2008) holds row by row: q_ri = fl(fl(sigma_r + p_ri) - sigma_r) is
+    exact, p_ri - q_ri is exactly a float, and sum_i |q_ri| < sigma_r, so sum_i q_ri and
+    sum_i s_ri q_ri (exact products) are integer numbers of units 2**(M_r - 53) below 2**53
+    in every partial sum: ``numpy.sum`` of a row is exact in any order, whatever the other rows
+    hold. The signed sum needs no second row: s_ri (p_ri - q_ri) is what a row of s_ri p_ri
+    would leave, the remainders being extracted on the same sigma. No rounding anywhere. A row
+    is left (None) when it needs more than MAX_PASSES passes or M_r leaves [-960, 1000], as
+    `_extract_in_place` leaves a whole input.
+
+    Parameters
+    ----------
+    p : numpy.ndarray
+        ``(rows, n)`` float64, finite (a row of zeros stands for a declined input); overwritten.
+    s : numpy.ndarray
+        ``(rows, n)`` float64 of -1, 0 and 1.
+    tops : list of float, optional, keyword-only
+        max_i |p_ri| per row, where the caller has it (saves the first pass a look).
+
+    Returns
+    -------
+    list of (Dyadic, Dyadic) or None
+        Per row, the two exact sums on a common exponent.
+    """
+    extra = math.ceil(math.log2(max(p.shape[1], 2))) + 1
+    counts = [[0, 0, 0] for _ in range(len(p))]  # sum p, sum s p, in units 2**unit
+    left = [False] * len(p)
+    for passes in range(MAX_PASSES + 1):
+        if tops is None:
+            tops = np.abs(p).max(axis=1, initial=0.0).tolist()
+        exponents = [math.frexp(top)[1] + extra if top else None for top in tops]
+        if passes == MAX_PASSES or all(e is None for e in exponents):
+            left = [gone or e is not None for gone, e in zip(left, exponents, strict=True)]
+            break
+        for r, e in enumerate(exponents):
+            if e is not None and not -960 <= e <= 1000:
+                p[r], exponents[r], left[r] = 0.0, None, True
+        _extract_pass(p, s, exponents, counts)
+        tops = None
+    return [
+        None if gone else (Dyadic(c[0], c[2]), Dyadic(c[1], c[2]))
+        for c, gone in zip(counts, left, strict=True)
+    ]
+
+
+def _extract_pass(p: np.ndarray, s: np.ndarray, exponents: list, counts: list) -> None:
+    """One extraction pass of every row of ``p`` on sigma_r = 2**exponents_r (None: a row with
+    nothing left, which any sigma leaves at 0); each such row joins its two extracted integers
+    to ``counts`` [sum p, sum s p, unit exponent], in place."""
+    sigma = np.array([math.ldexp(1.0, 0 if e is None else e) for e in exponents])[:, None]
+    q = p + sigma
+    q -= sigma  # exact (Sterbenz): q_ri is p_ri rounded to a multiple of 2**(M_r - 53)
+    p -= q  # exact: the rounding error of sigma_r + p_ri
+    sums = q.sum(axis=1).tolist()
+    q *= s  # exact: a change of sign or a zero
+    signed = q.sum(axis=1).tolist()
+    for count, e, total, signed_total in zip(counts, exponents, sums, signed, strict=True):
+        if e is None:
+            continue
+        # Each row's sums are integer numbers of units 2**(e - 53) below 2**53: scaling by a
+        # power of two and converting to int is exact. Each pass's unit is finer than the last
+        # (the remainders lie below it), so the earlier counts shift left.
+        unit = e - 53
+        shift = count[2] - unit if count[0] or count[1] else 0
+        count[0] = (count[0] << shift) + int(math.ldexp(total, -unit))
+        count[1] = (count[1] << shift) + int(math.ldexp(signed_total, -unit))
+        count[2] = unit
 
 
 def exact_square_sum(x64: np.ndarray) -> Dyadic:
