@@ -25,7 +25,7 @@ from precision.core.numbers import ARB
 from precision.problems.base import Problem
 from precision.problems.exp import exp_reference
 from precision.truth import balls as balls_module
-from precision.truth import shortcuts
+from precision.truth import enclosed, shortcuts
 from precision.truth.batch_shortcuts import certify_shortcut_batch
 from precision.truth.exact import (
     AGREEMENT,
@@ -242,10 +242,14 @@ def ground_truths_batch(
     X = np.asarray(X)
     columns = _BatchColumns(len(X), fmts, "mpmath" if engine == "mpmath" else "arb")
     todo = np.arange(len(X))
+    enclose = enclosed.enclosure_for(problem) if engine == "arb" and shortcut else None
+    if enclose is not None and len(todo):
+        todo = todo[_certify_enclosed(enclose, X, fmts, columns)]
     evaluate = _batch_reference(problem, engine=engine, shortcut=shortcut)
-    if evaluate is not None and len(X):
-        todo = _certify_batch(evaluate, X, fmts, precisions[0], columns)
-    elif engine == "arb" and shortcut and len(X):  # exact shortcuts: the batch's sums at once
+    if evaluate is not None and len(todo):
+        todo = todo[_certify_batch(evaluate, X[todo], fmts, precisions[0], columns, todo)]
+    elif engine == "arb" and shortcut and enclose is None and len(X):
+        # Exact shortcuts: the batch's sums at once.
         left = certify_shortcut_batch(problem, X, fmts, precisions[0], columns)
         todo = todo if left is None else left
     for b in todo.tolist():
@@ -270,10 +274,10 @@ def _batch_reference(problem: Problem, *, engine: str, shortcut: bool) -> BatchR
     return BATCH_REFERENCES.get(problem.reference)
 
 
-def _certify_batch(evaluate: BatchReference, X, fmts, prec: int, columns) -> np.ndarray:
+def _certify_batch(evaluate: BatchReference, X, fmts, prec: int, columns, at) -> np.ndarray:
     """Evaluate the batch's distinct inputs at ``prec``, certify every ball in numpy and fill
-    ``columns`` with the inputs accepted there; returns the indices of the others (for
-    `ground_truths`).
+    ``columns`` with the inputs accepted there (row i of ``X`` is row ``at[i]`` of
+    ``columns``); returns the indices in ``X`` of the others (for `ground_truths`).
 
     Identical inputs (the same bits; 16-bit formats repeat many values) are evaluated and
     decided once and spread to each of their rows: the evaluation of an input depends on its
@@ -288,21 +292,45 @@ def _certify_batch(evaluate: BatchReference, X, fmts, prec: int, columns) -> np.
     distinct = len(first)
     # An input is accepted only when all of its m balls certify (as `_ArbOutputs.certified`).
     accepted = (decided.certified.reshape(distinct, m).all(axis=1) & cond_accurate)[inverse]
+    _put_accepted(columns, at, accepted, inverse, decided, cond_mid, prec, start)
+    return np.flatnonzero(~accepted)
+
+
+def _certify_enclosed(enclose: enclosed.Evaluator, X, fmts, columns) -> np.ndarray:
+    """`_certify_batch` for a double-double evaluator (`precision.truth.enclosed`): its
+    accepted inputs fill ``columns`` with ``prec`` DD_PREC; returns the indices of the
+    others."""
+    start = time.perf_counter()
+    first, inverse = _distinct_rows(X)
+    found = enclose(X[first])
+    if found is None:
+        return np.arange(len(X))
+    ok, decided = enclosed.certify(found, fmts, _denominator(AGREEMENT))
+    accepted = ok[inverse]
+    rows = np.arange(len(X))
+    _put_accepted(columns, rows, accepted, inverse, decided, found.cond, enclosed.DD_PREC, start)
+    return np.flatnonzero(~accepted)
+
+
+def _put_accepted(columns, at, accepted, inverse, decided, cond, prec: int, start) -> None:
+    """Fill ``columns`` at rows ``at[accepted]`` from the decisions of the distinct inputs
+    (``inverse`` maps each row to its distinct input; each has ``m`` balls)."""
     rows = np.flatnonzero(accepted)
     where = inverse[rows]
+    distinct = len(cond)
+    m = decided.hi.size // max(distinct, 1)
     settled = np.where(decided.settled, decided.rounded, 0.0)  # no cast of a placeholder
     columns.put_decided(
-        rows,
+        at[rows],
         decided.hi.reshape(distinct, m)[where],
         decided.lo.reshape(distinct, m)[where],
         decided.exp.reshape(distinct, m)[where],
-        [settled[j].reshape(distinct, m)[where] for j in range(len(fmts))],
-        cond_mid[where],
+        [settled[j].reshape(distinct, m)[where] for j in range(len(settled))],
+        cond[where],
         prec,
     )
     if len(rows):  # the batch's time, shared by the inputs it settled
-        columns.seconds[rows] = (time.perf_counter() - start) / len(rows)
-    return np.flatnonzero(~accepted)
+        columns.seconds[at[rows]] = (time.perf_counter() - start) / len(rows)
 
 
 def _distinct_rows(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

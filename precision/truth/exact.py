@@ -46,7 +46,7 @@ from precision.core.numbers import ARB, MPMATH
 from precision.problems.base import Problem
 from precision.problems.logits import find_repeats, has_repeats
 from precision.truth import balls as balls_module
-from precision.truth import shortcuts
+from precision.truth import enclosed, shortcuts
 
 PRECISIONS = (113, 160, 256, 512, 1024, 2048, 4096)
 """Working precisions (bits) tried in turn; consecutive pairs are compared."""
@@ -184,6 +184,8 @@ def ground_truths(
         raise ValueError(f"ground_truth: engine must be one of {ENGINES}, got {engine!r}")
     if engine == "arb" and shortcut:
         found = _shortcut_ground_truths(problem, x, fmts, precisions)
+        if found is None:
+            found = _enclosed_ground_truths(problem, x, fmts)
         if found is not None:
             return dict(zip([f.name for f in fmts], found, strict=True))
     evaluate = _mpmath_ground_truths if engine == "mpmath" else _arb_ground_truths
@@ -560,6 +562,35 @@ def _shortcut_ground_truths(problem: Problem, x: np.ndarray, fmts, precisions) -
     ]
 
 
+def _enclosed_ground_truths(problem: Problem, x: np.ndarray, fmts) -> list | None:
+    """The arb engine's ground truths from the problem's double-double evaluation
+    (`precision.truth.enclosed`) on a batch of one, or None (no such evaluation, or a ball it
+    cannot certify: the Arb engine decides). `precision.truth.batch` takes the same path, so
+    that an input's truth does not depend on the batch it came in."""
+    evaluate = enclosed.enclosure_for(problem)
+    if evaluate is None:
+        return None
+    start = time.perf_counter()
+    found = evaluate(np.asarray(x)[None])
+    if found is None:
+        return None
+    accepted, decided = enclosed.certify(found, fmts, _denominator(AGREEMENT))
+    if not accepted[0]:
+        return None
+    seconds = time.perf_counter() - start
+    return [
+        GroundTruth(
+            Exact(decided.hi, decided.lo, decided.exp, decided.rounded[j].astype(fmt.dtype)),
+            float(found.cond[0]),
+            enclosed.DD_PREC,
+            True,
+            seconds if j == 0 else 0.0,
+            "arb",
+        )
+        for j, fmt in enumerate(fmts)
+    ]
+
+
 def _certified_dyadic(
     mid: shortcuts.Dyadic, radius_exp: int | None, fmts
 ) -> tuple[tuple[float, float, int], list] | None:
@@ -584,7 +615,13 @@ def _certified_dyadic(
 # ------------------------------------------------------------------------ cache records
 
 
-REFERENCE_CORE_MODULES = ("numbers.py", "arb_linalg.py", "formats.py", "metrics.py")
+REFERENCE_CORE_MODULES = (
+    "numbers.py",
+    "arb_linalg.py",
+    "formats.py",
+    "metrics.py",
+    "double_double.py",
+)
 """The core modules the references and the engines compute with (tests/truth/test_exact.py
 checks that every core module the truth stage imports is one of them)."""
 
