@@ -53,8 +53,9 @@ def cross_entropy_condition(
     (1 - t_m) - r / s, since 1 - g_m cancels when g_m ~ 1. In float64 bounds where ``ctx``
     encloses (`logits.enclose`), else in ``ctx``; a CE whose ball contains 0 gives inf."""
     enclosure = logits.enclose(terms, ctx)
-    if enclosure is not None:
-        cond = _enclosed_condition(enclosure, targets, ce)
+    ce_bounds = None if enclosure is None else enclosure.bound(ce)
+    if ce_bounds is not None:
+        cond = cross_entropy_condition_enclosed(enclosure, targets, ce_bounds)
         if cond is not None:
             return cond
     x, s, r, m = terms.x, terms.s, terms.r, terms.m
@@ -65,11 +66,12 @@ def cross_entropy_condition(
     return sensitivity / ctx.abs(ce) if ce != 0 else ctx.inf
 
 
-def _enclosed_condition(enclosure: logits.Enclosure, targets: np.ndarray, ce: Number):
-    """`cross_entropy_condition` in float64 bounds; None where they are too wide (the caller
-    then forms it in balls)."""
-    ce_bounds = enclosure.bound(ce)
-    ce_abs = None if ce_bounds is None else logits.magnitude_bounds(*ce_bounds)
+def cross_entropy_condition_enclosed(
+    enclosure: logits.Enclosure, targets: np.ndarray, ce_bounds: tuple[float, float]
+) -> Number | None:
+    """`cross_entropy_condition` in float64 bounds (`logits.Enclosure` and bounds of CE);
+    None where they are too wide (the caller then forms it in balls)."""
+    ce_abs = logits.magnitude_bounds(*ce_bounds)
     t = logits.finite_floats(np.asarray(targets))
     if ce_abs is None or t is None:
         return None

@@ -37,20 +37,30 @@ def log_softmax_condition(
     enclosure = logits.enclose(terms, ctx)
     log_s_bounds = None if enclosure is None else enclosure.bound(log_s)
     if log_s_bounds is not None:
-        spread = terms.floats[terms.m] - terms.floats.min()  # a - min x >= 0, rounded once
-        top_lo = logits.down(logits.down(spread) + log_s_bounds[0])
-        top_hi = logits.up(logits.up(spread) + log_s_bounds[1])
-        if top_lo > 0:
-            rows_lo, rows_hi = enclosure.rows()
-            cond = enclosure.ball(
-                logits.down(np.max(rows_lo) / top_hi), logits.up(np.max(rows_hi) / top_lo)
-            )
-            if cond is not None:
-                return cond
+        cond = log_softmax_condition_enclosed(enclosure, terms.floats, log_s_bounds)
+        if cond is not None:
+            return cond
     g = [ei / terms.s for ei in terms.e]
     rows = logits.row_sensitivities(terms, g, ctx)
     top = ctx.max(ctx.abs(v) for v in y)
     return ctx.max(rows) / top if top != 0 else ctx.inf
+
+
+def log_softmax_condition_enclosed(
+    enclosure: logits.Enclosure, floats: np.ndarray, log_s_bounds: tuple[float, float]
+) -> Number | None:
+    """`log_softmax_condition` from float64 bounds (`logits.Enclosure`, the logits ``floats``
+    and bounds of log1p(r)), or None where they are too wide: every y_j <= 0, so
+    max_j |y_j| = (a - min x) + log1p(r)."""
+    spread = floats[enclosure.m] - floats.min()  # a - min x >= 0, rounded once
+    top_lo = logits.down(logits.down(spread) + log_s_bounds[0])
+    top_hi = logits.up(logits.up(spread) + log_s_bounds[1])
+    if not top_lo > 0:
+        return None
+    rows_lo, rows_hi = enclosure.rows()
+    return enclosure.ball(
+        logits.down(np.max(rows_lo) / top_hi), logits.up(np.max(rows_hi) / top_lo)
+    )
 
 
 def log_softmax_condition64(X: np.ndarray) -> np.ndarray:

@@ -28,20 +28,29 @@ def logsumexp_condition(terms: logits.ExpTerms, y: Number, ctx: NumberSystem) ->
     """kappa_lse = S / |y| with S = sum |x_i| g_i = W / s (`logits.Enclosure.weighted`), in
     float64 bounds where ``ctx`` encloses (`logits.enclose`), else in ``ctx``."""
     enclosure = logits.enclose(terms, ctx)
-    if enclosure is not None:
-        y_bounds = enclosure.bound(y)
-        size = None if y_bounds is None else logits.magnitude_bounds(*y_bounds)
-        if size is not None:
-            (s_lo, s_hi), (_, (w_lo, w_hi)) = enclosure.s, enclosure.weighted()
-            cond = enclosure.ball(
-                logits.down(logits.down(w_lo / s_hi) / size[1]),
-                logits.up(logits.up(w_hi / s_lo) / size[0]),
-            )
-            if cond is not None:
-                return cond
+    y_bounds = None if enclosure is None else enclosure.bound(y)
+    if y_bounds is not None:
+        cond = logsumexp_condition_enclosed(enclosure, y_bounds)
+        if cond is not None:
+            return cond
     weighted = logits.weighted_abs(terms.x, [ei / terms.s for ei in terms.e], ctx)
     # A ball that contains 0 is not != 0: its cond is inf, and such an output never certifies.
     return weighted / ctx.abs(y) if y != 0 else ctx.inf
+
+
+def logsumexp_condition_enclosed(
+    enclosure: logits.Enclosure, y_bounds: tuple[float, float]
+) -> Number | None:
+    """`logsumexp_condition` from float64 bounds (`logits.Enclosure` and bounds of lse(x)),
+    or None where they are too wide or |lse(x)| may be 0."""
+    size = logits.magnitude_bounds(*y_bounds)
+    if size is None:
+        return None
+    (s_lo, s_hi), (_, (w_lo, w_hi)) = enclosure.s, enclosure.weighted()
+    return enclosure.ball(
+        logits.down(logits.down(w_lo / s_hi) / size[1]),
+        logits.up(logits.up(w_hi / s_lo) / size[0]),
+    )
 
 
 def logsumexp_naive(x: np.ndarray, *, ops: Ops = NUMPY) -> np.ndarray:

@@ -32,17 +32,22 @@ def softmax_condition(terms: logits.ExpTerms, g: list, ctx: NumberSystem) -> Num
     g_j (e_j <= 1), so the quotient is max_j e_j R_j. Otherwise in ``ctx``.
     """
     enclosure = logits.enclose(terms, ctx)
-    if enclosure is not None:
-        rows_lo, rows_hi = enclosure.rows()
-        cond = enclosure.ball(
-            np.max(logits.down(enclosure.e_lo * rows_lo)),
-            np.max(logits.up(enclosure.e_hi * rows_hi)),
-        )
-        if cond is not None:
-            return cond
+    cond = None if enclosure is None else softmax_condition_enclosed(enclosure)
+    if cond is not None:
+        return cond
     sensitivities = logits.row_sensitivities(terms, g, ctx)
     rows = [gj * rj for gj, rj in zip(g, sensitivities, strict=True)]
     return ctx.max(rows) / ctx.max(g)
+
+
+def softmax_condition_enclosed(enclosure: logits.Enclosure) -> Number | None:
+    """`softmax_condition` from float64 bounds (`logits.Enclosure`): max_j e_j R_j, or None
+    where the interval is too wide (the caller forms it in its number system)."""
+    rows_lo, rows_hi = enclosure.rows()
+    return enclosure.ball(
+        np.max(logits.down(enclosure.e_lo * rows_lo)),
+        np.max(logits.up(enclosure.e_hi * rows_hi)),
+    )
 
 
 def softmax_condition64(X: np.ndarray) -> np.ndarray:

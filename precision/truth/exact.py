@@ -184,7 +184,7 @@ def ground_truths(
         raise ValueError(f"ground_truth: engine must be one of {ENGINES}, got {engine!r}")
     if engine == "arb" and shortcut:
         found = _shortcut_ground_truths(problem, x, fmts, precisions)
-        if found is None:
+        if found is None and precisions[-1] >= enclosed.DD_PREC:
             found = _enclosed_ground_truths(problem, x, fmts)
         if found is not None:
             return dict(zip([f.name for f in fmts], found, strict=True))

@@ -40,6 +40,7 @@ from precision.core.numbers import ARB, MPMATH
 from precision.problems import PROBLEMS
 from precision.problems.cross_entropy import ce_and_sensitivity64
 from precision.problems.linalg import randsvd
+from precision.truth.enclosed import DD_PREC
 from precision.truth.exact import (
     COND_ACCURACY,
     PRECISIONS,
@@ -441,13 +442,15 @@ def test_arb_engine_matches_mpmath_on_hard_inputs(problem_name, x, fmt):
 
 
 @pytest.mark.parametrize("fmt", ["float32", "float64"])
-def test_arb_engine_keeps_a_term_far_below_the_working_precision(fmt):
-    """x = [0, -200]: lse = log1p(e^-200) ~ 1.4e-87, at the first precision (113 bits)."""
+@pytest.mark.parametrize("shortcut", [True, False])
+def test_arb_engine_keeps_a_term_far_below_the_working_precision(fmt, shortcut):
+    """x = [0, -200]: lse = log1p(e^-200) ~ 1.4e-87, at the first evaluation: the
+    double-double enclosure, or (``shortcut=False``) Arb's balls at 113 bits."""
     x = _cast([0.0, -200.0], fmt)
-    gt = ground_truth(PROBLEMS["logsumexp"], x, fmt, engine="arb")
+    gt = ground_truth(PROBLEMS["logsumexp"], x, fmt, engine="arb", shortcut=shortcut)
     with mpmath.workprec(HIGH):
         expected = mpmath.log1p(mpmath.exp(-200))
-        assert gt.certified and gt.prec == PRECISIONS[0]
+        assert gt.certified and gt.prec == (DD_PREC if shortcut else PRECISIONS[0])
         assert abs(_exact_value(gt.exact, 0) - expected) <= 2.0**-80 * expected
 
 
@@ -481,16 +484,21 @@ def test_an_exact_tie_below_the_working_precision_is_seen(engine):
         assert gt.exact.rounded.astype(np.float64).tolist() == [float(v) for v in expected]
 
 
-@pytest.mark.parametrize("engine", ["mpmath", "arb"])
+@pytest.mark.parametrize("engine", ["mpmath", "arb", "arb balls"])
 @pytest.mark.parametrize("top", [100.0, 500.0])
 def test_condition_number_does_not_cancel_for_a_dominant_class(top, engine):
     """Cross-entropy of logits [top, 1], class 0: kappa = (top r + r) / CE with r ~ e**(1 - top).
     Forming |g_0 - 1| as written cancels (113 bits gave 100.99987 and 1.0 for 101 and 501);
-    the reference forms it as r / s, so both engines get it at their first precision."""
+    the reference forms it as r / s, so every engine gets it at its first evaluation (the arb
+    engine's double-double enclosure, or its balls at 113 bits with ``shortcut=False``)."""
     xt = np.array([[top, 1.0], [1.0, 0.0]])
-    gt = ground_truth(PROBLEMS["cross_entropy"], xt, "float64", engine=engine)
+    balls = engine == "arb balls"
+    gt = ground_truth(
+        PROBLEMS["cross_entropy"], xt, "float64", engine=engine.split()[0], shortcut=not balls
+    )
     ce, sensitivity = ce_and_sensitivity64(xt[0], xt[1])
-    assert gt.certified and gt.prec == (113 if engine == "arb" else 160)
+    first = {"mpmath": 160, "arb": DD_PREC, "arb balls": 113}
+    assert gt.certified and gt.prec == first[engine]
     assert gt.cond == pytest.approx(sensitivity / ce, rel=1e-12)
 
 
