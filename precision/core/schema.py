@@ -147,7 +147,8 @@ COLUMNS = {
     "batch": "rows in the kernel call that computed this row: the chunk's inputs of the "
     "format for a batch kernel, 1 for a variant that runs row by row (or whose batched call "
     "raised, so that each row was run alone); NA where nothing ran",
-    "gt_prec": "working precision (bits) of the certified ground truth",
+    "gt_prec": "working precision (bits) of the certified ground truth (106: the double-double "
+    "enclosure of precision.truth.enclosed)",
     "certified": "whether the ground truth was certified",
 }
 
