@@ -208,6 +208,8 @@ def ground_truths_batch(
 
     Returns the same per-input results, bit for bit (`BatchTruths.truths`), an input without
     an exact result marked undefined instead of raising `UndefinedResult`. With
+    ``engine="arb"``, exp and the softmax family are first certified in double-double over the
+    whole batch (`precision.truth.enclosed`, as `ground_truths` does input by input). With
     ``engine="arb"`` and a reference declared cheap (`register_batch_reference`; not where an
     exact shortcut applies), the batch is evaluated at the first precision, its output balls
     exported at once and decided in one `balls.decide` call, whose decisions are those of
