@@ -9,8 +9,6 @@ targets are exact): kappa = sum_i |x_i| |g_i - t_i| / |CE|.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from precision.core.formats import Format
@@ -67,33 +65,37 @@ def cross_entropy_condition(
 
 
 def cross_entropy_condition_enclosed(
-    enclosure: logits.Enclosure, targets: np.ndarray, ce_bounds: tuple[float, float]
+    enclosure: logits.Enclosure, targets: np.ndarray, ce_bounds: tuple
 ) -> Number | None:
     """`cross_entropy_condition` in float64 bounds (`logits.Enclosure` and bounds of CE);
-    None where they are too wide (the caller then forms it in balls)."""
-    ce_abs = logits.magnitude_bounds(*ce_bounds)
-    t = logits.finite_floats(np.asarray(targets))
-    if ce_abs is None or t is None:
-        return None
-    m, (s_lo, s_hi), (r_lo, r_hi) = enclosure.m, enclosure.s, enclosure.r
+    None where they are too wide or a target is not finite (the caller then forms it in
+    balls). For a batch enclosure (targets ``(batch, n)``, bounds as arrays), a list."""
+    with np.errstate(invalid="ignore"):  # casting a signalling NaN raises the flag
+        t = np.asarray(targets).astype(np.float64)
+    # NaN where |CE| may be 0 or a target is not finite: no ball
+    ce_lo, ce_hi = logits.magnitude_interval(*ce_bounds)
+    finite = np.isfinite(t).all(axis=-1)
+    ce_lo, ce_hi = np.where(finite, ce_lo, np.nan), np.where(finite, ce_hi, np.nan)
+    t = np.where(np.isfinite(t), t, 0.0)
+    (s_lo, s_hi), (r_lo, r_hi) = enclosure.s, enclosure.r
     g_lo, g_hi = enclosure.softmax()
     d_lo, d_hi = logits.signed_down(g_lo - t), logits.signed_up(g_hi - t)
     # At m: (1 - t_m) - r / s, each operation rounded once and its result moved outward.
-    ones_lo, ones_hi = _outward(1.0 - t[m])
-    d_lo[m] = _outward(ones_lo - _outward(r_hi / s_lo)[1])[0]
-    d_hi[m] = _outward(ones_hi - _outward(r_lo / s_hi)[0])[1]
+    ones_lo, ones_hi = _outward(1.0 - enclosure.at_m(t))
+    enclosure.set_m(d_lo, _outward(ones_lo - _outward(r_hi / s_lo)[1])[0])
+    enclosure.set_m(d_hi, _outward(ones_hi - _outward(r_lo / s_hi)[0])[1])
     # |d| over [d_lo, d_hi]: 0 where the interval contains 0
     d_abs_lo = np.where(d_lo > 0, d_lo, np.where(d_hi < 0, -d_hi, 0.0))
     d_abs_hi = np.maximum(np.abs(d_lo), np.abs(d_hi))
     ax = enclosure.ax
     sens_lo, sens_hi = logits.sum_bounds(logits.down(ax * d_abs_lo), logits.up(ax * d_abs_hi))
-    return enclosure.ball(logits.down(sens_lo / ce_abs[1]), logits.up(sens_hi / ce_abs[0]))
+    return enclosure.ball(logits.down(sens_lo / ce_hi), logits.up(sens_hi / ce_lo))
 
 
-def _outward(v: float) -> tuple[float, float]:
+def _outward(v):
     """The floats on either side of a result rounded to nearest once: its exact value lies
-    between them (``math.nextafter``, subnormal range included)."""
-    return math.nextafter(v, -math.inf), math.nextafter(v, math.inf)
+    between them (``numpy.nextafter``, subnormal range included); floats or arrays."""
+    return logits.per_input(np.nextafter(v, -np.inf)), logits.per_input(np.nextafter(v, np.inf))
 
 
 def cross_entropy_from_probabilities(xt: np.ndarray) -> np.ndarray:

@@ -47,19 +47,19 @@ def log_softmax_condition(
 
 
 def log_softmax_condition_enclosed(
-    enclosure: logits.Enclosure, floats: np.ndarray, log_s_bounds: tuple[float, float]
+    enclosure: logits.Enclosure, floats: np.ndarray, log_s_bounds: tuple
 ) -> Number | None:
     """`log_softmax_condition` from float64 bounds (`logits.Enclosure`, the logits ``floats``
     and bounds of log1p(r)), or None where they are too wide: every y_j <= 0, so
-    max_j |y_j| = (a - min x) + log1p(r)."""
-    spread = floats[enclosure.m] - floats.min()  # a - min x >= 0, rounded once
+    max_j |y_j| = (a - min x) + log1p(r). For a batch enclosure (bounds as arrays), a list."""
+    spread = enclosure.at_m(floats) - floats.min(axis=-1)  # a - min x >= 0, rounded once
     top_lo = logits.down(logits.down(spread) + log_s_bounds[0])
     top_hi = logits.up(logits.up(spread) + log_s_bounds[1])
-    if not top_lo > 0:
-        return None
+    top_lo = np.where(top_lo > 0, top_lo, np.nan)  # 0 < max|y_j| unproved: no bound (None)
     rows_lo, rows_hi = enclosure.rows()
     return enclosure.ball(
-        logits.down(np.max(rows_lo) / top_hi), logits.up(np.max(rows_hi) / top_lo)
+        logits.down(np.max(rows_lo, axis=-1) / top_hi),
+        logits.up(np.max(rows_hi, axis=-1) / top_lo),
     )
 
 

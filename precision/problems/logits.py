@@ -501,7 +501,8 @@ def signed_up(v):
 
 
 def sum_bounds(lo: np.ndarray, hi: np.ndarray) -> tuple[float, float]:
-    """Bounds of sum_i v_i for nonnegative v_i in [lo_i, hi_i].
+    """Bounds of sum_i v_i for nonnegative v_i in [lo_i, hi_i], along the last axis (floats
+    for one vector, ``(batch,)`` arrays for a batch).
 
     ``np.sum`` adds n terms with n - 1 roundings in some order (pairwise); whatever the order,
     the computed sum of nonnegative terms is within gamma_{n-1} = (n - 1) u / (1 - (n - 1) u)
@@ -510,8 +511,22 @@ def sum_bounds(lo: np.ndarray, hi: np.ndarray) -> tuple[float, float]:
     So the exact sum lies in [RN-sum (1 - g), RN-sum (1 + 2 g)] (g <= 1/2); 1 - g and 1 + 2 g
     are floats, and the products are moved outward by `down` and `up`.
     """
-    g = lo.size * 2.0**-52
-    return down(np.sum(lo) * (1.0 - g)), up(np.sum(hi) * (1.0 + 2.0 * g))
+    g = lo.shape[-1] * 2.0**-52
+    return (
+        per_input(down(np.sum(lo, axis=-1) * (1.0 - g))),
+        per_input(up(np.sum(hi, axis=-1) * (1.0 + 2.0 * g))),
+    )
+
+
+def magnitude_interval(lo, hi):
+    """Bounds of |v| for v in [lo, hi] (floats, or ``(batch,)`` arrays), NaN where the
+    interval contains 0 or is not finite (`magnitude_bounds` elementwise)."""
+    lo, hi = np.asarray(lo, dtype=np.float64), np.asarray(hi, dtype=np.float64)
+    positive = (lo > 0) & np.isfinite(hi)
+    negative = (hi < 0) & np.isfinite(lo)
+    low = np.where(positive, lo, np.where(negative, -hi, np.nan))
+    high = np.where(positive, hi, np.where(negative, -lo, np.nan))
+    return per_input(low), per_input(high)
 
 
 def magnitude_bounds(lo: float, hi: float) -> tuple[float, float] | None:
@@ -524,7 +539,9 @@ def magnitude_bounds(lo: float, hi: float) -> tuple[float, float] | None:
 
 
 class Enclosure:
-    """float64 bounds of the ingredients of the softmax family's condition numbers.
+    """float64 bounds of the ingredients of the softmax family's condition numbers, of one
+    logit vector or of a batch of them (every array then has a leading batch axis, and the
+    bounds of s and r and the index m are ``(batch,)`` arrays): the same formulas serve both.
 
     Attributes
     ----------
@@ -532,14 +549,23 @@ class Enclosure:
         |x_i|, exact.
     e_lo, e_hi : numpy.ndarray
         Bounds of e_i = exp(x_i - a) (exactly 1 at m).
-    s, r : tuple of float
+    s, r : tuple of float (or of arrays)
         Bounds of s = sum e_i (>= 1) and r = s - 1 (>= 0).
-    m : int
+    m : int (or array of int)
     """
 
     def __init__(self, ax, e_lo, e_hi, s, r, m, ctx):
         self.ax, self.e_lo, self.e_hi, self.s, self.r, self.m = ax, e_lo, e_hi, s, r, m
         self.ctx = ctx
+        self._at = np.asarray(m)[..., None]  # m as an index along the last axis
+
+    def at_m(self, values: np.ndarray):
+        """values[..., m]: a float for one vector, ``(batch,)`` for a batch."""
+        return per_input(np.take_along_axis(values, self._at, axis=-1)[..., 0])
+
+    def set_m(self, values: np.ndarray, value) -> None:
+        """values[..., m] = value, in place (``value`` a float or ``(batch,)``)."""
+        np.put_along_axis(values, self._at, np.asarray(value)[..., None], axis=-1)
 
     def bound(self, v: Number) -> tuple[float, float] | None:
         """Float bounds of a number of the system (`NumberSystem.bound`)."""
@@ -547,17 +573,19 @@ class Enclosure:
 
     def softmax(self) -> tuple[np.ndarray, np.ndarray]:
         """Bounds of g_i = e_i / s."""
-        s_lo, s_hi = self.s
+        s_lo, s_hi = (_column(v) for v in self.s)
         return down(self.e_lo / s_hi), up(self.e_hi / s_lo)
 
     def weighted(self) -> tuple[tuple[float, float], tuple[float, float]]:
         """Bounds of W_{-m} = sum_{i != m} |x_i| e_i and of W = W_{-m} + |x_m| (e_m = 1): the
         sum S = sum_i |x_i| g_i of BHH21 is W / s."""
-        ax, m = self.ax, self.m
+        ax = self.ax
         w_lo, w_hi = down(ax * self.e_lo), up(ax * self.e_hi)
-        w_lo[m] = w_hi[m] = 0.0
+        self.set_m(w_lo, 0.0)
+        self.set_m(w_hi, 0.0)
         rest = sum_bounds(w_lo, w_hi)
-        return rest, (down(rest[0] + ax[m]), up(rest[1] + ax[m]))
+        ax_m = self.at_m(ax)
+        return rest, (per_input(down(rest[0] + ax_m)), per_input(up(rest[1] + ax_m)))
 
     def rows(self) -> tuple[np.ndarray, np.ndarray]:
         """Bounds of the rows R_j = |x_j| (1 - g_j) + sum_{i != j} |x_i| g_i of
@@ -567,25 +595,35 @@ class Enclosure:
         is a sum of nonnegative terms (1 - 2 g_j >= 0 is clamped at 0 where its bounds reach
         below). At m, 1 - g_m = r / s: R_m = (|x_m| r + W_{-m}) / s.
         """
-        ax, m = self.ax, self.m
+        ax = self.ax
         (s_lo, s_hi), (r_lo, r_hi) = self.s, self.r
         (rest_lo, rest_hi), (w_lo, w_hi) = self.weighted()
         g_lo, g_hi = self.softmax()
         weighted_lo, weighted_hi = down(w_lo / s_hi), up(w_hi / s_lo)
         # 2 g is exact; 1 - 2 g_lo >= 1 - 2 g_j >= 0 for j != m (row m is replaced below).
-        rows_lo = down(down(ax * down(1.0 - 2.0 * g_hi)) + weighted_lo)
-        rows_hi = up(up(ax * up(1.0 - 2.0 * g_lo)) + weighted_hi)
-        rows_lo[m] = down(down(down(ax[m] * r_lo) + rest_lo) / s_hi)
-        rows_hi[m] = up(up(up(ax[m] * r_hi) + rest_hi) / s_lo)
+        rows_lo = down(down(ax * down(1.0 - 2.0 * g_hi)) + _column(weighted_lo))
+        rows_hi = up(up(ax * up(1.0 - 2.0 * g_lo)) + _column(weighted_hi))
+        ax_m = self.at_m(ax)
+        self.set_m(rows_lo, down(down(down(ax_m * r_lo) + rest_lo) / s_hi))
+        self.set_m(rows_hi, up(up(up(ax_m * r_hi) + rest_hi) / s_lo))
         return rows_lo, rows_hi
 
     def ball(self, lo, hi) -> Number | None:
         """The number enclosing [lo, hi] (`NumberSystem.from_bounds`) when 0 < lo, hi is finite
-        and hi - lo <= ENCLOSED_ACCURACY lo; else None (the caller uses its ball formulas)."""
+        and hi - lo <= ENCLOSED_ACCURACY lo; else None (the caller uses its ball formulas).
+        For a batch, a list: one number (or None) per vector."""
+        if np.ndim(lo):
+            return [self.ball(a, b) for a, b in zip(np.ravel(lo), np.ravel(hi), strict=True)]
         lo, hi = float(lo), float(hi)
         if not (lo > 0 and math.isfinite(hi) and hi - lo <= ENCLOSED_ACCURACY * lo):
             return None
         return self.ctx.from_bounds(lo, hi)
+
+
+def _column(v):
+    """A per-vector bound made to broadcast against the elements: ``(batch, 1)`` from
+    ``(batch,)``; a float stays a float."""
+    return v[..., None] if np.ndim(v) else v
 
 
 def enclose(terms: ExpTerms, ctx: NumberSystem) -> Enclosure | None:

@@ -38,14 +38,10 @@ def logsumexp_condition(terms: logits.ExpTerms, y: Number, ctx: NumberSystem) ->
     return weighted / ctx.abs(y) if y != 0 else ctx.inf
 
 
-def logsumexp_condition_enclosed(
-    enclosure: logits.Enclosure, y_bounds: tuple[float, float]
-) -> Number | None:
+def logsumexp_condition_enclosed(enclosure: logits.Enclosure, y_bounds: tuple) -> Number | None:
     """`logsumexp_condition` from float64 bounds (`logits.Enclosure` and bounds of lse(x)),
-    or None where they are too wide or |lse(x)| may be 0."""
-    size = logits.magnitude_bounds(*y_bounds)
-    if size is None:
-        return None
+    or None where they are too wide or |lse(x)| may be 0; for a batch, a list."""
+    size = logits.magnitude_interval(*y_bounds)  # NaN where |lse| may be 0: no ball
     (s_lo, s_hi), (_, (w_lo, w_hi)) = enclosure.s, enclosure.weighted()
     return enclosure.ball(
         logits.down(logits.down(w_lo / s_hi) / size[1]),

@@ -42,11 +42,12 @@ def softmax_condition(terms: logits.ExpTerms, g: list, ctx: NumberSystem) -> Num
 
 def softmax_condition_enclosed(enclosure: logits.Enclosure) -> Number | None:
     """`softmax_condition` from float64 bounds (`logits.Enclosure`): max_j e_j R_j, or None
-    where the interval is too wide (the caller forms it in its number system)."""
+    where the interval is too wide (the caller forms it in its number system); for a batch
+    enclosure, a list of them."""
     rows_lo, rows_hi = enclosure.rows()
     return enclosure.ball(
-        np.max(logits.down(enclosure.e_lo * rows_lo)),
-        np.max(logits.up(enclosure.e_hi * rows_hi)),
+        np.max(logits.down(enclosure.e_lo * rows_lo), axis=-1),
+        np.max(logits.up(enclosure.e_hi * rows_hi), axis=-1),
     )
 
 
