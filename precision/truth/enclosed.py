@@ -25,7 +25,6 @@ bits of its `Exact` split (both within 2**-99 of the exact value), never in a ro
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -249,36 +248,38 @@ def _double_double(ball: flint.arb) -> tuple[float, float, float] | None:
     """(hi, lo, eps): a normalised double-double within eps relative of every point of the
     ball, or None (a ball that is not finite, contains 0, or is below TINY_OUTPUT).
 
-    hi = float(mid), lo = float(mid - hi) with the difference exact (at four times the
-    midpoint's precision); float may round either way (older python-flint truncates), so
-    |lo| <= 2.01 u |mid| and |mid - hi - lo| <= 2 u |lo| <= 4.03 u**2 |mid|; the radius adds
-    rad / |ball|.
+    hi = float(mid), lo = float(mid - hi) with the difference exact (hi is within an ulp of
+    mid, so the difference spans fewer bits than mid, at most the working precision); float
+    may round either way (older python-flint truncates), so |lo| <= 2.01 u |mid| and
+    |mid - hi - lo| <= 2 u |lo| <= 4.03 u**2 |mid|; the radius adds rad / |ball|.
     """
     bounds = ARB.bound(ball)
     if bounds is None or not (bounds[0] > TINY_OUTPUT or bounds[1] < -TINY_OUTPUT):
         return None
     mid = ball.mid()
     hi = float(mid)
-    with ARB.workprec(4 * SCALAR_PREC):
-        lo = float(mid - hi)
+    lo = float(mid - hi)  # exact: hi is within an ulp of mid, so the difference fits mid's bits
     hi, lo = dd.fast_two_sum(hi, lo)
     rad = ARB.radius(ball)
     low = min(abs(bounds[0]), abs(bounds[1]))
     return hi, lo, (rad / low + 4.03 * dd.U * dd.U) * _OUTWARD
 
 
-def _enclosure(terms: _Terms, b: int, s_bounds) -> logits.Enclosure:
-    """The float64 bounds of the condition numbers' formulas (`logits.Enclosure`) for row b:
-    e_i from its double-double (within 2 u + EXP_ERROR of RN(2**k e_hi), inside the 2**-50
-    margin of `logits.down`/`up`, subnormal results included), s and r likewise."""
-    v = np.ldexp(terms.e_hi[b], terms.k[b].astype(np.int32))
+def _enclosure(terms: _Terms, s_hi: np.ndarray) -> logits.Enclosure:
+    """The float64 bounds of the condition numbers' formulas (`logits.Enclosure`) for the
+    whole batch: e_i from its double-double (within 2 u + EXP_ERROR of RN(2**k e_hi), inside
+    the 2**-50 margin of `logits.down`/`up`, subnormal results included), s >= 1 and r
+    likewise from their high parts. Rows that are not ``ok`` hold meaningless bounds."""
+    v = np.ldexp(terms.e_hi, terms.k.astype(np.int32))
     e_lo, e_hi = logits.down(v), logits.up(v)
-    m = int(terms.m[b])
-    e_lo[m] = e_hi[m] = 1.0
-    r = math.ldexp(float(terms.rho_hi[b]), int(max(terms.big_k[b], -1200)))
-    r_bounds = (float(logits.down(r)), float(logits.up(r)))
-    floats = terms.floats[b]
-    return logits.Enclosure(np.abs(floats), e_lo, e_hi, s_bounds, r_bounds, m, ARB)
+    r = np.ldexp(terms.rho_hi, np.maximum(terms.big_k, -1200).astype(np.int32))
+    s_bounds = (np.maximum(logits.down(s_hi), 1.0), logits.up(s_hi))
+    r_bounds = (logits.down(r), logits.up(r))
+    ax = np.abs(terms.floats)
+    enclosure = logits.Enclosure(ax, e_lo, e_hi, s_bounds, r_bounds, terms.m, ARB)
+    enclosure.set_m(e_lo, 1.0)  # exp(0), exactly
+    enclosure.set_m(e_hi, 1.0)
+    return enclosure
 
 
 def _cond_columns(balls: list) -> tuple[np.ndarray, np.ndarray]:
@@ -312,11 +313,6 @@ def _s_parts(terms: _Terms):
     return s_hi, s_lo, eps
 
 
-def _s_bounds(s_hi: float) -> tuple[float, float]:
-    """Bounds of s >= 1 from its double-double's high part (within u + 2**-99 of s)."""
-    return max(float(logits.down(s_hi)), 1.0), float(logits.up(s_hi))
-
-
 def _scalar_ball(hi: float, lo: float, eps: float) -> flint.arb:
     """The ball hi + lo +/- eps |hi| (1 + 2**-40), at the working precision (Arb rounds the
     sum outward if it does not fit)."""
@@ -333,7 +329,7 @@ def softmax_enclosed(X: np.ndarray) -> Enclosed | None:
     batch, n = X.shape
     s_hi, s_lo, s_eps = _s_parts(terms)
     inv = np.zeros((3, batch))
-    ok, conds = terms.ok.copy(), [None] * batch
+    ok = terms.ok.copy()
     with ARB.workprec(SCALAR_PREC):
         for b in np.flatnonzero(ok).tolist():
             found = _double_double(1 / _scalar_ball(s_hi[b], s_lo[b], s_eps[b]))
@@ -341,8 +337,8 @@ def softmax_enclosed(X: np.ndarray) -> Enclosed | None:
                 ok[b] = False
                 continue
             inv[:, b] = found
-            enclosure = _enclosure(terms, b, _s_bounds(s_hi[b]))
-            conds[b] = softmax_condition_enclosed(enclosure)
+    with np.errstate(all="ignore"):  # rows that are not ok hold placeholders
+        conds = softmax_condition_enclosed(_enclosure(terms, s_hi))
     g_hi, g_lo = dd.mul(terms.e_hi, terms.e_lo, inv[0][:, None], inv[1][:, None])
     eps = (dd.EXP_ERROR + inv[2] + dd.ERROR) * _OUTWARD
     return _elementwise(g_hi, g_lo, eps, ok, terms.k, conds)
@@ -359,7 +355,8 @@ def log_softmax_enclosed(X: np.ndarray) -> Enclosed | None:
     batch, n = X.shape
     s_hi, _, _ = _s_parts(terms)
     log_s = np.zeros((3, batch))
-    ok, conds = terms.ok.copy(), [None] * batch
+    bounds = np.full((2, batch), np.nan)
+    ok = terms.ok.copy()
     with ARB.workprec(SCALAR_PREC):
         for b in np.flatnonzero(ok).tolist():
             ball = _rest_ball(terms, b).log1p()
@@ -368,9 +365,11 @@ def log_softmax_enclosed(X: np.ndarray) -> Enclosed | None:
                 ok[b] = False
                 continue
             log_s[:, b] = found
-            enclosure = _enclosure(terms, b, _s_bounds(s_hi[b]))
-            bounds = ARB.bound(ball)
-            conds[b] = log_softmax_condition_enclosed(enclosure, terms.floats[b], bounds)
+            bounds[:, b] = ARB.bound(ball)
+    with np.errstate(all="ignore"):  # rows that are not ok hold placeholders
+        conds = log_softmax_condition_enclosed(
+            _enclosure(terms, s_hi), terms.floats, (bounds[0], bounds[1])
+        )
     y_hi, y_lo = dd.add(terms.d_hi, terms.d_lo, -log_s[0][:, None], -log_s[1][:, None])
     eps = (log_s[2] + dd.ERROR) * _OUTWARD
     return _elementwise(y_hi, y_lo, eps, ok, np.zeros_like(terms.k), conds)
@@ -382,23 +381,13 @@ def logsumexp_enclosed(X: np.ndarray) -> Enclosed | None:
     if _logit_rows(X) is None or X.dtype == object:
         return None
     terms = _shifted_exponentials(X)
-    s_hi, _, _ = _s_parts(terms)
-    rows = np.arange(len(X))
-    top = terms.floats[rows, terms.m]
-    balls, conds = [], []
+    top = terms.floats[np.arange(len(X)), terms.m]
+    balls = []
     with ARB.workprec(SCALAR_PREC):
-        for b in rows.tolist():
-            if not terms.ok[b]:
-                balls.append(_NAN)
-                conds.append(None)
-                continue
-            y = flint.arb(float(top[b])) + _rest_ball(terms, b).log1p()
-            balls.append(y)
-            bounds = ARB.bound(y)
-            enclosure = _enclosure(terms, b, _s_bounds(s_hi[b]))
-            conds.append(
-                None if bounds is None else logsumexp_condition_enclosed(enclosure, bounds)
-            )
+        for b, ok in enumerate(terms.ok.tolist()):
+            ball = flint.arb(float(top[b])) + _rest_ball(terms, b).log1p() if ok else _NAN
+            balls.append(ball)
+    conds = _scalar_conditions(terms, balls, logsumexp_condition_enclosed)
     return _scalar_outputs(balls, conds, terms.ok)
 
 
@@ -412,15 +401,12 @@ def cross_entropy_enclosed(XT: np.ndarray) -> Enclosed | None:
     with np.errstate(invalid="ignore"):  # casting a signalling NaN raises the invalid flag
         targets = XT[:, 1, :].astype(np.float64)
     ok = terms.ok & np.isfinite(targets).all(axis=1)
-    s_hi, _, _ = _s_parts(terms)
-    rows = np.arange(len(XT))
-    top = terms.floats[rows, terms.m]
-    balls, conds = [], []
+    top = terms.floats[np.arange(len(XT)), terms.m]
+    balls = []
     with ARB.workprec(SCALAR_PREC):
-        for b in rows.tolist():
+        for b in range(len(XT)):
             if not ok[b]:
                 balls.append(_NAN)
-                conds.append(None)
                 continue
             nonzero = np.flatnonzero(targets[b]).tolist()
             t = [flint.arb(float(targets[b, i])) for i in nonzero]
@@ -429,16 +415,24 @@ def cross_entropy_enclosed(XT: np.ndarray) -> Enclosed | None:
                 ti * (a - flint.arb(float(terms.floats[b, i])))
                 for i, ti in zip(nonzero, t, strict=True)
             ]
-            ce = ARB.fsum(gaps) + ARB.fsum(t) * _rest_ball(terms, b).log1p()
-            balls.append(ce)
-            bounds = ARB.bound(ce)
-            enclosure = _enclosure(terms, b, _s_bounds(s_hi[b]))
-            conds.append(
-                None
-                if bounds is None
-                else cross_entropy_condition_enclosed(enclosure, XT[b, 1], bounds)
-            )
+            balls.append(ARB.fsum(gaps) + ARB.fsum(t) * _rest_ball(terms, b).log1p())
+    conds = _scalar_conditions(
+        terms, balls, lambda e, bounds: cross_entropy_condition_enclosed(e, targets, bounds)
+    )
     return _scalar_outputs(balls, conds, ok)
+
+
+def _scalar_conditions(terms: _Terms, balls: list, condition) -> list:
+    """``condition(enclosure, (lo, hi))`` of the whole batch, with the bounds of each input's
+    output ball (NaN where it is not finite: no condition number)."""
+    bounds = np.full((2, len(balls)), np.nan)
+    for b, ball in enumerate(balls):
+        found = ARB.bound(ball)
+        if found is not None:
+            bounds[:, b] = found
+    s_hi, _, _ = _s_parts(terms)
+    with np.errstate(all="ignore"):  # rows that are not ok hold placeholders
+        return condition(_enclosure(terms, s_hi), (bounds[0], bounds[1]))
 
 
 _NAN = flint.arb("nan")
