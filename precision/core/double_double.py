@@ -27,12 +27,13 @@ Inputs must be double-doubles themselves (``|lo| <= ulp(hi) / 2``), as every res
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import math
 
 import flint
 import numpy as np
+
+from precision.core.arb_linalg import arb_workprec
 
 __all__ = [
     "ERROR",
@@ -156,7 +157,7 @@ def _ln2_pieces() -> tuple[float, float, float]:
     """ln 2 = L1 + L2 + L3 + delta: L1 of 32 significant bits (so that k L1 is exact for
     |k| < 2**21), L2 = RN(ln 2 - L1), L3 = RN(ln 2 - L1 - L2), |delta| <= 2**-135 (checked in
     Arb)."""
-    with _arb_prec(512):
+    with arb_workprec(512):
         ln2 = flint.arb(2).log()
         l1 = math.floor(float(ln2 * 2**32)) / 2**32
         l2 = float(ln2 - l1)
@@ -173,7 +174,7 @@ def _exp_table() -> tuple[np.ndarray, np.ndarray]:
     each within _TABLE_ERROR relative (checked in Arb, which makes the check rigorous)."""
     js = range(-_TABLE_HALF, _TABLE_HALF + 1)
     hi, lo = np.empty(len(js)), np.empty(len(js))
-    with _arb_prec(256):
+    with arb_workprec(256):
         for i, j in enumerate(js):
             value = (flint.arb(j) / _TABLE_STEP).exp()
             h = float(value.mid())
@@ -192,7 +193,7 @@ _TABLE_HALF = 1424
 @functools.cache
 def _sixth() -> tuple[float, float]:
     """1/6 as a double-double within _TABLE_ERROR relative (checked in Arb)."""
-    with _arb_prec(256):
+    with arb_workprec(256):
         value = flint.arb(1) / 6
         h = float(value.mid())
         h, low = _normalised(h, float(value - h))
@@ -267,15 +268,3 @@ def exp_scaled(x_hi, x_lo):
     index = j.astype(np.intp) + _TABLE_HALF
     hi, lo = mul(table_hi[index], table_lo[index], h_hi, h_lo)
     return k.astype(np.int64), hi, lo
-
-
-@contextlib.contextmanager
-def _arb_prec(bits: int):
-    """flint.ctx.prec set to ``bits`` and restored (the constants are built at this
-    precision, whatever the caller's)."""
-    saved = flint.ctx.prec
-    flint.ctx.prec = bits
-    try:
-        yield
-    finally:
-        flint.ctx.prec = saved

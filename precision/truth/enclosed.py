@@ -313,6 +313,24 @@ def _s_parts(terms: _Terms):
     return s_hi, s_lo, eps
 
 
+def _per_input_scalars(ok: np.ndarray, scalar: Callable[[int], flint.arb]):
+    """(values, bounds, ok): ``scalar(b)`` in Arb at SCALAR_PREC for every input ``ok``,
+    exported as a double-double with its error bound (`_double_double`: rows hi, lo, eps of
+    ``values``) and its float bounds (rows lo, hi of ``bounds``, NaN elsewhere); an input whose
+    ball cannot be exported is no longer ``ok`` (a copy)."""
+    values, bounds, ok = np.zeros((3, len(ok))), np.full((2, len(ok)), np.nan), ok.copy()
+    with ARB.workprec(SCALAR_PREC):
+        for b in np.flatnonzero(ok).tolist():
+            ball = scalar(b)
+            found = _double_double(ball)
+            if found is None:
+                ok[b] = False
+                continue
+            values[:, b] = found
+            bounds[:, b] = ARB.bound(ball)
+    return values, bounds, ok
+
+
 def _scalar_ball(hi: float, lo: float, eps: float) -> flint.arb:
     """The ball hi + lo +/- eps |hi| (1 + 2**-40), at the working precision (Arb rounds the
     sum outward if it does not fit)."""
@@ -326,17 +344,10 @@ def softmax_enclosed(X: np.ndarray) -> Enclosed | None:
     if _logit_rows(X) is None or X.dtype == object:
         return None
     terms = _shifted_exponentials(X)
-    batch, n = X.shape
     s_hi, s_lo, s_eps = _s_parts(terms)
-    inv = np.zeros((3, batch))
-    ok = terms.ok.copy()
-    with ARB.workprec(SCALAR_PREC):
-        for b in np.flatnonzero(ok).tolist():
-            found = _double_double(1 / _scalar_ball(s_hi[b], s_lo[b], s_eps[b]))
-            if found is None:
-                ok[b] = False
-                continue
-            inv[:, b] = found
+    inv, _, ok = _per_input_scalars(
+        terms.ok, lambda b: 1 / _scalar_ball(s_hi[b], s_lo[b], s_eps[b])
+    )
     with np.errstate(all="ignore"):  # rows that are not ok hold placeholders
         conds = softmax_condition_enclosed(_enclosure(terms, s_hi))
     g_hi, g_lo = dd.mul(terms.e_hi, terms.e_lo, inv[0][:, None], inv[1][:, None])
@@ -352,20 +363,8 @@ def log_softmax_enclosed(X: np.ndarray) -> Enclosed | None:
     if _logit_rows(X) is None or X.dtype == object:
         return None
     terms = _shifted_exponentials(X)
-    batch, n = X.shape
     s_hi, _, _ = _s_parts(terms)
-    log_s = np.zeros((3, batch))
-    bounds = np.full((2, batch), np.nan)
-    ok = terms.ok.copy()
-    with ARB.workprec(SCALAR_PREC):
-        for b in np.flatnonzero(ok).tolist():
-            ball = _rest_ball(terms, b).log1p()
-            found = _double_double(ball)
-            if found is None:
-                ok[b] = False
-                continue
-            log_s[:, b] = found
-            bounds[:, b] = ARB.bound(ball)
+    log_s, bounds, ok = _per_input_scalars(terms.ok, lambda b: _rest_ball(terms, b).log1p())
     with np.errstate(all="ignore"):  # rows that are not ok hold placeholders
         conds = log_softmax_condition_enclosed(
             _enclosure(terms, s_hi), terms.floats, (bounds[0], bounds[1])
