@@ -244,9 +244,9 @@ def ground_truths_batch(
     X = np.asarray(X)
     columns = _BatchColumns(len(X), fmts, "mpmath" if engine == "mpmath" else "arb")
     todo = np.arange(len(X))
-    # The double-double evaluation works at DD_PREC bits: not beyond a ladder's cap.
-    take_enclosure = engine == "arb" and shortcut and precisions[-1] >= enclosed.DD_PREC
-    enclose = enclosed.enclosure_for(problem) if take_enclosure else None
+    enclose = enclosed.enclosure_for(
+        problem, engine=engine, shortcut=shortcut, precisions=precisions
+    )
     if enclose is not None and len(todo):
         todo = todo[_certify_enclosed(enclose, X, fmts, columns)]
     evaluate = _batch_reference(problem, engine=engine, shortcut=shortcut)

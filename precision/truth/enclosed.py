@@ -83,10 +83,14 @@ ENCLOSURES: dict[Callable, Evaluator] = {}
 problem with another reference (a user's) never meets it."""
 
 
-def enclosure_for(problem: Problem) -> Evaluator | None:
-    """The double-double evaluator of ``problem``'s reference, or None (an undeclared
-    reference, or one bound to parameters)."""
-    if problem.params:
+def enclosure_for(
+    problem: Problem, *, engine: str = "arb", shortcut: bool = True, precisions=(DD_PREC,)
+) -> Evaluator | None:
+    """The double-double evaluator of ``problem``'s reference where the arb engine takes it
+    (`ground_truths` and `ground_truths_batch` ask here, so both follow one rule), or None:
+    another engine, ``shortcut=False`` (the balls forced), a precision ladder capped below
+    DD_PREC bits, a reference bound to parameters, or an undeclared one."""
+    if engine != "arb" or not shortcut or precisions[-1] < DD_PREC or problem.params:
         return None
     return ENCLOSURES.get(problem.reference)
 

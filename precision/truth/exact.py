@@ -184,8 +184,8 @@ def ground_truths(
         raise ValueError(f"ground_truth: engine must be one of {ENGINES}, got {engine!r}")
     if engine == "arb" and shortcut:
         found = _shortcut_ground_truths(problem, x, fmts, precisions)
-        if found is None and precisions[-1] >= enclosed.DD_PREC:
-            found = _enclosed_ground_truths(problem, x, fmts)
+        if found is None:
+            found = _enclosed_ground_truths(problem, x, fmts, precisions)
         if found is not None:
             return dict(zip([f.name for f in fmts], found, strict=True))
     evaluate = _mpmath_ground_truths if engine == "mpmath" else _arb_ground_truths
@@ -562,12 +562,12 @@ def _shortcut_ground_truths(problem: Problem, x: np.ndarray, fmts, precisions) -
     ]
 
 
-def _enclosed_ground_truths(problem: Problem, x: np.ndarray, fmts) -> list | None:
+def _enclosed_ground_truths(problem: Problem, x: np.ndarray, fmts, precisions) -> list | None:
     """The arb engine's ground truths from the problem's double-double evaluation
     (`precision.truth.enclosed`) on a batch of one, or None (no such evaluation, or a ball it
     cannot certify: the Arb engine decides). `precision.truth.batch` takes the same path, so
     that an input's truth does not depend on the batch it came in."""
-    evaluate = enclosed.enclosure_for(problem)
+    evaluate = enclosed.enclosure_for(problem, precisions=precisions)
     if evaluate is None:
         return None
     start = time.perf_counter()
