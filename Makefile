@@ -13,8 +13,7 @@ FROZEN := grep -v '^\#' | sed -E 's/^(torch==[^+]*)\+cpu$$/\1/' | LC_ALL=C sort 
 LOCK_BODY := <(grep -v '^\#' $(LOCK))
 SHELL := /bin/bash
 # Longest first (by each one's time alone, figures included; least_squares 55 s down to
-# constrained 4 s on 2026-12-06): `make study` runs two at a time, and the short ones at the
-# end even out the two lanes.
+# constrained 4 s on 2026-12-06): the long ones' figures are drawn while the next computes.
 STUDIES := least-squares linear-systems summation frameworks descent dot activations optimisation \
            variance norms attention softmax block-formats rounding adam loss-scaling derivatives \
            constrained
@@ -44,17 +43,14 @@ $(STAMP): pyproject.toml $(LOCK)
 
 env: $(STAMP)  ## create the environment (.venv) and install the package
 
-# Two studies at a time (STUDY_JOBS), each on a worker per core as always: one study's start-up,
-# figures and last chunks, which leave a core idle, overlap the other's computing. The tables
-# and figures are byte for byte those of one study at a time (each run is its own process; the
-# ground-truth cache under results/ takes concurrent writers). Output comes a study at a time:
-# its final line, without a progress bar (RUN_FLAGS).
-STUDY_JOBS ?= 2
-RUN = $(BIN)/precision run $(RUN_FLAGS)
+# One process for every study: one pool of workers (spawned, and their imports done, once),
+# and while one study computes, the figures and files of the one before it are made on a
+# thread of the main process. Tables and figures are byte for byte those of one study at a
+# time.
+STUDY_SPECS := $(foreach study,$(STUDIES),studies/$(subst -,_,$(study)).toml)
 
-study: $(STAMP)  ## run every default study into results/ (STUDY_JOBS=2 at a time)
-	@$(MAKE) --no-print-directory -j$(STUDY_JOBS) --output-sync=target RUN_FLAGS=--no-progress \
-	  $(addprefix study-,$(STUDIES))
+study: $(STAMP)  ## run every default study into results/ (one process, one pool of workers)
+	OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/precision run $(STUDY_SPECS)
 
 # One BLAS thread per process, as for bench: the process executor already runs a worker per
 # core, and OpenBLAS's own threads spin against them (a 50 x 50 numpy svd: 23-36 ms with the
@@ -65,58 +61,58 @@ study-%: export OMP_NUM_THREADS = 1
 study-%: export MKL_NUM_THREADS = 1
 
 study-softmax: $(STAMP)  ## softmax family: exp, softmax, logsumexp, log_softmax, cross-entropy
-	$(RUN) studies/softmax.toml --out results/softmax
+	$(BIN)/precision run studies/softmax.toml --out results/softmax
 
 study-summation: $(STAMP)  ## summation order, Kahan, accumulators; cancellation in a - b
-	$(RUN) studies/summation.toml --out results/summation
+	$(BIN)/precision run studies/summation.toml --out results/summation
 
 study-dot: $(STAMP)  ## dot products of float8/bfloat16 inputs: float32, in-format and limited accumulators, promotion
-	$(RUN) studies/dot.toml --out results/dot
+	$(BIN)/precision run studies/dot.toml --out results/dot
 
 study-block-formats: $(STAMP)  ## quantise then compute: MX, NVFP4 and per-tensor float8 inputs, quantisation error apart
-	$(RUN) studies/block_formats.toml --out results/block_formats
+	$(BIN)/precision run studies/block_formats.toml --out results/block_formats
 
 study-activations: $(STAMP)  ## GELU (erf; tanh and sigmoid approximations against exact GELU) and SiLU
-	$(RUN) studies/activations.toml --out results/activations
+	$(BIN)/precision run studies/activations.toml --out results/activations
 
 study-adam: $(STAMP)  ## Adam's update in float16/bfloat16: in-format state vs float32 state
-	$(RUN) studies/adam.toml --out results/adam
+	$(BIN)/precision run studies/adam.toml --out results/adam
 
 study-norms: $(STAMP)  ## LayerNorm and RMSNorm in float16/bfloat16: in-format, float32 statistics, prescaled, torch
-	$(RUN) studies/norms.toml --out results/norms
+	$(BIN)/precision run studies/norms.toml --out results/norms
 
 study-attention: $(STAMP)  ## attention in float16/bfloat16: two-pass, online, blockwise; float32 or in-format statistics; torch
-	$(RUN) studies/attention.toml --out results/attention
+	$(BIN)/precision run studies/attention.toml --out results/attention
 
 study-loss-scaling: $(STAMP)  ## gradient underflow in float16/float8_e5m2/bfloat16: no, static and dynamic loss scale
-	$(RUN) studies/loss_scaling.toml --out results/loss_scaling
+	$(BIN)/precision run studies/loss_scaling.toml --out results/loss_scaling
 
 study-variance: $(STAMP)  ## variance algorithms and batch normalisation (eps 1e-5 and finfo)
-	$(RUN) studies/variance.toml --out results/variance
+	$(BIN)/precision run studies/variance.toml --out results/variance
 
 study-linear-systems: $(STAMP)  ## linear systems: inv(A) b vs LU vs solve; forward and backward error vs kappa
-	$(RUN) studies/linear_systems.toml --out results/linear_systems
+	$(BIN)/precision run studies/linear_systems.toml --out results/linear_systems
 
 study-least-squares: $(STAMP)  ## least squares: normal equations (kappa^2) vs QR and lstsq (kappa); ridge
-	$(RUN) studies/least_squares.toml --out results/least_squares
+	$(BIN)/precision run studies/least_squares.toml --out results/least_squares
 
 study-derivatives: $(STAMP)  ## finite differences: V curve of error vs step h, Jacobian and Hessian
-	$(RUN) studies/derivatives.toml --out results/derivatives
+	$(BIN)/precision run studies/derivatives.toml --out results/derivatives
 
 study-descent: $(STAMP)  ## gradient descent: learning rate, 2/lambda_max, float16 stagnation and remedies
-	$(RUN) studies/descent.toml --out results/descent
+	$(BIN)/precision run studies/descent.toml --out results/descent
 
 study-optimisation: $(STAMP)  ## Newton vs gradient descent vs BFGS vs kappa(H); critical points
-	$(RUN) studies/optimisation.toml --out results/optimisation
+	$(BIN)/precision run studies/optimisation.toml --out results/optimisation
 
 study-constrained: $(STAMP)  ## min ||Xw-y||^2 s.t. ||w||^2 <= C via its Lagrangian: KKT residuals
-	$(RUN) studies/constrained.toml --out results/constrained
+	$(BIN)/precision run studies/constrained.toml --out results/constrained
 
 study-frameworks: $(STAMP)  ## torch, JAX, TensorFlow kernels vs the textbook softmax family
-	$(RUN) studies/frameworks.toml --out results/frameworks
+	$(BIN)/precision run studies/frameworks.toml --out results/frameworks
 
 study-rounding: $(STAMP)  ## emulated float16 arithmetic and stochastic rounding vs stagnation
-	$(RUN) studies/rounding.toml --out results/rounding
+	$(BIN)/precision run studies/rounding.toml --out results/rounding
 
 example: $(STAMP)  ## a user's own kernels (examples/my_kernels.py) in a quick study
 	$(BIN)/precision run examples/my_kernels.toml --quick --out results/my_kernels

@@ -1,7 +1,7 @@
 """The ``precision`` command. The only module that prints.
 
     precision list                      problems, variants, formats and studies
-    precision run STUDY [--quick] [--out DIR] [--no-plots] [--executor E] [--workers N]
+    precision run STUDY... [--quick] [--out DIR] [--no-plots] [--executor E] [--workers N]
                         [--dry-run] [--force]
     precision eval PROBLEM VALUES [--format F] [--variant V] [--target K] [--json]
     precision report [--results DIR] [--out DIR] [--no-figures] [--workers N]
@@ -105,7 +105,13 @@ def _parser() -> argparse.ArgumentParser:
     listing.set_defaults(handler=_list)
 
     run = commands.add_parser("run", help="run a study spec and write its results")
-    run.add_argument("study", type=Path, help="study spec, e.g. studies/softmax.toml")
+    run.add_argument(
+        "study",
+        type=Path,
+        nargs="+",
+        help="study spec, e.g. studies/softmax.toml; several run one after the other on one "
+        "pool of workers, each into results/<name>",
+    )
     run.add_argument(
         "--quick", action="store_true", help="apply the spec's [quick] overrides (a small demo run)"
     )
@@ -417,43 +423,119 @@ def _values_text(values: tuple[float, ...]) -> str:
 
 
 def _run(args) -> int:
-    spec = load_spec(args.study, quick=args.quick)  # before the heavy imports: fail fast
-    out_dir = args.out or Path("results") / spec.name
-    _check_out(out_dir)
+    # Every spec and folder is checked before the heavy imports and before any study runs:
+    # bad input in the last of several studies leaves the results of the first untouched.
+    specs = [load_spec(path, quick=args.quick) for path in args.study]
+    if len(specs) > 1:
+        _check_several(args, specs)
+    out_dirs = [args.out or Path("results") / spec.name for spec in specs]
+    for out_dir in out_dirs:
+        _check_out(out_dir)
     _check_executor_flags(args, force=args.force)
-    found = _check_size(args, spec)
+    found = [_check_size(args, spec) for spec in specs]
     if args.dry_run:
         workers, here = _parallel(args)
-        print(
-            f"{spec.name}: {found.line(workers, here=here)} in {found.chunks:,} "
-            f"chunk{'s' if found.chunks != 1 else ''} "
-            f"({limits()}); nothing was run"
-        )
+        for spec, size in zip(specs, found, strict=True):
+            print(
+                f"{spec.name}: {size.line(workers, here=here)} in {size.chunks:,} "
+                f"chunk{'s' if size.chunks != 1 else ''} "
+                f"({limits()}); nothing was run"
+            )
         return 0
 
+    if len(specs) > 1:
+        return _run_several(args, specs, out_dirs)
     from precision import store
 
+    spec, out_dir = specs[0], out_dirs[0]
     with store.output_lock(out_dir), _terminate_as_interrupt():
         store.check_output_folder(out_dir, spec, force=args.force)
-        return _run_locked(args, spec, out_dir)
+        table, report = _compute(args, spec, out_dir)
+        _print_run(args, spec, out_dir, report, *_finish(args, spec, out_dir, table, report))
+    return 0
 
 
-def _run_locked(args, spec, out_dir: Path) -> int:
-    """`_run` once the output folder is locked and checked: execute, write, report."""
+def _check_several(args, specs) -> None:
+    """Refuse what several studies in one run cannot do: one --out for all of them, two specs
+    of one name (one results folder), and plugins (a plugin registers its kernels in this
+    process and in the shared workers for the rest of the run, where another spec would see
+    them)."""
+    if args.out is not None:
+        raise InputError(
+            f"--out names one study's folder; {len(specs)} studies each write to results/<name>"
+        )
+    seen: dict[str, Path] = {}
+    for path, spec in zip(args.study, specs, strict=True):
+        if spec.name in seen:
+            raise InputError(
+                f"{path} and {seen[spec.name]} are both study {spec.name!r} (one results folder)"
+            )
+        seen[spec.name] = path
+        if spec.plugins:
+            raise InputError(
+                f"{path} names plugins: run it on its own (a plugin's kernels would stay "
+                "registered for the studies after it)"
+            )
+
+
+def _run_several(args, specs, out_dirs) -> int:
+    """Several studies one after the other on one pool of workers (spawned, and their imports
+    done, once): while one study computes, the figures and files of the one before it are made
+    on a thread of this process, so its drawing fills the cores its workers leave idle. Each
+    study's line is printed once its files are written, in order."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from precision import store
+    from precision.run.pool import spawn_pool, stop_pool
+
+    for spec, out_dir in zip(specs, out_dirs, strict=True):  # each again once it is locked
+        store.check_output_folder(out_dir, spec, force=args.force)
+    pool = spawn_pool(args.workers or os.cpu_count() or 1) if args.executor == "process" else None
+    written = None  # (spec, out_dir, report, future of _finish) of the study being written
+    with (
+        contextlib.ExitStack() as locks,
+        ThreadPoolExecutor(max_workers=1) as finisher,
+        _terminate_as_interrupt(),
+    ):
+        try:
+            for spec, out_dir in zip(specs, out_dirs, strict=True):
+                locks.enter_context(store.output_lock(out_dir))
+                store.check_output_folder(out_dir, spec, force=args.force)
+                table, report = _compute(args, spec, out_dir, pool=pool)
+                if written is not None:
+                    done, written = written, None
+                    _print_run(args, *done[:3], *done[3].result())
+                future = finisher.submit(_finish, args, spec, out_dir, table, report)
+                written = (spec, out_dir, report, future)
+            done, written = written, None
+            _print_run(args, *done[:3], *done[3].result())
+        except BaseException:
+            if pool is not None:
+                stop_pool(pool)
+            # A study that finished computing still gets its files (the thread goes on).
+            if written is not None and written[3].exception() is None:
+                _print_run(args, *written[:3], *written[3].result())
+            raise
+    if pool is not None:
+        pool.shutdown()
+    return 0
+
+
+def _compute(args, spec, out_dir: Path, *, pool=None):
+    """Execute a study whose output folder is locked and checked: (table, `RunReport`)."""
     from tqdm import tqdm
 
     from precision import store
-    from precision.report import plots, summary
     from precision.run.api import check_kernels
     from precision.run.execute import execute
-    from precision.run.study import chunks, companion_tables
+    from precision.run.study import chunks
 
     check_kernels(spec)  # a user kernel that breaks the batch contract: one line, before work
     total = sum(chunk.inputs(spec) for chunk in chunks(spec))
     with tqdm(
         total=total, unit="input", desc=spec.name, disable=args.no_progress, file=sys.stderr
     ) as bar:
-        table, report = execute(
+        return execute(
             spec,
             out_dir,
             executor=args.executor,
@@ -462,7 +544,18 @@ def _run_locked(args, spec, out_dir: Path) -> int:
             force=args.force,
             cache=None if args.no_cache else store.GroundTruthCache(_cache_file(args, out_dir)),
             progress=bar.update,
+            pool=pool,
         )
+
+
+def _finish(args, spec, out_dir: Path, table, report) -> tuple[list, object]:
+    """Write a computed study's table, summaries, companion tables and figures (replacing
+    ``out_dir`` whole, its finished parts with it, once every file is written): (the files
+    written, the variants that raised)."""
+    from precision import store
+    from precision.report import plots, summary
+    from precision.run.study import companion_tables
+
     timing = {
         "seconds": report.seconds,
         "ground_truth_seconds": report.ground_truth_seconds,
@@ -470,7 +563,6 @@ def _run_locked(args, spec, out_dir: Path) -> int:
         "executor": args.executor,
     }
     companions = companion_tables(table)
-    # Replaces out_dir whole (its finished parts with it) only once every file is written.
     written = store.write_study(
         out_dir,
         table=table,
@@ -480,8 +572,7 @@ def _run_locked(args, spec, out_dir: Path) -> int:
         figures={} if args.no_plots else plots.study_figures(table, companions),
         tables=companions,
     )
-    _print_run(args, spec, out_dir, report, written, summary.raised(table))
-    return 0
+    return written, summary.raised(table)
 
 
 def _print_run(args, spec, out_dir: Path, report, written: list, raised) -> None:

@@ -357,3 +357,97 @@ def tomllib_loads(text: str) -> dict:
     import tomllib
 
     return tomllib.loads(text)
+
+
+# ------------------------------------------------------------------ several studies in one run
+
+
+def named_spec(folder: Path, name: str, *, extra: str = "") -> Path:
+    """The tiny spec under another name (its own results folder, results/<name>)."""
+    path = folder / f"{name}.toml"
+    path.write_text(extra + TINY.replace('name = "tiny"', f'name = "{name}"'))
+    return path
+
+
+@pytest.mark.parametrize("executor", ["process", "serial"])
+def test_several_studies_write_what_each_writes_alone(tmp_path, monkeypatch, executor):
+    """Two studies in one run (one pool of workers; the first one's figures drawn while the
+    second computes) write, file for file and byte for byte, what each writes run on its own,
+    and print their lines in order; meta.json differs only in its timings."""
+    monkeypatch.chdir(tmp_path)
+    specs = [named_spec(tmp_path, "first"), named_spec(tmp_path, "second")]
+    flags = ["--no-progress", "--executor", executor, "--workers", "2"]
+    code, stdout, stderr = call(["run", *map(str, specs), *flags])
+    assert code == 0, stderr
+    names = [line.split(":")[0] for line in stdout.splitlines()]
+    assert names == ["first", "second"]
+    for spec in specs:
+        alone = tmp_path / "alone" / spec.stem
+        code, _, stderr = call(["run", str(spec), "--out", str(alone), *flags])
+        assert code == 0, stderr
+        together = snapshot(tmp_path / "results" / spec.stem)
+        assert together.keys() == snapshot(alone).keys()
+        assert any(name.endswith(".png") for name in together)
+        for name, data in snapshot(alone).items():
+            if name == "meta.json":
+                ours, theirs = json.loads(together[name]), json.loads(data)
+                for meta in (ours, theirs):
+                    meta.pop("timing", None)
+                    meta.pop("created", None)
+                assert ours == theirs
+            else:
+                assert together[name] == data, name
+
+
+@pytest.mark.parametrize(
+    "problem",
+    ["--out", "same name", "plugins", "bad spec"],
+)
+def test_several_studies_refuse_bad_input_before_running_any(tmp_path, monkeypatch, problem):
+    """Bad input anywhere among several studies: one line, exit 2, nothing run, and the
+    results already in results/<name> untouched."""
+    monkeypatch.chdir(tmp_path)
+    first = named_spec(tmp_path, "first")
+    earlier = tmp_path / "results" / "first"
+    earlier.mkdir(parents=True)
+    (earlier / "meta.json").write_text("{}")
+    second = {
+        "--out": named_spec(tmp_path, "second"),
+        "same name": named_spec(tmp_path / "results", "first"),
+        "plugins": named_spec(tmp_path, "second", extra='plugins = ["my_kernels"]\n'),
+        "bad spec": tmp_path / "missing.toml",
+    }[problem]
+    (tmp_path / "my_kernels.py").write_text("")  # importable: refused for running with others
+    argv = ["run", str(first), str(second), "--no-progress", "--no-plots"]
+    if problem == "--out":
+        argv += ["--out", str(tmp_path / "out")]
+    code, stdout, stderr = call(argv)
+    assert code == 2
+    assert stdout == "" and len(stderr.strip().splitlines()) == 1, stderr
+    assert snapshot(earlier) == {"meta.json": b"{}"}
+    assert not (tmp_path / "results" / "second").exists()
+
+
+def test_several_studies_interrupted_keep_the_studies_already_computed(tmp_path, monkeypatch):
+    """Ctrl-C while the second of two studies computes: exit 130 with one line, and the first
+    study, computed before it, still gets its files and its line."""
+    import precision.cli as cli
+
+    monkeypatch.chdir(tmp_path)
+    specs = [named_spec(tmp_path, "first"), named_spec(tmp_path, "second")]
+    compute, calls = cli._compute, []
+
+    def interrupted_second(*args, **kwargs):
+        calls.append(args[1].name)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return compute(*args, **kwargs)
+
+    monkeypatch.setattr(cli, "_compute", interrupted_second)
+    code, stdout, stderr = call(["run", *map(str, specs), "--no-progress", "--workers", "2"])
+    assert code == 130
+    assert calls == ["first", "second"]
+    assert [line.split(":")[0] for line in stdout.splitlines()] == ["first"]
+    assert stderr.strip() == "precision: interrupted"
+    assert (tmp_path / "results" / "first" / "errors.parquet").is_file()
+    assert not (tmp_path / "results" / "second").exists()

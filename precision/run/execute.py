@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import as_completed
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,6 +102,7 @@ def execute(
     force: bool = False,
     cache: store.GroundTruthCache | None = None,
     progress: Callable[[int], None] | None = None,
+    pool: ProcessPoolExecutor | None = None,
 ) -> tuple[pd.DataFrame, RunReport]:
     """Run every chunk not already finished under ``out_dir`` and return the whole table.
 
@@ -123,6 +124,10 @@ def execute(
         fail their checksum are recomputed (``RunReport.cache_rejected``).
     progress : callable, keyword-only
         Called with a number of inputs finished (resumed chunks are reported first).
+    pool : concurrent.futures.ProcessPoolExecutor, keyword-only
+        For ``process``: a pool from `precision.run.pool.spawn_pool` that outlives this call
+        (several studies in a row, its workers spawned and their imports done once); it is
+        stopped only on failure or interruption. None: a pool of its own for this call.
 
     Returns
     -------
@@ -141,7 +146,7 @@ def execute(
         parts = store.Parts(out_dir, spec, force=force)
         try:
             finished, todo, rejected, cache_problem = _run_todo(
-                spec, plan, parts, executor, workers, client, cache, progress
+                spec, plan, parts, executor, workers, client, cache, progress, pool
             )
         except BaseException:  # failed before its first chunk: no manifest left behind
             parts.remove_if_empty()
@@ -166,7 +171,7 @@ def execute(
     return table, report
 
 
-def _run_todo(spec, plan, parts, executor, workers, client, cache, progress):
+def _run_todo(spec, plan, parts, executor, workers, client, cache, progress, pool):
     """Run the chunks of ``plan`` that ``parts`` does not hold, writing each as it finishes.
 
     Returns (chunk id -> timing of every finished chunk, the chunks run, cache records
@@ -178,7 +183,7 @@ def _run_todo(spec, plan, parts, executor, workers, client, cache, progress):
         progress(sum(chunk.inputs(spec) for chunk in plan if chunk.id in finished))
     cache, cache_problem = _prepared(cache) if todo else (None, None)
     rejected = 0
-    results = _results(spec, todo, executor, workers, client, cache)
+    results = _results(spec, todo, executor, workers, client, cache, pool)
     try:
         for chunk, (result, use) in results:
             rejected += use.rejected
@@ -243,22 +248,24 @@ def _results(
     workers: int | None,
     client,
     cache: store.GroundTruthCache | None,
+    pool: ProcessPoolExecutor | None = None,
 ) -> Iterator[tuple[Chunk, tuple[ChunkResult, CacheUse]]]:
     """Yield each chunk with its result and cache use (`_run_chunk`), in completion order.
-    ``client``: a Dask client of a named scheduler, already connected (else a local cluster)."""
+    ``client``: a Dask client of a named scheduler, already connected (else a local cluster);
+    ``pool``: the process pool to use (else one of its own)."""
     if not todo:
         return
     if executor == "serial":
         for chunk in todo:
             yield chunk, _run_chunk(spec, chunk, cache)
     elif executor == "process":
-        yield from _process_pool(spec, todo, workers or os.cpu_count() or 1, cache)
+        yield from _process_pool(spec, todo, workers or os.cpu_count() or 1, cache, pool)
     else:
         yield from _dask(spec, todo, workers or os.cpu_count() or 1, client, cache)
 
 
-def _process_pool(spec, todo, workers: int, cache):
-    pool = spawn_pool(min(workers, len(todo)))
+def _process_pool(spec, todo, workers: int, cache, shared: ProcessPoolExecutor | None = None):
+    pool = shared or spawn_pool(min(workers, len(todo)))
     try:
         with sigint_ignored():  # the workers start during submit (`precision.run.pool`)
             futures = {pool.submit(_run_chunk, spec, chunk, cache): chunk for chunk in todo}
@@ -271,7 +278,8 @@ def _process_pool(spec, todo, workers: int, cache):
     except BaseException:
         stop_pool(pool)  # Ctrl-C, SIGTERM or a failed chunk: the chunks still running are lost
         raise
-    pool.shutdown()
+    if shared is None:
+        pool.shutdown()
 
 
 def _killed_by(pool) -> str:
