@@ -22,6 +22,7 @@ A batch of inputs at once: `precision.truth.batch`.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import functools
 import hashlib
@@ -680,9 +681,11 @@ def cache_key(problem: Problem, x: np.ndarray, fmts, *, engine: str, precisions=
     return digest.hexdigest()
 
 
-INPUT_FIELDS = ("problem", "input", "shape", "formats", "code")
+INPUT_FIELDS = ("problem", "input_f64", "shape", "formats", "code")
 """What a record holds besides the truth so that it can be recomputed (`truth_record`): a key
-is a hash, and the input cannot be recovered from it. Older records lack these fields."""
+is a hash, and the input cannot be recovered from it. ``input_f64`` is the input's float64
+bytes, little-endian, in base64 (`record_input`); records of older code hold ``input``, a
+list of floats, instead, and the oldest none of these fields."""
 
 
 def truth_record(
@@ -709,7 +712,9 @@ def truth_record(
         x64 = np.asarray(x, dtype=np.float64)
         record |= {
             "problem": problem.name,
-            "input": x64.ravel().tolist(),
+            # Bytes, not a list of floats: json writes a float in ~0.6 us and 24 characters,
+            # and a cached summation input of 10^5 terms took 0.13 s and 2.4 MB a record.
+            "input_f64": base64.b64encode(x64.astype("<f8").tobytes()).decode("ascii"),
             "shape": list(x64.shape),
             "formats": list(truths),
             "code": truth_code_fingerprint(problem),
@@ -717,6 +722,26 @@ def truth_record(
         if problem.params:
             record["params"] = dict(problem.params)
     return record
+
+
+def record_input(record: dict) -> np.ndarray | None:
+    """The float64 input of a record made with its input (`truth_record`), in its shape; None
+    for a record without it.
+
+    Raises
+    ------
+    ValueError
+        A malformed input field (not base64, or not a whole number of float64 values, or not
+        of the record's shape).
+    """
+    if "input_f64" in record:
+        data = base64.b64decode(record["input_f64"], validate=True)
+        x = np.frombuffer(data, dtype="<f8").astype(np.float64)
+    elif "input" in record:  # records of older code: a list of floats
+        x = np.array(record["input"], dtype=np.float64)
+    else:
+        return None
+    return x.reshape(record["shape"])
 
 
 def _truth_fields(truths: dict[str, GroundTruth]) -> dict:

@@ -27,6 +27,7 @@ from precision.truth.exact import (
     UndefinedResult,
     cache_key,
     ground_truths,
+    record_input,
     truth_code_fingerprint,
     truth_record,
 )
@@ -99,7 +100,8 @@ def verify_cache(path: Path, *, sample: int, seed: int) -> Verification:
 def check_record(key: str, record: dict | None) -> tuple[str, str]:
     """(status, why) of one record stored under ``key``: GOOD, MISMATCH (why says how),
     UNVERIFIABLE or STALE (see the module's statuses)."""
-    if record is None or not set(INPUT_FIELDS) <= record.keys():
+    needed = set(INPUT_FIELDS) - {"input_f64"}  # or "input": records of older code
+    if record is None or not needed <= record.keys() or not {"input_f64", "input"} & record.keys():
         return UNVERIFIABLE, ""
     problem = PROBLEMS.get(record["problem"])
     if problem is None:  # a user's problem whose module this process has not imported
@@ -113,7 +115,7 @@ def check_record(key: str, record: dict | None) -> tuple[str, str]:
 
 
 def _check(problem, key: str, record: dict) -> tuple[str, str]:
-    x = np.array(record["input"], dtype=np.float64).reshape(record["shape"])
+    x = record_input(record)
     formats, engine = list(record["formats"]), record["engine"]
     if cache_key(problem, x, formats, engine=engine) != key:
         if record["code"] != truth_code_fingerprint(problem):

@@ -7,11 +7,13 @@ by recomputing the ground truth from the problem, input, formats and engine the 
 
 from __future__ import annotations
 
+import base64
 import json
 import shutil
 import sqlite3
 from pathlib import Path
 
+import numpy as np
 import pytest
 from tiny_specs import TINY
 
@@ -93,7 +95,9 @@ def test_a_forged_value_with_a_valid_checksum_is_a_mismatch(cache: Path):
         ({"cond": "double"}, "in cond"),
         ({"rounded": "negate"}, "in rounded"),
         ({"prec": 4096}, "in prec"),
-        ({"input": "shift"}, "its key does not match"),
+        ({"input_f64": "shift"}, "its key does not match"),
+        ({"input_f64": "not base64!"}, "malformed record"),
+        ({"input_f64": "AAAA"}, "malformed record"),  # 3 bytes: no whole float64
         ({"shape": [3, -1]}, "malformed record"),
     ],
 )
@@ -106,7 +110,8 @@ def test_every_forged_field_is_caught(cache: Path, edit: dict, says: str):
         elif how == "negate":
             forged[name] = {f: [-v for v in values] for f, values in record[name].items()}
         elif how == "shift":
-            forged[name] = [v + 1 for v in record[name]]
+            shifted = np.frombuffer(base64.b64decode(record[name]), "<f8") + 1
+            forged[name] = base64.b64encode(shifted.tobytes()).decode()
         else:
             forged[name] = how
     assert check_record(key, forged)[0] == MISMATCH
@@ -115,10 +120,36 @@ def test_every_forged_field_is_caught(cache: Path, edit: dict, says: str):
 
 def test_records_without_their_input_are_counted_not_verifiable(cache: Path):
     key, record = next(iter(records(cache).items()))
-    forge(cache, key, {k: v for k, v in record.items() if k not in ("problem", "input")})
+    forge(cache, key, {k: v for k, v in record.items() if k not in ("problem", "input_f64")})
     code, out, _ = verify(cache)
     assert code == 0
     assert out == "verified 16 records: 0 mismatched, 1 not verifiable (older format)\n"
+
+
+def test_records_of_older_code_with_a_list_of_floats_still_verify(cache: Path):
+    """Records written before inputs were stored as bytes hold ``input``, a list of floats:
+    they still verify, and a forged value among them is still caught."""
+    for key, record in records(cache).items():
+        older = {k: v for k, v in record.items() if k != "input_f64"}
+        older["input"] = np.frombuffer(base64.b64decode(record["input_f64"]), "<f8").tolist()
+        forge(cache, key, older)
+    assert verify(cache) == (
+        0,
+        "verified 16 records: 0 mismatched, 0 not verifiable (older format)\n",
+        "",
+    )
+    key, record = next(iter(records(cache).items()))
+    assert "input" in record and "input_f64" not in record
+    assert check_record(key, record | {"input": [v + 1 for v in record["input"]]})[0] == MISMATCH
+
+
+def test_a_record_holds_its_input_bit_for_bit(cache: Path):
+    """The stored bytes give back the input the key was made from (checked through the key,
+    which hashes the input's float64 bytes)."""
+    for key, record in records(cache).items():
+        assert check_record(key, record) == (GOOD, "")
+        x = np.frombuffer(base64.b64decode(record["input_f64"]), "<f8")
+        assert x.size == np.prod(record["shape"]) and np.isfinite(x).all()
 
 
 def test_a_record_of_other_reference_code_is_stale_not_wrong(cache: Path):
