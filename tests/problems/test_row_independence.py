@@ -22,6 +22,7 @@ import pytest
 from same_bits import nan_blind
 
 from precision.core.formats import cast
+from precision.core.metrics import ulp_distance
 from precision.core.schema import variant_label
 from precision.problems import PROBLEMS
 
@@ -53,9 +54,23 @@ BATCH_DEPENDENT: dict[tuple[str, str, str], str] = {
 }
 """(problem, variant, format) -> what was measured of its batched call against the one-row
 call, on this test's inputs; the test asserts that they still differ, so the list cannot go
-stale. JAX 0.10 (float32, float64) differs too, but only once a batch holds several thousand
-values (64 x 100, 8 x 1000; tests/problems/test_frameworks.py): on these small batches its rows must
-agree."""
+stale (on the machines measured so far: AVX2 and AVX-512 ones). JAX 0.10 (float32, float64)
+differs too, but only once a batch holds several thousand values (64 x 100, 8 x 1000;
+tests/problems/test_frameworks.py): on these small batches its rows must agree."""
+
+
+CPU_DEPENDENT: dict[tuple[str, str, str], tuple[int, str]] = {
+    ("gelu", "tensorflow", "float32"): (
+        4,
+        "TensorFlow's tf.nn.gelu (erf): on an AVX-512 machine 18 of 24 rows differ, by up to "
+        "2 ulps (2026-12-07); on the AVX2 machines before, none did",
+    ),
+}
+"""(problem, variant, format) -> (ulps, what was measured) for a library kernel whose batched
+and one-row calls agree on some CPUs and not on others (a vectorised and a scalar path of one
+kernel, chosen by the machine's vector width): the test asserts only that the rows agree to
+within that many ulps, the most any TensorFlow elementwise kernel here differs by (silu,
+float32, 4 ulps). The table's ``batch`` column records each row's call either way."""
 
 
 def _batched_variants() -> list:
@@ -110,7 +125,11 @@ def test_row_i_of_the_batch_is_the_one_row_call(problem, variant, member, fmt):
     rows = [np.asarray(getattr(r, "y", r))[0] for r in one_row]
     assert all(r.dtype == Y.dtype for r in rows)
     differing = [i for i in range(len(X)) if nan_blind(Y[i]) != nan_blind(rows[i])]
-    if (problem, variant, fmt) in BATCH_DEPENDENT:
+    if (problem, variant, fmt) in CPU_DEPENDENT:
+        ulps, _ = CPU_DEPENDENT[problem, variant, fmt]
+        apart = ulp_distance(Y, np.stack(rows), nan="max")
+        assert np.max(np.abs(apart), initial=0) <= ulps, f"{problem}/{variant} in {fmt}"
+    elif (problem, variant, fmt) in BATCH_DEPENDENT:
         assert differing, f"{problem}/{variant} in {fmt} no longer differs: update the list"
     else:
         assert not differing, f"{problem}/{variant} in {fmt}: rows {differing} differ"
