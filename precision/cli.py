@@ -21,15 +21,24 @@ import os
 import re
 import sys
 import traceback
+from concurrent.futures import Future
 from pathlib import Path
+from typing import NamedTuple
 
 from precision import __version__
 from precision.core.formats import FORMATS
 from precision.core.schema import format_parameter
 from precision.core.values import InputError
 from precision.problems import PROBLEMS
-from precision.run.execute import EXECUTORS, ExecutorError, Interrupted, check_size, limits
-from precision.run.spec import SpecError, load_spec
+from precision.run.execute import (
+    EXECUTORS,
+    ExecutorError,
+    Interrupted,
+    RunReport,
+    check_size,
+    limits,
+)
+from precision.run.spec import SpecError, StudySpec, load_spec
 from precision.store import OutputConflict, WriteError
 from precision.store.results import ResultsError
 
@@ -491,7 +500,13 @@ def _run_several(args, specs, out_dirs) -> int:
     for spec, out_dir in zip(specs, out_dirs, strict=True):  # each again once it is locked
         store.check_output_folder(out_dir, spec, force=args.force)
     pool = spawn_pool(args.workers or os.cpu_count() or 1) if args.executor == "process" else None
-    written = None  # (spec, out_dir, report, future of _finish) of the study being written
+    writing = None  # the study whose files the thread is making, its line not yet printed
+
+    def finished() -> None:  # wait for its files (re-raising what failed), print its line
+        nonlocal writing
+        done, writing = writing, None
+        _print_run(args, done.spec, done.out_dir, done.report, *done.files.result())
+
     with (
         contextlib.ExitStack() as locks,
         ThreadPoolExecutor(max_workers=1) as finisher,
@@ -502,23 +517,30 @@ def _run_several(args, specs, out_dirs) -> int:
                 locks.enter_context(store.output_lock(out_dir))
                 store.check_output_folder(out_dir, spec, force=args.force)
                 table, report = _compute(args, spec, out_dir, pool=pool)
-                if written is not None:
-                    done, written = written, None
-                    _print_run(args, *done[:3], *done[3].result())
-                future = finisher.submit(_finish, args, spec, out_dir, table, report)
-                written = (spec, out_dir, report, future)
-            done, written = written, None
-            _print_run(args, *done[:3], *done[3].result())
+                if writing is not None:
+                    finished()
+                files = finisher.submit(_finish, args, spec, out_dir, table, report)
+                writing = _Writing(spec, out_dir, report, files)
+            finished()
         except BaseException:
             if pool is not None:
                 stop_pool(pool)
             # A study that finished computing still gets its files (the thread goes on).
-            if written is not None and written[3].exception() is None:
-                _print_run(args, *written[:3], *written[3].result())
+            if writing is not None and writing.files.exception() is None:
+                finished()
             raise
     if pool is not None:
         pool.shutdown()
     return 0
+
+
+class _Writing(NamedTuple):
+    """A computed study whose files `_finish` is making on the run's thread."""
+
+    spec: StudySpec
+    out_dir: Path
+    report: RunReport
+    files: Future  # of `_finish`: (the files written, the variants that raised)
 
 
 def _compute(args, spec, out_dir: Path, *, pool=None):
