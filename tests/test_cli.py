@@ -431,7 +431,7 @@ def test_several_studies_refuse_bad_input_before_running_any(tmp_path, monkeypat
 def test_several_studies_interrupted_keep_the_studies_already_computed(tmp_path, monkeypatch):
     """Ctrl-C while the second of two studies computes: exit 130 with one line, and the first
     study, computed before it, still gets its files and its line."""
-    import precision.cli as cli
+    import precision.cli.running as cli
 
     monkeypatch.chdir(tmp_path)
     specs = [named_spec(tmp_path, "first"), named_spec(tmp_path, "second")]
