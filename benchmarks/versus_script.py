@@ -1,4 +1,4 @@
-"""The study runner against the per-row script a user would write (`benchmarks.script`).
+"""Part 5: the study runner against the per-row script a user would write (`benchmarks.script`).
 
 Issue 13's comparison: on the softmax family (softmax, log-sum-exp, log_softmax,
 cross-entropy) in four formats, at one vector size n at a time, a cold serial study
@@ -6,6 +6,7 @@ cross-entropy) in four formats, at one vector size n at a time, a cold serial st
 generator, the same seed, cells and samples) and make the same rows (input x variant x format);
 both are timed in this process, one after the other. `measure` also checks that the two made
 the same rows with the same normwise relative errors, so the rates compare like with like.
+`study_vs_script` records the results beside issue 13's goals (`RATIO_GOAL`, `SHARE_GOAL`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import time
 import numpy as np
 import pandas as pd
 
+from benchmarks.results import Results, adder, md_table, number
 from benchmarks.script import KERNELS, run_script
 from precision.run import study
 from precision.run.spec import StudySpec, parse_spec
@@ -116,3 +118,77 @@ def measure_sizes(sizes_samples, grid: dict | None = None) -> pd.DataFrame:
     first size)."""
     measure(10, 1, {"log10_cond": [0, 1], "log10_magnitude": [0, 1]})
     return pd.DataFrame([measure(n, samples, grid or GRID) for n, samples in sizes_samples])
+
+
+# ------------------------------------------------------------------ 5. study vs the user's script
+
+
+def study_vs_script(res: Results, *, sizes=((10, 1), (100, 1), (1000, 1)), grid=None):
+    """Part 5: a cold serial study against `benchmarks.script` on the same rows, per size n
+    (`benchmarks.versus_script.measure_sizes`); issue 13's goals printed beside the results."""
+    table = measure_sizes(sizes, grid)
+    bench, rows, spent = "softmax family: study vs per-row script", [], []
+    for r in table.itertuples(index=False):
+        add = adder(res, "5", bench, f"n={r.n}")
+        ratio_ok = "met" if r.ratio >= RATIO_GOAL else "not met"
+        share_ok = "met" if r.outside_share <= SHARE_GOAL else "not met"
+        add("inputs", r.inputs, "inputs", f"{r.samples_per_cell} per reachable cell")
+        add("rows", r.study_rows, "rows", f"script: {r.script_rows}")
+        add("study, cold serial", r.study_seconds, "s", "precision.run.study.run, cache=None")
+        add("study: ground truth", r.ground_truth_seconds, "s", "the runner's own timing")
+        add("script", r.script_seconds, "s", "benchmarks/script.py, mpmath 256 bits per row")
+        add("study rows per second", r.study_rows_per_s, "1/s")
+        add("script rows per second", r.script_rows_per_s, "1/s")
+        add("ratio", r.ratio, "x", f"GOAL at least {RATIO_GOAL:g}x at every n: {ratio_ok}")
+        add("ratio, CPU time", r.ratio_cpu, "x")
+        add(
+            "study time outside ground truth",
+            r.outside_share,
+            "share",
+            f"GOAL at most {SHARE_GOAL:.0%} at every n: {share_ok}",
+        )
+        for phase in study.PHASES:
+            add(f"study time: {phase}", getattr(r, f"share_{phase.replace(' ', '_')}"), "share")
+        add("same rows", int(r.same_rows), "bool", "same (input, variant, format) keys")
+        add("rows with different errors", r.differing_errors, "rows", "rel_error, 1e-9 rel.")
+        spent.append(
+            [r.n, *(f"{getattr(r, 'share_' + p.replace(' ', '_')):.0%}" for p in study.PHASES)]
+        )
+        rows.append(
+            [r.n, r.inputs, f"{r.study_rows:,}", f"{r.study_rows_per_s:,.0f}",
+             f"{r.script_rows_per_s:,.0f}", f"**{number(r.ratio)}x**",
+             f"{number(r.study_seconds)} s", f"{number(r.ground_truth_seconds)} s",
+             f"**{r.outside_share:.0%}**", "yes" if r.same_rows else "**no**",
+             r.differing_errors]
+        )  # fmt: skip
+    res.section(
+        "\n".join(
+            [
+                "## 5. The study against the per-row script a user would write (issue 13)",
+                "",
+                "Softmax, log-sum-exp, log_softmax and cross-entropy (naive and shifted forms), "
+                "four formats, one size n at a time: a cold serial study "
+                "(`precision.run.study.run`, cache=None) and `benchmarks/script.py` (for every "
+                "row: round the input, run the kernel, mpmath reference at 256 bits, normwise "
+                "relative error; nothing shared or cached) on the same inputs, one after the "
+                "other in this process. Ratio: the study's rows per second over the script's. "
+                "Outside ground truth: the share of the runner's own time not spent on ground "
+                f"truth. Issue 13's goals: at most {SHARE_GOAL:.0%} outside ground truth and "
+                f"at least {RATIO_GOAL:g}x the script, at every n.",
+                "",
+                md_table(
+                    ["n", "inputs", "rows", "study rows/s", "script rows/s",
+                     f"ratio (goal {RATIO_GOAL:g}x)", "study s", "of which ground truth",
+                     f"outside ground truth (goal {SHARE_GOAL:.0%})", "same rows",
+                     "rows with different errors"],
+                    rows,
+                ),
+                "",
+                "Where a cold study's time goes (shares of the runner's time, as it books them: "
+                "`precision.run.study.PHASES`):",
+                "",
+                md_table(["n", *study.PHASES], spent),
+            ]
+        )
+    )  # fmt: skip
+    return table

@@ -21,8 +21,12 @@ from precision.run.study import chunks, run_chunk
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # benchmarks/ is beside the package, not in it
     sys.path.insert(0, str(ROOT))
-bench = importlib.import_module("benchmarks.bench")
 baseline = importlib.import_module("benchmarks.baseline")
+bench = importlib.import_module("benchmarks.bench")
+results = importlib.import_module("benchmarks.results")
+scaling = importlib.import_module("benchmarks.scaling")
+truth_rates = importlib.import_module("benchmarks.truth_rates")
+versus_script = importlib.import_module("benchmarks.versus_script")
 
 TINY = {
     "name": "tiny",
@@ -34,7 +38,7 @@ TINY = {
 
 
 def test_compare_finds_a_changed_row():
-    spec = load_spec(bench.STUDY, quick=True)
+    spec = load_spec(results.STUDY, quick=True)
     chunk = next(c for c in chunks(spec) if c.problem == "softmax" and c.n == 10)
     table = run_chunk(spec, chunk).table
     assert baseline.compare(table, table.copy()).empty
@@ -52,7 +56,7 @@ def test_part_1_through_main_writes_the_tables(tmp_path):
     out = tmp_path / "bench"
     assert bench.main(["--quick", "--parts", "1", "--every", "150", "--out", str(out)]) == 0
     table = pd.read_csv(out / "benchmarks.csv")
-    assert list(table.columns) == bench.COLUMNS
+    assert list(table.columns) == results.COLUMNS
     metrics = dict(zip(table["metric"], table["value"], strict=False))
     assert float(metrics["rows"]) > 0
     assert float(metrics["warm table identical to cold"]) == 1
@@ -64,8 +68,8 @@ def test_part_1_through_main_writes_the_tables(tmp_path):
 
 
 def test_ground_truth_throughput_runs():
-    res = bench.Results([])
-    table = bench.gt_throughput(
+    res = results.Results([])
+    table = truth_rates.gt_throughput(
         res, problems=("exp", "softmax"), sizes=(10,), seconds=0.01, inputs=1
     )
     assert set(table["engine"]) == {"arb", "mpmath", "mpmath 256", "arb eval 113"}
@@ -76,25 +80,25 @@ def test_ground_truth_throughput_runs():
 
 
 def test_scaling_runs_in_subprocesses():
-    res = bench.Results([])
-    table = bench.scaling(res, inputs=(8,), memory_rows=64)
+    res = results.Results([])
+    table = scaling.scaling(res, inputs=(8,), memory_rows=64)
     assert list(table["mode"]) == ["run", "execute"]
     assert (table["rows"] > 0).all() and (table["maxrss_mib"] > 0).all()
 
 
 def test_parallel_executors_agree():
-    res = bench.Results([])
+    res = results.Results([])
     spec = parse_spec(TINY)
-    table = bench.parallel(res, spec, configs=(("serial", 1), ("process", 1)))
+    table = scaling.parallel(res, spec, configs=(("serial", 1), ("process", 1)))
     assert table["same_table"].all() and (table["rows"] > 0).all()
 
 
 def test_study_vs_script_records_well_formed_lines():
     """Part 5 at a toy size (n = 10, a 2 x 2 grid, one sample per cell): the script makes the
     study's rows with the study's errors, and each recorded rate and ratio is consistent."""
-    res = bench.Results([])
+    res = results.Results([])
     grid = {"log10_cond": [0, 2], "log10_magnitude": [0, 2]}
-    table = bench.study_vs_script(res, sizes=((10, 1),), grid=grid)
+    table = versus_script.study_vs_script(res, sizes=((10, 1),), grid=grid)
     assert table["same_rows"].all() and (table["differing_errors"] == 0).all()
     lines = res.frame()
     assert set(lines["part"]) == {"5"} and set(lines["setting"]) == {"n=10"}
@@ -110,8 +114,8 @@ def test_study_vs_script_records_well_formed_lines():
 
 def test_ground_truth_rates_record_the_goals():
     """Issue 14's rates at toy sizes: every rate positive, each beside its goal."""
-    res = bench.Results([])
-    table = bench.gt_rates(res, problems=("exp",), n=10, inputs=1, solve_n=3)
+    res = results.Results([])
+    table = truth_rates.gt_rates(res, problems=("exp",), n=10, inputs=1, solve_n=3)
     assert list(table["problem"]) == ["exp", "summation", "dot product"]
     assert (table["elements_per_s"] > 0).all()
     lines = res.frame()

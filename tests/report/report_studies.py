@@ -5,7 +5,7 @@ The shared report is ``precision report`` (with figures) over two studies run by
 ``precision run SPEC --quick`` (serial): a softmax-family study with figures, and a
 summation/variance study without, stored in a folder named ``<script>`` (a study's name is its
 folder's: the site must show it as text), beside the results of a benchmark written by the
-benchmarks' own writer (`benchmarks.bench.Results`).
+benchmarks' own writer (`benchmarks.results.Results`).
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ call = run_captured  # the CLI in-process: (exit status, stdout, stderr)
 ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # benchmarks/ is beside the package, not in it
     sys.path.insert(0, str(ROOT))
-bench = importlib.import_module("benchmarks.bench")
+bench_results = importlib.import_module("benchmarks.results")
 
 
 def run_quick(spec_text: str, folder: Path, name: str, *plots: str) -> Path:
@@ -91,7 +91,7 @@ def build_shared_report(folder: Path) -> SharedReport:
     them and builds ``precision report`` (with figures) over them."""
     run_quick(SOFTMAX, folder, "softmax")
     run_quick(ACCUMULATION, folder, HOSTILE, "--no-plots")
-    measured = bench.Results(["# Benchmarks", "", "- date: a test", "- machine: this one"])
+    measured = bench_results.Results(["# Benchmarks", "", "- date: a test", "- machine: this one"])
     for k, seconds in enumerate((0.5, 12.0, 3.25)):
         measured.add("1", "study vs baseline", f"setting {k}", "wall", seconds, "s")
     results = folder / "results"

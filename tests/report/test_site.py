@@ -4,7 +4,7 @@ evidence, the glossary covers every variant, names are escaped and numbers sort 
 The report read is the one test_report.py reads too (`report_studies.build_shared_report`, built
 once per session): ``precision report``, with figures, from two tiny studies, one of them in a
 folder named ``<script>``, and from the results of a benchmark written by the benchmarks' own
-writer (`benchmarks.bench.Results`).
+writer (`benchmarks.results.Results`).
 """
 
 from __future__ import annotations
