@@ -39,7 +39,6 @@ import mpmath
 import numpy as np
 
 from precision.core.arb_linalg import (
-    arb_extreme_singular_values,
     arb_symmetric_eigenvalues,
     arb_workprec,
     exactly_rank_deficient,
@@ -47,6 +46,7 @@ from precision.core.arb_linalg import (
     rational_matrix,
     refined_solve,
 )
+from precision.core.arb_singular_values import arb_extreme_singular_values
 
 Number = Any
 """An exact or high-precision number of one system (``mpmath.mpf`` or ``flint.arb``)."""

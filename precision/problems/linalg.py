@@ -482,9 +482,9 @@ def spectral_condition(
     The extreme singular values come from ``ctx.extreme_singular_values``: in Arb, enclosures
     built from float64 singular vectors and a float64 inverse, checked in ball arithmetic
     (Weyl's and Ostrowski's theorems, a Newton-refined left inverse; see
-    `precision.core.arb_linalg.arb_extreme_singular_values`), to a relative accuracy of 2**-30 when
-    they only feed a condition number, to the working precision with ``tight`` (the value is
-    an output, as in `precision.problems.matrix_condition`). For a symmetric positive
+    `precision.core.arb_singular_values.arb_extreme_singular_values`), to a relative accuracy
+    of 2**-30 when they only feed a condition number, to the working precision with ``tight``
+    (the value is an output, as in `precision.problems.matrix_condition`). For a symmetric positive
     definite A (the ridge matrix X^T X + lambda I) the singular values are the eigenvalues, and
     kappa_2(A) = lambda_max / lambda_min.
 

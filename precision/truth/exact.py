@@ -619,6 +619,7 @@ def _certified_dyadic(
 REFERENCE_CORE_MODULES = (
     "numbers.py",
     "arb_linalg.py",
+    "arb_singular_values.py",
     "formats.py",
     "metrics.py",
     "double_double.py",

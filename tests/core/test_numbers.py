@@ -28,8 +28,8 @@ import numpy as np
 import pytest
 from members import bound_problem
 
-from precision.core import arb_linalg
-from precision.core.arb_linalg import (
+from precision.core import arb_linalg, arb_singular_values
+from precision.core.arb_singular_values import (
     ENCLOSURE_ACCURACY,
     _largest_singular_value,
     _smallest_singular_value,
@@ -614,7 +614,7 @@ def test_float64_norm_enclosures_contain_the_true_values(name, monkeypatch):
     size, the condition-number enclosures still contain mpmath's 2400-bit singular values
     and stay within ENCLOSURE_ACCURACY: subnormal entries, entries near 1e300, clusters and
     kappa 1e30 included (matrices whose float64 copy is not B itself keep Arb's products)."""
-    monkeypatch.setattr(arb_linalg, "FLOAT64_NORMS_MIN_N", 1)
+    monkeypatch.setattr(arb_singular_values, "FLOAT64_NORMS_MIN_N", 1)
     a = SINGULAR_VALUE_CASES[name]
     with ARB.workprec(113):
         largest, smallest = ARB.extreme_singular_values(_rows(a))
@@ -634,7 +634,7 @@ def test_float64_norm_bound_holds_for_poor_vectors(noise):
     rng = np.random.default_rng(22)
     v = np.linalg.svd(a)[2].T * (1 + noise * rng.standard_normal((9, 9)))
     with ARB.workprec(113):
-        largest, g = arb_linalg.float64_largest_singular_value(a, v)
+        largest, g = arb_singular_values.float64_largest_singular_value(a, v)
     assert _contains(largest, true_max)
     assert _relative_radius(largest) <= 100 * noise
 
