@@ -105,10 +105,13 @@ value)."""
 _TINY = 2.0**-1074
 
 
-def gradual_underflow_in_numpy() -> bool:
-    """Whether numpy keeps subnormal results (no flush-to-zero): the error bounds of the
-    float64 products of `precision.core.arb_singular_values` assume IEEE 754 gradual
-    underflow."""
+def gradual_underflow() -> bool:
+    """Whether numpy's float64 arithmetic keeps subnormal operands and results (IEEE 754's
+    default). With flush-to-zero or denormals-are-zero set (a library built with fast-math can
+    set them for the whole process) a result below 2**-1022 may become 0: float64 bounds whose
+    margins assume gradual underflow (`refined_solve`, the float64 products of
+    `precision.core.arb_singular_values`, `ArbNumbers.float_bounds`, `precision.problems.logits`)
+    are then not formed."""
     tiny = np.array([_TINY])
     return bool((tiny + tiny)[0] == 2 * _TINY)
 
@@ -134,7 +137,7 @@ def refined_solve(a: flint.arb_mat, b: flint.arb_mat, sigma_min: flint.arb) -> l
     """
     prec = flint.ctx.prec
     n = a.nrows()
-    if not (sigma_min.is_finite() and sigma_min.lower() > 0) or not gradual_underflow_in_numpy():
+    if not (sigma_min.is_finite() and sigma_min.lower() > 0) or not gradual_underflow():
         return None
     mids, rhs = _midpoints(a), _midpoints(b)[:, 0]
     if not (np.isfinite(mids).all() and np.isfinite(rhs).all()):

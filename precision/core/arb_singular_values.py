@@ -28,7 +28,7 @@ from precision.core.arb_linalg import (
     arb_symmetric_eigenvalues,
     arb_workprec,
     exactly_rank_deficient,
-    gradual_underflow_in_numpy,
+    gradual_underflow,
 )
 
 # ------------------------------------------------ extreme singular values in Arb, from float64
@@ -110,7 +110,7 @@ def float64_largest_singular_value(c: np.ndarray, q: np.ndarray) -> tuple[flint.
     Every entry of T lies within dT of T~'s, and ||T - diag T||_F <= ||T~ - diag T~||_F + dT.
     The width is about 2 n^2 u relative (measured 1e-11 at n = 200): far inside
     ENCLOSURE_ACCURACY, wider than Arb's (which is why the output path keeps Arb's).
-    Assumes IEEE binary64 arithmetic in BLAS and numpy (`gradual_underflow_in_numpy` is
+    Assumes IEEE binary64 arithmetic in BLAS and numpy (`gradual_underflow` is
     checked by the caller).
     """
     m, n = c.shape
@@ -248,7 +248,7 @@ def arb_extreme_singular_values(b: flint.arb_mat, *, tight: bool) -> tuple[flint
     floats = (
         not tight
         and n >= FLOAT64_NORMS_MIN_N
-        and gradual_underflow_in_numpy()
+        and gradual_underflow()
         and bs == _exact_mat(mids)  # the float64 midpoints are B itself (no radii, no loss)
     )
     if floats:

@@ -42,6 +42,7 @@ from precision.core.arb_linalg import (
     arb_symmetric_eigenvalues,
     arb_workprec,
     exactly_rank_deficient,
+    gradual_underflow,
     mpf_rationals,
     rational_matrix,
     refined_solve,
@@ -415,18 +416,6 @@ class ArbNumbers(NumberSystem):
         eigenvalues of A^T A (`symmetric_eigenvalues`) cost twenty times the solve at
         n = 200."""
         return arb_extreme_singular_values(flint.arb_mat(a), tight=tight)
-
-
-_SUBNORMAL = np.array([2.0**-1074])
-
-
-def gradual_underflow() -> bool:
-    """Whether numpy's float64 arithmetic keeps subnormal operands and results (IEEE 754's
-    default). With flush-to-zero or denormals-are-zero set (a library built with fast-math can
-    set them for the whole process) a result below 2**-1022 may become 0: float64 bounds whose
-    margins assume gradual underflow (`ArbNumbers.float_bounds`, `precision.problems.logits`)
-    are then not formed."""
-    return bool((_SUBNORMAL + _SUBNORMAL)[0] == 2.0**-1073)
 
 
 FLOAT_BOUNDS_BITS = 40
