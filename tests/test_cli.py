@@ -344,7 +344,7 @@ def test_eval_of_a_matrix_near_the_float64_limit_is_measured_not_an_internal_err
 
 def test_run_study_refuses_what_the_machine_cannot_hold_as_the_cli_does():
     from precision import run_study
-    from precision.run.execute import TooLarge
+    from precision.run.estimate import TooLarge
 
     raw = tomllib_loads(TINY)
     # About 56,000 rows of n = 100,000: hundreds of GiB by the estimate, refused at once.

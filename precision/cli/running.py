@@ -13,12 +13,8 @@ from typing import NamedTuple
 
 from precision.cli.text import _one_line, _shorten
 from precision.core.values import InputError
-from precision.run.execute import (
-    ExecutorError,
-    RunReport,
-    check_size,
-    limits,
-)
+from precision.run.estimate import check_size, limits
+from precision.run.execute import ExecutorError, RunReport
 from precision.run.spec import StudySpec, load_spec
 
 

@@ -57,12 +57,13 @@ def run_study(
     precision.run.spec.SpecError
         For a bad spec, a plugin that cannot be imported, or a user kernel that breaks the
         batch contract (`check_kernels`).
-    precision.run.execute.TooLarge
+    precision.run.estimate.TooLarge
         The estimated memory or time is beyond this machine's limits (`check_size`), as
         ``precision run`` refuses it; ``force=True`` insists.
     """
     from precision import store
-    from precision.run.execute import check_size, execute
+    from precision.run.estimate import check_size
+    from precision.run.execute import execute
     from precision.run.study import run
 
     spec = as_spec(spec, quick=quick)

@@ -12,7 +12,7 @@ import pytest
 from precision.core.formats import cast, get_format
 from precision.core.quantise import quantisation_error, quantise
 from precision.problems import PROBLEMS
-from precision.run.execute import estimate
+from precision.run.estimate import estimate
 from precision.run.spec import Quantisation, SpecError, parse_spec
 from precision.run.study import _chunk_inputs, chunks, measure_one, run
 
