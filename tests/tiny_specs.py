@@ -16,3 +16,15 @@ log10_magnitude = [0, 2]
 sizes = [10]
 samples_per_cell = 1
 """
+
+
+FOUR_FORMATS = {
+    "name": "tiny",
+    "seed": 7,
+    "formats": ["float16", "bfloat16", "float32", "float64"],
+    "problems": ["softmax", "logsumexp"],
+    "grid": {"log10_cond": [0, 2], "log10_magnitude": [0, 2], "sizes": [10], "samples_per_cell": 2},
+    "chunk_elements": 1,  # one grid cell per chunk: eight chunks to resume
+}
+"""The executor's and the estimate's tiny spec, as a dict: the same problems and cells as
+`TINY`, in four formats with two inputs a cell (sixteen inputs, eight chunks)."""

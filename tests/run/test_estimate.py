@@ -7,20 +7,11 @@ import os
 from pathlib import Path
 
 import pytest
+from tiny_specs import FOUR_FORMATS as TINY  # eight chunks, sixteen inputs
 
 from precision.run.estimate import TooLarge, check_size, estimate
 from precision.run.spec import load_spec, parse_spec
 from precision.run.study import chunks, run
-
-# The tiny spec of test_execute.py: eight chunks, sixteen inputs in four formats.
-TINY = {
-    "name": "tiny",
-    "seed": 7,
-    "formats": ["float16", "bfloat16", "float32", "float64"],
-    "problems": ["softmax", "logsumexp"],
-    "grid": {"log10_cond": [0, 2], "log10_magnitude": [0, 2], "sizes": [10], "samples_per_cell": 2},
-    "chunk_elements": 1,  # one grid cell per chunk: eight chunks to resume
-}
 
 SHIPPED = sorted(Path(__file__).resolve().parents[2].glob("studies/*.toml"))
 GIB = 2**30

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from tiny_specs import FOUR_FORMATS as TINY  # eight chunks, sixteen inputs
 
 import precision.run.execute as execute_module
 from precision import store
@@ -19,15 +20,6 @@ from precision.cli import main, run_captured
 from precision.run.execute import ExecutorError, execute
 from precision.run.spec import load_spec, parse_spec
 from precision.run.study import chunks, run, run_chunk
-
-TINY = {
-    "name": "tiny",
-    "seed": 7,
-    "formats": ["float16", "bfloat16", "float32", "float64"],
-    "problems": ["softmax", "logsumexp"],
-    "grid": {"log10_cond": [0, 2], "log10_magnitude": [0, 2], "sizes": [10], "samples_per_cell": 2},
-    "chunk_elements": 1,  # one grid cell per chunk: eight chunks to resume
-}
 
 # Slow enough (about 12 chunks of a few tenths of a second each) to be killed in the middle.
 KILLABLE = """
