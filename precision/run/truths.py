@@ -17,7 +17,8 @@ from precision.core import metrics
 from precision.core.formats import get_format
 from precision.run.spec import StudySpec
 from precision.truth.batch import BatchTruths, ground_truths_batch
-from precision.truth.exact import GroundTruth, cache_key, truth_record, truths_from_record
+from precision.truth.exact import GroundTruth
+from precision.truth.records import cache_key, truth_record, truths_from_record
 
 
 def chunk_ground_truths(

@@ -19,7 +19,7 @@ class GroundTruthCache:
 
     Keys name everything a ground truth depends on (problem and its reference code, the
     input's exact bits, the output format, the engine and the precision rule; see
-    `precision.truth.exact.cache_key`), so a rerun or an extended study reuses what exists and a
+    `precision.truth.records.cache_key`), so a rerun or an extended study reuses what exists and a
     changed reference never meets an old record. Records are JSON (never pickle). SQLite in WAL
     mode lets several worker processes read and write the same file; each opens it lazily.
 

@@ -96,7 +96,7 @@ class BatchTruths:
     @classmethod
     def from_truths(cls, truths: list, fmts) -> BatchTruths:
         """The columns of per-input `ground_truths` results (None: undefined), e.g. records
-        read back from the cache (`truths_from_record`)."""
+        read back from the cache (`precision.truth.records.truths_from_record`)."""
         fmts = [get_format(f) for f in fmts]
         columns = _BatchColumns(len(truths), fmts, "arb")
         for b, found in enumerate(truths):
@@ -340,7 +340,7 @@ def _put_accepted(columns, at, accepted, inverse, decided, cond, prec: int, star
 def _distinct_rows(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(first, inverse): the index of each distinct input's first row, and each row's distinct
     input (``X[first][inverse]`` is X), comparing the float64 bits of whole rows (-0 and +0
-    apart, as `cache_key` does)."""
+    apart, as `precision.truth.records.cache_key` does)."""
     with np.errstate(invalid="ignore"):  # casting a signalling NaN raises the invalid flag
         bits = np.ascontiguousarray(X.astype(np.float64)).reshape(len(X), -1).view(np.uint64)
     if bits.shape[1] == 1:  # scalars: a plain sort, much cheaper than unique rows

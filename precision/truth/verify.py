@@ -2,10 +2,10 @@
 
 Each record is sealed with a checksum (`precision.store.GroundTruthCache`), which catches a
 damaged or naively edited record but not a forged one whose checksum was recomputed. A record
-that holds its input (`precision.truth.exact.INPUT_FIELDS`) can be checked against the code itself:
-its key is recomputed from the stored problem, input, formats and engine, and its truth is
-recomputed with `precision.truth.exact.ground_truths` and compared with what is stored, as far as
-the engine certifies it.
+that holds its input (`precision.truth.records.INPUT_FIELDS`) can be checked against the code
+itself: its key is recomputed from the stored problem, input, formats and engine, and its truth
+is recomputed with `precision.truth.exact.ground_truths` and compared with what is stored, as far
+as the engine certifies it.
 """
 
 from __future__ import annotations
@@ -20,13 +20,10 @@ import numpy as np
 from precision import store
 from precision.core.formats import get_format
 from precision.problems import PROBLEMS
-from precision.truth.exact import (
-    AGREEMENT,
-    COND_ACCURACY,
+from precision.truth.exact import AGREEMENT, COND_ACCURACY, UndefinedResult, ground_truths
+from precision.truth.records import (
     INPUT_FIELDS,
-    UndefinedResult,
     cache_key,
-    ground_truths,
     record_input,
     truth_code_fingerprint,
     truth_record,

@@ -324,7 +324,8 @@ def test_the_reference_needs_its_eps_and_a_member_binds_it():
 
 
 def test_each_eps_has_its_own_cache_key_and_record_that_verify_recomputes():
-    from precision.truth.exact import cache_key, ground_truths, truth_record
+    from precision.truth.exact import ground_truths
+    from precision.truth.records import cache_key, truth_record
     from precision.truth.verify import GOOD, MISMATCH, check_record
 
     x = _inputs("bfloat16", n=4, magnitude=1e-4, size=1, seed=9)[0]

@@ -24,7 +24,7 @@ from precision.problems import PROBLEMS
 from precision.problems import registry as reg
 from precision.run import plugins
 from precision.run.spec import SpecError, parse_spec
-from precision.truth.exact import cache_key
+from precision.truth.records import cache_key
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE_SPEC = ROOT / "examples" / "my_kernels.toml"
@@ -255,7 +255,7 @@ def test_an_edited_user_reference_changes_the_cache_key(example):
     problem = PROBLEMS["sigmoid"]
     x = np.array([0.5, -1.0, 2.0])
     before = cache_key(problem, x, ["float64"], engine="arb")
-    from precision.truth.exact import outside_reference_fingerprint
+    from precision.truth.records import outside_reference_fingerprint
 
     path = example.parent / "my_kernels.py"
     path.write_text(path.read_text() + "\n# edited\n")

@@ -21,7 +21,8 @@ from precision.run.spec import load_spec, parse_spec
 from precision.run.study import COLUMNS, run
 from precision.run.truths import chunk_ground_truths
 from precision.store.cache import GroundTruthCache
-from precision.truth.exact import UndefinedResult, cache_key, ground_truths
+from precision.truth.exact import UndefinedResult, ground_truths
+from precision.truth.records import cache_key
 
 FORMATS = ["float16", "bfloat16", "float32", "float64"]
 STUDY = Path(__file__).resolve().parents[2] / "studies" / "softmax.toml"

@@ -34,12 +34,9 @@ from precision.truth.exact import (
     ENGINES,
     PRECISIONS,
     UndefinedResult,
-    cache_key,
     ground_truth,
     ground_truths,
     to_mpf_array,
-    truth_record,
-    truths_from_record,
 )
 
 UINT = {16: np.uint16, 32: np.uint32, 64: np.uint64}
@@ -318,39 +315,7 @@ def test_no_global_precision_change_leaks_from_escalation(engine):
     assert flint.ctx.prec == 53
 
 
-# ------------------------------------------------------------------------ cache records
-
-
-def test_truth_record_round_trips_through_json():
-    import json
-
-    problem = PROBLEMS["softmax"]
-    x = np.array([0.5, -3.0, 2.25], dtype=np.float32)
-    truths = ground_truths(problem, x, ["float32", "float64"], engine="arb")
-    back = truths_from_record(json.loads(json.dumps(truth_record(truths))))
-    for name, truth in truths.items():
-        again = back[name]
-        assert again.exact.rounded.dtype == truth.exact.rounded.dtype
-        assert again.exact.rounded.tobytes() == truth.exact.rounded.tobytes()
-        for part in ("hi", "lo", "exp"):
-            assert np.array_equal(getattr(again.exact, part), getattr(truth.exact, part))
-        assert (again.cond, again.prec, again.certified) == (truth.cond, truth.prec, True)
-
-
-def test_cache_key_names_everything_the_truth_depends_on():
-    problem = PROBLEMS["logsumexp"]
-    x = np.array([1.0, 2.0], dtype=np.float32)
-    key = cache_key(problem, x, ["float32"], engine="arb")
-    assert key == cache_key(problem, x.astype(np.float64), ["float32"], engine="arb")
-    others = [
-        cache_key(PROBLEMS["softmax"], x, ["float32"], engine="arb"),
-        cache_key(problem, np.array([1.0, 2.5]), ["float32"], engine="arb"),
-        cache_key(problem, x, ["float64"], engine="arb"),
-        cache_key(problem, x, ["float32", "float64"], engine="arb"),
-        cache_key(problem, x, ["float32"], engine="mpmath"),
-        cache_key(problem, x, ["float32"], engine="arb", precisions=(113, 256)),
-    ]
-    assert len({key, *others}) == len(others) + 1
+# ------------------------------------------------------------------------ shared and extreme inputs
 
 
 def test_one_evaluation_certifies_every_format_of_a_shared_input():
@@ -474,31 +439,3 @@ def test_shared_output_balls_are_certified_once():
         assert a.dtype == b.dtype and a.tobytes() == b.tobytes()
     for a, b in zip(shared.values()[3], each.values()[3], strict=True):
         assert a.dtype == b.dtype and a.tobytes() == b.tobytes()
-
-
-def test_the_fingerprint_covers_every_core_module_the_truth_stage_imports():
-    """A change to any module ground truth computes with invalidates cached truths: every
-    precision.core module imported by the truth stage or by those core modules, transitively,
-    is hashed (core/arb_linalg.py, split out of numbers.py, once was not)."""
-    import ast
-    from pathlib import Path
-
-    from precision.truth.exact import reference_files
-
-    package = Path(__file__).resolve().parents[2] / "precision"
-    hashed = {path.resolve() for path in reference_files()}
-    todo = sorted((package / "truth").glob("*.py"))
-    seen: set[Path] = set()
-    while todo:
-        path = todo.pop()
-        if path in seen:
-            continue
-        seen.add(path)
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(
-                "precision.core."
-            ):
-                module = package / "core" / (node.module.split(".")[2] + ".py")
-                assert module.resolve() in hashed, f"{path.name} imports unhashed {module.name}"
-                todo.append(module)
-    assert package / "core" / "arb_linalg.py" in seen

@@ -27,13 +27,8 @@ from precision.core.numbers import ARB
 from precision.problems import PROBLEMS, Problem
 from precision.problems.summation import dyadic
 from precision.truth import shortcuts
-from precision.truth.exact import (
-    AGREEMENT,
-    COND_ACCURACY,
-    PRECISIONS,
-    ground_truths,
-    truth_record,
-)
+from precision.truth.exact import AGREEMENT, COND_ACCURACY, PRECISIONS, ground_truths
+from precision.truth.records import truth_record
 
 COVERED = ("summation", "weight_update", "cancellation", "variance", "dot")
 FORMATS = list(STUDY_FORMATS)
