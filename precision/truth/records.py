@@ -24,7 +24,8 @@ import numpy as np
 from precision.core.formats import get_format
 from precision.core.metrics import Exact
 from precision.problems.base import Problem
-from precision.truth.exact import AGREEMENT, COND_ACCURACY, PRECISIONS, ZERO_PREC, GroundTruth
+from precision.truth import exact
+from precision.truth.exact import PRECISIONS, GroundTruth
 
 REFERENCE_CORE_MODULES = (
     "numbers.py",
@@ -82,7 +83,8 @@ def cache_key(problem: Problem, x: np.ndarray, fmts, *, engine: str, precisions=
     """The key of a ground truth: problem, the input's exact bits and shape, output formats,
     engine, precision rule (ladder and tolerances) and `truth_code_fingerprint`."""
     x64 = np.ascontiguousarray(np.asarray(x, dtype=np.float64))
-    rule = (tuple(precisions), AGREEMENT, COND_ACCURACY, ZERO_PREC)
+    # Read at call time, as the ladder reads them (a patched tolerance is a different rule).
+    rule = (tuple(precisions), exact.AGREEMENT, exact.COND_ACCURACY, exact.ZERO_PREC)
     head = repr((problem.name, x64.shape, [get_format(f).name for f in fmts], engine, rule))
     if problem.params:  # a reference bound to parameters (Adam's eps): its truths differ
         head += repr(sorted(problem.params.items()))
