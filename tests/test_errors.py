@@ -93,6 +93,22 @@ E = "precision: error: "
 BAD_INPUTS = [
     # ------------------------------------------------------------- study specs (precision run)
     Bad("spec-missing", ["run", "nope.toml"], E + "nope.toml: no such study file"),
+    run_with(
+        SPEC,
+        "--dryrun",
+        id="run-option-typo",
+        message=re.escape(
+            "precision run: error: unrecognized arguments: --dryrun; did you mean --dry-run? "
+            "(see precision run --help)"
+        ),
+    ),
+    Bad(
+        "option-unknown",
+        ["eval", "softmax", "1,2", "--zzz"],
+        re.escape(
+            "precision eval: error: unrecognized arguments: --zzz (see precision eval --help)"
+        ),
+    ),
     Bad(
         "spec-folder",
         ["run", "."],
@@ -347,6 +363,17 @@ BAD_INPUTS = [
         id="eval-target-not-taken",
         message=E + "--target: softmax takes no target (--target K gives the target "
         "class of the logits of cross_entropy)",
+    ),
+    eval_with(
+        "softmax",
+        "1,2",
+        "--formats",
+        "float16",
+        id="eval-option-typo",
+        message=re.escape(
+            "precision eval: error: unrecognized arguments: --formats float16; did you mean "
+            "--format? (see precision eval --help)"
+        ),
     ),
     eval_with(
         "softmax",

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import difflib
 import os
 import sys
 import traceback
@@ -84,10 +85,36 @@ def run_captured(argv: list[str]) -> tuple[int, str, str]:
 
 class _OneLineParser(argparse.ArgumentParser):
     """argparse that reports a usage error in one line (and exit status 2), like every other
-    bad input, instead of printing the usage block first."""
+    bad input, instead of printing the usage block first; an option it does not know is
+    reported by the command it was given to, with the closest option that command has."""
+
+    commands: dict[str, argparse.ArgumentParser] | None = None  # the subcommands, by name
 
     def error(self, message: str):
         self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+    def parse_args(self, args=None, namespace=None):
+        # argparse leaves unknown words to the top-level parser, which no longer knows the
+        # command they were meant for: find it, and let it say what it expected.
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            command = (self.commands or {}).get(getattr(parsed, "command", None), self)
+            command.error(
+                f"unrecognized arguments: {' '.join(extras)}{_closest_option(command, extras)}"
+            )
+        return parsed
+
+
+def _closest_option(parser: argparse.ArgumentParser, words: list[str]) -> str:
+    """``; did you mean --x?`` for the first option-like word of ``words`` that is close to
+    one of ``parser``'s long options, else nothing."""
+    options = [o for o in parser._option_string_actions if o.startswith("--")]
+    for word in words:
+        if word.startswith("--"):
+            close = difflib.get_close_matches(word.split("=", 1)[0], options, n=1)
+            if close:
+                return f"; did you mean {close[0]}?"
+    return ""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -165,6 +192,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_report_parsers(commands)
     _add_cache_parser(commands)
     _add_debug_flag(parser, commands)
+    parser.commands = commands.choices
     return parser
 
 
