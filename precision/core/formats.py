@@ -142,20 +142,27 @@ def get_format(name_or_dtype: str | np.dtype | type | Format) -> Format:
 def common_format(fmts) -> Format:
     """The values representable in every one of ``fmts``, as a format stored in float64.
 
-    Its precision is the smallest p and its exponent range the intersection of the ranges
-    (float16 and bfloat16 share 8 bits of precision over float16's range). A value rounded to
-    it once is exactly representable in each of ``fmts``, so they all receive the same input.
+    Its precision is the smallest p, its exponent range the intersection of the ranges
+    (float16 and bfloat16 share 8 bits of precision over float16's range), and its largest
+    value the largest multiple of its top binade's spacing that no format exceeds: with
+    float8_e4m3fn (max 448 = 14 * 2**5, its top codes are NaN) and a wider format, p = 4 and
+    emax = 8 would reach 15 * 2**5 = 480 otherwise. A value rounded to it once is exactly
+    representable in each of ``fmts``, so they all receive the same input.
     """
     fmts = [get_format(f) for f in fmts]
     if len(fmts) == 1:
         return fmts[0]
+    p, emax = min(f.p for f in fmts), min(f.emax for f in fmts)
+    spacing = Fraction(2) ** (emax - p + 1)
+    largest = min(Fraction(f.max) for f in fmts) // spacing  # each max >= 2**emax: a normal
     return Format(
         name="common(" + ",".join(f.name for f in fmts) + ")",
         dtype=np.dtype(np.float64),
-        p=min(f.p for f in fmts),
+        p=p,
         emin=max(f.emin for f in fmts),
-        emax=min(f.emax for f in fmts),
+        emax=emax,
         has_inf=all(f.has_inf for f in fmts),
+        max_significand=None if largest >= 2**p - 1 else int(largest),
     )
 
 

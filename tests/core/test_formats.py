@@ -29,6 +29,7 @@ from precision.core.formats import (
     STUDY_FORMATS,
     Format,
     cast,
+    common_format,
     get_format,
     round_dyadic,
     round_to_format,
@@ -618,6 +619,49 @@ def test_float8_e4m3fn_overflow_is_nan_and_e5m2_is_inf():
     assert float(round_to_format(61440 - Fraction(1, 2**40), e5m2)) == 57344.0
     assert float(round_to_format(61440, e5m2)) == math.inf
     assert float(round_to_format(-61440, e5m2)) == -math.inf
+
+
+# ----------------------------------------------------------------------------- common format
+
+PAIRS_AND_MORE = [[a, b] for i, a in enumerate(ALL) for b in ALL[i + 1 :]] + [
+    STUDY,
+    ALL,
+    ["float16", "bfloat16", "float8_e4m3fn"],
+]
+
+
+def _representable(value: float, name: str) -> bool:
+    """Whether ``value`` is exactly a finite value of the format (its rounding leaves it)."""
+    rounded = float(round_to_format(Fraction(value), name))
+    return math.isfinite(rounded) and rounded == value
+
+
+@pytest.mark.parametrize("fmts", PAIRS_AND_MORE, ids=lambda f: "+".join(f))
+def test_common_format_max_is_the_largest_value_of_every_format(fmts):
+    """The common format's largest value lies in every format, and the next value of its
+    grid (one top-binade spacing up) exceeds some format's largest value: float8_e4m3fn's 448
+    with a wider format (p = 4, emax = 8), not 480, one of e4m3fn's NaN codes."""
+    common = common_format(fmts)
+    assert all(_representable(common.max, f) for f in fmts)
+    above = common.max + 2.0 ** (common.emax - common.p + 1)
+    assert above > min(FORMATS[f].max for f in fmts)
+    if "float8_e4m3fn" in fmts:
+        assert common.max == 448.0
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    fmts=st.sampled_from(PAIRS_AND_MORE),
+    x=st.one_of(st.floats(-600.0, 600.0), st.floats(allow_nan=False, allow_infinity=False)),
+)
+def test_a_value_rounded_to_the_common_format_is_a_value_of_every_format(fmts, x):
+    """Rounded once to the common format, a value is finite in all of ``fmts`` or overflows;
+    finite, each format holds it exactly (so every format receives the same input)."""
+    rounded = float(round_to_format(Fraction(x), common_format(fmts)))
+    if math.isfinite(rounded):
+        assert all(_representable(rounded, f) for f in fmts), rounded
+    else:
+        assert abs(x) > min(FORMATS[f].max for f in fmts)
 
 
 @pytest.mark.parametrize("name", ["float16", "bfloat16", "float32", "float64", "float8_e4m3fn"])
