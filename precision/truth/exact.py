@@ -62,10 +62,12 @@ AGREEMENT and correct rounding in every format."""
 
 ZERO_PREC = 4096
 """Lowest precision at which the mpmath engine accepts an output of exactly 0 or one exactly on
-a rounding tie (the top of PRECISIONS): two lower precisions can agree on such a value after
-both lost the same tiny term. Measured: log_softmax of float64 logits whose output is
-(x_0 - a) - e**-748 with x_0 - a a float64 tie was certified at 1024 bits on the tie's even
-neighbour; the arb engine's ball straddled the tie until 2048 bits and rounded correctly."""
+a rounding tie (the top of PRECISIONS), and then only once Arb proves it exact
+(`_exact_where_suspect`): two precisions can agree on such a value after both lost the same
+tiny term. Measured: log_softmax of float64 logits whose output is (x_0 - a) - e**-748 with
+x_0 - a a float64 tie was certified at 1024 bits on the tie's even neighbour; the arb engine's
+ball straddled the tie until 2048 bits and rounded correctly. A term below 2**-4096 relative
+(log_softmax of float16 [1, -2848]) fools even 4096 bits."""
 
 
 @dataclass(frozen=True)
@@ -217,6 +219,8 @@ def _mpmath_ground_truths(problem: Problem, x: np.ndarray, fmts, precisions) -> 
         if certified:
             break
         previous = (y, rounded)
+    if certified and prec >= ZERO_PREC:
+        certified = _exact_where_suspect(problem, x, y, fmts, prec)
     with mpmath.workprec(prec):
         exact = Exact.from_mpf(list(y))
         cond_value = float(cond)
@@ -246,6 +250,33 @@ def _agree(previous, current, prec: int, fmt: Format) -> bool:
         return False
     with mpmath.workprec(prec):
         return all(a == b or abs(a - b) <= AGREEMENT * abs(b) for a, b in zip(y0, y1, strict=True))
+
+
+def _exact_where_suspect(problem: Problem, x: np.ndarray, y, fmts, prec: int) -> bool:
+    """Whether every output of the mpmath evaluation ``y`` that is exactly 0 or exactly on a
+    rounding tie of one of ``fmts`` is that value exactly, decided by Arb at ``prec`` bits.
+
+    Agreement of two precisions cannot see a term below 2**-prec relative, not even at the
+    top of the ladder: log_softmax of float16 [1, -2848] is (-2849) - log1p(e**-2849), a
+    float16 tie minus e**-2849 (about 2**-4110), which rounds away from the tie; mpmath at
+    2048 and 4096 bits both give the tie, and certified its even neighbour. Arb's ball of
+    radius 0 proves a value exact (here it straddles the tie: the row stays uncertified).
+    """
+    suspects = [
+        i for i, v in enumerate(y) if v == 0 or any(is_rounding_tie(v, fmt) for fmt in fmts)
+    ]
+    if not suspects:
+        return True
+    with ARB.workprec(prec):
+        balls, _ = problem.evaluate_reference(x, ARB)
+    for i in suspects:
+        ball = balls[i]
+        if not (ball.is_finite() and ball.rad() == 0):
+            return False
+        man, exp = ball.man_exp()
+        if mpmath.mpf((int(man), int(exp))) != y[i]:
+            return False
+    return True
 
 
 def _same_value(a: np.generic, b: np.generic) -> bool:

@@ -23,6 +23,7 @@ from precision.core.formats import (
     cast,
     common_format,
     get_format,
+    is_rounding_tie,
     round_to_format,
     round_to_format_array,
 )
@@ -220,6 +221,42 @@ def _exact_value(exact, i: int) -> mpmath.mpf:
     """(hi + lo) * 2**exp of component i, exactly (inside a high workprec)."""
     hi, lo = mpmath.mpf(float(exact.hi[i])), mpmath.mpf(float(exact.lo[i]))
     return mpmath.ldexp(hi + lo, int(exact.exp[i]))
+
+
+TIES_MISSED_BELOW_THE_CAP = [  # x_1 - x_0 is a tie of the format, e**(x_1 - x_0) < 2**-4096
+    ("log_softmax", "float16", [[1.0, -2848.0]]),
+    ("log_softmax", "bfloat16", [[8.0, -3072.0]]),
+    ("log_softmax", "float32", [[2.0**-12, -4096.0]]),
+    ("cross_entropy", "float16", [[1.0, -2848.0], [0.0, 1.0]]),
+]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize(("problem_name", "fmt", "values"), TIES_MISSED_BELOW_THE_CAP)
+def test_a_tie_missed_by_less_than_the_cap_is_not_certified(problem_name, fmt, values, engine):
+    """log_softmax's y_1 = d - log1p(e**d) and cross-entropy's -d + log1p(e**d), d = x_1 - x_0,
+    lie strictly beyond d, a tie of the format, by less than 2**-4096 relative: every rung of
+    the ladder sees the tie, so neither engine may certify its even neighbour (the mpmath
+    engine did, until it asked Arb whether the tie is exact)."""
+    x = cast(np.array(values), fmt)
+    d = mpmath.mpf(float(x.flat[1])) - mpmath.mpf(float(x.flat[0]))
+    assert is_rounding_tie(d, fmt)
+    assert ground_truth(PROBLEMS[problem_name], x, fmt, engine=engine).certified is False
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize(
+    ("values", "want"),
+    [([2048.0, 1.0], 2048.0), ([3.0, -3.0], 0.0)],  # 2049: a tie of float16, to even
+    ids=["tie", "zero"],
+)
+def test_an_exact_tie_or_zero_is_certified(values, want, engine):
+    """A sum of floats that is exactly a tie or exactly 0 is certified by both engines (the
+    mpmath engine once Arb proves it exact at the top of the ladder)."""
+    truth = ground_truth(
+        PROBLEMS["summation"], np.array(values, np.float16), "float16", engine=engine
+    )
+    assert truth.certified and float(truth.exact.rounded[0]) == want
 
 
 def test_unknown_engine_is_rejected():
