@@ -293,6 +293,10 @@ class Problem:
     params : mapping of str to float
         The values of ``reference_params`` a bound problem evaluates its reference with
         (`with_params`; `evaluate_reference` passes them); empty until bound.
+    reference_reads_format : bool
+        The exact result depends on the format of the input array, not only on its values
+        (batchnorm_finfo_eps: eps = finfo(format).eps). Its ground truth is then never shared
+        between formats whose rounded inputs happen to be equal (`precision.run.truths`).
     """
 
     name: str
@@ -312,6 +316,7 @@ class Problem:
     magnitude_name: str = "max|x|"
     reference_params: tuple[str, ...] = ()
     params: Mapping[str, float] = field(default_factory=dict, hash=False)
+    reference_reads_format: bool = False
 
     def with_params(self, **params: float) -> Problem:
         """The problem whose reference runs with ``params`` (exactly its `reference_params`).

@@ -172,8 +172,11 @@ def condition64(X: np.ndarray, eps: float = float(EPS)) -> np.ndarray:
         return per_row.max(axis=1) / (s[:, 0] * np.abs(z).max(axis=1))
 
 
-def _problem(name: str, description: str, reference, eps_rule, eps64: float) -> Problem:
-    """A batch-norm problem; ``eps64`` is the eps its float64 candidate estimates use."""
+def _problem(
+    name: str, description: str, reference, eps_rule, eps64: float, *, reads_format: bool
+) -> Problem:
+    """A batch-norm problem; ``eps64`` is the eps its float64 candidate estimates use;
+    ``reads_format``: the reference takes eps from its input's format."""
     return Problem(
         name=name,
         description=description,
@@ -183,6 +186,7 @@ def _problem(name: str, description: str, reference, eps_rule, eps64: float) -> 
         estimate=lambda X: (condition64(X, eps64), mean_magnitudes(X)),
         variants={n: batchnorm_variant(s, eps_rule) for n, s in STATISTICS.items()},
         magnitude_name="|mean x|",
+        reference_reads_format=reads_format,
     )
 
 
@@ -192,6 +196,7 @@ BATCHNORM = _problem(
     batchnorm_reference,
     lambda fmt: EPS,
     float(EPS),
+    reads_format=False,
 )
 
 BATCHNORM_FINFO_EPS = _problem(
@@ -200,6 +205,7 @@ BATCHNORM_FINFO_EPS = _problem(
     batchnorm_finfo_reference,
     format_eps,
     float(format_eps(get_format("float64"))),  # candidates are float64
+    reads_format=True,
 )
 
 

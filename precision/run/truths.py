@@ -30,15 +30,19 @@ def chunk_ground_truths(
 
     Per input, the keys whose inputs are identical (always with shared_inputs; often float32
     and float64 for data stored in float32) share one evaluation, certified for all of their
-    formats. The inputs with the same grouping of keys are certified together, a batch per
-    group (`_group_truths`: `ground_truths_batch`, through the cache), so a chunk makes a few
-    calls, not one per input. A key whose input is not finite in a row is absent there. The
-    seconds count every evaluation, those of inputs without an exact result included.
+    formats, unless the problem's reference reads the format of its input
+    (``Problem.reference_reads_format``). The inputs with the same grouping of keys are
+    certified together, a batch per group (`_group_truths`: `ground_truths_batch`, through the
+    cache), so a chunk makes a few calls, not one per input. A key whose input is not finite in
+    a row is absent there. The seconds count every evaluation, those of inputs without an
+    exact result included.
     """
     formats = formats or {}
     keys = list(inputs)
     batch = len(next(iter(inputs.values()))) if keys else 0
     leaders = _group_leaders([inputs[k] for k in keys], batch)
+    if problem.reference_reads_format:  # equal inputs of two formats have different truths
+        leaders = np.where(leaders >= 0, np.arange(len(keys))[:, None], -1)
     parts: dict[str, list] = {k: [] for k in keys}
     seconds = 0.0
     patterns, where = np.unique(leaders.T, axis=0, return_inverse=True)

@@ -21,7 +21,7 @@ from precision.run.spec import load_spec, parse_spec
 from precision.run.study import COLUMNS, run
 from precision.run.truths import chunk_ground_truths
 from precision.store.cache import GroundTruthCache
-from precision.truth.exact import UndefinedResult, ground_truths
+from precision.truth.exact import UndefinedResult, ground_truth, ground_truths
 from precision.truth.records import cache_key
 
 FORMATS = ["float16", "bfloat16", "float32", "float64"]
@@ -434,6 +434,26 @@ def test_a_chunks_ground_truths_are_each_inputs_own(problem_name, cached, tmp_pa
                     assert _truth_fields(truth) == _truth_fields(expected[b][key]), (key, b)
     if cached:  # one record per defined input and group, identical inputs sharing one
         assert len(cache) == len(records)
+
+
+@pytest.mark.parametrize("problem_name", ["batchnorm_finfo_eps", "batchnorm"])
+def test_equal_inputs_share_a_ground_truth_only_where_the_reference_ignores_the_format(
+    problem_name,
+):
+    """batchnorm_finfo_eps takes eps = finfo(format).eps from its input's format
+    (`Problem.reference_reads_format`): a batch equal in float32 and float64 (every value a
+    float32) has a different exact result in each, and with a variance of about 2**-22 the
+    two eps (2**-23, 2**-52) change it by about a quarter. Each format gets the truth of its
+    own input alone; batchnorm (eps = 1e-5 in every format) still shares one evaluation."""
+    problem = PROBLEMS[problem_name]
+    x = np.array([[1.0, 1.0 + 2**-10, 1.0, 1.0]])
+    inputs = {"float32": x.astype(np.float32), "float64": x.astype(np.float64)}
+    found, _ = chunk_ground_truths(SimpleNamespace(engine="arb"), problem, inputs, None)
+    alone = {f: ground_truth(problem, inputs[f][0], f, engine="arb") for f in inputs}
+    for fmt in inputs:
+        assert _truth_fields(found[fmt].truth(0)) == _truth_fields(alone[fmt]), fmt
+    differ = alone["float32"].cond != alone["float64"].cond
+    assert differ == problem.reference_reads_format
 
 
 def test_a_reference_parameter_gives_each_member_its_own_ground_truth():
