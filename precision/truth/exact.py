@@ -274,8 +274,9 @@ def _exact_where_suspect(problem: Problem, x: np.ndarray, y, fmts, prec: int) ->
         if not (ball.is_finite() and ball.rad() == 0):
             return False
         man, exp = ball.man_exp()
-        if mpmath.mpf((int(man), int(exp))) != y[i]:
-            return False
+        with mpmath.workprec(prec):  # an mpf holds the ball's midpoint exactly only this wide
+            if mpmath.mpf((int(man), int(exp))) != y[i]:
+                return False
     return True
 
 

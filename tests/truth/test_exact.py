@@ -246,16 +246,19 @@ def test_a_tie_missed_by_less_than_the_cap_is_not_certified(problem_name, fmt, v
 
 @pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize(
-    ("values", "want"),
-    [([2048.0, 1.0], 2048.0), ([3.0, -3.0], 0.0)],  # 2049: a tie of float16, to even
-    ids=["tie", "zero"],
+    ("values", "fmt", "want"),
+    [
+        ([2048.0, 1.0], "float16", 2048.0),  # 2049: a tie of float16, to even
+        ([1.0, 2.0**-53], "float64", 1.0),  # a tie of float64: 54 significant bits
+        ([3.0, -3.0], "float16", 0.0),
+    ],
+    ids=["tie", "float64-tie", "zero"],
 )
-def test_an_exact_tie_or_zero_is_certified(values, want, engine):
+def test_an_exact_tie_or_zero_is_certified(values, fmt, want, engine):
     """A sum of floats that is exactly a tie or exactly 0 is certified by both engines (the
-    mpmath engine once Arb proves it exact at the top of the ladder)."""
-    truth = ground_truth(
-        PROBLEMS["summation"], np.array(values, np.float16), "float16", engine=engine
-    )
+    mpmath engine once Arb proves it exact at the top of the ladder, comparing the two at
+    the working precision: a float64 tie has 54 bits)."""
+    truth = ground_truth(PROBLEMS["summation"], cast(np.array(values), fmt), fmt, engine=engine)
     assert truth.certified and float(truth.exact.rounded[0]) == want
 
 
