@@ -487,7 +487,11 @@ def quantise_per_tensor(
 
     ``S = RN_float32(amax / max_elem)`` per row, element ``RN_sat(x_i / S)``, dequantised
     ``element * S`` (exact). Since S is rounded, ``amax / S`` can exceed ``max_elem`` by at most
-    a float32 rounding (relative ``2**-24``), which rounds back to ``max_elem``.
+    a float32 rounding (relative ``2**-24``), which rounds back to ``max_elem``. That holds
+    while S is a normal float32 (``amax >= max_elem * 2**-126``: 2**-117.2 for E4M3): a
+    subnormal S is rounded far more coarsely (amax = 2**-140 gives S = 2**-149, amax / S = 512,
+    saturated to 448: 12.5% error); and an amax beyond float32's range saturates S at float32's
+    largest value, so such a row (float64 input only) dequantises far below its values.
 
     Parameters
     ----------
@@ -535,10 +539,13 @@ def quantise_nvfp4(x: np.ndarray, *, block_size: int = 16) -> Quantised:
     Returns
     -------
     Quantised
-        A block whose ``amax_b / (6 S)`` is below half E4M3's least subnormal (``2**-10``, i.e.
-        ``amax_b < amax * 2**-10 / 448``) gets scale 0 and dequantises to (signed) zeros;
-        because ``s_b`` is rounded, the block's amax can round past 6 and saturate (relative
-        error at most ``2**-4``, E4M3's u). A row holding inf or NaN is NaN throughout.
+        A block whose ``amax_b / (6 S)`` is at or below half E4M3's least subnormal
+        (``2**-10``, i.e. ``amax_b <= amax * 2**-10 / 448``; the tie rounds to even, 0) gets
+        scale 0 and dequantises to (signed) zeros; because ``s_b`` is rounded, the block's amax
+        can round past 6 and saturate (relative error at most ``2**-4``, E4M3's u) while S is
+        a normal float32 (``amax >= 2688 * 2**-126``); a subnormal S, or an amax beyond
+        float32's range (S saturates), can err far more, as in `quantise_per_tensor`. A row
+        holding inf or NaN is NaN throughout.
     """
     x = _rows(x, block_size)
     n = x.shape[-1]
