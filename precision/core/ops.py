@@ -82,8 +82,9 @@ def check_order(order: str | None) -> None:
 def pairwise_tree(s: np.ndarray, add: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> np.ndarray:
     """Pairwise summation along the last axis: adjacent pairs added level by level.
 
-    s^(0) = s; s^(l+1)_j = add(s^(l)_{2j}, s^(l)_{2j+1}), an odd level first padded with an
-    exact +0 of s's dtype (x + 0 = x exactly, so the padding never rounds). After
+    s^(0) = s; s^(l+1)_j = add(s^(l)_{2j}, s^(l)_{2j+1}), an odd level first padded with -0
+    of s's dtype (x + (-0) = x exactly for every x, +0 and -0 included, so the padding never
+    rounds and never changes a sign: a +0 pad turned a sum of -0s into +0). After
     ceil(log2 n) levels one value per row remains, shape ``s.shape[:-1] + (1,)``; every term
     meets at most ceil(log2 n) roundings, hence |E| <= gamma_{ceil(log2 n)} sum|s_i| (Higham
     2002, (4.6)). The rows of a batch share the tree, so each row's sum is its sum alone. An
@@ -98,7 +99,7 @@ def pairwise_tree(s: np.ndarray, add: Callable[[np.ndarray, np.ndarray], np.ndar
     """
     while s.shape[-1] > 1:
         if s.shape[-1] % 2:
-            s = np.concatenate([s, np.zeros((*s.shape[:-1], 1), dtype=s.dtype)], axis=-1)
+            s = np.concatenate([s, np.full((*s.shape[:-1], 1), -0.0, dtype=s.dtype)], axis=-1)
         s = add(s[..., 0::2], s[..., 1::2])
     return s
 
@@ -172,6 +173,8 @@ class NumpyOps:
             `pairwise_tree` with ``np.add``: |E| <= gamma_{ceil(log2 n)} sum|a_i|.
         """
         check_order(order)
+        if np.shape(a)[-1] == 0:  # an empty row sums to 0 in every order
+            return np.sum(a, axis=-1, keepdims=True)
         if order == "recursive":
             return np.add.accumulate(a, axis=-1)[..., -1:]
         if order == "pairwise":
