@@ -185,6 +185,11 @@ BAD_INPUTS = [
         "got 100000000",
     ),
     run_with(
+        spec_with("sizes = [10]", "sizes = [10, 10]"),
+        id="spec-size-twice",
+        message=E + "study.toml: grid.sizes: lists a value twice",
+    ),
+    run_with(
         spec_with("log10_cond = [0, 2]", "log10_cond = [3, 1]"),
         id="spec-grid-inverted",
         message=E + "study.toml: grid.log10_cond: is empty or inverted: [3, 1]",

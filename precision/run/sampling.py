@@ -78,7 +78,9 @@ def sample_cell(
     For a batched problem (``Problem.batched``: its ``propose`` takes one target per
     candidate) every sample's targets are drawn first and all their candidates are proposed
     and estimated in one call; other problems propose each sample's candidates in turn. The
-    two draw different (equally distributed) inputs from the same generator.
+    two draw different (equally distributed) inputs from the same generator. So a batched
+    problem's samples depend on how many are drawn: raising ``samples`` redraws every input
+    of the cell (sample 0 included), where another problem's first samples stay as they were.
 
     A cell that is not `reachable` gives ``samples`` Nones without drawing from ``rng`` (which
     must then be the cell's own generator, `cell_rng`, as the study's is: other cells' inputs

@@ -519,6 +519,8 @@ def _grid(grid, problems, fail) -> Grid:
         raise fail("grid.sizes", f"must be a non-empty list of positive integers, got {sizes!r}")
     if max(sizes) > MAX_SIZE:
         raise fail("grid.sizes", f"sizes above {MAX_SIZE:,} are not supported, got {max(sizes)}")
+    if len(set(sizes)) != len(sizes):  # one size twice would measure its inputs twice
+        raise fail("grid.sizes", "lists a value twice")
     _check_matrix_sizes(sizes, problems, fail)
     samples = _samples(grid.get("samples_per_cell"), "grid.samples_per_cell", fail)
     overrides = grid.get("problem_samples", {})
